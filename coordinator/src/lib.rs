@@ -1,0 +1,15 @@
+//! vigil's coordinator: turns a suite into jobs, aggregates results into a
+//! run summary with confidence intervals, and gates on it.
+//!
+//! It never calls a model backend: workers do.
+
+pub mod aggregate;
+pub mod dataset;
+pub mod dispatch;
+pub mod gates;
+pub mod render;
+pub mod run;
+pub mod stats;
+pub mod suite;
+pub mod table;
+pub mod validate;

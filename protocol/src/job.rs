@@ -1,0 +1,264 @@
+//! A job: one shard of a run's items, with everything a worker needs to
+//! evaluate them and nothing more (no secrets: a worker maps the target's
+//! base URL to an API key through its own configuration).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A shard of a run, published on `vigil.jobs.<pool>` with
+/// `Nats-Msg-Id = <run_id>/<job_index>`.
+///
+/// ```
+/// use vigil_protocol::*;
+/// let job = Job { run_id: "r".into(), job_index: 0, ..Default::default() };
+/// let back: Job = decode(&encode(&job).unwrap()).unwrap();
+/// assert_eq!(back, job);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Job {
+    /// The run (a UUID).
+    pub run_id: String,
+    /// The shard's position in the run, from 0.
+    pub job_index: u64,
+    /// The suite's name.
+    pub suite: String,
+    /// The model endpoint to call.
+    pub target: TargetSpec,
+    /// How to score each output.
+    pub scorers: Vec<ScorerSpec>,
+    /// The items of this shard, prompts already rendered.
+    pub items: Vec<Item>,
+    /// Unix milliseconds after which the items are failed as `deadline`.
+    pub deadline_unix_ms: Option<u64>,
+    /// How many characters of each output to keep in the result (0: none).
+    pub keep_output_chars: u32,
+}
+
+/// One dataset item, rendered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Item {
+    /// Position in the dataset, from 0; unique within a run.
+    pub index: u64,
+    /// The item's id (the dataset's `id_field`, else its line number).
+    pub id: String,
+    /// What to send to the model.
+    pub prompt: Prompt,
+    /// Rendered reference per scorer name.
+    pub references: BTreeMap<String, String>,
+    /// Item tags for slicing (language, category, ...).
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A rendered prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    /// Chat messages for `/chat/completions`.
+    Chat(Vec<ChatMessage>),
+    /// A completion prompt for `/completions`.
+    Completion(String),
+}
+
+impl Default for Prompt {
+    fn default() -> Self {
+        Prompt::Chat(Vec::new())
+    }
+}
+
+/// One chat message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ChatMessage {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The text.
+    pub content: String,
+}
+
+/// Which OpenAI-compatible endpoint a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum EndpointKind {
+    /// `POST {base_url}/chat/completions`.
+    #[default]
+    Chat,
+    /// `POST {base_url}/completions`.
+    Completions,
+}
+
+/// A model endpoint as a job carries it: no API key, only where to call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TargetSpec {
+    /// The target's name in the suite.
+    pub name: String,
+    /// Chat or completions.
+    pub kind: EndpointKind,
+    /// Base URL, for example `http://localhost:8000/v1`.
+    pub base_url: String,
+    /// The `model` field of the request.
+    pub model: String,
+    /// Sampling parameters.
+    pub params: SamplingParams,
+    /// Timeout of one HTTP attempt, milliseconds.
+    pub timeout_ms: u64,
+    /// Most requests in flight to this target from one worker.
+    pub max_concurrency: u32,
+    /// Retries after the first attempt for retryable failures.
+    pub max_retries: u32,
+}
+
+/// Sampling parameters sent with each request; unset ones are not sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SamplingParams {
+    /// Temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Most tokens to generate.
+    pub max_tokens: Option<u32>,
+    /// Seed, for backends that honour it.
+    pub seed: Option<u64>,
+    /// Stop sequences.
+    pub stop: Vec<String>,
+}
+
+/// A scorer as a job carries it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ScorerSpec {
+    /// The scorer's name in the suite (the key of its summary).
+    pub name: String,
+    /// An item passes when its value is at least this (default: the kind's own rule).
+    pub threshold: Option<f64>,
+    /// What it computes.
+    #[serde(deserialize_with = "lenient_kind")]
+    pub kind: ScorerKind,
+}
+
+/// Decodes a scorer kind, turning a kind this version does not know (or
+/// whose parameters it cannot read) into [`ScorerKind::Unknown`] instead of
+/// failing the whole job: its items then fail with a reason.
+fn lenient_kind<'de, D: serde::Deserializer<'de>>(de: D) -> Result<ScorerKind, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Lenient {
+        Known(ScorerKind),
+        Other { kind: String },
+    }
+    Ok(match Lenient::deserialize(de)? {
+        Lenient::Known(kind) => kind,
+        Lenient::Other { kind } => ScorerKind::Unknown { name: kind },
+    })
+}
+
+/// Text normalisation applied to output and reference before comparing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Normalization {
+    /// Trim leading and trailing whitespace (default on).
+    pub trim: bool,
+    /// Compare case-insensitively.
+    pub ignore_case: bool,
+    /// Collapse runs of whitespace into one space.
+    pub collapse_whitespace: bool,
+    /// Remove ASCII and Unicode punctuation.
+    pub remove_punctuation: bool,
+    /// Remove the English articles a, an, the (SQuAD-style).
+    pub remove_articles: bool,
+}
+
+impl Default for Normalization {
+    fn default() -> Self {
+        Normalization {
+            trim: true,
+            ignore_case: false,
+            collapse_whitespace: false,
+            remove_punctuation: false,
+            remove_articles: false,
+        }
+    }
+}
+
+/// The scorer kinds a worker knows. On the wire `{kind: <name>, params: {..}}`.
+/// Inside a [`ScorerSpec`], a kind this worker does not know decodes as
+/// [`ScorerKind::Unknown`] and fails its items with a reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "params", rename_all = "snake_case")]
+pub enum ScorerKind {
+    /// Output equals the reference after normalisation.
+    ExactMatch {
+        /// Normalisation of both sides.
+        #[serde(default)]
+        normalize: Normalization,
+    },
+    /// Output contains the reference after normalisation.
+    Contains {
+        /// Normalisation of both sides.
+        #[serde(default)]
+        normalize: Normalization,
+    },
+    /// Output matches a regular expression (the reference, when given, must
+    /// equal the first capture group, or the whole match if there is none).
+    Regex {
+        /// The pattern (Rust `regex` syntax).
+        pattern: String,
+    },
+    /// The answer's number is within tolerance of the reference number.
+    Numeric {
+        /// Absolute tolerance.
+        #[serde(default)]
+        tolerance: f64,
+        /// Relative tolerance, as a fraction of the reference.
+        #[serde(default)]
+        relative_tolerance: f64,
+    },
+    /// The multiple-choice letter in the output equals the reference letter.
+    Choice {
+        /// The allowed letters, for example `ABCD`.
+        #[serde(default = "default_choices")]
+        choices: String,
+    },
+    /// The output is JSON and, when a schema is given, valid against it.
+    JsonSchema {
+        /// The JSON Schema as JSON text; `None`: only check that it parses.
+        #[serde(default)]
+        schema: Option<String>,
+    },
+    /// A kind this version of vigil does not know, by name.
+    Unknown {
+        /// The kind's name as the job gave it.
+        name: String,
+    },
+}
+
+fn default_choices() -> String {
+    "ABCD".to_string()
+}
+
+impl Default for ScorerKind {
+    fn default() -> Self {
+        ScorerKind::ExactMatch { normalize: Normalization::default() }
+    }
+}
+
+impl ScorerKind {
+    /// The kind's name as written in a suite (`exact_match`, `numeric`, ...).
+    ///
+    /// ```
+    /// assert_eq!(vigil_protocol::ScorerKind::default().name(), "exact_match");
+    /// ```
+    pub fn name(&self) -> &'static str {
+        match self {
+            ScorerKind::ExactMatch { .. } => "exact_match",
+            ScorerKind::Contains { .. } => "contains",
+            ScorerKind::Regex { .. } => "regex",
+            ScorerKind::Numeric { .. } => "numeric",
+            ScorerKind::Choice { .. } => "choice",
+            ScorerKind::JsonSchema { .. } => "json_schema",
+            ScorerKind::Unknown { .. } => "unknown",
+        }
+    }
+}

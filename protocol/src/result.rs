@@ -1,0 +1,196 @@
+//! Results: one [`JobResult`] per finished job on `vigil.results.<run_id>.<job_index>`.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// The results of one job, published before the job is acked.
+///
+/// ```
+/// use vigil_protocol::*;
+/// let r = JobResult { run_id: "r".into(), job_index: 2, ..Default::default() };
+/// let back: JobResult = decode(&encode(&r).unwrap()).unwrap();
+/// assert_eq!(back.job_index, 2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct JobResult {
+    /// The run.
+    pub run_id: String,
+    /// The job's index in the run.
+    pub job_index: u64,
+    /// Who evaluated it (host and process).
+    pub worker_id: String,
+    /// The JetStream delivery count of the job when it was evaluated.
+    pub delivery: u64,
+    /// One result per item of the job.
+    pub items: Vec<ItemResult>,
+}
+
+/// What became of one item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ItemResult {
+    /// The item's index in the run.
+    pub index: u64,
+    /// The item's id.
+    pub id: String,
+    /// Set when the item failed; then `scores` is empty.
+    pub error: Option<ItemError>,
+    /// The model's output, cut to the job's `keep_output_chars`.
+    pub output: Option<String>,
+    /// One score per scorer of the job, in the job's order.
+    pub scores: Vec<Score>,
+    /// Time of the successful backend call, milliseconds.
+    pub latency_ms: f64,
+    /// Token counts the backend reported.
+    pub usage: TokenUsage,
+    /// HTTP attempts made (1 without retries).
+    pub attempts: u32,
+    /// The backend's finish reason (`stop`, `length`, ...).
+    pub finish_reason: Option<String>,
+    /// The model name the backend reported.
+    pub response_model: Option<String>,
+    /// Whether the output came from the response cache.
+    pub cached: bool,
+    /// The item's tags, copied from the job for slicing.
+    pub tags: BTreeMap<String, String>,
+    /// Trace id of the item's model-call span, hex.
+    pub trace_id: Option<String>,
+    /// Span id of the item's model-call span, hex.
+    pub span_id: Option<String>,
+}
+
+impl ItemResult {
+    /// Whether the item was scored (as opposed to failed).
+    pub fn is_scored(&self) -> bool {
+        self.error.is_none()
+    }
+}
+
+/// Why an item failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct ItemError {
+    /// The error's kind (the key of `errors` in the summary).
+    pub kind: ErrorKind,
+    /// A short human-readable reason; never contains secrets.
+    pub message: String,
+}
+
+/// The kinds of item failure. On the wire a snake_case string; a kind this
+/// version does not know decodes as [`ErrorKind::Other`] with its name.
+///
+/// ```
+/// use vigil_protocol::ErrorKind;
+/// assert_eq!(ErrorKind::from("rate_limited".to_string()), ErrorKind::RateLimited);
+/// assert_eq!(ErrorKind::from("new_kind".to_string()).as_str(), "new_kind");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(from = "String", into = "String")]
+pub enum ErrorKind {
+    /// The backend did not answer within the timeout, on every attempt.
+    Timeout,
+    /// The backend could not be reached (refused, reset, DNS).
+    Connection,
+    /// HTTP 429 on every attempt.
+    RateLimited,
+    /// HTTP 5xx on every attempt.
+    ServerError,
+    /// HTTP 4xx other than 429 (not retried).
+    ClientError,
+    /// The body was not the expected JSON.
+    InvalidResponse,
+    /// The response had no choices or no text.
+    EmptyResponse,
+    /// The job named a backend this worker's configuration does not allow.
+    BackendNotAllowed,
+    /// A scorer could not run (bad schema, unknown kind).
+    Scorer,
+    /// The job failed on every delivery up to MaxDeliver.
+    MaxDeliveries,
+    /// The run's deadline passed before the item was evaluated.
+    Deadline,
+    /// Anything else, with its name.
+    #[default]
+    Unknown,
+    /// A kind named by a newer version.
+    Other(String),
+}
+
+impl ErrorKind {
+    /// The snake_case name.
+    pub fn as_str(&self) -> &str {
+        match self {
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Connection => "connection",
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::ServerError => "server_error",
+            ErrorKind::ClientError => "client_error",
+            ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::EmptyResponse => "empty_response",
+            ErrorKind::BackendNotAllowed => "backend_not_allowed",
+            ErrorKind::Scorer => "scorer",
+            ErrorKind::MaxDeliveries => "max_deliveries",
+            ErrorKind::Deadline => "deadline",
+            ErrorKind::Unknown => "unknown",
+            ErrorKind::Other(name) => name,
+        }
+    }
+}
+
+impl From<String> for ErrorKind {
+    fn from(name: String) -> Self {
+        match name.as_str() {
+            "timeout" => ErrorKind::Timeout,
+            "connection" => ErrorKind::Connection,
+            "rate_limited" => ErrorKind::RateLimited,
+            "server_error" => ErrorKind::ServerError,
+            "client_error" => ErrorKind::ClientError,
+            "invalid_response" => ErrorKind::InvalidResponse,
+            "empty_response" => ErrorKind::EmptyResponse,
+            "backend_not_allowed" => ErrorKind::BackendNotAllowed,
+            "scorer" => ErrorKind::Scorer,
+            "max_deliveries" => ErrorKind::MaxDeliveries,
+            "deadline" => ErrorKind::Deadline,
+            "unknown" => ErrorKind::Unknown,
+            _ => ErrorKind::Other(name),
+        }
+    }
+}
+
+impl From<ErrorKind> for String {
+    fn from(kind: ErrorKind) -> Self {
+        kind.as_str().to_string()
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One scorer's verdict on one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Score {
+    /// The scorer's name.
+    pub scorer: String,
+    /// The value, in [0, 1].
+    pub value: f64,
+    /// Whether the item passes this scorer.
+    pub passed: bool,
+    /// A short explanation (what was extracted, what differed).
+    pub detail: String,
+}
+
+/// Token counts of one call, as the backend reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct TokenUsage {
+    /// Prompt tokens.
+    pub input: u64,
+    /// Completion tokens.
+    pub output: u64,
+}

@@ -1,0 +1,171 @@
+//! Every message type decodes as a plain MessagePack map with named fields,
+//! the way a client in another language (Python's msgpack, JS's
+//! @msgpack/msgpack) sees it, and unknown fields or kinds do not break readers.
+
+use rmpv::Value;
+use std::collections::BTreeMap;
+use vigil_protocol::*;
+
+fn as_map(bytes: &[u8]) -> BTreeMap<String, Value> {
+    let value = rmpv::decode::read_value(&mut &bytes[..]).expect("valid msgpack");
+    let Value::Map(entries) = value else { panic!("top level is not a map: {value:?}") };
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.as_str().expect("string keys").to_string(), v))
+        .collect()
+}
+
+fn sample_job() -> Job {
+    Job {
+        run_id: "0190a0a0-0000-7000-8000-000000000000".into(),
+        job_index: 3,
+        suite: "arith".into(),
+        target: TargetSpec {
+            name: "stub".into(),
+            kind: EndpointKind::Chat,
+            base_url: "http://127.0.0.1:9/v1".into(),
+            model: "m".into(),
+            params: SamplingParams { temperature: Some(0.0), max_tokens: Some(8), seed: Some(7), ..Default::default() },
+            timeout_ms: 1000,
+            max_concurrency: 4,
+            max_retries: 2,
+        },
+        scorers: vec![
+            ScorerSpec { name: "exact".into(), threshold: None, kind: ScorerKind::default() },
+            ScorerSpec {
+                name: "num".into(),
+                threshold: Some(1.0),
+                kind: ScorerKind::Numeric { tolerance: 0.5, relative_tolerance: 0.0 },
+            },
+        ],
+        items: vec![Item {
+            index: 0,
+            id: "q1".into(),
+            prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: "1+1".into() }]),
+            references: [("exact".to_string(), "2".to_string())].into(),
+            tags: [("lang".to_string(), "en".to_string())].into(),
+        }],
+        deadline_unix_ms: None,
+        keep_output_chars: 100,
+    }
+}
+
+#[test]
+fn job_is_a_map_with_named_fields() {
+    let map = as_map(&encode(&sample_job()).unwrap());
+    assert_eq!(map["run_id"].as_str(), Some("0190a0a0-0000-7000-8000-000000000000"));
+    assert_eq!(map["job_index"].as_u64(), Some(3));
+    let target = &map["target"];
+    assert_eq!(target["base_url"].as_str(), Some("http://127.0.0.1:9/v1"));
+    assert_eq!(target["kind"].as_str(), Some("chat"));
+    let scorers = map["scorers"].as_array().unwrap();
+    assert_eq!(scorers[1]["kind"]["kind"].as_str(), Some("numeric"));
+    assert_eq!(scorers[1]["kind"]["params"]["tolerance"].as_f64(), Some(0.5));
+    let item = &map["items"].as_array().unwrap()[0];
+    assert_eq!(item["references"]["exact"].as_str(), Some("2"));
+    assert_eq!(item["prompt"]["chat"][0]["content"].as_str(), Some("1+1"));
+}
+
+#[test]
+fn job_result_is_a_map_with_named_fields() {
+    let result = JobResult {
+        run_id: "r".into(),
+        job_index: 1,
+        worker_id: "w".into(),
+        delivery: 2,
+        items: vec![ItemResult {
+            index: 5,
+            id: "q5".into(),
+            error: Some(ItemError { kind: ErrorKind::RateLimited, message: "429 x3".into() }),
+            latency_ms: 12.5,
+            usage: TokenUsage { input: 3, output: 1 },
+            ..Default::default()
+        }],
+    };
+    let map = as_map(&encode(&result).unwrap());
+    assert_eq!(map["delivery"].as_u64(), Some(2));
+    let item = &map["items"].as_array().unwrap()[0];
+    assert_eq!(item["error"]["kind"].as_str(), Some("rate_limited"));
+    assert_eq!(item["usage"]["input"].as_u64(), Some(3));
+    assert_eq!(item["latency_ms"].as_f64(), Some(12.5));
+}
+
+#[test]
+fn summary_has_the_contract_fields() {
+    let mut summary = RunSummary { run_id: "r".into(), suite: "s".into(), target: "t".into(), ..Default::default() };
+    summary.errors.insert("timeout".into(), 2);
+    summary.scores.insert("exact".into(), ScoreSummary { mean: 0.9, pass_rate: 0.9, n: 10, ..Default::default() });
+    let map = as_map(&encode(&summary).unwrap());
+    for field in ["run_id", "suite", "target", "items_total", "items_scored", "items_failed", "errors", "latency_ms", "scores"] {
+        assert!(map.contains_key(field), "summary lacks {field}");
+    }
+    for field in ["p50", "p95", "p99"] {
+        assert!(map["latency_ms"][field].is_f64(), "latency_ms lacks {field}");
+    }
+    for field in ["mean", "pass_rate", "ci_low", "ci_high", "n"] {
+        assert!(!map["scores"]["exact"][field].is_nil(), "score lacks {field}");
+    }
+    assert_eq!(map["errors"]["timeout"].as_u64(), Some(2));
+}
+
+#[test]
+fn progress_event_is_a_map() {
+    let map = as_map(&encode(&ProgressEvent { run_id: "r".into(), phase: RunPhase::Running, done: 4, ..Default::default() }).unwrap());
+    assert_eq!(map["phase"].as_str(), Some("running"));
+    assert_eq!(map["done"].as_u64(), Some(4));
+}
+
+#[test]
+fn readers_ignore_unknown_fields_and_fill_defaults() {
+    // A newer writer adds a field and leaves optional ones out.
+    let newer = Value::Map(vec![
+        (Value::from("run_id"), Value::from("r9")),
+        (Value::from("job_index"), Value::from(9)),
+        (Value::from("from_the_future"), Value::from(true)),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &newer).unwrap();
+    let job: Job = decode(&bytes).unwrap();
+    assert_eq!(job.run_id, "r9");
+    assert_eq!(job.job_index, 9);
+    assert!(job.items.is_empty());
+}
+
+#[test]
+fn unknown_scorer_and_error_kinds_decode() {
+    let spec = Value::Map(vec![
+        (Value::from("name"), Value::from("judge")),
+        (
+            Value::from("kind"),
+            Value::Map(vec![
+                (Value::from("kind"), Value::from("llm_judge_v9")),
+                (Value::from("params"), Value::Map(vec![(Value::from("rubric"), Value::from("x"))])),
+            ]),
+        ),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &spec).unwrap();
+    let decoded: ScorerSpec = decode(&bytes).expect("unknown scorer kinds decode");
+    assert_eq!(decoded.kind, ScorerKind::Unknown { name: "llm_judge_v9".into() });
+
+    let err: ItemError = decode(&encode(&ItemError { kind: ErrorKind::Other("gpu_on_fire".into()), message: String::new() }).unwrap()).unwrap();
+    assert_eq!(err.kind.as_str(), "gpu_on_fire");
+}
+
+#[test]
+fn every_type_round_trips() {
+    let job = sample_job();
+    assert_eq!(decode::<Job>(&encode(&job).unwrap()).unwrap(), job);
+    for kind in [
+        ScorerKind::Contains { normalize: Normalization { ignore_case: true, ..Default::default() } },
+        ScorerKind::Regex { pattern: r"(\d+)".into() },
+        ScorerKind::Choice { choices: "ABCDE".into() },
+        ScorerKind::JsonSchema { schema: Some("{}".into()) },
+        ScorerKind::Unknown { name: "future".into() },
+    ] {
+        let spec = ScorerSpec { name: "x".into(), threshold: None, kind };
+        assert_eq!(decode::<ScorerSpec>(&encode(&spec).unwrap()).unwrap(), spec);
+    }
+    let p = Prompt::Completion("Q: 1+1\nA:".into());
+    assert_eq!(decode::<Prompt>(&encode(&p).unwrap()).unwrap(), p);
+}

@@ -1,0 +1,8 @@
+//! vigil's worker: pulls jobs from the pool's durable consumer, calls the
+//! model backends, scores the outputs and publishes the results.
+
+pub mod allow;
+pub mod backend;
+pub mod pull;
+pub mod retry;
+pub mod scorers;
