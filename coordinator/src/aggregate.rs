@@ -1,1 +1,341 @@
-//! TODO(skeleton): aggregate
+//! Incremental aggregation of job results into a [`RunSummary`].
+//!
+//! Memory does not grow with the outputs (DESIGN §4.6): per run the
+//! aggregator keeps a bitset of counted items (1 bit per item), per scorer a
+//! [`Welford`] accumulator and one `f32` per item (for paired comparison with
+//! a baseline), one latency histogram, and counters. Outputs, details and
+//! error messages are never kept.
+
+use crate::stats::{LatencyRecorder, Welford, mean_interval, wilson_interval};
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+use vigil_protocol::{ErrorKind, JobResult, RunSummary, ScoreSummary, TokenTotals};
+
+/// The confidence level of every interval in a summary.
+const CONFIDENCE: f64 = 0.95;
+
+/// What [`Aggregator::add_job_result`] did with a job's items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AddOutcome {
+    /// Items counted for the first time.
+    pub new_items: u64,
+    /// Items already counted (a redelivered or replayed job), ignored.
+    pub duplicates: u64,
+    /// Items whose index is not below `items_total`, ignored.
+    pub out_of_range: u64,
+}
+
+/// The parts of a summary the aggregator does not know itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SummaryMeta {
+    /// The run (a UUID).
+    pub run_id: String,
+    /// The suite's name.
+    pub suite: String,
+    /// The target's name.
+    pub target: String,
+    /// The model the target asked for.
+    pub model: String,
+    /// When the run started.
+    pub started_at: SystemTime,
+    /// When the run finished (or now, for an interim summary).
+    pub finished_at: SystemTime,
+}
+
+/// One scorer's running state.
+#[derive(Debug, Clone, Default)]
+struct ScorerAgg {
+    values: Welford,
+    passed: u64,
+    /// One value per item, NaN where the item has no score from this scorer;
+    /// allocated on the scorer's first score.
+    item_scores: Option<Vec<f32>>,
+}
+
+/// Folds job results into per-run totals, counting every item exactly once.
+///
+/// ```
+/// use vigil_coordinator::aggregate::{Aggregator, SummaryMeta};
+/// use vigil_protocol::{ItemResult, JobResult, Score};
+/// let mut agg = Aggregator::new(2, vec!["exact".into()]);
+/// let item = |index, value: f64| ItemResult {
+///     index,
+///     scores: vec![Score { scorer: "exact".into(), value, passed: value == 1.0, ..Default::default() }],
+///     ..Default::default()
+/// };
+/// let job = JobResult { items: vec![item(0, 1.0), item(1, 0.0)], ..Default::default() };
+/// assert_eq!(agg.add_job_result(&job).new_items, 2);
+/// assert_eq!(agg.add_job_result(&job).duplicates, 2); // a redelivery changes nothing
+/// assert!(agg.is_complete());
+/// let now = std::time::SystemTime::now();
+/// let meta = SummaryMeta { run_id: "r".into(), suite: "s".into(), target: "t".into(),
+///     model: "m".into(), started_at: now, finished_at: now };
+/// assert_eq!(agg.summary(&meta).scores["exact"].pass_rate, 0.5);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    items_total: u64,
+    /// Bit `i` is set once item `i` is counted (scored or failed).
+    counted: Vec<u64>,
+    done: u64,
+    failed: u64,
+    cached: u64,
+    scorer_names: Vec<String>,
+    scorer_index: HashMap<String, usize>,
+    scorers: Vec<ScorerAgg>,
+    errors: BTreeMap<String, u64>,
+    latency: LatencyRecorder,
+    tokens: TokenTotals,
+    /// Per-item scratch: which scorers already gave a score to the current item.
+    seen: Vec<bool>,
+}
+
+impl Aggregator {
+    /// An aggregator for a run of `items_total` items scored by `scorer_names`
+    /// (a repeated name counts once).
+    pub fn new(items_total: u64, scorer_names: Vec<String>) -> Self {
+        let mut names = Vec::with_capacity(scorer_names.len());
+        let mut scorer_index = HashMap::new();
+        for name in scorer_names {
+            if !scorer_index.contains_key(&name) {
+                scorer_index.insert(name.clone(), names.len());
+                names.push(name);
+            }
+        }
+        let words = usize::try_from(items_total.div_ceil(64)).expect("bitset fits in memory");
+        Self {
+            items_total,
+            counted: vec![0; words],
+            done: 0,
+            failed: 0,
+            cached: 0,
+            scorers: vec![ScorerAgg::default(); names.len()],
+            seen: vec![false; names.len()],
+            scorer_names: names,
+            scorer_index,
+            errors: BTreeMap::new(),
+            latency: LatencyRecorder::new(),
+            tokens: TokenTotals::default(),
+        }
+    }
+
+    /// Marks `index` counted; false if it already was.
+    fn mark(&mut self, index: u64) -> bool {
+        let (word, bit) = ((index / 64) as usize, index % 64);
+        let mask = 1u64 << bit;
+        if self.counted[word] & mask != 0 {
+            return false;
+        }
+        self.counted[word] |= mask;
+        self.done += 1;
+        true
+    }
+
+    fn count_error(&mut self, kind: &str) {
+        self.failed += 1;
+        *self.errors.entry(kind.to_string()).or_insert(0) += 1;
+    }
+
+    /// Adds a job's results; items already counted (same index) are duplicates
+    /// and ignored, as are indices not below `items_total`. Returns the counts.
+    ///
+    /// A scored item adds its scores (a scorer missing from the item is not
+    /// counted for that scorer; a scorer not in the run's list, a second score
+    /// from the same scorer and a non-finite value are ignored; values are
+    /// clamped to [0, 1]), its backend latency unless the output was cached,
+    /// its tokens and its cached flag. A failed item adds to `errors` under
+    /// its kind.
+    pub fn add_job_result(&mut self, result: &JobResult) -> AddOutcome {
+        let mut outcome = AddOutcome::default();
+        for item in &result.items {
+            if item.index >= self.items_total {
+                outcome.out_of_range += 1;
+                continue;
+            }
+            if !self.mark(item.index) {
+                outcome.duplicates += 1;
+                continue;
+            }
+            outcome.new_items += 1;
+            self.tokens.input += item.usage.input;
+            self.tokens.output += item.usage.output;
+            if item.cached {
+                self.cached += 1;
+            }
+            if let Some(error) = &item.error {
+                self.count_error(error.kind.as_str());
+                continue;
+            }
+            if !item.cached {
+                self.latency.record_ms(item.latency_ms);
+            }
+            self.seen.iter_mut().for_each(|s| *s = false);
+            for score in &item.scores {
+                let Some(&s) = self.scorer_index.get(&score.scorer) else {
+                    continue;
+                };
+                if self.seen[s] || !score.value.is_finite() {
+                    continue;
+                }
+                self.seen[s] = true;
+                let value = score.value.clamp(0.0, 1.0);
+                let agg = &mut self.scorers[s];
+                agg.values.push(value);
+                if score.passed {
+                    agg.passed += 1;
+                }
+                let items_total = self.items_total as usize;
+                let per_item = agg
+                    .item_scores
+                    .get_or_insert_with(|| vec![f32::NAN; items_total]);
+                per_item[item.index as usize] = value as f32;
+            }
+        }
+        outcome
+    }
+
+    /// Records items that never got a result (deadline, max deliveries) as
+    /// failed with `kind`, unless already counted or out of range. The pairs
+    /// are (index, item id); the id and `message` are only logged. Returns how
+    /// many items were newly failed.
+    pub fn fail_items(
+        &mut self,
+        indices: impl IntoIterator<Item = (u64, String)>,
+        kind: ErrorKind,
+        message: &str,
+    ) -> u64 {
+        let mut newly = 0;
+        for (index, id) in indices {
+            if index >= self.items_total || !self.mark(index) {
+                continue;
+            }
+            tracing::trace!(index, item_id = %id, kind = %kind, "item failed without a result");
+            self.count_error(kind.as_str());
+            newly += 1;
+        }
+        if newly > 0 {
+            tracing::debug!(items = newly, kind = %kind, reason = message, "items recorded as failed");
+        }
+        newly
+    }
+
+    /// Whether item `index` is counted (scored or failed).
+    pub fn is_counted(&self, index: u64) -> bool {
+        index < self.items_total && self.counted[(index / 64) as usize] & (1 << (index % 64)) != 0
+    }
+
+    /// Items counted, scored or failed.
+    pub fn done(&self) -> u64 {
+        self.done
+    }
+
+    /// Items counted as failed.
+    pub fn failed(&self) -> u64 {
+        self.failed
+    }
+
+    /// Items counted as scored.
+    pub fn scored(&self) -> u64 {
+        self.done - self.failed
+    }
+
+    /// The run's item count.
+    pub fn items_total(&self) -> u64 {
+        self.items_total
+    }
+
+    /// The run's scorers, in order, without repeats.
+    pub fn scorer_names(&self) -> &[String] {
+        &self.scorer_names
+    }
+
+    /// Whether every item is counted.
+    pub fn is_complete(&self) -> bool {
+        self.done == self.items_total
+    }
+
+    /// The indices not yet counted, ascending.
+    pub fn missing(&self) -> impl Iterator<Item = u64> + '_ {
+        let total = self.items_total;
+        self.counted
+            .iter()
+            .enumerate()
+            // Skip full words whole: at the end of a run nearly all are.
+            .filter(|(_, w)| **w != u64::MAX)
+            .flat_map(|(i, &w)| {
+                let base = i as u64 * 64;
+                (0..64u64)
+                    .filter(move |b| w & (1 << b) == 0)
+                    .map(move |b| base + b)
+            })
+            .take_while(move |&index| index < total)
+    }
+
+    /// The per-item values of `scorer`, indexed by item, NaN where the item
+    /// has no score from it. `None` for a scorer not in the run; an empty
+    /// slice for a scorer that has no score yet.
+    pub fn item_scores(&self, scorer: &str) -> Option<&[f32]> {
+        let &s = self.scorer_index.get(scorer)?;
+        Some(self.scorers[s].item_scores.as_deref().unwrap_or(&[]))
+    }
+
+    /// The run summary as of now. `gates` is empty and `passed` false: the
+    /// gates fill them in (`gates::apply`).
+    pub fn summary(&self, meta: &SummaryMeta) -> RunSummary {
+        let duration_s = meta
+            .finished_at
+            .duration_since(meta.started_at)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let items_per_s = if duration_s > 0.0 {
+            self.done as f64 / duration_s
+        } else {
+            0.0
+        };
+        let scores = self
+            .scorer_names
+            .iter()
+            .zip(&self.scorers)
+            .map(|(name, agg)| (name.clone(), score_summary(agg)))
+            .collect();
+        RunSummary {
+            schema: vigil_protocol::SCHEMA_VERSION,
+            run_id: meta.run_id.clone(),
+            suite: meta.suite.clone(),
+            target: meta.target.clone(),
+            model: meta.model.clone(),
+            started_at: humantime::format_rfc3339_millis(meta.started_at).to_string(),
+            finished_at: humantime::format_rfc3339_millis(meta.finished_at).to_string(),
+            duration_s,
+            items_total: self.items_total,
+            items_scored: self.scored(),
+            items_failed: self.failed,
+            items_cached: self.cached,
+            errors: self.errors.clone(),
+            latency_ms: self.latency.summary(),
+            tokens: self.tokens,
+            items_per_s,
+            scores,
+            gates: Vec::new(),
+            passed: false,
+            vigil_version: env!("CARGO_PKG_VERSION").to_string(),
+            trace_id: None,
+        }
+    }
+}
+
+fn score_summary(agg: &ScorerAgg) -> ScoreSummary {
+    let n = agg.values.count();
+    let (mean_ci_low, mean_ci_high) = mean_interval(&agg.values, CONFIDENCE);
+    let (ci_low, ci_high) = wilson_interval(agg.passed, n, CONFIDENCE);
+    ScoreSummary {
+        mean: agg.values.mean(),
+        mean_ci_low,
+        mean_ci_high,
+        pass_rate: if n == 0 { 0.0 } else { agg.passed as f64 / n as f64 },
+        ci_low,
+        ci_high,
+        n,
+        passed: agg.passed,
+    }
+}

@@ -1,1 +1,161 @@
-//! TODO(skeleton): table
+//! The terminal report of a run: a compact, aligned, colourless table.
+
+use std::fmt::Write as _;
+use vigil_protocol::{GateOutcome, RunSummary};
+
+/// Lays out rows as left-aligned columns separated by two spaces. Widths
+/// count chars, not bytes, so names with non-ASCII letters still line up.
+fn columns(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if c > 0 {
+                line.push_str("  ");
+            }
+            let _ = write!(line, "{cell:<w$}", w = widths[c]);
+        }
+        out.push_str("  ");
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A gate's bounds as `>= 0.9`, `<= 0.05`, `within [0.1, 0.2]` or `no bounds`.
+fn bounds(g: &GateOutcome) -> String {
+    match (g.min, g.max) {
+        (Some(lo), Some(hi)) => format!("within [{lo}, {hi}]"),
+        (Some(lo), None) => format!(">= {lo}"),
+        (None, Some(hi)) => format!("<= {hi}"),
+        (None, None) => "no bounds".to_string(),
+    }
+}
+
+/// A duration in seconds, as `12.3s` or `4m 05.2s`.
+fn duration(s: f64) -> String {
+    if s < 60.0 {
+        format!("{s:.1}s")
+    } else {
+        let m = (s / 60.0).floor();
+        format!("{m:.0}m {:04.1}s", s - m * 60.0)
+    }
+}
+
+/// Renders `summary` as plain text for a terminal: the run, the per-scorer
+/// table (mean with its 95% t interval, pass rate with its 95% Wilson
+/// interval, n), latency percentiles, tokens, errors by kind, the gates with
+/// ✓/✗, and the verdict. No colour codes: the caller decides.
+///
+/// ```
+/// use vigil_protocol::{RunSummary, ScoreSummary};
+/// let mut s = RunSummary { suite: "arith".into(), items_total: 100, items_scored: 100, passed: true, ..Default::default() };
+/// s.scores.insert("exact".into(), ScoreSummary { pass_rate: 0.81, ci_low: 0.7222, ci_high: 0.8749, n: 100, passed: 81, ..Default::default() });
+/// let text = vigil_coordinator::table::render(&s);
+/// assert!(text.contains("0.8100 [0.7222, 0.8749]"));
+/// assert!(text.ends_with("PASS\n"));
+/// ```
+pub fn render(summary: &RunSummary) -> String {
+    let s = summary;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "suite {}  target {}  model {}  run {}",
+        s.suite, s.target, s.model, s.run_id
+    );
+    let _ = writeln!(
+        out,
+        "items {} total, {} scored, {} failed, {} cached  duration {}  {:.1} items/s",
+        s.items_total,
+        s.items_scored,
+        s.items_failed,
+        s.items_cached,
+        duration(s.duration_s),
+        s.items_per_s
+    );
+
+    out.push('\n');
+    if s.scores.is_empty() {
+        out.push_str("scores: none\n");
+    } else {
+        let mut rows = vec![vec![
+            "scorer".to_string(),
+            "mean [95% CI]".to_string(),
+            "pass rate [95% Wilson CI]".to_string(),
+            "passed".to_string(),
+            "n".to_string(),
+        ]];
+        for (name, sc) in &s.scores {
+            rows.push(vec![
+                name.clone(),
+                format!(
+                    "{:.4} [{:.4}, {:.4}]",
+                    sc.mean, sc.mean_ci_low, sc.mean_ci_high
+                ),
+                format!("{:.4} [{:.4}, {:.4}]", sc.pass_rate, sc.ci_low, sc.ci_high),
+                sc.passed.to_string(),
+                sc.n.to_string(),
+            ]);
+        }
+        out.push_str(&columns(&rows));
+    }
+
+    out.push('\n');
+    let l = &s.latency_ms;
+    let _ = writeln!(
+        out,
+        "latency ms  p50 {:.1}  p95 {:.1}  p99 {:.1}  mean {:.1}  max {:.1}",
+        l.p50, l.p95, l.p99, l.mean, l.max
+    );
+    let _ = writeln!(
+        out,
+        "tokens      {} in, {} out",
+        s.tokens.input, s.tokens.output
+    );
+    if s.errors.is_empty() {
+        out.push_str("errors      none\n");
+    } else {
+        let list: Vec<String> = s.errors.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(out, "errors      {}", list.join(", "));
+    }
+
+    out.push('\n');
+    if s.gates.is_empty() {
+        out.push_str("gates: none\n");
+    } else {
+        out.push_str("gates:\n");
+        let rows: Vec<Vec<String>> = s
+            .gates
+            .iter()
+            .map(|g| {
+                vec![
+                    if g.passed { "✓" } else { "✗" }.to_string(),
+                    g.metric.clone(),
+                    match g.value {
+                        Some(v) => format!("= {v:.4}"),
+                        None => "= n/a (no such metric)".to_string(),
+                    },
+                    bounds(g),
+                ]
+            })
+            .collect();
+        out.push_str(&columns(&rows));
+    }
+    let verdict = if s.passed { "PASS" } else { "FAIL" };
+    if !s.passed && s.items_scored == 0 {
+        let _ = writeln!(out, "verdict: {verdict} (no item was scored)");
+    } else {
+        let _ = writeln!(out, "verdict: {verdict}");
+    }
+    out
+}
