@@ -332,7 +332,11 @@ fn score_summary(agg: &ScorerAgg) -> ScoreSummary {
         mean: agg.values.mean(),
         mean_ci_low,
         mean_ci_high,
-        pass_rate: if n == 0 { 0.0 } else { agg.passed as f64 / n as f64 },
+        pass_rate: if n == 0 {
+            0.0
+        } else {
+            agg.passed as f64 / n as f64
+        },
         ci_low,
         ci_high,
         n,

@@ -168,7 +168,10 @@ fn intervals_contain_estimate_shrink_and_stay_in_unit_range() {
             assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
             assert!(lo <= est && est <= hi, "p {p} n {n}: {lo} {est} {hi}");
             let width = hi - lo;
-            assert!(width < prev_width, "p {p} n {n}: width {width} >= {prev_width}");
+            assert!(
+                width < prev_width,
+                "p {p} n {n}: width {width} >= {prev_width}"
+            );
             prev_width = width;
         }
     }
@@ -249,6 +252,10 @@ fn latency_auto_resizes_keeps_microseconds_and_merges() {
     assert_eq!(a.count(), 4);
     assert!(close(s.max, 3_600_000.0, 1e-6));
     assert!(close(s.mean, (0.25 + 3_600_000.0) / 4.0, 1e-6));
-    assert!(close(a.quantile_ms(0.75), 0.25, 0.001), "{}", a.quantile_ms(0.75));
+    assert!(
+        close(a.quantile_ms(0.75), 0.25, 0.001),
+        "{}",
+        a.quantile_ms(0.75)
+    );
     assert!(close(s.p99, 3_600_000.0, 3_600.0), "{}", s.p99);
 }

@@ -84,8 +84,16 @@ pub fn wilson_interval(successes: u64, n: u64, confidence: f64) -> (f64, f64) {
     let half = z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
     // At k = 0 (k = n) the low (high) end is exactly 0 (1) in exact
     // arithmetic; rounding would leave it a hair off, above the estimate.
-    let low = if k == 0.0 { 0.0 } else { (centre - half).clamp(0.0, 1.0) };
-    let high = if k == n { 1.0 } else { (centre + half).clamp(0.0, 1.0) };
+    let low = if k == 0.0 {
+        0.0
+    } else {
+        (centre - half).clamp(0.0, 1.0)
+    };
+    let high = if k == n {
+        1.0
+    } else {
+        (centre + half).clamp(0.0, 1.0)
+    };
     (low, high)
 }
 

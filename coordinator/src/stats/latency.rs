@@ -83,7 +83,10 @@ impl LatencyRecorder {
         }
         // HDR reports the highest value equivalent to the bucket; never
         // report more than the true maximum.
-        let us = self.histogram.value_at_quantile(q.clamp(0.0, 1.0)).min(self.max_us);
+        let us = self
+            .histogram
+            .value_at_quantile(q.clamp(0.0, 1.0))
+            .min(self.max_us);
         us as f64 / 1000.0
     }
 
