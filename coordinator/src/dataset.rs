@@ -83,18 +83,39 @@ pub fn open(spec: &DatasetSpec) -> Result<Records, DatasetError> {
 
 /// Opens a dataset file of the given format, for streaming.
 pub fn open_path(path: &Path, format: DatasetFormat) -> Result<Records, DatasetError> {
-    let file = File::open(path).map_err(|source| DatasetError::Open { path: path.to_path_buf(), source })?;
-    let hashing = HashingReader { inner: file, hasher: Sha256::new(), bytes: 0 };
+    let file = File::open(path).map_err(|source| DatasetError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let hashing = HashingReader {
+        inner: file,
+        hasher: Sha256::new(),
+        bytes: 0,
+    };
     let inner = match format {
-        DatasetFormat::Jsonl => {
-            Inner::Jsonl(Box::new(JsonlReader { reader: BufReader::with_capacity(256 * 1024, hashing), buf: Vec::new(), line: 0 }))
-        }
+        DatasetFormat::Jsonl => Inner::Jsonl(Box::new(JsonlReader {
+            reader: BufReader::with_capacity(256 * 1024, hashing),
+            buf: Vec::new(),
+            line: 0,
+        })),
         DatasetFormat::Csv => {
-            let reader = csv::ReaderBuilder::new().has_headers(true).buffer_capacity(256 * 1024).from_reader(hashing);
-            Inner::Csv(Box::new(CsvReader { reader, headers: None, record: csv::StringRecord::new() }))
+            let reader = csv::ReaderBuilder::new()
+                .has_headers(true)
+                .buffer_capacity(256 * 1024)
+                .from_reader(hashing);
+            Inner::Csv(Box::new(CsvReader {
+                reader,
+                headers: None,
+                record: csv::StringRecord::new(),
+            }))
         }
     };
-    Ok(Records { path: path.to_path_buf(), inner, index: 0, done: false })
+    Ok(Records {
+        path: path.to_path_buf(),
+        inner,
+        index: 0,
+        done: false,
+    })
 }
 
 /// The records of a dataset, in file order. After the iterator has returned
@@ -134,7 +155,7 @@ impl Records {
         }
     }
 
-    fn next_record(&mut self) -> Option<Result<(u64, Map<String, Value>), DatasetError>> {
+    fn next_record(&mut self) -> Option<Result<Raw, DatasetError>> {
         match &mut self.inner {
             Inner::Jsonl(j) => j.next(&self.path),
             Inner::Csv(c) => c.next(&self.path),
@@ -162,11 +183,18 @@ impl Iterator for Records {
             Some(Ok((line, fields))) => {
                 let index = self.index;
                 self.index += 1;
-                Some(Ok(Record { line, index, fields }))
+                Some(Ok(Record {
+                    line,
+                    index,
+                    fields,
+                }))
             }
         }
     }
 }
+
+/// A record's line and fields, before it gets its index.
+type Raw = (u64, Map<String, Value>);
 
 /// Hashes every byte read through it.
 struct HashingReader<R> {
@@ -193,14 +221,20 @@ struct JsonlReader {
 }
 
 impl JsonlReader {
-    fn next(&mut self, path: &Path) -> Option<Result<(u64, Map<String, Value>), DatasetError>> {
+    fn next(&mut self, path: &Path) -> Option<Result<Raw, DatasetError>> {
         loop {
             self.buf.clear();
             let line = self.line + 1;
             match self.reader.read_until(b'\n', &mut self.buf) {
                 Ok(0) => return None,
                 Ok(_) => self.line = line,
-                Err(source) => return Some(Err(DatasetError::Read { path: path.to_path_buf(), line, source })),
+                Err(source) => {
+                    return Some(Err(DatasetError::Read {
+                        path: path.to_path_buf(),
+                        line,
+                        source,
+                    }));
+                }
             }
             let mut bytes = self.buf.as_slice();
             if line == 1 {
@@ -209,10 +243,19 @@ impl JsonlReader {
             if bytes.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            let invalid = |message: String| Some(Err(DatasetError::Invalid { path: path.to_path_buf(), line, message }));
+            let invalid = |message: String| {
+                Some(Err(DatasetError::Invalid {
+                    path: path.to_path_buf(),
+                    line,
+                    message,
+                }))
+            };
             return match serde_json::from_slice::<Value>(bytes) {
                 Ok(Value::Object(fields)) => Some(Ok((line, fields))),
-                Ok(other) => invalid(format!("expected a JSON object, found {}", json_type(&other))),
+                Ok(other) => invalid(format!(
+                    "expected a JSON object, found {}",
+                    json_type(&other)
+                )),
                 Err(e) => invalid(format!("invalid JSON: {}", json_message(&e))),
             };
         }
@@ -248,7 +291,7 @@ struct CsvReader {
 }
 
 impl CsvReader {
-    fn next(&mut self, path: &Path) -> Option<Result<(u64, Map<String, Value>), DatasetError>> {
+    fn next(&mut self, path: &Path) -> Option<Result<Raw, DatasetError>> {
         if self.headers.is_none() {
             match self.read_headers(path) {
                 Ok(h) => self.headers = Some(h),
@@ -260,7 +303,11 @@ impl CsvReader {
             Ok(false) => None,
             Ok(true) => {
                 let line = self.record.position().map_or(0, |p| p.line());
-                let fields = headers.iter().zip(self.record.iter()).map(|(k, v)| (k.clone(), Value::String(v.to_string()))).collect();
+                let fields = headers
+                    .iter()
+                    .zip(self.record.iter())
+                    .map(|(k, v)| (k.clone(), Value::String(v.to_string())))
+                    .collect();
                 Some(Ok((line, fields)))
             }
             Err(e) => Some(Err(csv_error(path, e))),
@@ -275,15 +322,27 @@ impl CsvReader {
             // case of a file written with one per export.
             let h = h.strip_prefix('\u{feff}').unwrap_or(h).trim().to_string();
             if h.is_empty() {
-                return Err(DatasetError::Invalid { path: path.to_path_buf(), line: 1, message: format!("column {} has an empty header", i + 1) });
+                return Err(DatasetError::Invalid {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    message: format!("column {} has an empty header", i + 1),
+                });
             }
             if names.contains(&h) {
-                return Err(DatasetError::Invalid { path: path.to_path_buf(), line: 1, message: format!("duplicate column `{h}` in the header row") });
+                return Err(DatasetError::Invalid {
+                    path: path.to_path_buf(),
+                    line: 1,
+                    message: format!("duplicate column `{h}` in the header row"),
+                });
             }
             names.push(h);
         }
         if names.is_empty() {
-            return Err(DatasetError::Invalid { path: path.to_path_buf(), line: 1, message: "no header row".to_string() });
+            return Err(DatasetError::Invalid {
+                path: path.to_path_buf(),
+                line: 1,
+                message: "no header row".to_string(),
+            });
         }
         Ok(names)
     }
@@ -292,15 +351,27 @@ impl CsvReader {
 fn csv_error(path: &Path, e: csv::Error) -> DatasetError {
     let line = e.position().map_or(1, |p| p.line());
     let message = match e.kind() {
-        csv::ErrorKind::UnequalLengths { expected_len, len, .. } => {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => {
             format!("record has {len} fields, but the header row has {expected_len}")
         }
         csv::ErrorKind::Utf8 { err, .. } => format!("invalid UTF-8 in field {}", err.field() + 1),
         csv::ErrorKind::Io(_) => {
-            let csv::ErrorKind::Io(source) = e.into_kind() else { unreachable!() };
-            return DatasetError::Read { path: path.to_path_buf(), line, source };
+            let csv::ErrorKind::Io(source) = e.into_kind() else {
+                unreachable!()
+            };
+            return DatasetError::Read {
+                path: path.to_path_buf(),
+                line,
+                source,
+            };
         }
         _ => e.to_string(),
     };
-    DatasetError::Invalid { path: path.to_path_buf(), line, message }
+    DatasetError::Invalid {
+        path: path.to_path_buf(),
+        line,
+        message,
+    }
 }

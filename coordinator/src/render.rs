@@ -70,7 +70,9 @@ pub struct Renderer {
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renderer").field("dataset", &self.dataset).finish_non_exhaustive()
+        f.debug_struct("Renderer")
+            .field("dataset", &self.dataset)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,27 +91,53 @@ impl Renderer {
                 line: e.line(),
                 message: describe_without_line(&e),
             };
-            env.add_template_owned(field.clone(), source.to_string()).map_err(syntax)?;
-            let variables = env.get_template(&field).map_err(syntax)?.undeclared_variables(false).into_iter().collect();
+            env.add_template_owned(field.clone(), source.to_string())
+                .map_err(syntax)?;
+            let variables = env
+                .get_template(&field)
+                .map_err(syntax)?
+                .undeclared_variables(false)
+                .into_iter()
+                .collect();
             Ok(Compiled { field, variables })
         };
         let p = &suite.prompt;
-        let system = p.system.as_deref().map(|s| compile("prompt.system".into(), s)).transpose()?;
-        let user = p.user.as_deref().map(|s| compile("prompt.user".into(), s)).transpose()?;
+        let system = p
+            .system
+            .as_deref()
+            .map(|s| compile("prompt.system".into(), s))
+            .transpose()?;
+        let user = p
+            .user
+            .as_deref()
+            .map(|s| compile("prompt.user".into(), s))
+            .transpose()?;
         let messages = match &p.messages {
             None => None,
             Some(list) => Some(
                 list.iter()
                     .enumerate()
-                    .map(|(i, m)| Ok((m.role.clone(), compile(format!("prompt.messages[{i}].content"), &m.content)?)))
+                    .map(|(i, m)| {
+                        Ok((
+                            m.role.clone(),
+                            compile(format!("prompt.messages[{i}].content"), &m.content)?,
+                        ))
+                    })
                     .collect::<Result<Vec<_>, SuiteError>>()?,
             ),
         };
-        let completion = p.completion.as_deref().map(|s| compile("prompt.completion".into(), s)).transpose()?;
+        let completion = p
+            .completion
+            .as_deref()
+            .map(|s| compile("prompt.completion".into(), s))
+            .transpose()?;
         let mut references = Vec::new();
         for (i, s) in suite.scorers.iter().enumerate() {
             if let Some(r) = &s.reference {
-                references.push((s.name.clone(), compile(format!("scorers[{i}].reference"), r)?));
+                references.push((
+                    s.name.clone(),
+                    compile(format!("scorers[{i}].reference"), r)?,
+                ));
             }
         }
         Ok(Renderer {
@@ -144,14 +172,28 @@ impl Renderer {
                     }
                 }
                 if out.is_empty() {
-                    let field = if self.messages.is_some() { "prompt.messages" } else { "prompt.user" };
-                    return Err(self.error(record, field, "the chat prompt rendered to no messages (every message was empty)"));
+                    let field = if self.messages.is_some() {
+                        "prompt.messages"
+                    } else {
+                        "prompt.user"
+                    };
+                    return Err(self.error(
+                        record,
+                        field,
+                        "the chat prompt rendered to no messages (every message was empty)",
+                    ));
                 }
                 Prompt::Chat(out)
             }
             EndpointKind::Completions => match &self.completion {
                 Some(t) => Prompt::Completion(self.eval(t, &ctx, record)?),
-                None => return Err(self.error(record, "prompt.completion", "completion targets need `prompt.completion`")),
+                None => {
+                    return Err(self.error(
+                        record,
+                        "prompt.completion",
+                        "completion targets need `prompt.completion`",
+                    ));
+                }
             },
         };
         let mut references = BTreeMap::new();
@@ -164,7 +206,13 @@ impl Renderer {
                 tags.insert(tag.clone(), v);
             }
         }
-        Ok(Item { index: record.index, id: self.item_id(record)?, prompt, references, tags })
+        Ok(Item {
+            index: record.index,
+            id: self.item_id(record)?,
+            prompt,
+            references,
+            tags,
+        })
     }
 
     /// The record's item id: the `id_field` value (a string or number), or
@@ -175,22 +223,51 @@ impl Renderer {
         };
         match record.fields.get(field) {
             Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-            Some(Value::String(_)) => Err(self.error(record, "dataset.id_field", format!("item id `{field}` is empty"))),
+            Some(Value::String(_)) => Err(self.error(
+                record,
+                "dataset.id_field",
+                format!("item id `{field}` is empty"),
+            )),
             Some(Value::Number(n)) => Ok(n.to_string()),
-            Some(other) => Err(self.error(record, "dataset.id_field", format!("item id `{field}` must be a string or a number, found {other}"))),
-            None => Err(self.error(record, "dataset.id_field", format!("item has no id field `{field}`"))),
+            Some(other) => Err(self.error(
+                record,
+                "dataset.id_field",
+                format!("item id `{field}` must be a string or a number, found {other}"),
+            )),
+            None => Err(self.error(
+                record,
+                "dataset.id_field",
+                format!("item has no id field `{field}`"),
+            )),
         }
     }
 
-    fn eval(&self, t: &Compiled, ctx: &minijinja::Value, record: &Record) -> Result<String, RenderError> {
-        let template = self.env.get_template(&t.field).map_err(|e| self.error(record, &t.field, describe(&e)))?;
+    fn eval(
+        &self,
+        t: &Compiled,
+        ctx: &minijinja::Value,
+        record: &Record,
+    ) -> Result<String, RenderError> {
+        let template = self
+            .env
+            .get_template(&t.field)
+            .map_err(|e| self.error(record, &t.field, describe(&e)))?;
         template.render(ctx).map_err(|e| {
             let mut message = describe(&e);
             if e.kind() == minijinja::ErrorKind::UndefinedError {
-                let missing: Vec<&str> = t.variables.iter().filter(|v| !record.fields.contains_key(*v)).map(String::as_str).collect();
+                let missing: Vec<&str> = t
+                    .variables
+                    .iter()
+                    .filter(|v| !record.fields.contains_key(*v))
+                    .map(String::as_str)
+                    .collect();
                 if !missing.is_empty() {
                     let have: Vec<&str> = record.fields.keys().map(String::as_str).collect();
-                    message = format!("{message}: the item has no field {} (it has: {})", quoted(&missing), have.join(", "));
+                    message = format!(
+                        "{message}: the item has no field {} (it has: {})",
+                        quoted(&missing),
+                        have.join(", ")
+                    );
                 }
             }
             self.error(record, &t.field, message)
@@ -198,7 +275,12 @@ impl Renderer {
     }
 
     fn error(&self, record: &Record, field: &str, message: impl Into<String>) -> RenderError {
-        RenderError { path: self.dataset.clone(), line: record.line, field: field.to_string(), message: message.into() }
+        RenderError {
+            path: self.dataset.clone(),
+            line: record.line,
+            field: field.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -206,7 +288,10 @@ impl Renderer {
 /// that rendered to nothing, say).
 fn push(out: &mut Vec<ChatMessage>, role: &str, content: String) {
     if !content.is_empty() {
-        out.push(ChatMessage { role: role.to_string(), content });
+        out.push(ChatMessage {
+            role: role.to_string(),
+            content,
+        });
     }
 }
 
@@ -220,7 +305,11 @@ fn stringify(v: &Value) -> Option<String> {
 }
 
 fn quoted(names: &[&str]) -> String {
-    names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A minijinja error's kind and detail.

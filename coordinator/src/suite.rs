@@ -29,7 +29,9 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use vigil_protocol::{EndpointKind, Normalization, SamplingParams, ScorerKind, ScorerSpec, TargetSpec};
+use vigil_protocol::{
+    EndpointKind, Normalization, SamplingParams, ScorerKind, ScorerSpec, TargetSpec,
+};
 
 /// Default items per job.
 pub const DEFAULT_SHARD_SIZE: usize = 32;
@@ -38,11 +40,33 @@ pub const MAX_SHARD_SIZE: usize = 10_000;
 /// Default characters of each output kept in results.
 pub const DEFAULT_KEEP_OUTPUT_CHARS: u32 = 2000;
 /// The scorer kinds a suite may name, in the order error messages list them.
-pub const SCORER_KINDS: &[&str] = &["exact_match", "contains", "regex", "numeric", "choice", "json_schema"];
+pub const SCORER_KINDS: &[&str] = &[
+    "exact_match",
+    "contains",
+    "regex",
+    "numeric",
+    "choice",
+    "json_schema",
+];
 /// Fields of a score summary a gate may name as `<scorer>.<field>`.
-pub const SCORE_FIELDS: &[&str] = &["mean", "mean_ci_low", "mean_ci_high", "pass_rate", "ci_low", "ci_high", "n", "passed"];
+pub const SCORE_FIELDS: &[&str] = &[
+    "mean",
+    "mean_ci_low",
+    "mean_ci_high",
+    "pass_rate",
+    "ci_low",
+    "ci_high",
+    "n",
+    "passed",
+];
 /// Run-level metrics a gate may name.
-pub const RUN_METRICS: &[&str] = &["error_rate", "items_per_s", "latency_ms.p50", "latency_ms.p95", "latency_ms.p99"];
+pub const RUN_METRICS: &[&str] = &[
+    "error_rate",
+    "items_per_s",
+    "latency_ms.p50",
+    "latency_ms.p95",
+    "latency_ms.p99",
+];
 
 /// A loaded and checked suite.
 #[derive(Debug, Clone, PartialEq)]
@@ -215,8 +239,13 @@ pub struct ScorerConfig {
 impl Suite {
     /// Reads a suite file; `.yaml`/`.yml` are YAML, `.toml` is TOML.
     pub fn load(path: &Path) -> Result<Suite, SuiteError> {
-        let format = SuiteFormat::from_path(path).ok_or_else(|| SuiteError::Format { path: path.to_path_buf() })?;
-        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io { path: path.to_path_buf(), source })?;
+        let format = SuiteFormat::from_path(path).ok_or_else(|| SuiteError::Format {
+            path: path.to_path_buf(),
+        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Suite::from_str(&text, format, path)
     }
 
@@ -242,7 +271,11 @@ impl Suite {
     pub fn scorer_specs(&self) -> Vec<ScorerSpec> {
         self.scorers
             .iter()
-            .map(|s| ScorerSpec { name: s.name.clone(), threshold: s.threshold, kind: s.kind.clone() })
+            .map(|s| ScorerSpec {
+                name: s.name.clone(),
+                threshold: s.threshold,
+                kind: s.kind.clone(),
+            })
             .collect()
     }
 }
@@ -311,7 +344,12 @@ fn at(location: &Option<(usize, usize)>) -> String {
 
 impl SuiteError {
     fn invalid(path: &Path, field: impl Into<String>, message: impl Into<String>) -> SuiteError {
-        SuiteError::Invalid { path: path.to_path_buf(), field: field.into(), message: message.into(), location: None }
+        SuiteError::Invalid {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+            location: None,
+        }
     }
 }
 
@@ -322,8 +360,15 @@ fn parse_yaml(text: &str, path: &Path) -> Result<RawSuite, SuiteError> {
     // and column) from errors in values (reported at their place).
     if let Err(err) = serde_norway::from_str::<serde_norway::Value>(text) {
         let (line, column) = err.location().map_or((1, 1), |l| (l.line(), l.column()));
-        let message = err.to_string().replacen(&format!(" at line {line} column {column}"), "", 1);
-        return Err(SuiteError::Syntax { path: path.to_path_buf(), line, column, message });
+        let message = err
+            .to_string()
+            .replacen(&format!(" at line {line} column {column}"), "", 1);
+        return Err(SuiteError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        });
     }
     let de = serde_norway::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|err| {
@@ -333,7 +378,9 @@ fn parse_yaml(text: &str, path: &Path) -> Result<RawSuite, SuiteError> {
         let mut message = inner.to_string();
         // serde_norway puts its own copy of the path in front and the position
         // at the end; we report both separately.
-        if let Some(rest) = message.strip_prefix(&format!("{field}: ")) {
+        if let Some((prefix, rest)) = message.split_once(": ")
+            && field.starts_with(prefix)
+        {
             message = rest.to_string();
         }
         if let Some((line, column)) = location
@@ -356,20 +403,45 @@ fn parse_toml(text: &str, path: &Path) -> Result<RawSuite, SuiteError> {
     };
     let de = toml::Deserializer::parse(text).map_err(|err| {
         let (line, column) = position(err.span()).unwrap_or((1, 1));
-        SuiteError::Syntax { path: path.to_path_buf(), line, column, message: err.message().trim().to_string() }
+        SuiteError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message: err.message().trim().to_string(),
+        }
     })?;
     serde_path_to_error::deserialize(de).map_err(|err| {
         let field = err.path().to_string();
         let inner = err.into_inner();
-        located(path, field, inner.message().trim().to_string(), position(inner.span()))
+        located(
+            path,
+            field,
+            inner.message().trim().to_string(),
+            position(inner.span()),
+        )
     })
 }
 
 /// An error at `field` (`.` = the document itself, as for a syntax error).
-fn located(path: &Path, field: String, message: String, location: Option<(usize, usize)>) -> SuiteError {
+fn located(
+    path: &Path,
+    field: String,
+    message: String,
+    location: Option<(usize, usize)>,
+) -> SuiteError {
     match (field.as_str(), location) {
-        (".", Some((line, column))) => SuiteError::Syntax { path: path.to_path_buf(), line, column, message },
-        _ => SuiteError::Invalid { path: path.to_path_buf(), field, message, location },
+        (".", Some((line, column))) => SuiteError::Syntax {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        },
+        _ => SuiteError::Invalid {
+            path: path.to_path_buf(),
+            field,
+            message,
+            location,
+        },
     }
 }
 
@@ -582,24 +654,52 @@ impl Checker<'_> {
         if raw.scorers.is_empty() {
             return Err(self.err("scorers", "a suite needs at least one scorer"));
         }
-        let targets = raw.targets.into_iter().enumerate().map(|(i, t)| self.target(i, t)).collect::<Result<Vec<_>, _>>()?;
-        unique(self, "targets", "target", targets.iter().map(|t| t.name.as_str()))?;
+        let targets = raw
+            .targets
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.target(i, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            self,
+            "targets",
+            "target",
+            targets.iter().map(|t| t.name.as_str()),
+        )?;
         let prompt = self.prompt(raw.prompt, &targets)?;
-        let scorers = raw.scorers.into_iter().enumerate().map(|(i, s)| self.scorer(i, s)).collect::<Result<Vec<_>, _>>()?;
-        unique(self, "scorers", "scorer", scorers.iter().map(|s| s.name.as_str()))?;
+        let scorers = raw
+            .scorers
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| self.scorer(i, s))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            self,
+            "scorers",
+            "scorer",
+            scorers.iter().map(|s| s.name.as_str()),
+        )?;
         for (i, gate) in raw.gates.iter().enumerate() {
             self.gate(i, gate, &scorers)?;
         }
         let shard_size = raw.shard_size.unwrap_or(DEFAULT_SHARD_SIZE);
         if !(1..=MAX_SHARD_SIZE).contains(&shard_size) {
-            return Err(self.err("shard_size", format!("must be between 1 and {MAX_SHARD_SIZE}, got {shard_size}")));
+            return Err(self.err(
+                "shard_size",
+                format!("must be between 1 and {MAX_SHARD_SIZE}, got {shard_size}"),
+            ));
         }
-        let pool = raw.pool.unwrap_or_else(|| vigil_protocol::subjects::DEFAULT_POOL.to_string());
+        let pool = raw
+            .pool
+            .unwrap_or_else(|| vigil_protocol::subjects::DEFAULT_POOL.to_string());
         check_token(self, "pool", "pool", &pool)?;
         if let Some(d) = raw.deadline_s
             && !(d.is_finite() && d > 0.0)
         {
-            return Err(self.err("deadline_s", format!("must be a positive number of seconds, got {d}")));
+            return Err(self.err(
+                "deadline_s",
+                format!("must be a positive number of seconds, got {d}"),
+            ));
         }
         Ok(Suite {
             name: raw.name,
@@ -623,7 +723,13 @@ impl Checker<'_> {
         }
         let format = match raw.format {
             Some(f) => f,
-            None => match raw.path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref() {
+            None => match raw
+                .path
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+            {
                 Some("jsonl" | "ndjson") => DatasetFormat::Jsonl,
                 Some("csv") => DatasetFormat::Csv,
                 _ => {
@@ -647,7 +753,12 @@ impl Checker<'_> {
                 return Err(self.err(format!("dataset.tags[{i}]"), "must not be empty"));
             }
         }
-        Ok(DatasetSpec { path: self.resolve(&raw.path), format, id_field: raw.id_field, tags: raw.tags })
+        Ok(DatasetSpec {
+            path: self.resolve(&raw.path),
+            format,
+            id_field: raw.id_field,
+            tags: raw.tags,
+        })
     }
 
     fn target(&self, i: usize, raw: RawTarget) -> Result<TargetConfig, SuiteError> {
@@ -656,9 +767,21 @@ impl Checker<'_> {
         match url::Url::parse(&raw.base_url) {
             Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
             Ok(u) => {
-                return Err(self.err(at("base_url"), format!("`{}` is not an http(s) URL (scheme `{}`)", raw.base_url, u.scheme())));
+                return Err(self.err(
+                    at("base_url"),
+                    format!(
+                        "`{}` is not an http(s) URL (scheme `{}`)",
+                        raw.base_url,
+                        u.scheme()
+                    ),
+                ));
             }
-            Err(e) => return Err(self.err(at("base_url"), format!("`{}` is not a URL: {e}", raw.base_url))),
+            Err(e) => {
+                return Err(self.err(
+                    at("base_url"),
+                    format!("`{}` is not a URL: {e}", raw.base_url),
+                ));
+            }
         }
         if raw.model.trim().is_empty() {
             return Err(self.err(at("model"), "must not be empty"));
@@ -675,7 +798,10 @@ impl Checker<'_> {
         }
         let timeout_s = raw.timeout_s.unwrap_or(60.0);
         if !(timeout_s.is_finite() && timeout_s > 0.0) {
-            return Err(self.err(at("timeout_s"), format!("must be a positive number of seconds, got {timeout_s}")));
+            return Err(self.err(
+                at("timeout_s"),
+                format!("must be a positive number of seconds, got {timeout_s}"),
+            ));
         }
         let max_concurrency = raw.max_concurrency.unwrap_or(32);
         if max_concurrency == 0 {
@@ -685,7 +811,10 @@ impl Checker<'_> {
         if let Some(t) = p.temperature
             && !(t.is_finite() && t >= 0.0)
         {
-            return Err(self.err(at("params.temperature"), format!("must be at least 0, got {t}")));
+            return Err(self.err(
+                at("params.temperature"),
+                format!("must be at least 0, got {t}"),
+            ));
         }
         if let Some(t) = p.top_p
             && !(t > 0.0 && t <= 1.0)
@@ -706,7 +835,13 @@ impl Checker<'_> {
             base_url: raw.base_url,
             model: raw.model,
             api_key_env: raw.api_key_env,
-            params: SamplingParams { temperature: p.temperature, top_p: p.top_p, max_tokens: p.max_tokens, seed: p.seed, stop },
+            params: SamplingParams {
+                temperature: p.temperature,
+                top_p: p.top_p,
+                max_tokens: p.max_tokens,
+                seed: p.seed,
+                stop,
+            },
             timeout_s,
             max_concurrency,
             max_retries: raw.max_retries.unwrap_or(3),
@@ -716,7 +851,10 @@ impl Checker<'_> {
     fn prompt(&self, raw: RawPrompt, targets: &[TargetConfig]) -> Result<PromptSpec, SuiteError> {
         if let Some(messages) = &raw.messages {
             if raw.system.is_some() || raw.user.is_some() {
-                return Err(self.err("prompt.messages", "give either `messages` or `system`/`user`, not both"));
+                return Err(self.err(
+                    "prompt.messages",
+                    "give either `messages` or `system`/`user`, not both",
+                ));
             }
             if messages.is_empty() {
                 return Err(self.err("prompt.messages", "must not be empty"));
@@ -732,7 +870,9 @@ impl Checker<'_> {
         }
         for (i, t) in targets.iter().enumerate() {
             match t.kind {
-                EndpointKind::Chat if raw.messages.is_none() && raw.system.is_none() && raw.user.is_none() => {
+                EndpointKind::Chat
+                    if raw.messages.is_none() && raw.system.is_none() && raw.user.is_none() =>
+                {
                     return Err(self.err(
                         "prompt.user",
                         format!("target `{}` (targets[{i}], kind chat) needs `prompt.user`, `prompt.system` or `prompt.messages`", t.name),
@@ -747,21 +887,39 @@ impl Checker<'_> {
                 _ => {}
             }
         }
-        Ok(PromptSpec { system: raw.system, user: raw.user, messages: raw.messages, completion: raw.completion })
+        Ok(PromptSpec {
+            system: raw.system,
+            user: raw.user,
+            messages: raw.messages,
+            completion: raw.completion,
+        })
     }
 
     fn scorer(&self, i: usize, raw: RawScorer) -> Result<ScorerConfig, SuiteError> {
         let at = |key: &str| format!("scorers[{i}].{key}");
         check_token(self, &at("name"), "scorer", &raw.name)?;
-        if RUN_METRICS.iter().any(|m| m.split('.').next() == Some(raw.name.as_str())) {
-            return Err(self.err(at("name"), format!("`{}` is the name of a run-level metric; choose another", raw.name)));
+        if RUN_METRICS
+            .iter()
+            .any(|m| m.split('.').next() == Some(raw.name.as_str()))
+        {
+            return Err(self.err(
+                at("name"),
+                format!(
+                    "`{}` is the name of a run-level metric; choose another",
+                    raw.name
+                ),
+            ));
         }
         let params = Value::Object(raw.params);
         let kind = match raw.kind.as_str() {
             "exact_match" | "contains" => {
                 let p: NormalizeParams = self.params(i, params)?;
                 let normalize = p.normalize.unwrap_or_default().into();
-                if raw.kind == "exact_match" { ScorerKind::ExactMatch { normalize } } else { ScorerKind::Contains { normalize } }
+                if raw.kind == "exact_match" {
+                    ScorerKind::ExactMatch { normalize }
+                } else {
+                    ScorerKind::Contains { normalize }
+                }
             }
             "regex" => {
                 let p: RegexParams = self.params(i, params)?;
@@ -772,12 +930,18 @@ impl Checker<'_> {
             }
             "numeric" => {
                 let p: NumericParams = self.params(i, params)?;
-                for (key, v) in [("tolerance", p.tolerance), ("relative_tolerance", p.relative_tolerance)] {
+                for (key, v) in [
+                    ("tolerance", p.tolerance),
+                    ("relative_tolerance", p.relative_tolerance),
+                ] {
                     if !(v.is_finite() && v >= 0.0) {
                         return Err(self.err(at(key), format!("must be at least 0, got {v}")));
                     }
                 }
-                ScorerKind::Numeric { tolerance: p.tolerance, relative_tolerance: p.relative_tolerance }
+                ScorerKind::Numeric {
+                    tolerance: p.tolerance,
+                    relative_tolerance: p.relative_tolerance,
+                }
             }
             "choice" => {
                 let p: ChoiceParams = self.params(i, params)?;
@@ -790,7 +954,12 @@ impl Checker<'_> {
             "json_schema" => {
                 let p: JsonSchemaParams = self.params(i, params)?;
                 let schema = match (p.schema, p.schema_path) {
-                    (Some(_), Some(_)) => return Err(self.err(at("schema_path"), "give either `schema` or `schema_path`, not both")),
+                    (Some(_), Some(_)) => {
+                        return Err(self.err(
+                            at("schema_path"),
+                            "give either `schema` or `schema_path`, not both",
+                        ));
+                    }
                     (Some(v), None) => Some(self.schema_text(&at("schema"), v)?),
                     (None, Some(file)) => Some(self.schema_file(&at("schema_path"), &file)?),
                     (None, None) => None,
@@ -798,29 +967,56 @@ impl Checker<'_> {
                 ScorerKind::JsonSchema { schema }
             }
             other => {
-                return Err(self.err(at("kind"), format!("unknown scorer kind `{other}` (known: {})", SCORER_KINDS.join(", "))));
+                return Err(self.err(
+                    at("kind"),
+                    format!(
+                        "unknown scorer kind `{other}` (known: {})",
+                        SCORER_KINDS.join(", ")
+                    ),
+                ));
             }
         };
         // These kinds compare against a reference; without one every item
         // would fail at the worker, so say so now.
-        if matches!(kind, ScorerKind::ExactMatch { .. } | ScorerKind::Contains { .. } | ScorerKind::Numeric { .. } | ScorerKind::Choice { .. })
-            && raw.reference.is_none()
+        if matches!(
+            kind,
+            ScorerKind::ExactMatch { .. }
+                | ScorerKind::Contains { .. }
+                | ScorerKind::Numeric { .. }
+                | ScorerKind::Choice { .. }
+        ) && raw.reference.is_none()
         {
-            return Err(self.err(at("reference"), format!("scorer kind `{}` needs a reference template", kind.name())));
+            return Err(self.err(
+                at("reference"),
+                format!("scorer kind `{}` needs a reference template", kind.name()),
+            ));
         }
         if let Some(t) = raw.threshold
             && !t.is_finite()
         {
             return Err(self.err(at("threshold"), "must be a finite number"));
         }
-        Ok(ScorerConfig { name: raw.name, kind, reference: raw.reference, threshold: raw.threshold })
+        Ok(ScorerConfig {
+            name: raw.name,
+            kind,
+            reference: raw.reference,
+            threshold: raw.threshold,
+        })
     }
 
     /// Deserialises a kind's own keys, naming the place of a bad one.
-    fn params<T: serde::de::DeserializeOwned>(&self, i: usize, params: Value) -> Result<T, SuiteError> {
+    fn params<T: serde::de::DeserializeOwned>(
+        &self,
+        i: usize,
+        params: Value,
+    ) -> Result<T, SuiteError> {
         serde_path_to_error::deserialize(params).map_err(|err| {
             let sub = err.path().to_string();
-            let field = if sub == "." { format!("scorers[{i}]") } else { format!("scorers[{i}].{sub}") };
+            let field = if sub == "." {
+                format!("scorers[{i}]")
+            } else {
+                format!("scorers[{i}].{sub}")
+            };
             self.err(field, err.into_inner().to_string())
         })
     }
@@ -834,12 +1030,23 @@ impl Checker<'_> {
 
     fn schema_file(&self, field: &str, file: &Path) -> Result<String, SuiteError> {
         let full = self.resolve(file);
-        let text = std::fs::read_to_string(&full).map_err(|e| self.err(field, format!("cannot read `{}`: {e}", full.display())))?;
+        let text = std::fs::read_to_string(&full)
+            .map_err(|e| self.err(field, format!("cannot read `{}`: {e}", full.display())))?;
         let is_yaml = matches!(SuiteFormat::from_path(&full), Some(SuiteFormat::Yaml));
         let value: Value = if is_yaml {
-            serde_norway::from_str(&text).map_err(|e| self.err(field, format!("`{}` is not valid YAML: {e}", full.display())))?
+            serde_norway::from_str(&text).map_err(|e| {
+                self.err(
+                    field,
+                    format!("`{}` is not valid YAML: {e}", full.display()),
+                )
+            })?
         } else {
-            serde_json::from_str(&text).map_err(|e| self.err(field, format!("`{}` is not valid JSON: {e}", full.display())))?
+            serde_json::from_str(&text).map_err(|e| {
+                self.err(
+                    field,
+                    format!("`{}` is not valid JSON: {e}", full.display()),
+                )
+            })?
         };
         self.schema_text(field, value)
     }
@@ -851,15 +1058,30 @@ impl Checker<'_> {
             let Some((scorer, field)) = m.split_once('.') else {
                 return Err(self.err(
                     at("metric"),
-                    format!("unknown metric `{m}`: use `<scorer>.<field>` or one of {}", RUN_METRICS.join(", ")),
+                    format!(
+                        "unknown metric `{m}`: use `<scorer>.<field>` or one of {}",
+                        RUN_METRICS.join(", ")
+                    ),
                 ));
             };
             if !scorers.iter().any(|s| s.name == scorer) {
                 let known: Vec<&str> = scorers.iter().map(|s| s.name.as_str()).collect();
-                return Err(self.err(at("metric"), format!("`{m}` names no scorer `{scorer}` (scorers: {})", known.join(", "))));
+                return Err(self.err(
+                    at("metric"),
+                    format!(
+                        "`{m}` names no scorer `{scorer}` (scorers: {})",
+                        known.join(", ")
+                    ),
+                ));
             }
             if !SCORE_FIELDS.contains(&field) {
-                return Err(self.err(at("metric"), format!("`{m}`: unknown field `{field}` (known: {})", SCORE_FIELDS.join(", "))));
+                return Err(self.err(
+                    at("metric"),
+                    format!(
+                        "`{m}`: unknown field `{field}` (known: {})",
+                        SCORE_FIELDS.join(", ")
+                    ),
+                ));
             }
         }
         if gate.min.is_none() && gate.max.is_none() {
@@ -886,10 +1108,16 @@ fn check_token(c: &Checker<'_>, field: &str, what: &str, name: &str) -> Result<(
     if name.is_empty() {
         return Err(c.err(field, format!("{what} name must not be empty")));
     }
-    if let Some(bad) = name.chars().find(|ch| !(ch.is_ascii_alphanumeric() || *ch == '_' || *ch == '-')) {
+    if let Some(bad) = name
+        .chars()
+        .find(|ch| !(ch.is_ascii_alphanumeric() || *ch == '_' || *ch == '-'))
+    {
         return Err(c.err(
             field,
-            format!("{what} name `{name}` contains {}; use only letters, digits, `_` and `-`", Shown(bad)),
+            format!(
+                "{what} name `{name}` contains {}; use only letters, digits, `_` and `-`",
+                Shown(bad)
+            ),
         ));
     }
     Ok(())
@@ -900,15 +1128,27 @@ struct Shown(char);
 
 impl fmt::Display for Shown {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0.is_whitespace() { write!(f, "whitespace ({:?})", self.0) } else { write!(f, "`{}`", self.0) }
+        if self.0.is_whitespace() {
+            write!(f, "whitespace ({:?})", self.0)
+        } else {
+            write!(f, "`{}`", self.0)
+        }
     }
 }
 
-fn unique<'a>(c: &Checker<'_>, list: &str, what: &str, names: impl Iterator<Item = &'a str>) -> Result<(), SuiteError> {
+fn unique<'a>(
+    c: &Checker<'_>,
+    list: &str,
+    what: &str,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<(), SuiteError> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, name) in names.enumerate() {
         if let Some(first) = seen.insert(name, i) {
-            return Err(c.err(format!("{list}[{i}].name"), format!("duplicate {what} name `{name}` (also {list}[{first}])")));
+            return Err(c.err(
+                format!("{list}[{i}].name"),
+                format!("duplicate {what} name `{name}` (also {list}[{first}])"),
+            ));
         }
     }
     Ok(())

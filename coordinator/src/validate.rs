@@ -73,7 +73,11 @@ pub enum ValidationError {
 
 /// Streams the whole dataset, renders every item for each of `kinds` and
 /// rejects duplicate ids. Returns the first error, which names file and line.
-pub fn check_dataset(suite: &Suite, renderer: &Renderer, kinds: &[EndpointKind]) -> Result<DatasetCheck, ValidationError> {
+pub fn check_dataset(
+    suite: &Suite,
+    renderer: &Renderer,
+    kinds: &[EndpointKind],
+) -> Result<DatasetCheck, ValidationError> {
     let mut distinct: Vec<EndpointKind> = Vec::with_capacity(2);
     for k in kinds {
         if !distinct.contains(k) {
@@ -92,15 +96,25 @@ pub fn check_dataset(suite: &Suite, renderer: &Renderer, kinds: &[EndpointKind])
         let id = renderer.item_id(&record)?;
         let h = id_hash(&id);
         if let Some(&first_line) = seen.get(&h) {
-            return Err(ValidationError::DuplicateId { path: suite.dataset.path.clone(), id, first_line, line: record.line });
+            return Err(ValidationError::DuplicateId {
+                path: suite.dataset.path.clone(),
+                id,
+                first_line,
+                line: record.line,
+            });
         }
         seen.insert(h, record.line);
         items += 1;
     }
     if items == 0 {
-        return Err(ValidationError::Empty { path: suite.dataset.path.clone() });
+        return Err(ValidationError::Empty {
+            path: suite.dataset.path.clone(),
+        });
     }
-    Ok(DatasetCheck { items, sha256: records.sha256() })
+    Ok(DatasetCheck {
+        items,
+        sha256: records.sha256(),
+    })
 }
 
 /// Loads a suite, compiles its templates and checks its dataset for the

@@ -61,15 +61,27 @@ fn defaults_are_filled_in() {
     assert_eq!(s.dataset.id_field, None);
     let t = &s.targets[0];
     assert_eq!(t.kind, EndpointKind::Chat);
-    assert_eq!((t.timeout_s, t.max_concurrency, t.max_retries), (60.0, 32, 3));
+    assert_eq!(
+        (t.timeout_s, t.max_concurrency, t.max_retries),
+        (60.0, 32, 3)
+    );
     assert_eq!(t.spec().timeout_ms, 60_000);
-    assert_eq!(s.scorers[0].kind, ScorerKind::Contains { normalize: Normalization::default() });
+    assert_eq!(
+        s.scorers[0].kind,
+        ScorerKind::Contains {
+            normalize: Normalization::default()
+        }
+    );
 }
 
 #[test]
 fn every_scorer_kind_and_its_keys() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("schema.json"), r#"{"type": "object", "required": ["x"]}"#).unwrap();
+    std::fs::write(
+        dir.path().join("schema.json"),
+        r#"{"type": "object", "required": ["x"]}"#,
+    )
+    .unwrap();
     let text = r#"
 name: kinds
 dataset: { path: d.data, format: jsonl, id_field: key, tags: [lang, level] }
@@ -120,13 +132,31 @@ keep_output_chars: 0
     let specs = s.scorer_specs();
     assert_eq!(specs.len(), 7);
     match &specs[0].kind {
-        ScorerKind::ExactMatch { normalize } => assert!(normalize.ignore_case && normalize.remove_articles && normalize.trim),
+        ScorerKind::ExactMatch { normalize } => {
+            assert!(normalize.ignore_case && normalize.remove_articles && normalize.trim)
+        }
         other => panic!("{other:?}"),
     }
-    assert_eq!(specs[1].kind, ScorerKind::Regex { pattern: "answer: (\\d+)".into() });
+    assert_eq!(
+        specs[1].kind,
+        ScorerKind::Regex {
+            pattern: "answer: (\\d+)".into()
+        }
+    );
     assert_eq!(specs[1].threshold, Some(0.5));
-    assert_eq!(specs[2].kind, ScorerKind::Numeric { tolerance: 0.01, relative_tolerance: 0.1 });
-    assert_eq!(specs[3].kind, ScorerKind::Choice { choices: "ABCDE".into() });
+    assert_eq!(
+        specs[2].kind,
+        ScorerKind::Numeric {
+            tolerance: 0.01,
+            relative_tolerance: 0.1
+        }
+    );
+    assert_eq!(
+        specs[3].kind,
+        ScorerKind::Choice {
+            choices: "ABCDE".into()
+        }
+    );
     let schema = |i: usize| match &specs[i].kind {
         ScorerKind::JsonSchema { schema } => schema.clone(),
         other => panic!("{other:?}"),

@@ -30,10 +30,23 @@ fn check(suite: &Suite, kinds: &[EndpointKind]) -> Result<validate::DatasetCheck
 fn good_dataset_counts_items_and_hashes_the_file() {
     let data = "{\"id\": \"a\", \"q\": 1, \"a\": 1}\n\n{\"id\": \"b\", \"q\": 2, \"a\": 2}\n";
     let (dir, suite) = setup(data, SUITE);
-    let c = check(&suite, &[EndpointKind::Chat, EndpointKind::Completions, EndpointKind::Chat]).unwrap();
+    let c = check(
+        &suite,
+        &[
+            EndpointKind::Chat,
+            EndpointKind::Completions,
+            EndpointKind::Chat,
+        ],
+    )
+    .unwrap();
     assert_eq!(c.items, 2);
     use sha2::Digest;
-    assert_eq!(c.sha256, hex::encode(sha2::Sha256::digest(std::fs::read(dir.path().join("d.jsonl")).unwrap())));
+    assert_eq!(
+        c.sha256,
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(dir.path().join("d.jsonl")).unwrap()
+        ))
+    );
 }
 
 #[test]
@@ -41,10 +54,26 @@ fn duplicate_ids_name_both_lines() {
     let data = "{\"id\": \"a\", \"q\": 1, \"a\": 1}\n{\"id\": \"b\", \"q\": 1, \"a\": 1}\n\n{\"id\": \"a\", \"q\": 1, \"a\": 1}\n";
     let (dir, suite) = setup(data, SUITE);
     let err = check(&suite, &[EndpointKind::Chat]).unwrap_err();
-    assert_eq!(err.to_string(), format!("{}:4: duplicate item id `a` (first seen on line 1)", dir.path().join("d.jsonl").display()));
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}:4: duplicate item id `a` (first seen on line 1)",
+            dir.path().join("d.jsonl").display()
+        )
+    );
     // Numbers and strings that print alike are the same id on the wire.
-    let (_dir, suite) = setup("{\"id\": 7, \"q\": 1, \"a\": 1}\n{\"id\": \"7\", \"q\": 1, \"a\": 1}\n", SUITE);
-    assert!(matches!(check(&suite, &[EndpointKind::Chat]), Err(ValidationError::DuplicateId { first_line: 1, line: 2, .. })));
+    let (_dir, suite) = setup(
+        "{\"id\": 7, \"q\": 1, \"a\": 1}\n{\"id\": \"7\", \"q\": 1, \"a\": 1}\n",
+        SUITE,
+    );
+    assert!(matches!(
+        check(&suite, &[EndpointKind::Chat]),
+        Err(ValidationError::DuplicateId {
+            first_line: 1,
+            line: 2,
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -52,33 +81,57 @@ fn render_errors_of_any_kind_are_found() {
     // Item 2 lacks `a`: the reference fails for every kind.
     let data = "{\"id\": \"a\", \"q\": 1, \"a\": 1}\n{\"id\": \"b\", \"q\": 1}\n";
     let (_dir, suite) = setup(data, SUITE);
-    let err = check(&suite, &[EndpointKind::Chat]).unwrap_err().to_string();
-    assert!(err.contains("d.jsonl:2: scorers[0].reference: undefined value"), "{err}");
+    let err = check(&suite, &[EndpointKind::Chat])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("d.jsonl:2: scorers[0].reference: undefined value"),
+        "{err}"
+    );
     // Only the completion template reads `c`: checking chat alone passes, completions fails.
     let text = SUITE.replace("completion: \"{{ q }}\"", "completion: \"{{ c }}\"");
     let (_dir, suite) = setup("{\"id\": \"a\", \"q\": 1, \"a\": 1}\n", &text);
     assert!(check(&suite, &[EndpointKind::Chat]).is_ok());
-    let err = check(&suite, &[EndpointKind::Chat, EndpointKind::Completions]).unwrap_err().to_string();
-    assert!(err.contains("d.jsonl:1: prompt.completion: undefined value"), "{err}");
+    let err = check(&suite, &[EndpointKind::Chat, EndpointKind::Completions])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("d.jsonl:1: prompt.completion: undefined value"),
+        "{err}"
+    );
 }
 
 #[test]
 fn malformed_line_and_empty_dataset_are_errors() {
     let (_dir, suite) = setup("{\"id\": \"a\", \"q\": 1, \"a\": 1}\n{oops\n", SUITE);
-    let err = check(&suite, &[EndpointKind::Chat]).unwrap_err().to_string();
+    let err = check(&suite, &[EndpointKind::Chat])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("d.jsonl:2: invalid JSON"), "{err}");
     let (_dir, suite) = setup("\n\n", SUITE);
     let err = check(&suite, &[EndpointKind::Chat]).unwrap_err();
     assert!(matches!(err, ValidationError::Empty { .. }), "{err}");
-    assert!(err.to_string().ends_with("d.jsonl: the dataset has no items"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("d.jsonl: the dataset has no items"),
+        "{err}"
+    );
 }
 
 #[test]
 fn missing_dataset_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let suite = Suite::from_str(SUITE, SuiteFormat::Yaml, &dir.path().join("s.yaml")).unwrap();
-    let err = check(&suite, &[EndpointKind::Chat]).unwrap_err().to_string();
-    assert!(err.starts_with(&format!("{}: cannot open dataset", dir.path().join("d.jsonl").display())), "{err}");
+    let err = check(&suite, &[EndpointKind::Chat])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(&format!(
+            "{}: cannot open dataset",
+            dir.path().join("d.jsonl").display()
+        )),
+        "{err}"
+    );
 }
 
 #[test]
@@ -114,6 +167,11 @@ fn csv_dataset_validates() {
     std::fs::write(dir.path().join("d.csv"), "id,q,a\nx,1,1\ny,2,2\nx,3,3\n").unwrap();
     let text = SUITE.replace("d.jsonl", "d.csv");
     let suite = Suite::from_str(&text, SuiteFormat::Yaml, &dir.path().join("s.yaml")).unwrap();
-    let err = check(&suite, &[EndpointKind::Chat]).unwrap_err().to_string();
-    assert!(err.ends_with("d.csv:4: duplicate item id `x` (first seen on line 2)"), "{err}");
+    let err = check(&suite, &[EndpointKind::Chat])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.ends_with("d.csv:4: duplicate item id `x` (first seen on line 2)"),
+        "{err}"
+    );
 }
