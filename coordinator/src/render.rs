@@ -1,1 +1,332 @@
-//! TODO(skeleton): render
+//! Renders dataset records into wire [`Item`]s: prompt, references, id, tags.
+//!
+//! Every template of a suite is compiled once, in [`Renderer::new`]; rendering
+//! an item only evaluates them (it runs once per item, at up to millions of
+//! items). Undefined variables are errors (strict mode), so a typo in a
+//! template fails `vigil validate` instead of sending empty prompts.
+//!
+//! ```
+//! use std::path::Path;
+//! use vigil_coordinator::{dataset::Record, render::Renderer, suite::{Suite, SuiteFormat}};
+//! let suite = Suite::from_str(r#"
+//! name: demo
+//! dataset: { path: d.jsonl }
+//! prompt: { system: "Be brief.", user: "{{ question }}" }
+//! targets: [{ name: t, base_url: "http://127.0.0.1:1/v1", model: m }]
+//! scorers: [{ name: exact, kind: exact_match, reference: "{{ answer }}" }]
+//! "#, SuiteFormat::Yaml, Path::new("demo.yaml")).unwrap();
+//! let renderer = Renderer::new(&suite).unwrap();
+//! let fields = serde_json::json!({"question": "2+2?", "answer": 4});
+//! let record = Record { line: 1, index: 0, fields: fields.as_object().unwrap().clone() };
+//! let item = renderer.render(&record, vigil_protocol::EndpointKind::Chat).unwrap();
+//! assert_eq!(item.references["exact"], "4");
+//! assert_eq!(item.id, "1");
+//! ```
+
+use crate::dataset::Record;
+use crate::suite::{Suite, SuiteError};
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use vigil_protocol::{ChatMessage, EndpointKind, Item, Prompt};
+
+/// Why one record could not be rendered: `<dataset>:<line>: <field>: <problem>`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}:{line}: {field}: {message}")]
+pub struct RenderError {
+    /// The dataset file.
+    pub path: PathBuf,
+    /// The record's 1-based line.
+    pub line: u64,
+    /// The suite field involved, for example `prompt.user` or `dataset.id_field`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A compiled template and what it needs.
+struct Compiled {
+    /// The template's name in the environment: its place in the suite.
+    field: String,
+    /// Top-level variables it reads, to name the missing one in errors.
+    variables: BTreeSet<String>,
+}
+
+/// The suite's templates, compiled once.
+pub struct Renderer {
+    env: Environment<'static>,
+    dataset: PathBuf,
+    id_field: Option<String>,
+    tags: Vec<String>,
+    system: Option<Compiled>,
+    user: Option<Compiled>,
+    /// Role and compiled content of each explicit chat message.
+    messages: Option<Vec<(String, Compiled)>>,
+    completion: Option<Compiled>,
+    /// Scorer name and its compiled reference.
+    references: Vec<(String, Compiled)>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("dataset", &self.dataset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Renderer {
+    /// Compiles every template of `suite`. A syntax error names the field and
+    /// the line within the template.
+    pub fn new(suite: &Suite) -> Result<Renderer, SuiteError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Prompts are plain text, never HTML.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        let mut compile = |field: String, source: &str| -> Result<Compiled, SuiteError> {
+            let syntax = |e: minijinja::Error| SuiteError::Template {
+                path: suite.path.clone(),
+                field: field.clone(),
+                line: e.line(),
+                message: describe_without_line(&e),
+            };
+            env.add_template_owned(field.clone(), source.to_string())
+                .map_err(syntax)?;
+            let variables = env
+                .get_template(&field)
+                .map_err(syntax)?
+                .undeclared_variables(false)
+                .into_iter()
+                .collect();
+            Ok(Compiled { field, variables })
+        };
+        let p = &suite.prompt;
+        let system = p
+            .system
+            .as_deref()
+            .map(|s| compile("prompt.system".into(), s))
+            .transpose()?;
+        let user = p
+            .user
+            .as_deref()
+            .map(|s| compile("prompt.user".into(), s))
+            .transpose()?;
+        let messages = match &p.messages {
+            None => None,
+            Some(list) => Some(
+                list.iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        Ok((
+                            m.role.clone(),
+                            compile(format!("prompt.messages[{i}].content"), &m.content)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, SuiteError>>()?,
+            ),
+        };
+        let completion = p
+            .completion
+            .as_deref()
+            .map(|s| compile("prompt.completion".into(), s))
+            .transpose()?;
+        let mut references = Vec::new();
+        for (i, s) in suite.scorers.iter().enumerate() {
+            if let Some(r) = &s.reference {
+                references.push((
+                    s.name.clone(),
+                    compile(format!("scorers[{i}].reference"), r)?,
+                ));
+            }
+        }
+        Ok(Renderer {
+            env,
+            dataset: suite.dataset.path.clone(),
+            id_field: suite.dataset.id_field.clone(),
+            tags: suite.dataset.tags.clone(),
+            system,
+            user,
+            messages,
+            completion,
+            references,
+        })
+    }
+
+    /// Renders one record into an item for a target of `kind`.
+    pub fn render(&self, record: &Record, kind: EndpointKind) -> Result<Item, RenderError> {
+        let ctx = minijinja::Value::from_serialize(&record.fields);
+        let prompt = match kind {
+            EndpointKind::Chat => {
+                let mut out = Vec::with_capacity(2);
+                if let Some(list) = &self.messages {
+                    for (role, t) in list {
+                        push(&mut out, role, self.eval(t, &ctx, record)?);
+                    }
+                } else {
+                    if let Some(t) = &self.system {
+                        push(&mut out, "system", self.eval(t, &ctx, record)?);
+                    }
+                    if let Some(t) = &self.user {
+                        push(&mut out, "user", self.eval(t, &ctx, record)?);
+                    }
+                }
+                if out.is_empty() {
+                    let field = if self.messages.is_some() {
+                        "prompt.messages"
+                    } else {
+                        "prompt.user"
+                    };
+                    return Err(self.error(
+                        record,
+                        field,
+                        "the chat prompt rendered to no messages (every message was empty)",
+                    ));
+                }
+                Prompt::Chat(out)
+            }
+            EndpointKind::Completions => match &self.completion {
+                Some(t) => Prompt::Completion(self.eval(t, &ctx, record)?),
+                None => {
+                    return Err(self.error(
+                        record,
+                        "prompt.completion",
+                        "completion targets need `prompt.completion`",
+                    ));
+                }
+            },
+        };
+        let mut references = BTreeMap::new();
+        for (name, t) in &self.references {
+            references.insert(name.clone(), self.eval(t, &ctx, record)?);
+        }
+        let mut tags = BTreeMap::new();
+        for tag in &self.tags {
+            if let Some(v) = record.fields.get(tag).and_then(stringify) {
+                tags.insert(tag.clone(), v);
+            }
+        }
+        Ok(Item {
+            index: record.index,
+            id: self.item_id(record)?,
+            prompt,
+            references,
+            tags,
+        })
+    }
+
+    /// The record's item id: the `id_field` value (a string or number), or
+    /// the line number when the suite names no id field.
+    pub fn item_id(&self, record: &Record) -> Result<String, RenderError> {
+        let Some(field) = &self.id_field else {
+            return Ok(record.line.to_string());
+        };
+        match record.fields.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
+            Some(Value::String(_)) => Err(self.error(
+                record,
+                "dataset.id_field",
+                format!("item id `{field}` is empty"),
+            )),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(other) => Err(self.error(
+                record,
+                "dataset.id_field",
+                format!("item id `{field}` must be a string or a number, found {other}"),
+            )),
+            None => Err(self.error(
+                record,
+                "dataset.id_field",
+                format!("item has no id field `{field}`"),
+            )),
+        }
+    }
+
+    fn eval(
+        &self,
+        t: &Compiled,
+        ctx: &minijinja::Value,
+        record: &Record,
+    ) -> Result<String, RenderError> {
+        let template = self
+            .env
+            .get_template(&t.field)
+            .map_err(|e| self.error(record, &t.field, describe(&e)))?;
+        template.render(ctx).map_err(|e| {
+            let mut message = describe(&e);
+            if e.kind() == minijinja::ErrorKind::UndefinedError {
+                let missing: Vec<&str> = t
+                    .variables
+                    .iter()
+                    .filter(|v| !record.fields.contains_key(*v))
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    let have: Vec<&str> = record.fields.keys().map(String::as_str).collect();
+                    message = format!(
+                        "{message}: the item has no field {} (it has: {})",
+                        quoted(&missing),
+                        have.join(", ")
+                    );
+                }
+            }
+            self.error(record, &t.field, message)
+        })
+    }
+
+    fn error(&self, record: &Record, field: &str, message: impl Into<String>) -> RenderError {
+        RenderError {
+            path: self.dataset.clone(),
+            line: record.line,
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Adds a message unless its content is empty (an optional system prompt
+/// that rendered to nothing, say).
+fn push(out: &mut Vec<ChatMessage>, role: &str, content: String) {
+    if !content.is_empty() {
+        out.push(ChatMessage {
+            role: role.to_string(),
+            content,
+        });
+    }
+}
+
+/// A tag's text: strings as they are, other scalars and structures as JSON; null is no tag.
+fn stringify(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A minijinja error's kind and detail.
+fn describe_without_line(e: &minijinja::Error) -> String {
+    let mut s = e.kind().to_string();
+    if let Some(d) = e.detail() {
+        s.push_str(": ");
+        s.push_str(d);
+    }
+    s
+}
+
+/// A minijinja error as one line: kind, detail and template line.
+fn describe(e: &minijinja::Error) -> String {
+    let mut s = describe_without_line(e);
+    if let Some(line) = e.line() {
+        s.push_str(&format!(" (template line {line})"));
+    }
+    s
+}
