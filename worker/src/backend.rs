@@ -9,7 +9,9 @@
 
 use crate::retry::{AdaptiveLimit, RetryPolicy, parse_retry_after};
 use bytes::Bytes;
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
 use serde_json::{Map, Value, json};
 use std::time::{Duration, Instant, SystemTime};
 use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec, TokenUsage};
@@ -74,7 +76,12 @@ struct Failed {
 
 impl Failed {
     fn new(kind: ErrorKind, head: impl Into<String>) -> Self {
-        Failed { kind, head: head.into(), excerpt: None, retry_after: None }
+        Failed {
+            kind,
+            head: head.into(),
+            excerpt: None,
+            retry_after: None,
+        }
     }
 
     fn excerpt(mut self, excerpt: impl Into<String>) -> Self {
@@ -102,7 +109,11 @@ impl Failed {
             message.push_str(": ");
             message.push_str(excerpt);
         }
-        CallFailure { kind: self.kind, message: secrets.redact(&message), attempts }
+        CallFailure {
+            kind: self.kind,
+            message: secrets.redact(&message),
+            attempts,
+        }
     }
 }
 
@@ -123,7 +134,9 @@ impl Secrets {
     }
 
     fn redact(&self, text: &str) -> String {
-        self.0.iter().fold(text.to_string(), |acc, s| acc.replace(s.as_str(), "[redacted]"))
+        self.0.iter().fold(text.to_string(), |acc, s| {
+            acc.replace(s.as_str(), "[redacted]")
+        })
     }
 }
 
@@ -165,8 +178,10 @@ fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
     body.insert("model".into(), json!(target.model));
     match (target.kind, prompt) {
         (EndpointKind::Chat, Prompt::Chat(messages)) => {
-            let messages: Vec<Value> =
-                messages.iter().map(|m| json!({"role": m.role, "content": m.content})).collect();
+            let messages: Vec<Value> = messages
+                .iter()
+                .map(|m| json!({"role": m.role, "content": m.content}))
+                .collect();
             body.insert("messages".into(), Value::Array(messages));
         }
         (EndpointKind::Completions, Prompt::Completion(text)) => {
@@ -175,13 +190,19 @@ fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
         (EndpointKind::Chat, Prompt::Completion(_)) => {
             return Err(Failed::new(
                 ErrorKind::ClientError,
-                format!("target `{}` is a chat endpoint but the prompt is a completion prompt", target.name),
+                format!(
+                    "target `{}` is a chat endpoint but the prompt is a completion prompt",
+                    target.name
+                ),
             ));
         }
         (EndpointKind::Completions, Prompt::Chat(_)) => {
             return Err(Failed::new(
                 ErrorKind::ClientError,
-                format!("target `{}` is a completions endpoint but the prompt is chat messages", target.name),
+                format!(
+                    "target `{}` is a completions endpoint but the prompt is chat messages",
+                    target.name
+                ),
             ));
         }
     }
@@ -210,7 +231,10 @@ fn content_text(content: &Value) -> Option<String> {
     match content {
         Value::String(s) => Some(s.clone()),
         Value::Array(parts) => {
-            let texts: Vec<&str> = parts.iter().filter_map(|p| p.get("text")?.as_str()).collect();
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter_map(|p| p.get("text")?.as_str())
+                .collect();
             (!texts.is_empty()).then(|| texts.concat())
         }
         _ => None,
@@ -221,39 +245,78 @@ fn content_text(content: &Value) -> Option<String> {
 /// attempts filled in by the caller).
 fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Failed> {
     let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Failed::new(ErrorKind::InvalidResponse, format!("invalid JSON in response ({e})")).excerpt(excerpt(body))
+        Failed::new(
+            ErrorKind::InvalidResponse,
+            format!("invalid JSON in response ({e})"),
+        )
+        .excerpt(excerpt(body))
     })?;
     let Some(object) = value.as_object() else {
-        return Err(Failed::new(ErrorKind::InvalidResponse, "response is not a JSON object").excerpt(excerpt(body)));
+        return Err(
+            Failed::new(ErrorKind::InvalidResponse, "response is not a JSON object")
+                .excerpt(excerpt(body)),
+        );
     };
     let choices = match object.get("choices") {
         Some(Value::Array(choices)) => choices,
         None | Some(Value::Null) => {
-            return Err(Failed::new(ErrorKind::EmptyResponse, "no choices in response").excerpt(excerpt(body)));
+            return Err(
+                Failed::new(ErrorKind::EmptyResponse, "no choices in response")
+                    .excerpt(excerpt(body)),
+            );
         }
         Some(_) => {
-            return Err(Failed::new(ErrorKind::InvalidResponse, "`choices` is not an array").excerpt(excerpt(body)));
+            return Err(
+                Failed::new(ErrorKind::InvalidResponse, "`choices` is not an array")
+                    .excerpt(excerpt(body)),
+            );
         }
     };
     let Some(first) = choices.first() else {
-        return Err(Failed::new(ErrorKind::EmptyResponse, "no choices in response"));
+        return Err(Failed::new(
+            ErrorKind::EmptyResponse,
+            "no choices in response",
+        ));
     };
     let text = match kind {
-        EndpointKind::Chat => first.get("message").and_then(|m| m.get("content")).and_then(content_text),
-        EndpointKind::Completions => first.get("text").and_then(Value::as_str).map(str::to_string),
+        EndpointKind::Chat => first
+            .get("message")
+            .and_then(|m| m.get("content"))
+            .and_then(content_text),
+        EndpointKind::Completions => first
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_string),
     };
     // An empty string is an answer (the model stopped at once) and gets
     // scored; a missing or null text is not.
     let Some(text) = text else {
-        return Err(Failed::new(ErrorKind::EmptyResponse, "no text in the first choice").excerpt(excerpt(body)));
+        return Err(
+            Failed::new(ErrorKind::EmptyResponse, "no text in the first choice")
+                .excerpt(excerpt(body)),
+        );
     };
     let usage = object.get("usage");
-    let count = |field: &str| usage.and_then(|u| u.get(field)).and_then(Value::as_u64).unwrap_or(0);
+    let count = |field: &str| {
+        usage
+            .and_then(|u| u.get(field))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
     Ok(Completion {
         text,
-        usage: TokenUsage { input: count("prompt_tokens"), output: count("completion_tokens") },
-        finish_reason: first.get("finish_reason").and_then(Value::as_str).map(str::to_string),
-        model: object.get("model").and_then(Value::as_str).map(str::to_string),
+        usage: TokenUsage {
+            input: count("prompt_tokens"),
+            output: count("completion_tokens"),
+        },
+        finish_reason: first
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        model: object
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string),
         latency_ms: 0.0,
         attempts: 0,
     })
@@ -281,7 +344,11 @@ impl BackendClient {
             .build()
             .expect("the HTTP client builds with a rustls provider installed");
         let defaults = RetryPolicy::default();
-        BackendClient { http, base: defaults.base, cap: defaults.cap }
+        BackendClient {
+            http,
+            base: defaults.base,
+            cap: defaults.cap,
+        }
     }
 
     /// The same client with another backoff range (the number of retries
@@ -319,18 +386,28 @@ impl BackendClient {
             0 => DEFAULT_TIMEOUT,
             ms => Duration::from_millis(ms),
         };
-        let policy = RetryPolicy { max_retries: target.max_retries, base: self.base, cap: self.cap };
+        let policy = RetryPolicy {
+            max_retries: target.max_retries,
+            base: self.base,
+            cap: self.cap,
+        };
 
         let mut attempt: u32 = 0;
         loop {
             attempt += 1;
             let permit = limit.acquire().await;
             let started = Instant::now();
-            let outcome = tokio::time::timeout(timeout, self.attempt(&url, &headers, body.clone(), target.kind))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Failed::new(ErrorKind::Timeout, format!("timeout ({} ms)", timeout.as_millis())))
-                });
+            let outcome = tokio::time::timeout(
+                timeout,
+                self.attempt(&url, &headers, body.clone(), target.kind),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failed::new(
+                    ErrorKind::Timeout,
+                    format!("timeout ({} ms)", timeout.as_millis()),
+                ))
+            });
             let elapsed = started.elapsed();
             drop(permit);
             let failed = match outcome {
@@ -349,7 +426,9 @@ impl BackendClient {
             if !failed.retryable() || retries_done >= policy.max_retries {
                 return Err(failed.into_failure(attempt, &secrets));
             }
-            let wait = failed.retry_after.unwrap_or_else(|| policy.backoff(retries_done));
+            let wait = failed
+                .retry_after
+                .unwrap_or_else(|| policy.backoff(retries_done));
             tracing::debug!(
                 target_name = %target.name,
                 kind = %failed.kind,
@@ -362,9 +441,21 @@ impl BackendClient {
     }
 
     /// One HTTP attempt, body read included.
-    async fn attempt(&self, url: &str, headers: &HeaderMap, body: Bytes, kind: EndpointKind) -> Result<Completion, Failed> {
-        let mut response =
-            self.http.post(url).headers(headers.clone()).body(body).send().await.map_err(classify)?;
+    async fn attempt(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        kind: EndpointKind,
+    ) -> Result<Completion, Failed> {
+        let mut response = self
+            .http
+            .post(url)
+            .headers(headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(classify)?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -389,7 +480,8 @@ impl BackendClient {
             500..=599 => ErrorKind::ServerError,
             _ => ErrorKind::ClientError,
         };
-        let mut failed = Failed::new(kind, format!("HTTP {}", status.as_u16())).excerpt(excerpt(&bytes));
+        let mut failed =
+            Failed::new(kind, format!("HTTP {}", status.as_u16())).excerpt(excerpt(&bytes));
         failed.retry_after = retry_after;
         Err(failed)
     }
@@ -401,7 +493,10 @@ fn headers(api_key: Option<&str>, extra: &[(String, String)]) -> HeaderMap {
     map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     map.insert(ACCEPT, HeaderValue::from_static("application/json"));
     for (name, value) in extra {
-        match (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             (Ok(name), Ok(value)) => {
                 map.insert(name, value);
             }
@@ -427,14 +522,26 @@ mod tests {
     use vigil_protocol::{ChatMessage, SamplingParams};
 
     fn target(kind: EndpointKind) -> TargetSpec {
-        TargetSpec { name: "t".into(), kind, model: "m".into(), ..Default::default() }
+        TargetSpec {
+            name: "t".into(),
+            kind,
+            model: "m".into(),
+            ..Default::default()
+        }
     }
 
     #[test]
     fn chat_body_has_only_the_set_params() {
         let mut t = target(EndpointKind::Chat);
-        t.params = SamplingParams { temperature: Some(0.0), seed: Some(7), ..Default::default() };
-        let prompt = Prompt::Chat(vec![ChatMessage { role: "user".into(), content: "hi".into() }]);
+        t.params = SamplingParams {
+            temperature: Some(0.0),
+            seed: Some(7),
+            ..Default::default()
+        };
+        let prompt = Prompt::Chat(vec![ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }]);
         let body = request_body(&t, &prompt).ok().unwrap();
         assert_eq!(
             body,
@@ -445,34 +552,85 @@ mod tests {
     #[test]
     fn completions_body() {
         let mut t = target(EndpointKind::Completions);
-        t.params = SamplingParams { max_tokens: Some(5), stop: vec!["\n".into()], top_p: Some(0.9), ..Default::default() };
-        let body = request_body(&t, &Prompt::Completion("2+2=".into())).ok().unwrap();
-        assert_eq!(body, json!({"model": "m", "prompt": "2+2=", "max_tokens": 5, "stop": ["\n"], "top_p": 0.9}));
+        t.params = SamplingParams {
+            max_tokens: Some(5),
+            stop: vec!["\n".into()],
+            top_p: Some(0.9),
+            ..Default::default()
+        };
+        let body = request_body(&t, &Prompt::Completion("2+2=".into()))
+            .ok()
+            .unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "m", "prompt": "2+2=", "max_tokens": 5, "stop": ["\n"], "top_p": 0.9})
+        );
     }
 
     #[test]
     fn parse_chat_and_completions() {
         let chat = br#"{"model":"x","choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
         let c = parse_completion(EndpointKind::Chat, chat).ok().unwrap();
-        assert_eq!((c.text.as_str(), c.usage, c.finish_reason.as_deref(), c.model.as_deref()),
-            ("hi", TokenUsage { input: 3, output: 1 }, Some("stop"), Some("x")));
+        assert_eq!(
+            (
+                c.text.as_str(),
+                c.usage,
+                c.finish_reason.as_deref(),
+                c.model.as_deref()
+            ),
+            (
+                "hi",
+                TokenUsage {
+                    input: 3,
+                    output: 1
+                },
+                Some("stop"),
+                Some("x")
+            )
+        );
         let parts = br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#;
-        assert_eq!(parse_completion(EndpointKind::Chat, parts).ok().unwrap().text, "ab");
+        assert_eq!(
+            parse_completion(EndpointKind::Chat, parts)
+                .ok()
+                .unwrap()
+                .text,
+            "ab"
+        );
         let comp = br#"{"choices":[{"text":""}]}"#;
-        assert_eq!(parse_completion(EndpointKind::Completions, comp).ok().unwrap().text, "");
+        assert_eq!(
+            parse_completion(EndpointKind::Completions, comp)
+                .ok()
+                .unwrap()
+                .text,
+            ""
+        );
     }
 
     #[test]
     fn parse_failures() {
-        let kind = |body: &[u8]| parse_completion(EndpointKind::Chat, body).err().unwrap().kind;
+        let kind = |body: &[u8]| {
+            parse_completion(EndpointKind::Chat, body)
+                .err()
+                .unwrap()
+                .kind
+        };
         assert_eq!(kind(b"<html>"), ErrorKind::InvalidResponse);
         assert_eq!(kind(b"[1]"), ErrorKind::InvalidResponse);
         assert_eq!(kind(br#"{"choices": 3}"#), ErrorKind::InvalidResponse);
         assert_eq!(kind(br#"{"choices": []}"#), ErrorKind::EmptyResponse);
         assert_eq!(kind(br#"{"object": "x"}"#), ErrorKind::EmptyResponse);
-        assert_eq!(kind(br#"{"choices": [{"message": {"content": null}}]}"#), ErrorKind::EmptyResponse);
         assert_eq!(
-            parse_completion(EndpointKind::Completions, br#"{"choices":[{"message":{"content":"x"}}]}"#).err().unwrap().kind,
+            kind(br#"{"choices": [{"message": {"content": null}}]}"#),
+            ErrorKind::EmptyResponse
+        );
+        assert_eq!(
+            parse_completion(
+                EndpointKind::Completions,
+                br#"{"choices":[{"message":{"content":"x"}}]}"#
+            )
+            .err()
+            .unwrap()
+            .kind,
             ErrorKind::EmptyResponse
         );
     }
@@ -480,7 +638,10 @@ mod tests {
     #[test]
     fn secrets_are_redacted() {
         let s = Secrets::new(Some("sk-secret-123"), "http://alice:hunter22@h/v1");
-        assert_eq!(s.redact("bad key sk-secret-123 for alice:hunter22"), "bad key [redacted] for [redacted]:[redacted]");
+        assert_eq!(
+            s.redact("bad key sk-secret-123 for alice:hunter22"),
+            "bad key [redacted] for [redacted]:[redacted]"
+        );
         let none = Secrets::new(None, "not a url");
         assert_eq!(none.redact("as is"), "as is");
     }

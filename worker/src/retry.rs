@@ -24,7 +24,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_retries: 3, base: Duration::from_millis(250), cap: Duration::from_secs(10) }
+        RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(10),
+        }
     }
 }
 
@@ -52,7 +56,10 @@ impl RetryPolicy {
     /// The upper bound of [`backoff`](Self::backoff) for `attempt`.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
-        self.base.checked_mul(factor).unwrap_or(Duration::MAX).min(self.cap)
+        self.base
+            .checked_mul(factor)
+            .unwrap_or(Duration::MAX)
+            .min(self.cap)
     }
 }
 
@@ -75,7 +82,9 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     }
     let wait = if value.bytes().all(|b| b.is_ascii_digit()) {
         // All digits but too large for u64 is still "a very long time".
-        value.parse::<u64>().map_or(MAX_RETRY_AFTER, Duration::from_secs)
+        value
+            .parse::<u64>()
+            .map_or(MAX_RETRY_AFTER, Duration::from_secs)
     } else if let Ok(secs) = value.parse::<f64>() {
         if !secs.is_finite() || secs < 0.0 {
             return None;
@@ -158,7 +167,9 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // The state is a few numbers updated atomically under the lock; a
         // panic elsewhere cannot leave it half-written, so poison is moot.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -178,7 +189,11 @@ impl AdaptiveLimit {
             shared: Arc::new(Shared {
                 max,
                 cooldown,
-                state: Mutex::new(State { limit: max as f64, in_flight: 0, last_decrease: None }),
+                state: Mutex::new(State {
+                    limit: max as f64,
+                    in_flight: 0,
+                    last_decrease: None,
+                }),
                 freed: Notify::new(),
             }),
         }
@@ -203,7 +218,9 @@ impl AdaptiveLimit {
                         // slots (the limit grew by more than one): pass it on.
                         self.shared.freed.notify_one();
                     }
-                    return AdaptivePermit { shared: self.shared.clone() };
+                    return AdaptivePermit {
+                        shared: self.shared.clone(),
+                    };
                 }
             }
             freed.await;
@@ -215,7 +232,10 @@ impl AdaptiveLimit {
     pub fn on_rate_limited(&self) {
         let mut state = self.shared.lock();
         let now = Instant::now();
-        if state.last_decrease.is_some_and(|at| now.duration_since(at) < self.shared.cooldown) {
+        if state
+            .last_decrease
+            .is_some_and(|at| now.duration_since(at) < self.shared.cooldown)
+        {
             return;
         }
         state.limit = (state.whole() / 2).max(1) as f64;
@@ -260,7 +280,11 @@ mod tests {
 
     #[test]
     fn backoff_stays_under_an_exponential_ceiling() {
-        let p = RetryPolicy { max_retries: 9, base: Duration::from_millis(10), cap: Duration::from_millis(200) };
+        let p = RetryPolicy {
+            max_retries: 9,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+        };
         assert_eq!(p.ceiling(0), Duration::from_millis(10));
         assert_eq!(p.ceiling(3), Duration::from_millis(80));
         assert_eq!(p.ceiling(5), Duration::from_millis(200));
@@ -274,10 +298,21 @@ mod tests {
 
     #[test]
     fn backoff_is_jittered() {
-        let p = RetryPolicy { max_retries: 1, base: Duration::from_secs(1), cap: Duration::from_secs(1) };
+        let p = RetryPolicy {
+            max_retries: 1,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(1),
+        };
         let waits: Vec<_> = (0..20).map(|_| p.backoff(0)).collect();
-        assert!(waits.iter().any(|w| *w != waits[0]), "20 equal draws: no jitter");
-        let zero = RetryPolicy { max_retries: 1, base: Duration::ZERO, cap: Duration::ZERO };
+        assert!(
+            waits.iter().any(|w| *w != waits[0]),
+            "20 equal draws: no jitter"
+        );
+        let zero = RetryPolicy {
+            max_retries: 1,
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        };
         assert_eq!(zero.backoff(3), Duration::ZERO);
     }
 
@@ -286,9 +321,15 @@ mod tests {
         let now = SystemTime::now();
         assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
-        assert_eq!(parse_retry_after("1.5", now), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
         assert_eq!(parse_retry_after("301", now), Some(MAX_RETRY_AFTER));
-        assert_eq!(parse_retry_after("99999999999999999999999", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
         for bad in ["", "-1", "NaN", "inf", "soon", "1s", "Wed, 99 Foo"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
         }
@@ -301,8 +342,14 @@ mod tests {
             parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now), Some(Duration::ZERO));
-        assert_eq!(parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
     }
 
     #[test]
@@ -347,7 +394,10 @@ mod tests {
         assert!(blocked.is_err(), "no slot while in_flight == limit");
         held.pop();
         let got = tokio::time::timeout(Duration::from_secs(1), limit.acquire()).await;
-        assert!(got.is_ok(), "a slot frees when in_flight drops below the limit");
+        assert!(
+            got.is_ok(),
+            "a slot frees when in_flight drops below the limit"
+        );
     }
 
     async fn futures_join(limit: &AdaptiveLimit, n: usize) -> Vec<AdaptivePermit> {
@@ -393,7 +443,10 @@ mod tests {
             })
             .collect();
         for t in tasks {
-            tokio::time::timeout(Duration::from_secs(10), t).await.unwrap().unwrap();
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .unwrap()
+                .unwrap();
         }
         assert_eq!(peak.load(Ordering::SeqCst), 3);
         assert_eq!(limit.in_flight(), 0);
@@ -411,6 +464,10 @@ mod tests {
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(first);
-        assert!(tokio::time::timeout(Duration::from_secs(1), waiter).await.is_ok());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), waiter)
+                .await
+                .is_ok()
+        );
     }
 }

@@ -64,7 +64,8 @@ pub fn extract_choice(text: &str, choices: &[char]) -> Option<char> {
         let letter = c["letter"].chars().next()?;
         // A lowercase letter must look like a label, not a word:
         // "answer is a." or "(a)" but not "answer is a dog".
-        let dressed = c.name("open").is_some() || c.name("close").is_some() || c["after"].is_empty();
+        let dressed =
+            c.name("open").is_some() || c.name("close").is_some() || c["after"].is_empty();
         if letter.is_ascii_lowercase() && !dressed {
             return None;
         }
@@ -88,7 +89,9 @@ pub fn extract_choice(text: &str, choices: &[char]) -> Option<char> {
         .rsplit(|c: char| !c.is_alphanumeric())
         .next()?;
     let mut chars = last_word.chars();
-    let (Some(letter), None) = (chars.next(), chars.next()) else { return None };
+    let (Some(letter), None) = (chars.next(), chars.next()) else {
+        return None;
+    };
     if !choices.contains(&letter) {
         return None;
     }
@@ -116,7 +119,10 @@ impl Choice {
             if !c.is_ascii_alphanumeric() {
                 return Err(ScorerError::InvalidParams {
                     scorer: common.name.clone(),
-                    message: format!("choices must be ASCII letters or digits, got {}", quote(choices)),
+                    message: format!(
+                        "choices must be ASCII letters or digits, got {}",
+                        quote(choices)
+                    ),
                 });
             }
             let up = c.to_ascii_uppercase();
@@ -131,7 +137,11 @@ impl Choice {
             });
         }
         let label = letters.iter().collect();
-        Ok(Choice { common, choices: letters, label })
+        Ok(Choice {
+            common,
+            choices: letters,
+            label,
+        })
     }
 }
 
@@ -145,20 +155,31 @@ impl Scorer for Choice {
     }
 
     fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else { return self.common.no_reference() };
+        let Some(reference) = reference else {
+            return self.common.no_reference();
+        };
         let Some(want) = extract_choice(reference, &self.choices) else {
             return self.common.verdict(
                 0.0,
-                format!("reference {} is not one of {}", quote(reference), self.label),
+                format!(
+                    "reference {} is not one of {}",
+                    quote(reference),
+                    self.label
+                ),
             );
         };
         match extract_choice(output, &self.choices) {
             None => self.common.verdict(
                 0.0,
-                format!("no choice among {} found in output, expected {want}", self.label),
+                format!(
+                    "no choice among {} found in output, expected {want}",
+                    self.label
+                ),
             ),
             Some(got) if got == want => self.common.verdict(1.0, format!("extracted {got}")),
-            Some(got) => self.common.verdict(0.0, format!("extracted {got}, expected {want}")),
+            Some(got) => self
+                .common
+                .verdict(0.0, format!("extracted {got}, expected {want}")),
         }
     }
 }
@@ -170,7 +191,14 @@ mod tests {
     const ABCD: [char; 4] = ['A', 'B', 'C', 'D'];
 
     fn scorer(choices: &str) -> Choice {
-        Choice::new(Common { name: "mc".into(), threshold: None }, choices).unwrap()
+        Choice::new(
+            Common {
+                name: "mc".into(),
+                threshold: None,
+            },
+            choices,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -207,7 +235,11 @@ mod tests {
         assert_eq!(extract_choice("I'd go with C", &ABCD), Some('C'));
         assert_eq!(extract_choice("A tough one. I'd go with C.", &ABCD), None);
         assert_eq!(extract_choice("Either A or B", &ABCD), None);
-        assert_eq!(extract_choice("I pick c", &ABCD), None, "lowercase words are not labels");
+        assert_eq!(
+            extract_choice("I pick c", &ABCD),
+            None,
+            "lowercase words are not labels"
+        );
     }
 
     #[test]
@@ -229,7 +261,10 @@ mod tests {
             s.score("no idea", Some("B")).detail,
             "no choice among ABCD found in output, expected B"
         );
-        assert_eq!(s.score("A", Some("Paris")).detail, "reference `Paris` is not one of ABCD");
+        assert_eq!(
+            s.score("A", Some("Paris")).detail,
+            "reference `Paris` is not one of ABCD"
+        );
         assert_eq!(s.score("A", None).detail, "no reference");
     }
 
@@ -243,7 +278,10 @@ mod tests {
 
     #[test]
     fn bad_choices_are_build_errors() {
-        let c = Common { name: "mc".into(), threshold: None };
+        let c = Common {
+            name: "mc".into(),
+            threshold: None,
+        };
         assert!(Choice::new(c.clone(), "").is_err());
         assert!(Choice::new(c, "A;B").is_err());
     }

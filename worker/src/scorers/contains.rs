@@ -28,7 +28,9 @@ impl Scorer for Contains {
     }
 
     fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else { return self.common.no_reference() };
+        let Some(reference) = reference else {
+            return self.common.no_reference();
+        };
         let want = normalize(reference, &self.normalize);
         // An empty reference is contained in everything: a rendering bug in
         // the suite, not a pass.
@@ -37,9 +39,11 @@ impl Scorer for Contains {
         }
         let got = normalize(output, &self.normalize);
         if got.contains(&want) {
-            self.common.verdict(1.0, format!("contains {}", quote(&want)))
+            self.common
+                .verdict(1.0, format!("contains {}", quote(&want)))
         } else {
-            self.common.verdict(0.0, format!("{} not found in output", quote(&want)))
+            self.common
+                .verdict(0.0, format!("{} not found in output", quote(&want)))
         }
     }
 }
@@ -49,7 +53,13 @@ mod tests {
     use super::*;
 
     fn scorer(normalize: Normalization) -> Contains {
-        Contains::new(Common { name: "c".into(), threshold: None }, normalize)
+        Contains::new(
+            Common {
+                name: "c".into(),
+                threshold: None,
+            },
+            normalize,
+        )
     }
 
     #[test]
@@ -81,6 +91,9 @@ mod tests {
 
     #[test]
     fn missing_reference() {
-        assert_eq!(scorer(Normalization::default()).score("x", None).detail, "no reference");
+        assert_eq!(
+            scorer(Normalization::default()).score("x", None).detail,
+            "no reference"
+        );
     }
 }

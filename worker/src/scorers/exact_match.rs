@@ -28,13 +28,18 @@ impl Scorer for ExactMatch {
     }
 
     fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else { return self.common.no_reference() };
+        let Some(reference) = reference else {
+            return self.common.no_reference();
+        };
         let got = normalize(output, &self.normalize);
         let want = normalize(reference, &self.normalize);
         if got == want {
             self.common.verdict(1.0, "equal")
         } else {
-            self.common.verdict(0.0, format!("got {}, expected {}", quote(&got), quote(&want)))
+            self.common.verdict(
+                0.0,
+                format!("got {}, expected {}", quote(&got), quote(&want)),
+            )
         }
     }
 }
@@ -44,7 +49,13 @@ mod tests {
     use super::*;
 
     fn scorer(normalize: Normalization) -> ExactMatch {
-        ExactMatch::new(Common { name: "em".into(), threshold: None }, normalize)
+        ExactMatch::new(
+            Common {
+                name: "em".into(),
+                threshold: None,
+            },
+            normalize,
+        )
     }
 
     #[test]

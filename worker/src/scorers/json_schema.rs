@@ -71,13 +71,16 @@ impl JsonSchema {
         let validator = match schema {
             None => None,
             Some(text) => {
-                let schema: Value = serde_json::from_str(text).map_err(|e| ScorerError::SchemaNotJson {
-                    scorer: common.name.clone(),
-                    message: e.to_string(),
-                })?;
-                Some(jsonschema::validator_for(&schema).map_err(|e| ScorerError::InvalidSchema {
-                    scorer: common.name.clone(),
-                    message: short(&e.to_string(), 300),
+                let schema: Value =
+                    serde_json::from_str(text).map_err(|e| ScorerError::SchemaNotJson {
+                        scorer: common.name.clone(),
+                        message: e.to_string(),
+                    })?;
+                Some(jsonschema::validator_for(&schema).map_err(|e| {
+                    ScorerError::InvalidSchema {
+                        scorer: common.name.clone(),
+                        message: short(&e.to_string(), 300),
+                    }
                 })?)
             }
         };
@@ -108,10 +111,21 @@ impl Scorer for JsonSchema {
             Some(first) => {
                 let more = errors.count();
                 let path = first.instance_path().to_string();
-                let at = if path.is_empty() { "root".to_string() } else { path };
-                let tail = if more > 0 { format!(" (+{more} more)") } else { String::new() };
+                let at = if path.is_empty() {
+                    "root".to_string()
+                } else {
+                    path
+                };
+                let tail = if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                };
                 // Keep the tail visible when the message itself is long.
-                let head = short(&format!("at {at}: {first}"), super::MAX_DETAIL - tail.chars().count());
+                let head = short(
+                    &format!("at {at}: {first}"),
+                    super::MAX_DETAIL - tail.chars().count(),
+                );
                 self.common.verdict(0.0, format!("{head}{tail}"))
             }
         }
@@ -130,7 +144,14 @@ mod tests {
     }"#;
 
     fn scorer(schema: Option<&str>) -> JsonSchema {
-        JsonSchema::new(Common { name: "js".into(), threshold: None }, schema).unwrap()
+        JsonSchema::new(
+            Common {
+                name: "js".into(),
+                threshold: None,
+            },
+            schema,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -153,8 +174,15 @@ mod tests {
         let second = "```python\nprint(1)\n```\nthen\n```json\n{\"name\": \"A\", \"age\": 1}\n```";
         assert!(s.score(second, None).passed);
         assert!(!s.score("```json\n{broken\n```", None).passed);
-        assert!(s.score("```json\n{\"name\": \"A\", \"age\": 1}\n", None).passed, "unclosed");
-        assert!(!s.score("```yaml\n{\"name\": \"A\", \"age\": 1}\n```", None).passed);
+        assert!(
+            s.score("```json\n{\"name\": \"A\", \"age\": 1}\n", None)
+                .passed,
+            "unclosed"
+        );
+        assert!(
+            !s.score("```yaml\n{\"name\": \"A\", \"age\": 1}\n```", None)
+                .passed
+        );
     }
 
     #[test]
@@ -182,11 +210,28 @@ mod tests {
 
     #[test]
     fn bad_schemas_are_build_errors() {
-        let c = Common { name: "js".into(), threshold: None };
-        let not_json = JsonSchema::new(c.clone(), Some("{type: object")).err().unwrap();
-        assert!(not_json.to_string().starts_with("scorer `js`: schema is not valid JSON"), "{not_json}");
-        let invalid = JsonSchema::new(c.clone(), Some(r#"{"type": "banana"}"#)).err().unwrap();
-        assert!(invalid.to_string().starts_with("scorer `js`: invalid JSON Schema"), "{invalid}");
+        let c = Common {
+            name: "js".into(),
+            threshold: None,
+        };
+        let not_json = JsonSchema::new(c.clone(), Some("{type: object"))
+            .err()
+            .unwrap();
+        assert!(
+            not_json
+                .to_string()
+                .starts_with("scorer `js`: schema is not valid JSON"),
+            "{not_json}"
+        );
+        let invalid = JsonSchema::new(c.clone(), Some(r#"{"type": "banana"}"#))
+            .err()
+            .unwrap();
+        assert!(
+            invalid
+                .to_string()
+                .starts_with("scorer `js`: invalid JSON Schema"),
+            "{invalid}"
+        );
         let remote = JsonSchema::new(c, Some(r#"{"$ref": "https://example.invalid/s.json"}"#));
         assert!(remote.is_err(), "remote refs are not fetched");
     }
@@ -194,7 +239,14 @@ mod tests {
     #[test]
     fn garbage() {
         let s = scorer(Some(PERSON));
-        for text in ["", "```", "```json\n", "\u{0}", "null", "{\"name\": \"\u{FFFD}\"}"] {
+        for text in [
+            "",
+            "```",
+            "```json\n",
+            "\u{0}",
+            "null",
+            "{\"name\": \"\u{FFFD}\"}",
+        ] {
             assert!(!s.score(text, None).passed, "{text:?}");
         }
     }

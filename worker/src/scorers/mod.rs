@@ -98,7 +98,10 @@ pub enum ScorerError {
 /// assert_eq!(err.to_string(), "scorer `judge`: kind `llm_judge` is not supported by this worker");
 /// ```
 pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
-    let common = Common { name: spec.name.clone(), threshold: spec.threshold };
+    let common = Common {
+        name: spec.name.clone(),
+        threshold: spec.threshold,
+    };
     Ok(match &spec.kind {
         ScorerKind::ExactMatch { normalize } => {
             Box::new(exact_match::ExactMatch::new(common, normalize.clone()))
@@ -107,15 +110,23 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
             Box::new(contains::Contains::new(common, normalize.clone()))
         }
         ScorerKind::Regex { pattern } => Box::new(regex::RegexScorer::new(common, pattern)?),
-        ScorerKind::Numeric { tolerance, relative_tolerance } => {
-            Box::new(numeric::Numeric::new(common, *tolerance, *relative_tolerance)?)
-        }
+        ScorerKind::Numeric {
+            tolerance,
+            relative_tolerance,
+        } => Box::new(numeric::Numeric::new(
+            common,
+            *tolerance,
+            *relative_tolerance,
+        )?),
         ScorerKind::Choice { choices } => Box::new(choice::Choice::new(common, choices)?),
         ScorerKind::JsonSchema { schema } => {
             Box::new(json_schema::JsonSchema::new(common, schema.as_deref())?)
         }
         ScorerKind::Unknown { name } => {
-            return Err(ScorerError::UnsupportedKind { scorer: spec.name.clone(), kind: name.clone() });
+            return Err(ScorerError::UnsupportedKind {
+                scorer: spec.name.clone(),
+                kind: name.clone(),
+            });
         }
     })
 }
@@ -134,15 +145,29 @@ impl Common {
     /// value is clamped into [0, 1] (NaN becomes 0) so no scorer can emit an
     /// out-of-range value.
     pub fn verdict(&self, value: f64, detail: impl Into<String>) -> Score {
-        let value = if value.is_nan() { 0.0 } else { value.clamp(0.0, 1.0) };
+        let value = if value.is_nan() {
+            0.0
+        } else {
+            value.clamp(0.0, 1.0)
+        };
         let passed = value >= self.threshold.unwrap_or(1.0);
-        Score { scorer: self.name.clone(), value, passed, detail: short(&detail.into(), MAX_DETAIL) }
+        Score {
+            scorer: self.name.clone(),
+            value,
+            passed,
+            detail: short(&detail.into(), MAX_DETAIL),
+        }
     }
 
     /// The score of an item whose reference is missing: 0, failed, whatever
     /// the threshold (a threshold of 0 must not pass an unscoreable item).
     pub fn no_reference(&self) -> Score {
-        Score { scorer: self.name.clone(), value: 0.0, passed: false, detail: "no reference".into() }
+        Score {
+            scorer: self.name.clone(),
+            value: 0.0,
+            passed: false,
+            detail: "no reference".into(),
+        }
     }
 }
 
@@ -157,7 +182,10 @@ pub const MAX_DETAIL: usize = 199;
 /// assert_eq!(vigil_worker::scorers::short("a\nb", 10), "a b");
 /// ```
 pub fn short(text: &str, max: usize) -> String {
-    let flat: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
     if flat.chars().count() <= max {
         return flat;
     }
@@ -177,24 +205,56 @@ mod tests {
     use vigil_protocol::Normalization;
 
     fn spec(kind: ScorerKind) -> ScorerSpec {
-        ScorerSpec { name: "s".into(), threshold: None, kind }
+        ScorerSpec {
+            name: "s".into(),
+            threshold: None,
+            kind,
+        }
     }
 
     #[test]
     fn unknown_kind_is_an_error_naming_scorer_and_kind() {
-        let err = build(&spec(ScorerKind::Unknown { name: "rouge".into() })).err().unwrap();
-        assert_eq!(err.to_string(), "scorer `s`: kind `rouge` is not supported by this worker");
+        let err = build(&spec(ScorerKind::Unknown {
+            name: "rouge".into(),
+        }))
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "scorer `s`: kind `rouge` is not supported by this worker"
+        );
     }
 
     #[test]
     fn needs_reference_per_kind() {
         let norm = Normalization::default();
         let cases = [
-            (ScorerKind::ExactMatch { normalize: norm.clone() }, true),
+            (
+                ScorerKind::ExactMatch {
+                    normalize: norm.clone(),
+                },
+                true,
+            ),
             (ScorerKind::Contains { normalize: norm }, true),
-            (ScorerKind::Regex { pattern: "x".into() }, false),
-            (ScorerKind::Numeric { tolerance: 0.0, relative_tolerance: 0.0 }, true),
-            (ScorerKind::Choice { choices: "ABCD".into() }, true),
+            (
+                ScorerKind::Regex {
+                    pattern: "x".into(),
+                },
+                false,
+            ),
+            (
+                ScorerKind::Numeric {
+                    tolerance: 0.0,
+                    relative_tolerance: 0.0,
+                },
+                true,
+            ),
+            (
+                ScorerKind::Choice {
+                    choices: "ABCD".into(),
+                },
+                true,
+            ),
             (ScorerKind::JsonSchema { schema: None }, false),
         ];
         for (kind, needs) in cases {
@@ -207,15 +267,23 @@ mod tests {
 
     #[test]
     fn missing_reference_scores_zero_even_with_zero_threshold() {
-        let mut s = spec(ScorerKind::Numeric { tolerance: 0.0, relative_tolerance: 0.0 });
+        let mut s = spec(ScorerKind::Numeric {
+            tolerance: 0.0,
+            relative_tolerance: 0.0,
+        });
         s.threshold = Some(0.0);
         let score = build(&s).unwrap().score("42", None);
-        assert_eq!((score.value, score.passed, score.detail.as_str()), (0.0, false, "no reference"));
+        assert_eq!(
+            (score.value, score.passed, score.detail.as_str()),
+            (0.0, false, "no reference")
+        );
     }
 
     #[test]
     fn threshold_overrides_the_binary_rule() {
-        let mut s = spec(ScorerKind::ExactMatch { normalize: Normalization::default() });
+        let mut s = spec(ScorerKind::ExactMatch {
+            normalize: Normalization::default(),
+        });
         s.threshold = Some(0.0);
         let score = build(&s).unwrap().score("no", Some("yes"));
         assert_eq!(score.value, 0.0);
@@ -225,9 +293,11 @@ mod tests {
     #[test]
     fn details_are_short_and_one_line() {
         let long = "x\n".repeat(1000);
-        let score = build(&spec(ScorerKind::ExactMatch { normalize: Normalization::default() }))
-            .unwrap()
-            .score(&long, Some(&long.replace('x', "y")));
+        let score = build(&spec(ScorerKind::ExactMatch {
+            normalize: Normalization::default(),
+        }))
+        .unwrap()
+        .score(&long, Some(&long.replace('x', "y")));
         assert!(score.detail.chars().count() < 200, "{}", score.detail);
         assert!(!score.detail.contains('\n'));
     }

@@ -82,20 +82,29 @@ mod tests {
 
     #[test]
     fn ignore_case_lowercases_unicode() {
-        assert_eq!(normalize("ÉCOLE Straße", &only(|n| n.ignore_case = true)), "école straße");
+        assert_eq!(
+            normalize("ÉCOLE Straße", &only(|n| n.ignore_case = true)),
+            "école straße"
+        );
     }
 
     #[test]
     fn punctuation_ascii_and_unicode() {
         let n = only(|n| n.remove_punctuation = true);
-        assert_eq!(normalize("«Hello», world! $5 + 3 — ok¿", &n), "Hello world 5  3  ok");
+        assert_eq!(
+            normalize("«Hello», world! $5 + 3 — ok¿", &n),
+            "Hello world 5  3  ok"
+        );
         assert_eq!(normalize("don't", &n), "dont");
     }
 
     #[test]
     fn articles_are_whole_words_only() {
         let n = only(|n| n.remove_articles = true);
-        assert_eq!(normalize("The cat and a dog ate an apple", &n), "cat and dog ate apple");
+        assert_eq!(
+            normalize("The cat and a dog ate an apple", &n),
+            "cat and dog ate apple"
+        );
         assert_eq!(normalize("theatre ants banana", &n), "theatre ants banana");
     }
 

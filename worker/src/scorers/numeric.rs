@@ -85,7 +85,10 @@ fn numbers(text: &str) -> impl Iterator<Item = Extracted> + '_ {
         // A `-` right after a letter or digit is a hyphen or a minus between
         // operands ("5-3", "COVID-19"), not a sign.
         let signed = !c["sign"].is_empty()
-            && !text[..whole.start()].chars().next_back().is_some_and(char::is_alphanumeric);
+            && !text[..whole.start()]
+                .chars()
+                .next_back()
+                .is_some_and(char::is_alphanumeric);
         let mantissa = c["mantissa"].replace(',', "");
         let exp = c.name("exp").map_or("", |m| m.as_str());
         let mut value: f64 = format!("{mantissa}{exp}").parse().ok()?;
@@ -102,7 +105,11 @@ fn numbers(text: &str) -> impl Iterator<Item = Extracted> + '_ {
         if !value.is_finite() {
             return None;
         }
-        let start = if signed { whole.start() } else { c.name("mantissa")?.start() };
+        let start = if signed {
+            whole.start()
+        } else {
+            c.name("mantissa")?.start()
+        };
         Some(Extracted {
             value,
             percent: c.name("pct").is_some(),
@@ -121,8 +128,15 @@ pub struct Numeric {
 
 impl Numeric {
     /// A numeric scorer; tolerances must be finite and non-negative.
-    pub fn new(common: Common, tolerance: f64, relative_tolerance: f64) -> Result<Self, ScorerError> {
-        for (what, t) in [("tolerance", tolerance), ("relative_tolerance", relative_tolerance)] {
+    pub fn new(
+        common: Common,
+        tolerance: f64,
+        relative_tolerance: f64,
+    ) -> Result<Self, ScorerError> {
+        for (what, t) in [
+            ("tolerance", tolerance),
+            ("relative_tolerance", relative_tolerance),
+        ] {
             if !t.is_finite() || t < 0.0 {
                 return Err(ScorerError::InvalidParams {
                     scorer: common.name.clone(),
@@ -130,7 +144,11 @@ impl Numeric {
                 });
             }
         }
-        Ok(Numeric { common, tolerance, relative_tolerance })
+        Ok(Numeric {
+            common,
+            tolerance,
+            relative_tolerance,
+        })
     }
 
     fn close(&self, got: f64, want: f64) -> bool {
@@ -164,15 +182,27 @@ impl Scorer for Numeric {
     }
 
     fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else { return self.common.no_reference() };
+        let Some(reference) = reference else {
+            return self.common.no_reference();
+        };
         let Some(want) = extract_number(reference) else {
-            return self.common.verdict(0.0, format!("reference {} has no number", quote(reference)));
+            return self
+                .common
+                .verdict(0.0, format!("reference {} has no number", quote(reference)));
         };
         let Some(got) = extract_number(output) else {
-            return self.common.verdict(0.0, format!("no number in output, expected {}", want.value));
+            return self
+                .common
+                .verdict(0.0, format!("no number in output, expected {}", want.value));
         };
-        let detail = format!("extracted {} from {}, expected {}", got.value, quote(&got.text), want.value);
-        self.common.verdict(if self.agree(&got, &want) { 1.0 } else { 0.0 }, detail)
+        let detail = format!(
+            "extracted {} from {}, expected {}",
+            got.value,
+            quote(&got.text),
+            want.value
+        );
+        self.common
+            .verdict(if self.agree(&got, &want) { 1.0 } else { 0.0 }, detail)
     }
 }
 
@@ -185,8 +215,15 @@ mod tests {
     }
 
     fn scorer(tolerance: f64, relative_tolerance: f64) -> Numeric {
-        Numeric::new(Common { name: "num".into(), threshold: None }, tolerance, relative_tolerance)
-            .unwrap()
+        Numeric::new(
+            Common {
+                name: "num".into(),
+                threshold: None,
+            },
+            tolerance,
+            relative_tolerance,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -200,17 +237,28 @@ mod tests {
     fn extraction_formats() {
         assert_eq!(value("-12"), Some(-12.0));
         assert_eq!(value("x = −3"), Some(-3.0), "unicode minus");
-        assert_eq!(value("5-3"), Some(3.0), "a hyphen between numbers is no sign");
+        assert_eq!(
+            value("5-3"),
+            Some(3.0),
+            "a hyphen between numbers is no sign"
+        );
         assert_eq!(value("COVID-19"), Some(19.0));
         assert_eq!(value("costs $1,234,567.89"), Some(1_234_567.89));
-        assert_eq!(value("pi is 3.14159"), Some(3.14159));
+        assert_eq!(value("e is about 2.71"), Some(2.71));
         assert_eq!(value("about .5"), Some(0.5));
         assert_eq!(value("3/4"), Some(0.75));
         assert_eq!(value("-1/2"), Some(-0.5));
         assert_eq!(value("2.5e3 items"), Some(2500.0));
-        assert_eq!(value("1,2,3"), Some(3.0), "a list is not a thousands number");
+        assert_eq!(
+            value("1,2,3"),
+            Some(3.0),
+            "a list is not a thousands number"
+        );
         let pct = extract_number("grew by 12.5 %").unwrap();
-        assert_eq!((pct.value, pct.percent, pct.text.as_str()), (12.5, true, "12.5 %"));
+        assert_eq!(
+            (pct.value, pct.percent, pct.text.as_str()),
+            (12.5, true, "12.5 %")
+        );
     }
 
     #[test]
@@ -250,7 +298,11 @@ mod tests {
         assert!(!scorer(0.001, 0.0).score("3.14", Some("3.14159")).passed);
         assert!(scorer(0.0, 0.01).score("990", Some("1000")).passed);
         assert!(!scorer(0.0, 0.001).score("990", Some("1000")).passed);
-        assert!(scorer(0.0, 0.0).score("0.1", Some(&(0.1f64 + 0.2 - 0.2).to_string())).passed);
+        assert!(
+            scorer(0.0, 0.0)
+                .score("0.1", Some(&(0.1f64 + 0.2 - 0.2).to_string()))
+                .passed
+        );
     }
 
     #[test]
@@ -264,14 +316,23 @@ mod tests {
     #[test]
     fn missing_numbers() {
         let s = scorer(0.0, 0.0);
-        assert_eq!(s.score("no idea", Some("4")).detail, "no number in output, expected 4");
-        assert_eq!(s.score("4", Some("four")).detail, "reference `four` has no number");
+        assert_eq!(
+            s.score("no idea", Some("4")).detail,
+            "no number in output, expected 4"
+        );
+        assert_eq!(
+            s.score("4", Some("four")).detail,
+            "reference `four` has no number"
+        );
         assert_eq!(s.score("4", None).detail, "no reference");
     }
 
     #[test]
     fn bad_tolerance_is_a_build_error() {
-        let c = Common { name: "n".into(), threshold: None };
+        let c = Common {
+            name: "n".into(),
+            threshold: None,
+        };
         assert!(Numeric::new(c.clone(), -1.0, 0.0).is_err());
         assert!(Numeric::new(c, 0.0, f64::NAN).is_err());
     }

@@ -53,13 +53,19 @@ impl Scorer for RegexScorer {
             .or_else(|| caps.get(0))
             .map_or("", |m| m.as_str());
         match reference {
-            None => self.common.verdict(1.0, format!("matched {}", quote(captured))),
-            Some(reference) if captured.trim() == reference.trim() => {
-                self.common.verdict(1.0, format!("captured {}", quote(captured.trim())))
-            }
+            None => self
+                .common
+                .verdict(1.0, format!("matched {}", quote(captured))),
+            Some(reference) if captured.trim() == reference.trim() => self
+                .common
+                .verdict(1.0, format!("captured {}", quote(captured.trim()))),
             Some(reference) => self.common.verdict(
                 0.0,
-                format!("captured {}, expected {}", quote(captured.trim()), quote(reference.trim())),
+                format!(
+                    "captured {}, expected {}",
+                    quote(captured.trim()),
+                    quote(reference.trim())
+                ),
             ),
         }
     }
@@ -70,7 +76,14 @@ mod tests {
     use super::*;
 
     fn scorer(pattern: &str) -> RegexScorer {
-        RegexScorer::new(Common { name: "re".into(), threshold: None }, pattern).unwrap()
+        RegexScorer::new(
+            Common {
+                name: "re".into(),
+                threshold: None,
+            },
+            pattern,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -85,7 +98,10 @@ mod tests {
     #[test]
     fn capture_group_compared_with_reference() {
         let s = scorer(r"(?i)answer:\s*(\w+)");
-        assert!(s.score("Reasoning...\nAnswer: Paris", Some(" Paris ")).passed);
+        assert!(
+            s.score("Reasoning...\nAnswer: Paris", Some(" Paris "))
+                .passed
+        );
         let miss = s.score("Answer: Lyon", Some("Paris"));
         assert!(!miss.passed);
         assert_eq!(miss.detail, "captured `Lyon`, expected `Paris`");
@@ -106,15 +122,30 @@ mod tests {
 
     #[test]
     fn bad_pattern_is_a_build_error() {
-        let err = RegexScorer::new(Common { name: "re".into(), threshold: None }, "(unclosed")
-            .err()
-            .unwrap();
-        assert!(err.to_string().starts_with("scorer `re`: invalid regex:"), "{err}");
+        let err = RegexScorer::new(
+            Common {
+                name: "re".into(),
+                threshold: None,
+            },
+            "(unclosed",
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().starts_with("scorer `re`: invalid regex:"),
+            "{err}"
+        );
     }
 
     #[test]
     fn huge_pattern_is_refused() {
-        let err = RegexScorer::new(Common { name: "re".into(), threshold: None }, r"\w{1000}{1000}");
+        let err = RegexScorer::new(
+            Common {
+                name: "re".into(),
+                threshold: None,
+            },
+            r"\w{1000}{1000}",
+        );
         assert!(err.is_err());
     }
 
