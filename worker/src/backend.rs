@@ -1,1 +1,648 @@
-//! TODO(skeleton): backend
+//! The OpenAI-compatible HTTP client: one pooled `reqwest` client per
+//! worker, one call per item with a per-attempt timeout, retries with
+//! full-jitter backoff (or the server's `Retry-After`), and the target's
+//! [`AdaptiveLimit`] around every attempt.
+//!
+//! API keys go into the `Authorization` header and nowhere else: error
+//! messages are built from redacted parts (reqwest errors without their
+//! URL, bodies with the key and the URL's userinfo blanked out).
+
+use crate::retry::{AdaptiveLimit, RetryPolicy, parse_retry_after};
+use bytes::Bytes;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
+};
+use serde_json::{Map, Value, json};
+use std::time::{Duration, Instant, SystemTime};
+use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec, TokenUsage};
+
+/// Largest response body read; a backend sending more is broken or hostile.
+const MAX_BODY: usize = 16 << 20;
+/// Characters of a response body quoted in an error message.
+const EXCERPT: usize = 200;
+/// Per-attempt timeout when a target sets none: a call must never hang a job.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A model backend's answer to one prompt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    /// The generated text (the first choice's).
+    pub text: String,
+    /// Token counts, when the backend reported them (else zeros).
+    pub usage: TokenUsage,
+    /// The first choice's finish reason.
+    pub finish_reason: Option<String>,
+    /// The model name the backend reported.
+    pub model: Option<String>,
+    /// Duration of the successful attempt, milliseconds.
+    pub latency_ms: f64,
+    /// HTTP attempts made, the successful one included.
+    pub attempts: u32,
+}
+
+/// Why a call failed, after its retries. The message never holds a secret.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{kind}: {message}")]
+pub struct CallFailure {
+    /// The kind of the last attempt's failure.
+    pub kind: ErrorKind,
+    /// What happened, for example `HTTP 503 after 4 attempts: <excerpt>`.
+    pub message: String,
+    /// HTTP attempts made (0 when the request was refused before any).
+    pub attempts: u32,
+}
+
+/// A pooled HTTP client for OpenAI-compatible backends.
+#[derive(Debug, Clone)]
+pub struct BackendClient {
+    http: reqwest::Client,
+    base: Duration,
+    cap: Duration,
+}
+
+impl Default for BackendClient {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One failed attempt, before it becomes a [`CallFailure`].
+struct Failed {
+    kind: ErrorKind,
+    head: String,
+    excerpt: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl Failed {
+    fn new(kind: ErrorKind, head: impl Into<String>) -> Self {
+        Failed {
+            kind,
+            head: head.into(),
+            excerpt: None,
+            retry_after: None,
+        }
+    }
+
+    fn excerpt(mut self, excerpt: impl Into<String>) -> Self {
+        let excerpt = excerpt.into();
+        self.excerpt = (!excerpt.is_empty()).then_some(excerpt);
+        self
+    }
+
+    fn retryable(&self) -> bool {
+        matches!(
+            self.kind,
+            ErrorKind::Connection
+                | ErrorKind::Timeout
+                | ErrorKind::RateLimited
+                | ErrorKind::ServerError
+                | ErrorKind::InvalidResponse
+                | ErrorKind::EmptyResponse
+        )
+    }
+
+    fn into_failure(self, attempts: u32, secrets: &Secrets) -> CallFailure {
+        let plural = if attempts == 1 { "" } else { "s" };
+        let mut message = format!("{} after {attempts} attempt{plural}", self.head);
+        if let Some(excerpt) = &self.excerpt {
+            message.push_str(": ");
+            message.push_str(excerpt);
+        }
+        CallFailure {
+            kind: self.kind,
+            message: secrets.redact(&message),
+            attempts,
+        }
+    }
+}
+
+/// Strings that must not appear in any message.
+struct Secrets(Vec<String>);
+
+impl Secrets {
+    fn new(api_key: Option<&str>, base_url: &str) -> Self {
+        let mut secrets: Vec<String> = api_key.into_iter().map(str::to_string).collect();
+        if let Ok(url) = reqwest::Url::parse(base_url) {
+            secrets.extend(url.password().map(str::to_string));
+            secrets.push(url.username().to_string());
+        }
+        // Tiny "secrets" would blank out ordinary words; a key that short
+        // is not a secret worth the damage.
+        secrets.retain(|s| s.len() >= 4);
+        Secrets(secrets)
+    }
+
+    fn redact(&self, text: &str) -> String {
+        self.0.iter().fold(text.to_string(), |acc, s| {
+            acc.replace(s.as_str(), "[redacted]")
+        })
+    }
+}
+
+/// The first characters of a body, on one line.
+fn excerpt(body: &[u8]) -> String {
+    crate::scorers::short(String::from_utf8_lossy(body).trim(), EXCERPT)
+}
+
+/// A reqwest error and its causes, without the URL (which may carry userinfo).
+fn describe(err: reqwest::Error) -> String {
+    let err = err.without_url();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn classify(err: reqwest::Error) -> Failed {
+    if err.is_builder() {
+        return Failed::new(ErrorKind::ClientError, "invalid request").excerpt(describe(err));
+    }
+    if err.is_timeout() {
+        return Failed::new(ErrorKind::Timeout, "timeout").excerpt(describe(err));
+    }
+    // Refused, reset, DNS, TLS, a body cut short: all "could not talk to it".
+    Failed::new(ErrorKind::Connection, "connection error").excerpt(describe(err))
+}
+
+/// The request body for `prompt` at `target`, or why it cannot be sent.
+fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
+    let mut body = Map::new();
+    body.insert("model".into(), json!(target.model));
+    match (target.kind, prompt) {
+        (EndpointKind::Chat, Prompt::Chat(messages)) => {
+            let messages: Vec<Value> = messages
+                .iter()
+                .map(|m| json!({"role": m.role, "content": m.content}))
+                .collect();
+            body.insert("messages".into(), Value::Array(messages));
+        }
+        (EndpointKind::Completions, Prompt::Completion(text)) => {
+            body.insert("prompt".into(), json!(text));
+        }
+        (EndpointKind::Chat, Prompt::Completion(_)) => {
+            return Err(Failed::new(
+                ErrorKind::ClientError,
+                format!(
+                    "target `{}` is a chat endpoint but the prompt is a completion prompt",
+                    target.name
+                ),
+            ));
+        }
+        (EndpointKind::Completions, Prompt::Chat(_)) => {
+            return Err(Failed::new(
+                ErrorKind::ClientError,
+                format!(
+                    "target `{}` is a completions endpoint but the prompt is chat messages",
+                    target.name
+                ),
+            ));
+        }
+    }
+    let p = &target.params;
+    if let Some(t) = p.temperature {
+        body.insert("temperature".into(), json!(t));
+    }
+    if let Some(t) = p.top_p {
+        body.insert("top_p".into(), json!(t));
+    }
+    if let Some(n) = p.max_tokens {
+        body.insert("max_tokens".into(), json!(n));
+    }
+    if let Some(s) = p.seed {
+        body.insert("seed".into(), json!(s));
+    }
+    if !p.stop.is_empty() {
+        body.insert("stop".into(), json!(p.stop));
+    }
+    Ok(Value::Object(body))
+}
+
+/// The text of a chat message's `content`: a string, or the concatenated
+/// text parts of a content array (some servers answer that way).
+fn content_text(content: &Value) -> Option<String> {
+    match content {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => {
+            let texts: Vec<&str> = parts
+                .iter()
+                .filter_map(|p| p.get("text")?.as_str())
+                .collect();
+            (!texts.is_empty()).then(|| texts.concat())
+        }
+        _ => None,
+    }
+}
+
+/// Reads a successful response body into a completion (latency and
+/// attempts filled in by the caller).
+fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Failed> {
+    let value: Value = serde_json::from_slice(body).map_err(|e| {
+        Failed::new(
+            ErrorKind::InvalidResponse,
+            format!("invalid JSON in response ({e})"),
+        )
+        .excerpt(excerpt(body))
+    })?;
+    let Some(object) = value.as_object() else {
+        return Err(
+            Failed::new(ErrorKind::InvalidResponse, "response is not a JSON object")
+                .excerpt(excerpt(body)),
+        );
+    };
+    let choices = match object.get("choices") {
+        Some(Value::Array(choices)) => choices,
+        None | Some(Value::Null) => {
+            return Err(
+                Failed::new(ErrorKind::EmptyResponse, "no choices in response")
+                    .excerpt(excerpt(body)),
+            );
+        }
+        Some(_) => {
+            return Err(
+                Failed::new(ErrorKind::InvalidResponse, "`choices` is not an array")
+                    .excerpt(excerpt(body)),
+            );
+        }
+    };
+    let Some(first) = choices.first() else {
+        return Err(Failed::new(
+            ErrorKind::EmptyResponse,
+            "no choices in response",
+        ));
+    };
+    let text = match kind {
+        EndpointKind::Chat => first
+            .get("message")
+            .and_then(|m| m.get("content"))
+            .and_then(content_text),
+        EndpointKind::Completions => first
+            .get("text")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    };
+    // An empty string is an answer (the model stopped at once) and gets
+    // scored; a missing or null text is not.
+    let Some(text) = text else {
+        return Err(
+            Failed::new(ErrorKind::EmptyResponse, "no text in the first choice")
+                .excerpt(excerpt(body)),
+        );
+    };
+    let usage = object.get("usage");
+    let count = |field: &str| {
+        usage
+            .and_then(|u| u.get(field))
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+    };
+    Ok(Completion {
+        text,
+        usage: TokenUsage {
+            input: count("prompt_tokens"),
+            output: count("completion_tokens"),
+        },
+        finish_reason: first
+            .get("finish_reason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        model: object
+            .get("model")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+        latency_ms: 0.0,
+        attempts: 0,
+    })
+}
+
+impl BackendClient {
+    /// A client with connection pooling, no global timeout (each attempt
+    /// has the target's), no redirects (a redirect could carry the
+    /// `Authorization` header somewhere the configuration never allowed),
+    /// and backoff from 250 ms up to 10 s.
+    ///
+    /// # Panics
+    ///
+    /// If the TLS stack cannot be initialised, which would be a build defect.
+    pub fn new() -> Self {
+        // reqwest is built with `rustls-no-provider`: without a process-wide
+        // provider every https call would fail. Another part of the process
+        // may have installed one already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .tcp_nodelay(true)
+            .user_agent(concat!("vigil-worker/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with a rustls provider installed");
+        let defaults = RetryPolicy::default();
+        BackendClient {
+            http,
+            base: defaults.base,
+            cap: defaults.cap,
+        }
+    }
+
+    /// The same client with another backoff range (the number of retries
+    /// comes from each target).
+    pub fn with_backoff(mut self, base: Duration, cap: Duration) -> Self {
+        self.base = base;
+        self.cap = cap;
+        self
+    }
+
+    /// Sends `prompt` to `target` and returns the first choice's text,
+    /// retrying retryable failures up to `target.max_retries` times.
+    ///
+    /// Every attempt holds a permit of `limit`; a 429 shrinks it, a success
+    /// grows it. `extra_headers` (for example `traceparent`) go with every
+    /// attempt; invalid ones are skipped.
+    pub async fn complete(
+        &self,
+        target: &TargetSpec,
+        api_key: Option<&str>,
+        prompt: &Prompt,
+        limit: &AdaptiveLimit,
+        extra_headers: &[(String, String)],
+    ) -> Result<Completion, CallFailure> {
+        let secrets = Secrets::new(api_key, &target.base_url);
+        let body = request_body(target, prompt).map_err(|f| f.into_failure(0, &secrets))?;
+        let body = Bytes::from(serde_json::to_vec(&body).expect("a JSON value serialises"));
+        let path = match target.kind {
+            EndpointKind::Chat => "chat/completions",
+            EndpointKind::Completions => "completions",
+        };
+        let url = format!("{}/{path}", target.base_url.trim_end_matches('/'));
+        let headers = headers(api_key, extra_headers);
+        let timeout = match target.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        };
+        let policy = RetryPolicy {
+            max_retries: target.max_retries,
+            base: self.base,
+            cap: self.cap,
+        };
+
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let permit = limit.acquire().await;
+            let started = Instant::now();
+            let outcome = tokio::time::timeout(
+                timeout,
+                self.attempt(&url, &headers, body.clone(), target.kind),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failed::new(
+                    ErrorKind::Timeout,
+                    format!("timeout ({} ms)", timeout.as_millis()),
+                ))
+            });
+            let elapsed = started.elapsed();
+            drop(permit);
+            let failed = match outcome {
+                Ok(mut completion) => {
+                    limit.on_success();
+                    completion.latency_ms = elapsed.as_secs_f64() * 1000.0;
+                    completion.attempts = attempt;
+                    return Ok(completion);
+                }
+                Err(failed) => failed,
+            };
+            if failed.kind == ErrorKind::RateLimited {
+                limit.on_rate_limited();
+            }
+            let retries_done = attempt - 1;
+            if !failed.retryable() || retries_done >= policy.max_retries {
+                return Err(failed.into_failure(attempt, &secrets));
+            }
+            let wait = failed
+                .retry_after
+                .unwrap_or_else(|| policy.backoff(retries_done));
+            tracing::debug!(
+                target_name = %target.name,
+                kind = %failed.kind,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                "backend call failed, retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One HTTP attempt, body read included.
+    async fn attempt(
+        &self,
+        url: &str,
+        headers: &HeaderMap,
+        body: Bytes,
+        kind: EndpointKind,
+    ) -> Result<Completion, Failed> {
+        let mut response = self
+            .http
+            .post(url)
+            .headers(headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(classify)?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, SystemTime::now()));
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(classify)? {
+            if bytes.len() + chunk.len() > MAX_BODY {
+                return Err(Failed::new(
+                    ErrorKind::InvalidResponse,
+                    format!("response body larger than {} MiB", MAX_BODY >> 20),
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if status.is_success() {
+            return parse_completion(kind, &bytes);
+        }
+        let kind = match status.as_u16() {
+            429 => ErrorKind::RateLimited,
+            500..=599 => ErrorKind::ServerError,
+            _ => ErrorKind::ClientError,
+        };
+        let mut failed =
+            Failed::new(kind, format!("HTTP {}", status.as_u16())).excerpt(excerpt(&bytes));
+        failed.retry_after = retry_after;
+        Err(failed)
+    }
+}
+
+/// The headers of every attempt.
+fn headers(api_key: Option<&str>, extra: &[(String, String)]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    map.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    map.insert(ACCEPT, HeaderValue::from_static("application/json"));
+    for (name, value) in extra {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            (Ok(name), Ok(value)) => {
+                map.insert(name, value);
+            }
+            // The value is not logged: it might be anything.
+            _ => tracing::warn!(header = %name, "skipping an invalid extra header"),
+        }
+    }
+    if let Some(key) = api_key {
+        match HeaderValue::from_str(&format!("Bearer {key}")) {
+            Ok(mut value) => {
+                value.set_sensitive(true);
+                map.insert(AUTHORIZATION, value);
+            }
+            Err(_) => tracing::warn!("the API key is not a valid header value; sending none"),
+        }
+    }
+    map
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::{ChatMessage, SamplingParams};
+
+    fn target(kind: EndpointKind) -> TargetSpec {
+        TargetSpec {
+            name: "t".into(),
+            kind,
+            model: "m".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn chat_body_has_only_the_set_params() {
+        let mut t = target(EndpointKind::Chat);
+        t.params = SamplingParams {
+            temperature: Some(0.0),
+            seed: Some(7),
+            ..Default::default()
+        };
+        let prompt = Prompt::Chat(vec![ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }]);
+        let body = request_body(&t, &prompt).ok().unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0, "seed": 7})
+        );
+    }
+
+    #[test]
+    fn completions_body() {
+        let mut t = target(EndpointKind::Completions);
+        t.params = SamplingParams {
+            max_tokens: Some(5),
+            stop: vec!["\n".into()],
+            top_p: Some(0.9),
+            ..Default::default()
+        };
+        let body = request_body(&t, &Prompt::Completion("2+2=".into()))
+            .ok()
+            .unwrap();
+        assert_eq!(
+            body,
+            json!({"model": "m", "prompt": "2+2=", "max_tokens": 5, "stop": ["\n"], "top_p": 0.9})
+        );
+    }
+
+    #[test]
+    fn parse_chat_and_completions() {
+        let chat = br#"{"model":"x","choices":[{"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1}}"#;
+        let c = parse_completion(EndpointKind::Chat, chat).ok().unwrap();
+        assert_eq!(
+            (
+                c.text.as_str(),
+                c.usage,
+                c.finish_reason.as_deref(),
+                c.model.as_deref()
+            ),
+            (
+                "hi",
+                TokenUsage {
+                    input: 3,
+                    output: 1
+                },
+                Some("stop"),
+                Some("x")
+            )
+        );
+        let parts = br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#;
+        assert_eq!(
+            parse_completion(EndpointKind::Chat, parts)
+                .ok()
+                .unwrap()
+                .text,
+            "ab"
+        );
+        let comp = br#"{"choices":[{"text":""}]}"#;
+        assert_eq!(
+            parse_completion(EndpointKind::Completions, comp)
+                .ok()
+                .unwrap()
+                .text,
+            ""
+        );
+    }
+
+    #[test]
+    fn parse_failures() {
+        let kind = |body: &[u8]| {
+            parse_completion(EndpointKind::Chat, body)
+                .err()
+                .unwrap()
+                .kind
+        };
+        assert_eq!(kind(b"<html>"), ErrorKind::InvalidResponse);
+        assert_eq!(kind(b"[1]"), ErrorKind::InvalidResponse);
+        assert_eq!(kind(br#"{"choices": 3}"#), ErrorKind::InvalidResponse);
+        assert_eq!(kind(br#"{"choices": []}"#), ErrorKind::EmptyResponse);
+        assert_eq!(kind(br#"{"object": "x"}"#), ErrorKind::EmptyResponse);
+        assert_eq!(
+            kind(br#"{"choices": [{"message": {"content": null}}]}"#),
+            ErrorKind::EmptyResponse
+        );
+        assert_eq!(
+            parse_completion(
+                EndpointKind::Completions,
+                br#"{"choices":[{"message":{"content":"x"}}]}"#
+            )
+            .err()
+            .unwrap()
+            .kind,
+            ErrorKind::EmptyResponse
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let s = Secrets::new(Some("sk-secret-123"), "http://alice:hunter22@h/v1");
+        assert_eq!(
+            s.redact("bad key sk-secret-123 for alice:hunter22"),
+            "bad key [redacted] for [redacted]:[redacted]"
+        );
+        let none = Secrets::new(None, "not a url");
+        assert_eq!(none.redact("as is"), "as is");
+    }
+}

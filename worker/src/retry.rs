@@ -1,1 +1,473 @@
-//! TODO(skeleton): retry
+//! Retries and adaptive concurrency for backend calls: full-jitter
+//! exponential backoff, `Retry-After` parsing, and an AIMD limit per target
+//! that halves on 429 and grows back by one per window of successes.
+
+use rand::Rng;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
+
+/// Longest wait a server's `Retry-After` can impose: longer than this is
+/// better reported as a failure than spent sleeping inside a job.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// How often and how long to back off between attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub max_retries: u32,
+    /// The backoff ceiling of the first retry.
+    pub base: Duration,
+    /// The largest backoff ceiling.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_retries: 3,
+            base: Duration::from_millis(250),
+            cap: Duration::from_secs(10),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `attempt` (0 for the first retry):
+    /// uniform in `[0, min(cap, base * 2^attempt)]` ("full jitter"), so that
+    /// many workers rejected together do not come back together.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use vigil_worker::retry::RetryPolicy;
+    /// let p = RetryPolicy { max_retries: 5, base: Duration::from_millis(100), cap: Duration::from_secs(1) };
+    /// assert!(p.backoff(0) <= Duration::from_millis(100));
+    /// assert!(p.backoff(30) <= Duration::from_secs(1));
+    /// ```
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = self.ceiling(attempt);
+        if ceiling.is_zero() {
+            return ceiling;
+        }
+        let nanos = u64::try_from(ceiling.as_nanos()).unwrap_or(u64::MAX);
+        Duration::from_nanos(rand::rng().random_range(0..=nanos))
+    }
+
+    /// The upper bound of [`backoff`](Self::backoff) for `attempt`.
+    pub fn ceiling(&self, attempt: u32) -> Duration {
+        let factor = 1u32.checked_shl(attempt.min(31)).unwrap_or(u32::MAX);
+        self.base
+            .checked_mul(factor)
+            .unwrap_or(Duration::MAX)
+            .min(self.cap)
+    }
+}
+
+/// Parses an HTTP `Retry-After` value: delta-seconds (fractions tolerated)
+/// or an HTTP-date, as a wait from `now`, at most [`MAX_RETRY_AFTER`]. A date
+/// in the past is a wait of zero; anything unparseable is `None`.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use vigil_worker::retry::parse_retry_after;
+/// let now = SystemTime::now();
+/// assert_eq!(parse_retry_after("2", now), Some(Duration::from_secs(2)));
+/// assert_eq!(parse_retry_after("99999", now), Some(Duration::from_secs(300)));
+/// assert_eq!(parse_retry_after("soon", now), None);
+/// ```
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    let wait = if value.bytes().all(|b| b.is_ascii_digit()) {
+        // All digits but too large for u64 is still "a very long time".
+        value
+            .parse::<u64>()
+            .map_or(MAX_RETRY_AFTER, Duration::from_secs)
+    } else if let Ok(secs) = value.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return None;
+        }
+        Duration::try_from_secs_f64(secs).unwrap_or(MAX_RETRY_AFTER)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+/// An AIMD concurrency limit for one target: at most [`limit`](Self::limit)
+/// permits are out at a time; a 429 halves the limit, each success adds
+/// `1/limit` (exactly one per window of `limit` successes) up to the maximum.
+///
+/// Cloning shares the limit. Shrinking works while permits are out: the
+/// surplus permits simply are not replaced when they come back.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use vigil_worker::retry::AdaptiveLimit;
+/// let limit = AdaptiveLimit::new(8);
+/// let permit = limit.acquire().await;
+/// limit.on_rate_limited();
+/// assert_eq!(limit.limit(), 4);
+/// drop(permit);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct AdaptiveLimit {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    max: usize,
+    cooldown: Duration,
+    state: Mutex<State>,
+    /// Woken when a permit comes back or the limit grows.
+    freed: Notify,
+}
+
+#[derive(Debug)]
+struct State {
+    /// Fractional, so additive increase can add `1/limit` per success.
+    limit: f64,
+    in_flight: usize,
+    last_decrease: Option<Instant>,
+}
+
+impl State {
+    fn whole(&self) -> usize {
+        // `limit` stays in [1, max]; the cast cannot truncate a real value.
+        (self.limit.floor() as usize).max(1)
+    }
+}
+
+/// A slot in an [`AdaptiveLimit`]; the slot is freed on drop.
+#[derive(Debug)]
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct AdaptivePermit {
+    shared: Arc<Shared>,
+}
+
+impl Drop for AdaptivePermit {
+    fn drop(&mut self) {
+        let free = {
+            let mut state = self.shared.lock();
+            state.in_flight -= 1;
+            state.in_flight < state.whole()
+        };
+        if free {
+            self.shared.freed.notify_one();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state is a few numbers updated atomically under the lock; a
+        // panic elsewhere cannot leave it half-written, so poison is moot.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl AdaptiveLimit {
+    /// A limit starting at (and never above) `max` (at least 1), halving at
+    /// most once a second.
+    pub fn new(max: usize) -> Self {
+        Self::with_cooldown(max, Duration::from_secs(1))
+    }
+
+    /// Like [`new`](Self::new) with the shortest time between two halvings:
+    /// a burst of 429s answering requests sent together is one signal, not
+    /// many, and must not collapse the limit to 1.
+    pub fn with_cooldown(max: usize, cooldown: Duration) -> Self {
+        let max = max.max(1);
+        AdaptiveLimit {
+            shared: Arc::new(Shared {
+                max,
+                cooldown,
+                state: Mutex::new(State {
+                    limit: max as f64,
+                    in_flight: 0,
+                    last_decrease: None,
+                }),
+                freed: Notify::new(),
+            }),
+        }
+    }
+
+    /// Waits for a free slot. Cancel-safe: dropping the future gives nothing up.
+    pub async fn acquire(&self) -> AdaptivePermit {
+        loop {
+            let freed = self.shared.freed.notified();
+            tokio::pin!(freed);
+            // Register before checking, so a release between the check and
+            // the await still wakes us.
+            freed.as_mut().enable();
+            {
+                let mut state = self.shared.lock();
+                if state.in_flight < state.whole() {
+                    state.in_flight += 1;
+                    let more = state.in_flight < state.whole();
+                    drop(state);
+                    if more {
+                        // We may have consumed a wake-up meant for several
+                        // slots (the limit grew by more than one): pass it on.
+                        self.shared.freed.notify_one();
+                    }
+                    return AdaptivePermit {
+                        shared: self.shared.clone(),
+                    };
+                }
+            }
+            freed.await;
+        }
+    }
+
+    /// The target said 429: halve the limit (not below 1), unless it was
+    /// halved less than the cooldown ago.
+    pub fn on_rate_limited(&self) {
+        let mut state = self.shared.lock();
+        let now = Instant::now();
+        if state
+            .last_decrease
+            .is_some_and(|at| now.duration_since(at) < self.shared.cooldown)
+        {
+            return;
+        }
+        state.limit = (state.whole() / 2).max(1) as f64;
+        state.last_decrease = Some(now);
+    }
+
+    /// A call succeeded: grow the limit by `1/limit`, up to the maximum, so
+    /// that a full window of successes adds one.
+    pub fn on_success(&self) {
+        let grew = {
+            let mut state = self.shared.lock();
+            let before = state.whole();
+            // 1/whole, not 1/limit: exactly +1 after `whole` successes.
+            state.limit = (state.limit + 1.0 / before as f64).min(self.shared.max as f64);
+            state.whole() > before
+        };
+        if grew {
+            self.shared.freed.notify_one();
+        }
+    }
+
+    /// The current limit.
+    pub fn limit(&self) -> usize {
+        self.shared.lock().whole()
+    }
+
+    /// Permits currently out.
+    pub fn in_flight(&self) -> usize {
+        self.shared.lock().in_flight
+    }
+
+    /// The most the limit can grow to.
+    pub fn max(&self) -> usize {
+        self.shared.max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn backoff_stays_under_an_exponential_ceiling() {
+        let p = RetryPolicy {
+            max_retries: 9,
+            base: Duration::from_millis(10),
+            cap: Duration::from_millis(200),
+        };
+        assert_eq!(p.ceiling(0), Duration::from_millis(10));
+        assert_eq!(p.ceiling(3), Duration::from_millis(80));
+        assert_eq!(p.ceiling(5), Duration::from_millis(200));
+        assert_eq!(p.ceiling(u32::MAX), Duration::from_millis(200));
+        for attempt in 0..40 {
+            for _ in 0..50 {
+                assert!(p.backoff(attempt) <= p.ceiling(attempt));
+            }
+        }
+    }
+
+    #[test]
+    fn backoff_is_jittered() {
+        let p = RetryPolicy {
+            max_retries: 1,
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(1),
+        };
+        let waits: Vec<_> = (0..20).map(|_| p.backoff(0)).collect();
+        assert!(
+            waits.iter().any(|w| *w != waits[0]),
+            "20 equal draws: no jitter"
+        );
+        let zero = RetryPolicy {
+            max_retries: 1,
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        };
+        assert_eq!(zero.backoff(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_after_seconds() {
+        let now = SystemTime::now();
+        assert_eq!(parse_retry_after("0", now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(
+            parse_retry_after("1.5", now),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(parse_retry_after("301", now), Some(MAX_RETRY_AFTER));
+        assert_eq!(
+            parse_retry_after("99999999999999999999999", now),
+            Some(MAX_RETRY_AFTER)
+        );
+        for bad in ["", "-1", "NaN", "inf", "soon", "1s", "Wed, 99 Foo"] {
+            assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_http_date() {
+        let now = httpdate::parse_http_date("Wed, 21 Oct 2015 07:28:00 GMT").unwrap();
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", now),
+            Some(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn aimd_halves_with_cooldown_and_grows_per_window() {
+        let limit = AdaptiveLimit::with_cooldown(16, Duration::from_secs(3600));
+        assert_eq!(limit.limit(), 16);
+        limit.on_rate_limited();
+        assert_eq!(limit.limit(), 8);
+        limit.on_rate_limited();
+        assert_eq!(limit.limit(), 8, "a burst of 429s halves once");
+        // One window (8 successes at limit 8) adds about one.
+        for _ in 0..8 {
+            limit.on_success();
+        }
+        assert_eq!(limit.limit(), 9);
+        for _ in 0..1000 {
+            limit.on_success();
+        }
+        assert_eq!(limit.limit(), 16, "capped at max");
+    }
+
+    #[test]
+    fn aimd_never_below_one() {
+        let limit = AdaptiveLimit::with_cooldown(3, Duration::ZERO);
+        for _ in 0..10 {
+            limit.on_rate_limited();
+        }
+        assert_eq!(limit.limit(), 1);
+        assert_eq!(AdaptiveLimit::new(0).limit(), 1);
+    }
+
+    #[tokio::test]
+    async fn shrinking_while_permits_are_out() {
+        let limit = AdaptiveLimit::with_cooldown(4, Duration::ZERO);
+        let held: Vec<_> = futures_join(&limit, 4).await;
+        assert_eq!(limit.in_flight(), 4);
+        limit.on_rate_limited(); // 4 -> 2 while 4 are out
+        assert_eq!(limit.limit(), 2);
+        let mut held = held;
+        held.truncate(2); // two come back: still 2 out = the limit
+        let blocked = tokio::time::timeout(Duration::from_millis(50), limit.acquire()).await;
+        assert!(blocked.is_err(), "no slot while in_flight == limit");
+        held.pop();
+        let got = tokio::time::timeout(Duration::from_secs(1), limit.acquire()).await;
+        assert!(
+            got.is_ok(),
+            "a slot frees when in_flight drops below the limit"
+        );
+    }
+
+    async fn futures_join(limit: &AdaptiveLimit, n: usize) -> Vec<AdaptivePermit> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(limit.acquire().await);
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn growth_wakes_waiters() {
+        let limit = AdaptiveLimit::with_cooldown(2, Duration::ZERO);
+        limit.on_rate_limited();
+        assert_eq!(limit.limit(), 1);
+        let _first = limit.acquire().await;
+        let waiter = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished());
+        limit.on_success(); // 1 -> 2
+        let permit = tokio::time::timeout(Duration::from_secs(1), waiter).await;
+        assert!(permit.is_ok(), "growing the limit must wake a waiter");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn never_more_than_the_limit_in_flight() {
+        let limit = AdaptiveLimit::new(3);
+        let now = Arc::new(AtomicUsize::new(0));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let (limit, now, peak) = (limit.clone(), now.clone(), peak.clone());
+                tokio::spawn(async move {
+                    let _permit = limit.acquire().await;
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1 + i % 3)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                })
+            })
+            .collect();
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        assert_eq!(limit.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn cancelled_acquire_loses_no_wakeup() {
+        let limit = AdaptiveLimit::new(1);
+        let first = limit.acquire().await;
+        let cancelled = tokio::time::timeout(Duration::from_millis(20), limit.acquire()).await;
+        assert!(cancelled.is_err());
+        let waiter = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.acquire().await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), waiter)
+                .await
+                .is_ok()
+        );
+    }
+}

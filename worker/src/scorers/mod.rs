@@ -1,0 +1,310 @@
+//! Scorers: each turns one model output (and, for most kinds, a reference)
+//! into a [`Score`]. A job carries [`ScorerSpec`]s; [`build`] turns each into
+//! a [`Scorer`] once per job, so that bad parameters (an invalid regex, a
+//! broken JSON Schema, a kind this worker does not know) fail the job's items
+//! with a reason instead of failing every item differently.
+//!
+//! ```
+//! use vigil_protocol::{Normalization, ScorerKind, ScorerSpec};
+//! let spec = ScorerSpec {
+//!     name: "exact".into(),
+//!     threshold: None,
+//!     kind: ScorerKind::ExactMatch { normalize: Normalization::default() },
+//! };
+//! let scorer = vigil_worker::scorers::build(&spec).unwrap();
+//! let score = scorer.score("  Paris\n", Some("Paris"));
+//! assert!(score.passed);
+//! assert_eq!(score.value, 1.0);
+//! ```
+
+pub mod choice;
+pub mod contains;
+pub mod exact_match;
+pub mod json_schema;
+pub mod normalize;
+pub mod numeric;
+pub mod regex;
+
+use vigil_protocol::{Score, ScorerKind, ScorerSpec};
+
+/// One way of scoring a model output.
+pub trait Scorer: Send + Sync {
+    /// The scorer's name in the suite.
+    fn name(&self) -> &str;
+    /// Whether it needs a reference (exact_match, contains, numeric, choice:
+    /// yes; regex: optional; json_schema: no).
+    fn needs_reference(&self) -> bool;
+    /// Scores one output. Never panics; value in [0,1]; `passed` uses the
+    /// spec's threshold when set, else the kind's own rule (value >= 1.0 for
+    /// binary scorers).
+    fn score(&self, output: &str, reference: Option<&str>) -> Score;
+}
+
+/// Why a scorer could not be built from its spec.
+#[derive(Debug, thiserror::Error)]
+pub enum ScorerError {
+    /// The regex scorer's pattern does not compile.
+    #[error("scorer `{scorer}`: invalid regex: {message}")]
+    Regex {
+        /// The scorer's name.
+        scorer: String,
+        /// What the regex compiler said.
+        message: String,
+    },
+    /// The json_schema scorer's schema is not JSON.
+    #[error("scorer `{scorer}`: schema is not valid JSON: {message}")]
+    SchemaNotJson {
+        /// The scorer's name.
+        scorer: String,
+        /// What the JSON parser said.
+        message: String,
+    },
+    /// The json_schema scorer's schema is JSON but not a usable JSON Schema.
+    #[error("scorer `{scorer}`: invalid JSON Schema: {message}")]
+    InvalidSchema {
+        /// The scorer's name.
+        scorer: String,
+        /// What the schema compiler said.
+        message: String,
+    },
+    /// A parameter is out of range (negative tolerance, empty choices, ...).
+    #[error("scorer `{scorer}`: {message}")]
+    InvalidParams {
+        /// The scorer's name.
+        scorer: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The job names a kind this worker does not know.
+    #[error("scorer `{scorer}`: kind `{kind}` is not supported by this worker")]
+    UnsupportedKind {
+        /// The scorer's name.
+        scorer: String,
+        /// The kind's name as the job gave it.
+        kind: String,
+    },
+}
+
+/// Builds the scorer a spec describes.
+///
+/// ```
+/// use vigil_protocol::{ScorerKind, ScorerSpec};
+/// let spec = ScorerSpec {
+///     name: "judge".into(),
+///     threshold: None,
+///     kind: ScorerKind::Unknown { name: "llm_judge".into() },
+/// };
+/// let err = vigil_worker::scorers::build(&spec).err().unwrap();
+/// assert_eq!(err.to_string(), "scorer `judge`: kind `llm_judge` is not supported by this worker");
+/// ```
+pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
+    let common = Common {
+        name: spec.name.clone(),
+        threshold: spec.threshold,
+    };
+    Ok(match &spec.kind {
+        ScorerKind::ExactMatch { normalize } => {
+            Box::new(exact_match::ExactMatch::new(common, normalize.clone()))
+        }
+        ScorerKind::Contains { normalize } => {
+            Box::new(contains::Contains::new(common, normalize.clone()))
+        }
+        ScorerKind::Regex { pattern } => Box::new(regex::RegexScorer::new(common, pattern)?),
+        ScorerKind::Numeric {
+            tolerance,
+            relative_tolerance,
+        } => Box::new(numeric::Numeric::new(
+            common,
+            *tolerance,
+            *relative_tolerance,
+        )?),
+        ScorerKind::Choice { choices } => Box::new(choice::Choice::new(common, choices)?),
+        ScorerKind::JsonSchema { schema } => {
+            Box::new(json_schema::JsonSchema::new(common, schema.as_deref())?)
+        }
+        ScorerKind::Unknown { name } => {
+            return Err(ScorerError::UnsupportedKind {
+                scorer: spec.name.clone(),
+                kind: name.clone(),
+            });
+        }
+    })
+}
+
+/// What every scorer keeps from its spec: its name and pass threshold.
+#[derive(Debug, Clone)]
+pub struct Common {
+    /// The scorer's name in the suite.
+    pub name: String,
+    /// An item passes when its value is at least this; `None`: value >= 1.
+    pub threshold: Option<f64>,
+}
+
+impl Common {
+    /// A score named after this scorer, passed by the threshold rule. The
+    /// value is clamped into [0, 1] (NaN becomes 0) so no scorer can emit an
+    /// out-of-range value.
+    pub fn verdict(&self, value: f64, detail: impl Into<String>) -> Score {
+        let value = if value.is_nan() {
+            0.0
+        } else {
+            value.clamp(0.0, 1.0)
+        };
+        let passed = value >= self.threshold.unwrap_or(1.0);
+        Score {
+            scorer: self.name.clone(),
+            value,
+            passed,
+            detail: short(&detail.into(), MAX_DETAIL),
+        }
+    }
+
+    /// The score of an item whose reference is missing: 0, failed, whatever
+    /// the threshold (a threshold of 0 must not pass an unscoreable item).
+    pub fn no_reference(&self) -> Score {
+        Score {
+            scorer: self.name.clone(),
+            value: 0.0,
+            passed: false,
+            detail: "no reference".into(),
+        }
+    }
+}
+
+/// Longest detail a scorer emits, in characters.
+pub const MAX_DETAIL: usize = 199;
+
+/// `text` cut to at most `max` characters (on a char boundary), with an
+/// ellipsis when cut; newlines become spaces so details stay one line.
+///
+/// ```
+/// assert_eq!(vigil_worker::scorers::short("abcdef", 4), "abc…");
+/// assert_eq!(vigil_worker::scorers::short("a\nb", 10), "a b");
+/// ```
+pub fn short(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut out: String = flat.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// `text` quoted in backticks and cut short enough to sit inside a detail.
+pub(crate) fn quote(text: &str) -> String {
+    format!("`{}`", short(text, 60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::Normalization;
+
+    fn spec(kind: ScorerKind) -> ScorerSpec {
+        ScorerSpec {
+            name: "s".into(),
+            threshold: None,
+            kind,
+        }
+    }
+
+    #[test]
+    fn unknown_kind_is_an_error_naming_scorer_and_kind() {
+        let err = build(&spec(ScorerKind::Unknown {
+            name: "rouge".into(),
+        }))
+        .err()
+        .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "scorer `s`: kind `rouge` is not supported by this worker"
+        );
+    }
+
+    #[test]
+    fn needs_reference_per_kind() {
+        let norm = Normalization::default();
+        let cases = [
+            (
+                ScorerKind::ExactMatch {
+                    normalize: norm.clone(),
+                },
+                true,
+            ),
+            (ScorerKind::Contains { normalize: norm }, true),
+            (
+                ScorerKind::Regex {
+                    pattern: "x".into(),
+                },
+                false,
+            ),
+            (
+                ScorerKind::Numeric {
+                    tolerance: 0.0,
+                    relative_tolerance: 0.0,
+                },
+                true,
+            ),
+            (
+                ScorerKind::Choice {
+                    choices: "ABCD".into(),
+                },
+                true,
+            ),
+            (ScorerKind::JsonSchema { schema: None }, false),
+        ];
+        for (kind, needs) in cases {
+            let name = kind.name();
+            let scorer = build(&spec(kind)).unwrap();
+            assert_eq!(scorer.needs_reference(), needs, "{name}");
+            assert_eq!(scorer.name(), "s");
+        }
+    }
+
+    #[test]
+    fn missing_reference_scores_zero_even_with_zero_threshold() {
+        let mut s = spec(ScorerKind::Numeric {
+            tolerance: 0.0,
+            relative_tolerance: 0.0,
+        });
+        s.threshold = Some(0.0);
+        let score = build(&s).unwrap().score("42", None);
+        assert_eq!(
+            (score.value, score.passed, score.detail.as_str()),
+            (0.0, false, "no reference")
+        );
+    }
+
+    #[test]
+    fn threshold_overrides_the_binary_rule() {
+        let mut s = spec(ScorerKind::ExactMatch {
+            normalize: Normalization::default(),
+        });
+        s.threshold = Some(0.0);
+        let score = build(&s).unwrap().score("no", Some("yes"));
+        assert_eq!(score.value, 0.0);
+        assert!(score.passed, "value 0 >= threshold 0");
+    }
+
+    #[test]
+    fn details_are_short_and_one_line() {
+        let long = "x\n".repeat(1000);
+        let score = build(&spec(ScorerKind::ExactMatch {
+            normalize: Normalization::default(),
+        }))
+        .unwrap()
+        .score(&long, Some(&long.replace('x', "y")));
+        assert!(score.detail.chars().count() < 200, "{}", score.detail);
+        assert!(!score.detail.contains('\n'));
+    }
+
+    #[test]
+    fn short_cuts_on_char_boundaries() {
+        assert_eq!(short("ééé", 2), "é…");
+        assert_eq!(short("", 0), "");
+    }
+}
