@@ -1,1 +1,1031 @@
-//! TODO(skeleton): stub
+//! An OpenAI-compatible stub model server for tests, benchmarks, examples and
+//! `vigil stub`.
+//!
+//! Answers are deterministic functions of the prompt (see [`answer`]); faults
+//! (500, 429, dropped connections, hangs, invalid JSON, empty choices) are drawn
+//! per request from a seeded RNG, or scripted with
+//! [`StubConfig::fail_first_attempts`].
+//!
+//! The routes are axum handlers, but connections are served with hyper
+//! directly (one task per connection) instead of `axum::serve`: that is what
+//! lets a handler drop its own TCP connection without any HTTP response, which
+//! `axum::serve` cannot do. The hot path takes no global lock: counters are
+//! atomics and each request seeds its own RNG from (seed, request index).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{Hash, Hasher};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Extension, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How long a "hang" fault sleeps: far past any client timeout.
+pub const HANG_FOR: Duration = Duration::from_secs(3600);
+
+/// How long open connections get to finish when the server shuts down.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
+
+/// Distinct Authorization header values remembered.
+const MAX_AUTH_RECORDED: usize = 64;
+
+/// Shards of the per-prompt attempt counter (only used with `fail_first_attempts`).
+const ATTEMPT_SHARDS: usize = 64;
+
+/// How the stub behaves; `Default` is a perfect, instant backend.
+///
+/// Fault rates are probabilities in `[0, 1]`, checked in the order listed
+/// (fail, rate limit, reset, hang, garbage, empty); their sum should stay ≤ 1.
+///
+/// ```
+/// use vigil_testkit::stub::StubConfig;
+/// let flaky = StubConfig { fail_rate: 0.1, seed: 7, ..Default::default() };
+/// assert_eq!(flaky.model, "stub-model");
+/// ```
+#[derive(Debug, Clone)]
+pub struct StubConfig {
+    /// Added to every completion request.
+    pub latency: Duration,
+    /// A uniform random extra in `[0, latency_jitter]`.
+    pub latency_jitter: Duration,
+    /// Share of requests answered 500.
+    pub fail_rate: f64,
+    /// Share of requests answered 429 with `Retry-After`.
+    pub rate_limit_rate: f64,
+    /// The `Retry-After` seconds of a 429.
+    pub retry_after_s: u64,
+    /// Share of requests whose TCP connection is dropped with no response.
+    pub reset_rate: f64,
+    /// Share of requests that sleep for [`HANG_FOR`].
+    pub hang_rate: f64,
+    /// Share of requests answered 200 with a body that is not JSON.
+    pub garbage_rate: f64,
+    /// Share of requests answered 200 with `"choices": []`.
+    pub empty_rate: f64,
+    /// Requests in flight beyond this are answered 429 at once.
+    pub max_concurrency: Option<usize>,
+    /// The first N requests for each distinct prompt are answered 500.
+    pub fail_first_attempts: u32,
+    /// Seeds the per-request fault draws.
+    pub seed: u64,
+    /// The model named when a request names none, and in `/v1/models`.
+    pub model: String,
+}
+
+impl Default for StubConfig {
+    fn default() -> Self {
+        StubConfig {
+            latency: Duration::ZERO,
+            latency_jitter: Duration::ZERO,
+            fail_rate: 0.0,
+            rate_limit_rate: 0.0,
+            retry_after_s: 1,
+            reset_rate: 0.0,
+            hang_rate: 0.0,
+            garbage_rate: 0.0,
+            empty_rate: 0.0,
+            max_concurrency: None,
+            fail_first_attempts: 0,
+            seed: 0,
+            model: "stub-model".to_string(),
+        }
+    }
+}
+
+/// Live counters of a stub; completion requests only (not `/v1/models` or `/health`).
+#[derive(Debug, Default)]
+pub struct StubStats {
+    /// Completion requests received.
+    pub requests: AtomicU64,
+    /// Answered 200 with a valid completion.
+    pub ok: AtomicU64,
+    /// Answered 500 (random or scripted).
+    pub server_errors: AtomicU64,
+    /// Of `server_errors`, those scripted by `fail_first_attempts`.
+    pub scripted_failures: AtomicU64,
+    /// Answered 429 by `rate_limit_rate`.
+    pub rate_limited: AtomicU64,
+    /// Answered 429 because `max_concurrency` was exceeded.
+    pub over_capacity: AtomicU64,
+    /// Connections dropped without a response.
+    pub resets: AtomicU64,
+    /// Requests left hanging.
+    pub hangs: AtomicU64,
+    /// Answered 200 with invalid JSON.
+    pub garbage: AtomicU64,
+    /// Answered 200 with no choices.
+    pub empty: AtomicU64,
+    /// Answered 400 (unreadable request).
+    pub bad_requests: AtomicU64,
+    /// Requests in flight now.
+    pub in_flight: AtomicU64,
+    /// The most requests in flight at once.
+    pub max_in_flight: AtomicU64,
+    /// Requests that carried an Authorization header.
+    pub with_authorization: AtomicU64,
+    /// Requests that carried none.
+    pub without_authorization: AtomicU64,
+    authorization: RwLock<Vec<String>>,
+}
+
+/// A copy of [`StubStats`] at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[allow(missing_docs)] // the fields mirror StubStats'
+pub struct StubStatsSnapshot {
+    pub requests: u64,
+    pub ok: u64,
+    pub server_errors: u64,
+    pub scripted_failures: u64,
+    pub rate_limited: u64,
+    pub over_capacity: u64,
+    pub resets: u64,
+    pub hangs: u64,
+    pub garbage: u64,
+    pub empty: u64,
+    pub bad_requests: u64,
+    pub in_flight: u64,
+    pub max_in_flight: u64,
+    pub with_authorization: u64,
+    pub without_authorization: u64,
+}
+
+impl StubStats {
+    /// The distinct Authorization header values seen, in first-seen order (at
+    /// most 64 are kept).
+    pub fn authorization_headers(&self) -> Vec<String> {
+        self.authorization.read().expect("auth lock").clone()
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> StubStatsSnapshot {
+        StubStatsSnapshot {
+            requests: self.requests.load(Relaxed),
+            ok: self.ok.load(Relaxed),
+            server_errors: self.server_errors.load(Relaxed),
+            scripted_failures: self.scripted_failures.load(Relaxed),
+            rate_limited: self.rate_limited.load(Relaxed),
+            over_capacity: self.over_capacity.load(Relaxed),
+            resets: self.resets.load(Relaxed),
+            hangs: self.hangs.load(Relaxed),
+            garbage: self.garbage.load(Relaxed),
+            empty: self.empty.load(Relaxed),
+            bad_requests: self.bad_requests.load(Relaxed),
+            in_flight: self.in_flight.load(Relaxed),
+            max_in_flight: self.max_in_flight.load(Relaxed),
+            with_authorization: self.with_authorization.load(Relaxed),
+            without_authorization: self.without_authorization.load(Relaxed),
+        }
+    }
+
+    fn record_authorization(&self, value: Option<&HeaderValue>) {
+        let Some(v) = value else {
+            self.without_authorization.fetch_add(1, Relaxed);
+            return;
+        };
+        self.with_authorization.fetch_add(1, Relaxed);
+        let v = String::from_utf8_lossy(v.as_bytes());
+        // Read first: the common case (a known key) never takes the write lock.
+        {
+            let seen = self.authorization.read().expect("auth lock");
+            if seen.len() >= MAX_AUTH_RECORDED || seen.iter().any(|s| *s == v) {
+                return;
+            }
+        }
+        let mut seen = self.authorization.write().expect("auth lock");
+        if seen.len() < MAX_AUTH_RECORDED && !seen.iter().any(|s| *s == v) {
+            seen.push(v.into_owned());
+        }
+    }
+}
+
+/// Counts a request in flight until dropped (also when its connection is aborted).
+struct InFlight<'a>(&'a StubStats);
+
+impl<'a> InFlight<'a> {
+    fn enter(stats: &'a StubStats) -> (Self, u64) {
+        let now = stats.in_flight.fetch_add(1, Relaxed) + 1;
+        stats.max_in_flight.fetch_max(now, Relaxed);
+        (InFlight(stats), now)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
+}
+
+/// The stub's answer to a prompt text.
+///
+/// `[[reply: TEXT]]` gives TEXT verbatim (up to the last `]]`); else the first
+/// integer expression `a OP b` (OP one of `+ - * /`) gives its value; else the
+/// text is echoed.
+///
+/// ```
+/// use vigil_testkit::stub::answer;
+/// assert_eq!(answer("What is 12 + 7?"), "19");
+/// assert_eq!(answer("7 / 2"), "3.5");
+/// assert_eq!(answer(r#"say [[reply: {"ok": true}]]"#), r#"{"ok": true}"#);
+/// assert_eq!(answer("hello there"), "hello there");
+/// ```
+pub fn answer(text: &str) -> String {
+    const MARK: &str = "[[reply:";
+    if let Some(start) = text.find(MARK) {
+        let rest = &text[start + MARK.len()..];
+        if let Some(end) = rest.rfind("]]") {
+            return rest[..end].trim_start().to_string();
+        }
+    }
+    if let Some(v) = arithmetic(text) {
+        return v;
+    }
+    text.to_string()
+}
+
+fn arithmetic(text: &str) -> Option<String> {
+    static RE: OnceLock<regex::Regex> = OnceLock::new();
+    let re =
+        RE.get_or_init(|| regex::Regex::new(r"(-?\d+)\s*([-+*/])\s*(-?\d+)").expect("valid regex"));
+    for c in re.captures_iter(text) {
+        let (Ok(a), Ok(b)) = (c[1].parse::<i128>(), c[3].parse::<i128>()) else {
+            continue;
+        };
+        let v = match &c[2] {
+            "+" => a.checked_add(b),
+            "-" => a.checked_sub(b),
+            "*" => a.checked_mul(b),
+            _ if b == 0 => None,
+            _ if a % b == 0 => Some(a / b),
+            _ => return Some(format!("{}", a as f64 / b as f64)),
+        };
+        if let Some(v) = v {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+/// Whitespace-separated words, at least 1.
+fn tokens(text: &str) -> u64 {
+    (text.split_whitespace().count() as u64).max(1)
+}
+
+/// Truncates to `max` words; true if it cut.
+fn truncate(text: String, max: Option<u64>) -> (String, bool) {
+    match max {
+        Some(max) if text.split_whitespace().count() as u64 > max.max(1) => (
+            text.split_whitespace()
+                .take(max.max(1) as usize)
+                .collect::<Vec<_>>()
+                .join(" "),
+            true,
+        ),
+        _ => (text, false),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Deserialize)]
+struct ContentPart {
+    #[serde(default)]
+    text: Option<String>,
+}
+
+impl Content {
+    fn text(&self) -> String {
+        match self {
+            Content::Text(t) => t.clone(),
+            Content::Parts(p) => p
+                .iter()
+                .filter_map(|p| p.text.as_deref())
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ChatMessage {
+    #[serde(default)]
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+#[derive(Deserialize)]
+struct ChatRequest {
+    #[serde(default)]
+    model: Option<String>,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum PromptField {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct CompletionRequest {
+    #[serde(default)]
+    model: Option<String>,
+    prompt: PromptField,
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+}
+
+#[derive(Serialize)]
+struct Usage {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    total_tokens: u64,
+}
+
+#[derive(Serialize)]
+struct ChatChoiceMessage<'a> {
+    role: &'static str,
+    content: &'a str,
+}
+
+#[derive(Serialize)]
+struct ChatChoice<'a> {
+    index: u32,
+    message: ChatChoiceMessage<'a>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct TextChoice<'a> {
+    index: u32,
+    text: &'a str,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct Completion<'a, C> {
+    id: String,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: Vec<C>,
+    usage: Usage,
+}
+
+/// What a request asked, reduced to what the stub needs.
+struct Asked {
+    model: Option<String>,
+    /// The text answered: the last user message, or the prompt.
+    text: String,
+    /// Identifies the prompt for `fail_first_attempts`.
+    key: u64,
+    prompt_tokens: u64,
+    max_tokens: Option<u64>,
+    stream: bool,
+}
+
+fn parse_chat(body: &[u8]) -> Result<Asked, String> {
+    let req: ChatRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if req.messages.is_empty() {
+        return Err("messages must not be empty".to_string());
+    }
+    let texts: Vec<(String, String)> = req
+        .messages
+        .iter()
+        .map(|m| {
+            (
+                m.role.clone(),
+                m.content.as_ref().map(Content::text).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let text = texts
+        .iter()
+        .rev()
+        .find(|(r, _)| r == "user")
+        .or(texts.last())
+        .map(|(_, t)| t.clone())
+        .unwrap_or_default();
+    let mut h = std::hash::DefaultHasher::new();
+    texts.hash(&mut h);
+    Ok(Asked {
+        model: req.model,
+        text,
+        key: h.finish(),
+        prompt_tokens: tokens(
+            &texts
+                .iter()
+                .map(|(_, t)| t.as_str())
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+        max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        stream: req.stream,
+    })
+}
+
+fn parse_completion(body: &[u8]) -> Result<Asked, String> {
+    let req: CompletionRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let text = match req.prompt {
+        PromptField::One(t) => t,
+        PromptField::Many(v) => v.join("\n"),
+    };
+    let mut h = std::hash::DefaultHasher::new();
+    text.hash(&mut h);
+    Ok(Asked {
+        model: req.model,
+        key: h.finish(),
+        prompt_tokens: tokens(&text),
+        text,
+        max_tokens: req.max_tokens,
+        stream: req.stream,
+    })
+}
+
+/// State shared by all connections.
+struct Shared {
+    cfg: StubConfig,
+    stats: Arc<StubStats>,
+    attempts: Box<[Mutex<HashMap<u64, u32>>]>,
+}
+
+impl Shared {
+    /// Counts an attempt at a prompt; true while it must still fail.
+    fn scripted_failure(&self, key: u64) -> bool {
+        if self.cfg.fail_first_attempts == 0 {
+            return false;
+        }
+        let shard = &self.attempts[(key as usize) % ATTEMPT_SHARDS];
+        let mut map = shard.lock().expect("attempt lock");
+        let n = map.entry(key).or_insert(0);
+        *n += 1;
+        *n <= self.cfg.fail_first_attempts
+    }
+}
+
+/// A handle on the request's own TCP connection: cancelling it drops the
+/// connection without a response.
+#[derive(Clone)]
+struct ConnReset(CancellationToken);
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Chat,
+    Text,
+}
+
+enum Fault {
+    Fail,
+    RateLimit,
+    Reset,
+    Hang,
+    Garbage,
+    Empty,
+}
+
+fn draw(cfg: &StubConfig, rng: &mut SmallRng) -> Option<Fault> {
+    let u: f64 = rng.random();
+    let mut edge = 0.0;
+    for (rate, fault) in [
+        (cfg.fail_rate, Fault::Fail),
+        (cfg.rate_limit_rate, Fault::RateLimit),
+        (cfg.reset_rate, Fault::Reset),
+        (cfg.hang_rate, Fault::Hang),
+        (cfg.garbage_rate, Fault::Garbage),
+        (cfg.empty_rate, Fault::Empty),
+    ] {
+        edge += rate.max(0.0);
+        if u < edge {
+            return Some(fault);
+        }
+    }
+    None
+}
+
+fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
+    let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+    (status, Json(body)).into_response()
+}
+
+fn now_s() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+async fn complete(
+    st: &Shared,
+    kind: Kind,
+    reset: &ConnReset,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let stats = &*st.stats;
+    let idx = stats.requests.fetch_add(1, Relaxed);
+    stats.record_authorization(headers.get(header::AUTHORIZATION));
+    let (_guard, now) = InFlight::enter(stats);
+    if st.cfg.max_concurrency.is_some_and(|m| now > m as u64) {
+        stats.over_capacity.fetch_add(1, Relaxed);
+        let mut r = error_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_exceeded",
+            "stub: too many concurrent requests",
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(st.cfg.retry_after_s));
+        return r;
+    }
+    let asked = match kind {
+        Kind::Chat => parse_chat(body),
+        Kind::Text => parse_completion(body),
+    };
+    let asked = match asked {
+        Ok(a) if a.stream => Err("stream is not supported by the stub".to_string()),
+        other => other,
+    };
+    let asked = match asked {
+        Ok(a) => a,
+        Err(e) => {
+            stats.bad_requests.fetch_add(1, Relaxed);
+            return error_response(StatusCode::BAD_REQUEST, "invalid_request_error", &e);
+        }
+    };
+
+    // Each request gets its own RNG: deterministic for a seed and arrival order,
+    // and no lock shared between requests.
+    let mut rng = SmallRng::seed_from_u64(st.cfg.seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let scripted = st.scripted_failure(asked.key);
+    let fault = draw(&st.cfg, &mut rng);
+    let mut delay = st.cfg.latency;
+    if !st.cfg.latency_jitter.is_zero() {
+        delay += st.cfg.latency_jitter.mul_f64(rng.random::<f64>());
+    }
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if scripted {
+        stats.server_errors.fetch_add(1, Relaxed);
+        stats.scripted_failures.fetch_add(1, Relaxed);
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "stub: scripted failure",
+        );
+    }
+    match fault {
+        None => {}
+        Some(Fault::Fail) => {
+            stats.server_errors.fetch_add(1, Relaxed);
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "stub: injected server error",
+            );
+        }
+        Some(Fault::RateLimit) => {
+            stats.rate_limited.fetch_add(1, Relaxed);
+            let mut r = error_response(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "stub: rate limited",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(st.cfg.retry_after_s));
+            return r;
+        }
+        Some(Fault::Reset) => {
+            stats.resets.fetch_add(1, Relaxed);
+            reset.0.cancel();
+            // The connection task drops the connection, and this future with it.
+            std::future::pending::<()>().await;
+        }
+        Some(Fault::Hang) => {
+            stats.hangs.fetch_add(1, Relaxed);
+            tokio::time::sleep(HANG_FOR).await;
+            return error_response(StatusCode::GATEWAY_TIMEOUT, "timeout", "stub: hung");
+        }
+        Some(Fault::Garbage) => {
+            stats.garbage.fetch_add(1, Relaxed);
+            return (
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"id\": \"stub-garbage\", \"choices\": [{\"ind",
+            )
+                .into_response();
+        }
+        Some(Fault::Empty) => {}
+    }
+
+    let model = asked.model.as_deref().unwrap_or(&st.cfg.model);
+    let (text, cut) = truncate(answer(&asked.text), asked.max_tokens);
+    let finish_reason = if cut { "length" } else { "stop" };
+    let completion_tokens = tokens(&text);
+    let usage = Usage {
+        prompt_tokens: asked.prompt_tokens,
+        completion_tokens,
+        total_tokens: asked.prompt_tokens + completion_tokens,
+    };
+    let empty = matches!(fault, Some(Fault::Empty));
+    if empty {
+        stats.empty.fetch_add(1, Relaxed);
+    } else {
+        stats.ok.fetch_add(1, Relaxed);
+    }
+    let created = now_s();
+    match kind {
+        Kind::Chat => {
+            let choices = if empty {
+                vec![]
+            } else {
+                vec![ChatChoice {
+                    index: 0,
+                    message: ChatChoiceMessage {
+                        role: "assistant",
+                        content: &text,
+                    },
+                    finish_reason,
+                }]
+            };
+            let body = Completion {
+                id: format!("chatcmpl-stub-{idx}"),
+                object: "chat.completion",
+                created,
+                model,
+                choices,
+                usage,
+            };
+            Json(body).into_response()
+        }
+        Kind::Text => {
+            let choices = if empty {
+                vec![]
+            } else {
+                vec![TextChoice {
+                    index: 0,
+                    text: &text,
+                    logprobs: None,
+                    finish_reason,
+                }]
+            };
+            let body = Completion {
+                id: format!("cmpl-stub-{idx}"),
+                object: "text_completion",
+                created,
+                model,
+                choices,
+                usage,
+            };
+            Json(body).into_response()
+        }
+    }
+}
+
+async fn chat(
+    State(st): State<Arc<Shared>>,
+    Extension(reset): Extension<ConnReset>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    complete(&st, Kind::Chat, &reset, &headers, &body).await
+}
+
+async fn text(
+    State(st): State<Arc<Shared>>,
+    Extension(reset): Extension<ConnReset>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    complete(&st, Kind::Text, &reset, &headers, &body).await
+}
+
+async fn models(State(st): State<Arc<Shared>>) -> Response {
+    Json(serde_json::json!({
+        "object": "list",
+        "data": [{"id": st.cfg.model, "object": "model", "created": 0, "owned_by": "vigil-stub"}]
+    }))
+    .into_response()
+}
+
+async fn health() -> Response {
+    Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/completions", post(text))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .with_state(shared)
+}
+
+/// A TCP stream that closes with RST (SO_LINGER 0) when its request asked for a reset.
+struct ConnIo {
+    stream: TcpStream,
+    reset: CancellationToken,
+}
+
+impl Drop for ConnIo {
+    fn drop(&mut self) {
+        if self.reset.is_cancelled() {
+            let _ = self.stream.set_zero_linger();
+        }
+    }
+}
+
+impl AsyncRead for ConnIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for ConnIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+async fn serve_connection(stream: TcpStream, app: Router, shutdown: CancellationToken) {
+    use tower_service::Service;
+    let _ = stream.set_nodelay(true);
+    let reset = CancellationToken::new();
+    let io = hyper_util::rt::TokioIo::new(ConnIo {
+        stream,
+        reset: reset.clone(),
+    });
+    let handle = ConnReset(reset.clone());
+    let svc =
+        hyper::service::service_fn(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(handle.clone());
+            let mut app = app.clone();
+            async move { app.call(req).await }
+        });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        // Dropping the connection closes the socket mid-request: no response.
+        _ = reset.cancelled() => {}
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await;
+        }
+    }
+}
+
+async fn serve_shared(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let app = router(shared);
+    let stop = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tracker.spawn(serve_connection(stream, app.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "stub: accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    stop.cancel();
+    tracker.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE * 2, tracker.wait()).await;
+    Ok(())
+}
+
+fn shared(cfg: StubConfig, stats: Arc<StubStats>) -> Arc<Shared> {
+    let attempts = (0..ATTEMPT_SHARDS)
+        .map(|_| Mutex::new(HashMap::new()))
+        .collect();
+    Arc::new(Shared {
+        cfg,
+        stats,
+        attempts,
+    })
+}
+
+/// Serves the stub on `listener` until `shutdown` completes; then lets open
+/// requests finish for about a second. For `vigil stub`.
+///
+/// ```no_run
+/// # async fn demo() -> std::io::Result<()> {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// let stop = async { let _ = tokio::signal::ctrl_c().await; };
+/// vigil_testkit::stub::serve(listener, Default::default(), stop).await
+/// # }
+/// ```
+pub async fn serve(
+    listener: TcpListener,
+    cfg: StubConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_shared(
+        listener,
+        shared(cfg, Arc::new(StubStats::default())),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`], counting into the given stats.
+pub async fn serve_with_stats(
+    listener: TcpListener,
+    cfg: StubConfig,
+    stats: Arc<StubStats>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    serve_shared(listener, shared(cfg, stats), shutdown).await
+}
+
+/// A stub running in the background on 127.0.0.1 and a random port; shuts
+/// down when dropped.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// use vigil_testkit::stub::{StubConfig, StubServer};
+/// let stub = StubServer::start(StubConfig::default()).await?;
+/// assert!(stub.base_url().starts_with("http://127.0.0.1:"));
+/// assert!(stub.base_url().ends_with("/v1"));
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct StubServer {
+    addr: SocketAddr,
+    stats: Arc<StubStats>,
+    stop: CancellationToken,
+    task: Option<tokio::task::JoinHandle<io::Result<()>>>,
+}
+
+impl StubServer {
+    /// Binds 127.0.0.1:0 and starts serving.
+    pub async fn start(cfg: StubConfig) -> io::Result<StubServer> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(StubStats::default());
+        let stop = CancellationToken::new();
+        let s = stop.clone();
+        let task = tokio::spawn(serve_with_stats(listener, cfg, stats.clone(), async move {
+            s.cancelled().await
+        }));
+        Ok(StubServer {
+            addr,
+            stats,
+            stop,
+            task: Some(task),
+        })
+    }
+
+    /// `http://127.0.0.1:PORT/v1`, the OpenAI base URL.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> Arc<StubStats> {
+        self.stats.clone()
+    }
+
+    /// Stops accepting, lets open requests finish briefly, and waits.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for StubServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_answers() {
+        assert_eq!(answer("12+7"), "19");
+        assert_eq!(answer("What is -3 * 4?"), "-12");
+        assert_eq!(answer("5 - -3"), "8");
+        assert_eq!(answer("10 / 5"), "2");
+        assert_eq!(answer("1 / 4"), "0.25");
+        assert_eq!(answer("1 / 0"), "1 / 0");
+        assert_eq!(answer("no numbers"), "no numbers");
+    }
+
+    #[test]
+    fn reply_directive_wins_and_keeps_json() {
+        assert_eq!(answer("2+2 [[reply: four]]"), "four");
+        assert_eq!(answer("[[reply:{\"a\": [[1]]}]]"), "{\"a\": [[1]]}");
+        assert_eq!(answer("[[reply: unterminated"), "[[reply: unterminated");
+    }
+
+    #[test]
+    fn truncation_counts_words() {
+        assert_eq!(
+            truncate("a b c d".into(), Some(2)),
+            ("a b".to_string(), true)
+        );
+        assert_eq!(truncate("a b".into(), Some(2)), ("a b".to_string(), false));
+        assert_eq!(tokens(""), 1);
+        assert_eq!(tokens("one two  three"), 3);
+    }
+
+    #[test]
+    fn draws_follow_rates() {
+        let cfg = StubConfig {
+            fail_rate: 0.25,
+            empty_rate: 0.25,
+            ..Default::default()
+        };
+        let mut rng = SmallRng::seed_from_u64(1);
+        let n = 10_000;
+        let (mut fails, mut empties) = (0, 0);
+        for _ in 0..n {
+            match draw(&cfg, &mut rng) {
+                Some(Fault::Fail) => fails += 1,
+                Some(Fault::Empty) => empties += 1,
+                None => {}
+                _ => panic!("unexpected fault"),
+            }
+        }
+        assert!((2200..2800).contains(&fails), "{fails}");
+        assert!((2200..2800).contains(&empties), "{empties}");
+    }
+}

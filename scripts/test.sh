@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs vigil's whole test suite; extra arguments go to `cargo test`.
+# Tests find nats-server through VIGIL_NATS_SERVER, then $VIGIL_HOME/bin (set up by
+# scripts/setup.sh), then PATH.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+export VIGIL_HOME="${VIGIL_HOME:-${HOME:-$repo}/.vigil}"
+if ! command -v cargo >/dev/null 2>&1 && [[ -x "${CARGO_HOME:-${HOME:-/nonexistent}/.cargo}/bin/cargo" ]]; then
+    export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+fi
+if [[ -z "${VIGIL_NATS_SERVER:-}" && ! -x "$VIGIL_HOME/bin/nats-server" ]] && ! command -v nats-server >/dev/null 2>&1; then
+    echo "test: nats-server not found (VIGIL_NATS_SERVER, $VIGIL_HOME/bin, PATH); run scripts/setup.sh first" >&2
+    exit 1
+fi
+exec cargo test --workspace --locked "$@"
