@@ -1,0 +1,50 @@
+# shellcheck shell=bash
+# Tools for the offline Kubernetes manifest checks (tests/k8s_manifests.rs).
+# Sourced by scripts/setup.sh, which sets VIGIL_HOME; safe to source twice.
+#
+# - kubernetes-validate (PyPI): validates rendered objects against the bundled
+#   OpenAPI schemas of Kubernetes 1.25-1.37, offline. Installed without root
+#   into $VIGIL_HOME/pypi/kubernetes-validate, with a wrapper in $VIGIL_HOME/bin.
+# - kubectl: renders the kustomize overlays (`kubectl kustomize`); expected on
+#   the machine image, only checked here.
+
+k8s_tools_setup() {
+    local home="${VIGIL_HOME:-$PWD/.vigil}"
+    local version="1.37.0"
+    local target="$home/pypi/kubernetes-validate"
+    local wrapper="$home/bin/kubernetes-validate"
+    local py
+    py="$(command -v python3 || true)"
+    mkdir -p "$home/bin"
+
+    if [ -z "$py" ]; then
+        echo "k8s-tools: python3 not found; kubernetes-validate not installed (manifest tests will skip schema validation and say so)" >&2
+    elif [ -x "$wrapper" ] && [ "$(cat "$target/.version" 2>/dev/null)" = "$version" ]; then
+        echo "k8s-tools: kubernetes-validate $version already installed"
+    else
+        echo "k8s-tools: installing kubernetes-validate $version into $target"
+        rm -rf "$target"
+        if "$py" -m pip install --quiet --disable-pip-version-check --no-input \
+            --target "$target" "kubernetes-validate==$version"; then
+            echo "$version" >"$target/.version"
+            # The wrapper pins the interpreter that installed the package, so a
+            # later pyenv switch cannot break it.
+            cat >"$wrapper" <<WRAP
+#!/bin/sh
+PYTHONPATH="$target\${PYTHONPATH:+:\$PYTHONPATH}" exec "$py" -m kubernetes_validate "\$@"
+WRAP
+            chmod +x "$wrapper"
+        else
+            echo "k8s-tools: pip could not install kubernetes-validate $version" >&2
+        fi
+    fi
+
+    if command -v kubectl >/dev/null 2>&1; then
+        echo "k8s-tools: $(kubectl version --client 2>/dev/null | head -n 1)"
+    else
+        echo "k8s-tools: kubectl not found: install it (e.g. Debian package kubernetes-client) or the manifest tests skip with that reason" >&2
+    fi
+}
+
+k8s_tools_setup
+unset -f k8s_tools_setup

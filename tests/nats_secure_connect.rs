@@ -1,0 +1,407 @@
+//! Connecting to a nats-server that requires TLS (with client certificates)
+//! and a user/password, through the same `VIGIL_NATS_*` settings the
+//! Kubernetes manifests use; and the readiness probe over that connection.
+//!
+//! Certificates are made at test time with the `openssl` CLI; without it the
+//! tests print why and pass vacuously (they cannot prove anything then).
+
+// The modules belong to the `vigil` binary; an integration test cannot import
+// a binary's modules, so it compiles the same source files.
+#[allow(dead_code)]
+#[path = "../src/health.rs"]
+mod health;
+#[allow(dead_code)]
+#[path = "../src/nats_connect.rs"]
+mod nats_connect;
+
+use nats_connect::{NatsAuth, connect};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PASSWORD: &str = "correct-horse-battery-staple-7f3a";
+const WRONG_PASSWORD: &str = "wrong-horse-9c1d";
+
+fn nats_server_binary() -> Option<PathBuf> {
+    let candidates = [
+        std::env::var("VIGIL_NATS_SERVER").ok(),
+        Some("/work/.natsbin/bin/nats-server".into()),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .or_else(|| {
+            let out = Command::new("sh")
+                .args(["-c", "command -v nats-server"])
+                .output()
+                .ok()?;
+            out.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        })
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1/localhost and a client certificate.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+}
+
+fn make_pki(dir: &Path) -> Pki {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vigil test CA",
+    ]);
+    openssl(dir, &ca);
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "client",
+            "subjectAltName=DNS:vigil-worker\nextendedKeyUsage=clientAuth\n",
+        ),
+    ] {
+        let ext_file = format!("{name}.ext");
+        std::fs::write(
+            dir.join(&ext_file),
+            format!("basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\n{ext}"),
+        )
+        .unwrap();
+        let (key, csr, pem, subj) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.pem"),
+            format!("/CN=vigil {name}"),
+        );
+        let mut req = vec!["req", "-new"];
+        req.extend(ec);
+        req.extend(["-keyout", &key, "-out", &csr, "-subj", &subj]);
+        openssl(dir, &req);
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext_file,
+            ],
+        );
+    }
+    Pki {
+        ca: dir.join("ca.pem"),
+        server_cert: dir.join("server.pem"),
+        server_key: dir.join("server.key"),
+        client_cert: dir.join("client.pem"),
+        client_key: dir.join("client.key"),
+    }
+}
+
+/// A private nats-server requiring TLS with verified client certificates and
+/// a user/password; killed on drop.
+struct SecureServer {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+    pki: Pki,
+}
+
+impl Drop for SecureServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl SecureServer {
+    fn url(&self) -> String {
+        format!("tls://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts the server, or returns `None` (after printing why) when a part is missing.
+async fn start_secure_server() -> Option<SecureServer> {
+    let Some(bin) = nats_server_binary() else {
+        eprintln!("SKIP: no nats-server (set VIGIL_NATS_SERVER)");
+        return None;
+    };
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("SKIP: no openssl CLI to make test certificates");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki(dir.path());
+    let port = free_port();
+    let store = dir.path().join("js");
+    let config = format!(
+        r#"
+listen: "127.0.0.1:{port}"
+jetstream {{ store_dir: "{store}" }}
+tls {{
+  cert_file: "{cert}"
+  key_file: "{key}"
+  ca_file: "{ca}"
+  verify: true
+  timeout: 2
+}}
+authorization {{ user: "vigil", password: "{PASSWORD}" }}
+"#,
+        store = store.display(),
+        cert = pki.server_cert.display(),
+        key = pki.server_key.display(),
+        ca = pki.ca.display(),
+    );
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(&conf, config).unwrap();
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start nats-server");
+    let server = SecureServer {
+        child,
+        port,
+        _dir: dir,
+        pki,
+    };
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Some(server);
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("nats-server did not listen on {port}");
+}
+
+fn auth_for(
+    server: &SecureServer,
+    password: &str,
+    with_ca: bool,
+    with_client_cert: bool,
+) -> NatsAuth {
+    let dir = server._dir.path();
+    let pw_file = dir.join(format!("pw-{}", password.len()));
+    // As a mounted Secret would hold it, with a trailing newline.
+    std::fs::write(&pw_file, format!("{password}\n")).unwrap();
+    let (ca, cert, key) = (
+        server.pki.ca.to_str().unwrap().to_string(),
+        server.pki.client_cert.to_str().unwrap().to_string(),
+        server.pki.client_key.to_str().unwrap().to_string(),
+    );
+    let pw_file = pw_file.to_str().unwrap().to_string();
+    NatsAuth::from_lookup(move |name| match name {
+        "VIGIL_NATS_USER" => Some("vigil".into()),
+        "VIGIL_NATS_PASSWORD_FILE" => Some(pw_file.clone()),
+        "VIGIL_NATS_TLS_CA_FILE" if with_ca => Some(ca.clone()),
+        "VIGIL_NATS_TLS_CERT_FILE" if with_client_cert => Some(cert.clone()),
+        "VIGIL_NATS_TLS_KEY_FILE" if with_client_cert => Some(key.clone()),
+        "VIGIL_NATS_TLS_REQUIRED" => Some("true".into()),
+        _ => None,
+    })
+    .expect("valid settings")
+}
+
+fn assert_no_secret(text: &str) {
+    assert!(!text.contains(PASSWORD), "password leaked: {text}");
+    assert!(!text.contains(WRONG_PASSWORD), "password leaked: {text}");
+}
+
+#[tokio::test]
+async fn tls_and_password_connect_and_jetstream_works() {
+    let Some(server) = start_secure_server().await else {
+        return;
+    };
+    let auth = auth_for(&server, PASSWORD, true, true);
+    assert_no_secret(&format!("{auth:?}"));
+    let client = connect(&server.url(), &auth, "vigil-test")
+        .await
+        .expect("connect with the right settings");
+    let js = async_nats::jetstream::new(client.clone());
+    let mut stream = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "SECURE_TEST".into(),
+            subjects: vec!["secure.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("JetStream over TLS");
+    js.publish("secure.one", "hello".into())
+        .await
+        .unwrap()
+        .await
+        .expect("pub ack");
+    assert_eq!(stream.info().await.unwrap().state.messages, 1);
+}
+
+#[tokio::test]
+async fn wrong_password_fails_without_leaking_it() {
+    let Some(server) = start_secure_server().await else {
+        return;
+    };
+    let auth = auth_for(&server, WRONG_PASSWORD, true, true);
+    let err = connect(&server.url(), &auth, "vigil-test")
+        .await
+        .expect_err("wrong password must fail");
+    let text = format!("{err:#} / {err:?}");
+    eprintln!("expected failure: {text}");
+    assert_no_secret(&text);
+    assert!(text.to_lowercase().contains("authorization"), "{text}");
+    assert!(
+        text.contains(&server.url()),
+        "the error names the server: {text}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_ca_or_missing_client_cert_fails() {
+    let Some(server) = start_secure_server().await else {
+        return;
+    };
+    // Without our CA the server's certificate is not trusted.
+    let err = connect(
+        &server.url(),
+        &auth_for(&server, PASSWORD, false, true),
+        "vigil-test",
+    )
+    .await
+    .expect_err("untrusted server certificate must fail");
+    let text = format!("{err:#} / {err:?}");
+    eprintln!("expected failure: {text}");
+    assert_no_secret(&text);
+    assert!(
+        text.contains("TLS") || text.to_lowercase().contains("certificate"),
+        "{text}"
+    );
+    // Without a client certificate the server (verify: true) refuses us.
+    let err = connect(
+        &server.url(),
+        &auth_for(&server, PASSWORD, true, false),
+        "vigil-test",
+    )
+    .await
+    .expect_err("missing client certificate must fail");
+    let text = format!("{err:#} / {err:?}");
+    eprintln!("expected failure: {text}");
+    assert_no_secret(&text);
+}
+
+async fn http_status(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.unwrap();
+    (buf.split_whitespace().nth(1).unwrap().parse().unwrap(), buf)
+}
+
+#[tokio::test]
+async fn readiness_follows_stream_and_connection() {
+    let Some(mut server) = start_secure_server().await else {
+        return;
+    };
+    let client = connect(
+        &server.url(),
+        &auth_for(&server, PASSWORD, true, true),
+        "vigil-health",
+    )
+    .await
+    .unwrap();
+    let probe = health::ReadyProbe::new(None);
+    let addr = health::serve(
+        "127.0.0.1:0".parse().unwrap(),
+        probe.clone(),
+        std::future::pending(),
+    )
+    .await
+    .unwrap();
+
+    let (code, body) = http_status(addr, "/readyz").await;
+    assert_eq!(code, 503, "no client yet: {body}");
+
+    // Connected, but VIGIL_JOBS does not exist yet.
+    probe.set_client(client.clone());
+    let (code, body) = http_status(addr, "/readyz").await;
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("VIGIL_JOBS"), "{body}");
+
+    vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+        .await
+        .unwrap();
+    // The negative answer is cached for ~2 s.
+    tokio::time::sleep(health::READY_CACHE + Duration::from_millis(100)).await;
+    let (code, body) = http_status(addr, "/readyz").await;
+    assert_eq!(code, 200, "{body}");
+
+    server.kill();
+    tokio::time::sleep(health::READY_CACHE + Duration::from_millis(300)).await;
+    let (code, body) = http_status(addr, "/readyz").await;
+    assert_eq!(code, 503, "server gone: {body}");
+    // Liveness does not depend on NATS.
+    assert_eq!(http_status(addr, "/healthz").await.0, 200);
+}
