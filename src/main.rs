@@ -1,1 +1,41 @@
-fn main() {}
+//! `vigil`: continuous QA for open-source language models over NATS JetStream.
+//!
+//! The binary holds no evaluation logic: it parses arguments, starts the
+//! embedded mode (a private nats-server plus in-process workers) and formats
+//! output. Exit codes: 0 every gate held, 1 a gate failed, 2 usage or input
+//! error, 3 infrastructure error (NATS unreachable, server too old, ...).
+
+mod cli;
+mod commands;
+mod embedded;
+mod exit;
+mod health;
+mod logging;
+mod nats_connect;
+mod progress;
+mod signals;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    logging::init(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::Exit::Infrastructure.into();
+        }
+    };
+    let outcome = runtime.block_on(commands::dispatch(cli));
+    // Background tasks (workers, the embedded server's guards) end with the runtime.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match outcome {
+        Ok(code) => code.into(),
+        Err(failure) => {
+            eprintln!("error: {:#}", failure.error);
+            failure.exit.into()
+        }
+    }
+}

@@ -451,3 +451,8 @@ mod tests {
         assert_eq!(redact_url("tok@h:4222"), "***@h:4222");
     }
 }
+
+/// Connects with the settings of the `VIGIL_NATS_*` variables of this process.
+pub async fn connect_from_env(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    connect(url, &NatsAuth::from_env()?, name).await
+}

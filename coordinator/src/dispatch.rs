@@ -1,1 +1,191 @@
-//! TODO(skeleton): dispatch
+//! Dispatch: shards of rendered items become jobs on `vigil.jobs.<pool>`.
+//!
+//! Each job carries `Nats-Msg-Id = <run_id>/<job_index>`, so a re-publish
+//! (after a lost PubAck, or by a resumed coordinator) is dropped by the
+//! server. At most `max_in_flight` publishes wait for their PubAck at once,
+//! which bounds memory and respects the server's ingest limit; a full jobs
+//! stream (DiscardNew) is waited out, which is the backpressure of a run.
+
+use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use vigil_protocol::{CONTENT_TYPE, Item, Job, SCHEMA_VERSION, headers};
+
+/// Everything a job carries besides its items.
+#[derive(Debug, Clone)]
+pub struct JobTemplate {
+    /// The run's job fields (`items` empty, `job_index` ignored).
+    pub job: Job,
+    /// `vigil.jobs.<pool>`.
+    pub subject: String,
+}
+
+/// Counters of a dispatch.
+#[derive(Debug, Default)]
+pub struct DispatchProgress {
+    /// Jobs the server has acknowledged.
+    pub jobs: AtomicU64,
+    /// Items in acknowledged jobs.
+    pub items: AtomicU64,
+    /// Publishes the server reported as duplicates (already there).
+    pub duplicates: AtomicU64,
+    /// Publishes retried (stream full, lost PubAck, reconnect).
+    pub retries: AtomicU64,
+}
+
+/// Dispatch could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// One item alone does not fit in the server's max_payload.
+    #[error("item {id} (index {index}) is {bytes} bytes encoded, over the server's max_payload of {max} bytes")]
+    ItemTooLarge {
+        /// The item's id.
+        id: String,
+        /// Its index.
+        index: u64,
+        /// Encoded job size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A job could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] vigil_protocol::CodecError),
+    /// A publish kept failing.
+    #[error("publishing job {job_index} failed {attempts} times: {last}")]
+    Publish {
+        /// The job.
+        job_index: u64,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        last: String,
+    },
+}
+
+/// Headers of every job.
+pub fn job_headers(run_id: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(headers::CONTENT_TYPE, CONTENT_TYPE);
+    headers.insert(headers::SCHEMA, SCHEMA_VERSION.to_string().as_str());
+    headers.insert(headers::RUN_ID, run_id);
+    headers
+}
+
+/// Splits shards that do not fit `max_bytes` and encodes them, in order.
+/// Job indices are assigned from `next_index`, so the same dataset always
+/// gives the same jobs (what a resumed run relies on).
+pub fn encode_jobs(
+    template: &Job,
+    items: Vec<Item>,
+    next_index: &mut u64,
+    max_bytes: usize,
+) -> Result<Vec<(u64, Bytes, u64)>, DispatchError> {
+    let mut out = Vec::new();
+    let mut stack = vec![items];
+    while let Some(items) = stack.pop() {
+        let count = items.len() as u64;
+        let job = Job { job_index: *next_index, items, ..template.clone() };
+        let bytes = vigil_protocol::encode(&job)?;
+        if bytes.len() > max_bytes {
+            let mut items = job.items;
+            if items.len() == 1 {
+                let item = items.pop().expect("one item");
+                return Err(DispatchError::ItemTooLarge { id: item.id, index: item.index, bytes: bytes.len(), max: max_bytes });
+            }
+            let second = items.split_off(items.len() / 2);
+            stack.push(second);
+            stack.push(items);
+            continue;
+        }
+        out.push((*next_index, Bytes::from(bytes), count));
+        *next_index += 1;
+    }
+    Ok(out)
+}
+
+/// Publishes every shard received on `shards` as jobs; returns the number of
+/// jobs when the channel closes and every PubAck is in.
+pub async fn dispatch(
+    js: &jetstream::Context,
+    template: JobTemplate,
+    mut shards: mpsc::Receiver<Vec<Item>>,
+    max_in_flight: usize,
+    max_payload: usize,
+    progress: Arc<DispatchProgress>,
+) -> Result<u64, DispatchError> {
+    let headers = job_headers(&template.job.run_id);
+    let run_id = template.job.run_id.clone();
+    let max_bytes = max_payload.saturating_sub(4096);
+    let mut next_index = 0u64;
+    let mut in_flight = FuturesUnordered::new();
+    let mut shards_open = true;
+    loop {
+        tokio::select! {
+            shard = shards.recv(), if shards_open && in_flight.len() < max_in_flight.max(1) => {
+                let Some(items) = shard else { shards_open = false; continue };
+                for (job_index, payload, count) in encode_jobs(&template.job, items, &mut next_index, max_bytes)? {
+                    in_flight.push(publish_job(js, &template.subject, &headers, &run_id, job_index, payload, count, &progress));
+                }
+            }
+            done = in_flight.next(), if !in_flight.is_empty() => {
+                done.expect("non-empty")?;
+            }
+            else => break,
+        }
+    }
+    Ok(next_index)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn publish_job(
+    js: &jetstream::Context,
+    subject: &str,
+    headers: &HeaderMap,
+    run_id: &str,
+    job_index: u64,
+    payload: Bytes,
+    items: u64,
+    progress: &DispatchProgress,
+) -> Result<(), DispatchError> {
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let publish = PublishMessage::build()
+            .headers(headers.clone())
+            .message_id(headers::job_msg_id(run_id, job_index))
+            .payload(payload.clone());
+        let outcome = match js.send_publish(subject.to_string(), publish).await {
+            Ok(ack) => ack.await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match outcome {
+            Ok(ack) => {
+                if ack.duplicate {
+                    progress.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+                progress.jobs.fetch_add(1, Ordering::Relaxed);
+                progress.items.fetch_add(items, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(last) => {
+                progress.retries.fetch_add(1, Ordering::Relaxed);
+                // A full work queue is backpressure, not failure: wait for
+                // workers to drain it, however long that takes.
+                let stream_full = last.contains("maximum messages") || last.contains("maximum bytes");
+                if !stream_full && attempts >= 30 {
+                    return Err(DispatchError::Publish { job_index, attempts, last });
+                }
+                let wait = if stream_full { 200 } else { 100 * u64::from(attempts.min(20)) };
+                tracing::debug!(job_index, attempts, error = %last, "publish failed; retrying");
+                tokio::time::sleep(Duration::from_millis(wait)).await;
+            }
+        }
+    }
+}

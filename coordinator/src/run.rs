@@ -1,1 +1,395 @@
-//! TODO(skeleton): run
+//! One run: a suite against one target, from dataset to published summary.
+//!
+//! The order matters for never losing an item: the results subscription is
+//! opened (replaying from the start of the run's subject) before the first job
+//! is published, and the run ends only when every item index is accounted,
+//! by a result, by the max-deliveries advisory, or by the deadline.
+
+use crate::aggregate::{Aggregator, SummaryMeta};
+use crate::dispatch::{self, DispatchProgress, JobTemplate};
+use crate::render::Renderer;
+use crate::suite::{Suite, TargetConfig};
+use crate::{dataset, gates, validate};
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig, message::PublishMessage};
+use futures::StreamExt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
+use vigil_protocol::{ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects};
+
+/// How to run one suite against one target.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The loaded suite.
+    pub suite: Arc<Suite>,
+    /// The target's name in the suite.
+    pub target: String,
+    /// The run id (default: a new UUIDv7).
+    pub run_id: Option<String>,
+    /// Stream and consumer settings.
+    pub topology: TopologyConfig,
+    /// Most job publishes awaiting their PubAck.
+    pub max_in_flight_publishes: usize,
+    /// Receives a progress snapshot about twice a second.
+    pub progress: Option<watch::Sender<ProgressEvent>>,
+    /// The dataset check already done by the caller for this suite (skips a
+    /// second full pass over the dataset); `None`: the run checks it itself.
+    pub dataset_check: Option<validate::DatasetCheck>,
+}
+
+impl RunConfig {
+    /// A config with defaults for everything but the suite and target.
+    pub fn new(suite: Arc<Suite>, target: impl Into<String>) -> Self {
+        RunConfig {
+            suite,
+            target: target.into(),
+            run_id: None,
+            topology: TopologyConfig::default(),
+            max_in_flight_publishes: 256,
+            progress: None,
+            dataset_check: None,
+        }
+    }
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The summary, with gates applied; also published on `vigil.runs.<suite>.<target>`.
+    pub summary: RunSummary,
+    /// Item results dropped because the item was already counted.
+    pub duplicates_dropped: u64,
+    /// Job publishes the server dropped as duplicates.
+    pub server_duplicates: u64,
+    /// Result messages that could not be decoded.
+    pub malformed_results: u64,
+}
+
+/// A run could not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The suite names no such target.
+    #[error("suite `{suite}` has no target `{target}` (targets: {known})")]
+    UnknownTarget {
+        /// The suite.
+        suite: String,
+        /// The asked target.
+        target: String,
+        /// The suite's targets.
+        known: String,
+    },
+    /// A template failed to compile.
+    #[error(transparent)]
+    Suite(#[from] crate::suite::SuiteError),
+    /// The dataset or a rendering failed validation (nothing was published).
+    #[error(transparent)]
+    Validation(#[from] validate::ValidationError),
+    /// The server or its streams are not usable.
+    #[error(transparent)]
+    Topology(#[from] TopologyError),
+    /// A NATS operation failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// Publishing jobs failed.
+    #[error(transparent)]
+    Dispatch(#[from] dispatch::DispatchError),
+    /// Reading the dataset failed during dispatch (it changed after validation?).
+    #[error("dataset: {0}")]
+    Dataset(String),
+    /// The run was cancelled.
+    #[error("run cancelled")]
+    Cancelled,
+}
+
+fn nats_err(e: impl std::fmt::Display) -> RunError {
+    RunError::Nats(e.to_string())
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Finds a target of a suite or says which exist.
+pub fn find_target<'a>(suite: &'a Suite, name: &str) -> Result<&'a TargetConfig, RunError> {
+    suite.target(name).ok_or_else(|| RunError::UnknownTarget {
+        suite: suite.name.clone(),
+        target: name.to_string(),
+        known: suite.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+    })
+}
+
+/// Runs a suite against one target to its summary.
+pub async fn run(client: async_nats::Client, config: RunConfig, shutdown: CancellationToken) -> Result<RunOutcome, RunError> {
+    let suite = config.suite.clone();
+    let target = find_target(&suite, &config.target)?.clone();
+    let renderer = Arc::new(Renderer::new(&suite)?);
+
+    // Validate the whole dataset before anything is published, so a broken
+    // line 90,000 fails the run at once instead of half-way.
+    let check = match config.dataset_check.clone() {
+        Some(check) => check,
+        None => {
+            let (suite, renderer, kind) = (suite.clone(), renderer.clone(), target.kind);
+            tokio::task::spawn_blocking(move || validate::check_dataset(&suite, &renderer, &[kind]))
+                .await
+                .map_err(|e| RunError::Dataset(e.to_string()))??
+        }
+    };
+
+    let js = ensure_topology(&client, &config.topology, &suite.pool).await?;
+    let run_id = config.run_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let started_at = SystemTime::now();
+    let started = Instant::now();
+    let deadline = suite.deadline_s.map(|s| started + Duration::from_secs_f64(s));
+    let deadline_unix_ms = suite.deadline_s.map(|s| unix_ms(started_at) + (s * 1000.0) as u64);
+    tracing::info!(%run_id, suite = %suite.name, target = %target.name, items = check.items, "run starting");
+
+    // Subscribe before publishing: results of this run from the first on.
+    let results_stream = js.get_stream(subjects::STREAM_RESULTS).await.map_err(nats_err)?;
+    let mut results = results_stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subjects::results_of_run(&run_id),
+            ..Default::default()
+        })
+        .await
+        .map_err(nats_err)?
+        .messages()
+        .await
+        .map_err(nats_err)?;
+    let mut advisories = client.subscribe(subjects::MAX_DELIVERIES_ADVISORY).await.map_err(nats_err)?;
+    let jobs_stream = js.get_stream(subjects::STREAM_JOBS).await.map_err(nats_err)?;
+    put_run_state(&js, &run_id, &suite.name, &target.name, "running", check.items).await;
+
+    // Read and render on a blocking thread; shards flow through a bounded channel.
+    let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
+    let producer = {
+        let (suite, renderer, kind) = (suite.clone(), renderer.clone(), target.kind);
+        tokio::task::spawn_blocking(move || produce_shards(&suite, &renderer, kind, shard_tx))
+    };
+    let template = JobTemplate {
+        job: Job {
+            run_id: run_id.clone(),
+            job_index: 0,
+            suite: suite.name.clone(),
+            target: target.spec(),
+            scorers: suite.scorer_specs(),
+            items: Vec::new(),
+            deadline_unix_ms,
+            keep_output_chars: suite.keep_output_chars,
+        },
+        subject: subjects::jobs(&suite.pool),
+    };
+    let dispatch_progress = Arc::new(DispatchProgress::default());
+    let mut dispatcher = {
+        let (js, progress) = (js.clone(), dispatch_progress.clone());
+        let max_payload = client.server_info().max_payload;
+        let max_in_flight = config.max_in_flight_publishes;
+        tokio::spawn(async move { dispatch::dispatch(&js, template, shard_rx, max_in_flight, max_payload, progress).await })
+    };
+    let mut dispatch_done = false;
+
+    let scorer_names = suite.scorers.iter().map(|s| s.name.clone()).collect();
+    let mut aggregate = Aggregator::new(check.items, scorer_names);
+    let mut duplicates_dropped = 0u64;
+    let mut malformed_results = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let events_subject = subjects::events(&run_id);
+    let deadline_sleep = async {
+        match deadline {
+            Some(at) => tokio::time::sleep_until(at.into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(deadline_sleep);
+
+    while !aggregate.is_complete() {
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                dispatcher.abort();
+                return Err(RunError::Cancelled);
+            }
+            message = results.next() => {
+                let message = match message {
+                    Some(Ok(m)) => m,
+                    Some(Err(e)) => { tracing::warn!(error = %e, "results subscription hiccup"); continue }
+                    None => return Err(RunError::Nats("results subscription ended".into())),
+                };
+                match vigil_protocol::decode::<JobResult>(&message.payload) {
+                    Ok(result) if result.run_id == run_id => {
+                        let outcome = aggregate.add_job_result(&result);
+                        duplicates_dropped += outcome.duplicates;
+                    }
+                    Ok(other) => tracing::warn!(expected = %run_id, got = %other.run_id, "result of another run on this run's subject"),
+                    Err(e) => {
+                        malformed_results += 1;
+                        tracing::warn!(subject = %message.subject, error = %e, "malformed result ignored");
+                    }
+                }
+            }
+            advisory = advisories.next() => {
+                if let Some(advisory) = advisory {
+                    fail_dead_job(&jobs_stream, &advisory.payload, &run_id, &mut aggregate).await;
+                }
+            }
+            done = &mut dispatcher, if !dispatch_done => {
+                dispatch_done = true;
+                match done {
+                    Ok(Ok(jobs)) => tracing::info!(%run_id, jobs, "every job published"),
+                    Ok(Err(e)) => return Err(e.into()),
+                    Err(e) => return Err(RunError::Dataset(e.to_string())),
+                }
+            }
+            _ = &mut deadline_sleep => {
+                let missing: Vec<(u64, String)> = aggregate.missing().map(|i| (i, String::new())).collect();
+                let count = aggregate.fail_items(missing, ErrorKind::Deadline, "the run's deadline passed before the item was evaluated");
+                tracing::warn!(%run_id, items = count, "deadline passed: unfinished items marked as timed out");
+                dispatcher.abort();
+                break;
+            }
+            _ = tick.tick() => {
+                let event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, dispatch_done, started, check.items);
+                publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
+            }
+        }
+    }
+    if let Ok(Err(e)) = producer.await {
+        // Every item is accounted, but the dataset could not be re-read to the end.
+        tracing::warn!(error = %e, "dataset producer ended with an error");
+    }
+
+    let finished_at = SystemTime::now();
+    let meta = SummaryMeta {
+        run_id: run_id.clone(),
+        suite: suite.name.clone(),
+        target: target.name.clone(),
+        model: target.model.clone(),
+        started_at,
+        finished_at,
+    };
+    let mut summary = aggregate.summary(&meta);
+    gates::apply(&suite.gates, &mut summary);
+    publish_summary(&js, &summary).await?;
+    let mut event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, true, started, check.items);
+    event.phase = RunPhase::Finished;
+    publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
+    put_run_state(&js, &run_id, &suite.name, &target.name, "finished", check.items).await;
+    tracing::info!(%run_id, passed = summary.passed, duplicates_dropped, "run finished");
+    Ok(RunOutcome {
+        summary,
+        duplicates_dropped,
+        server_duplicates: dispatch_progress.duplicates.load(Ordering::Relaxed),
+        malformed_results,
+    })
+}
+
+fn produce_shards(
+    suite: &Suite,
+    renderer: &Renderer,
+    kind: vigil_protocol::EndpointKind,
+    tx: mpsc::Sender<Vec<Item>>,
+) -> Result<(), RunError> {
+    let records = dataset::open(&suite.dataset).map_err(|e| RunError::Dataset(e.to_string()))?;
+    let mut shard = Vec::with_capacity(suite.shard_size);
+    for record in records {
+        let record = record.map_err(|e| RunError::Dataset(e.to_string()))?;
+        let item = renderer.render(&record, kind).map_err(|e| RunError::Dataset(e.to_string()))?;
+        shard.push(item);
+        if shard.len() >= suite.shard_size {
+            let full = std::mem::replace(&mut shard, Vec::with_capacity(suite.shard_size));
+            if tx.blocking_send(full).is_err() {
+                return Ok(()); // the run ended (deadline, cancel)
+            }
+        }
+    }
+    if !shard.is_empty() {
+        let _ = tx.blocking_send(shard);
+    }
+    Ok(())
+}
+
+/// The server gave a job up after MaxDeliver: fail its items, drop the message.
+async fn fail_dead_job(jobs: &jetstream::stream::Stream, advisory: &[u8], run_id: &str, aggregate: &mut Aggregator) {
+    #[derive(serde::Deserialize)]
+    struct Advisory {
+        stream_seq: u64,
+        #[serde(default)]
+        deliveries: u64,
+    }
+    let Ok(advisory) = serde_json::from_slice::<Advisory>(advisory) else { return };
+    let Ok(message) = jobs.get_raw_message(advisory.stream_seq).await else { return };
+    let Ok(job) = vigil_protocol::decode::<Job>(&message.payload) else { return };
+    if job.run_id != run_id {
+        return; // another run's coordinator handles it
+    }
+    let reason = format!("job {} failed on all {} deliveries", job.job_index, advisory.deliveries);
+    let items = job.items.iter().map(|i| (i.index, i.id.clone()));
+    let failed = aggregate.fail_items(items, ErrorKind::MaxDeliveries, &reason);
+    tracing::warn!(%run_id, job = job.job_index, items = failed, "{reason}");
+    let _ = jobs.delete_message(advisory.stream_seq).await;
+}
+
+fn progress_event(
+    run_id: &str,
+    suite: &str,
+    target: &str,
+    aggregate: &Aggregator,
+    dispatch: &DispatchProgress,
+    dispatch_done: bool,
+    started: Instant,
+    total: u64,
+) -> ProgressEvent {
+    let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+    let done = aggregate.done();
+    let rate = done as f64 / elapsed;
+    ProgressEvent {
+        run_id: run_id.to_string(),
+        suite: suite.to_string(),
+        target: target.to_string(),
+        phase: if dispatch_done { RunPhase::Running } else { RunPhase::Dispatching },
+        total,
+        dispatched: dispatch.items.load(Ordering::Relaxed),
+        done,
+        failed: aggregate.failed(),
+        items_per_s: rate,
+        eta_s: (rate > 0.0).then(|| total.saturating_sub(done) as f64 / rate),
+        ts_unix_ms: unix_ms(SystemTime::now()),
+    }
+}
+
+async fn publish_progress(
+    client: &async_nats::Client,
+    subject: &str,
+    event: &ProgressEvent,
+    watch: Option<&watch::Sender<ProgressEvent>>,
+) {
+    if let Some(watch) = watch {
+        let _ = watch.send(event.clone());
+    }
+    if let Ok(payload) = vigil_protocol::encode(event) {
+        let _ = client
+            .publish_with_headers(subject.to_string(), dispatch::job_headers(&event.run_id), payload.into())
+            .await;
+    }
+}
+
+async fn publish_summary(js: &jetstream::Context, summary: &RunSummary) -> Result<(), RunError> {
+    let payload = vigil_protocol::encode(summary).map_err(nats_err)?;
+    let publish = PublishMessage::build()
+        .headers(dispatch::job_headers(&summary.run_id))
+        .message_id(format!("{}/summary", summary.run_id))
+        .payload(payload.into());
+    let subject = subjects::run_summary(&summary.suite, &summary.target);
+    js.send_publish(subject, publish).await.map_err(nats_err)?.await.map_err(nats_err)?;
+    Ok(())
+}
+
+async fn put_run_state(js: &jetstream::Context, run_id: &str, suite: &str, target: &str, status: &str, items: u64) {
+    let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await else { return };
+    let state = serde_json::json!({ "suite": suite, "target": target, "status": status, "items_total": items });
+    if let Err(e) = kv.put(run_id, state.to_string().into()).await {
+        tracing::warn!(error = %e, "could not record run state");
+    }
+}

@@ -1,0 +1,154 @@
+//! The command line (DESIGN §10).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Continuous QA for open-source language models, over NATS JetStream.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VIGIL_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Evaluate a suite: every target, or the one named with --target.
+    Run(RunArgs),
+    /// Pull jobs from a pool and evaluate them.
+    Worker(WorkerArgs),
+    /// Check a suite and its dataset without running anything.
+    Validate(ValidateArgs),
+    /// Create the streams, buckets and the pool's durable consumer.
+    SetupStreams(SetupStreamsArgs),
+    /// Serve the OpenAI-compatible stub backend (for examples, tests, benchmarks).
+    Stub(StubArgs),
+}
+
+/// NATS connection options shared by every command that connects.
+#[derive(Debug, Args, Clone)]
+pub struct NatsArgs {
+    /// NATS server URL. Without it, `vigil run` starts a private nats-server.
+    /// Credentials come from VIGIL_NATS_* variables (see docs/kubernetes.md), never from here.
+    #[arg(long, env = "VIGIL_NATS_URL")]
+    pub nats: Option<String>,
+}
+
+/// `vigil run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The suite file (.yaml, .yml or .toml).
+    pub suite: PathBuf,
+    /// Run only this target (repeatable); default: every target of the suite.
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// In-process workers (0: only coordinate, for workers that run elsewhere).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Model calls in flight per in-process worker.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// Write the summary as JSON (an array when several targets run).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Use this run id instead of a new UUIDv7 (one target only).
+    #[arg(long, conflicts_with = "scheduled_date")]
+    pub run_id: Option<String>,
+    /// Derive the run id from suite, target and this date (YYYY-MM-DD, or
+    /// `today` in UTC), so a re-fired scheduled job does not run twice.
+    #[arg(long, value_name = "DATE")]
+    pub scheduled_date: Option<String>,
+    /// Do not draw the progress bar even on a terminal.
+    #[arg(long)]
+    pub no_progress: bool,
+    /// Where the embedded mode keeps its nats-server store.
+    #[arg(long, default_value = ".vigil", env = "VIGIL_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// `vigil worker`.
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The pool to pull from.
+    #[arg(long, default_value = "default", env = "VIGIL_POOL")]
+    pub pool: String,
+    /// Model calls in flight across all jobs.
+    #[arg(long, default_value_t = 64, env = "VIGIL_CONCURRENCY")]
+    pub concurrency: usize,
+    /// A backend this worker may call: BASE_URL or BASE_URL=KEY_ENV, where
+    /// KEY_ENV names the variable holding its API key. Repeatable; also read
+    /// comma-separated from VIGIL_ALLOW.
+    #[arg(long = "allow", value_name = "BASE_URL[=KEY_ENV]")]
+    pub allow: Vec<String>,
+    /// Allow the targets of these suites, with their `api_key_env` (repeatable).
+    #[arg(long = "suite", value_name = "FILE")]
+    pub suites: Vec<PathBuf>,
+    /// Seconds in-flight jobs may finish after SIGTERM before they are handed back.
+    #[arg(long, default_value_t = 25.0, env = "VIGIL_GRACE_PERIOD_S")]
+    pub grace_period_s: f64,
+    /// Serve /healthz and /readyz here.
+    #[arg(long, env = "VIGIL_HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+}
+
+/// `vigil validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The suite file.
+    pub suite: PathBuf,
+}
+
+/// `vigil setup-streams`.
+#[derive(Debug, Args)]
+pub struct SetupStreamsArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The pool whose durable consumer to create.
+    #[arg(long, default_value = "default", env = "VIGIL_POOL")]
+    pub pool: String,
+    /// Stream replicas (3 in a three-node cluster).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+}
+
+/// `vigil stub`.
+#[derive(Debug, Args)]
+pub struct StubArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8089")]
+    pub listen: SocketAddr,
+    /// Added latency per request, milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fraction of requests answered with HTTP 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail_rate: f64,
+    /// Fraction of requests answered with HTTP 429.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate_limit_rate: f64,
+    /// Fraction of requests answered with invalid JSON.
+    #[arg(long, default_value_t = 0.0)]
+    pub garbage_rate: f64,
+    /// Most concurrent requests before answering 429.
+    #[arg(long)]
+    pub max_concurrency: Option<usize>,
+}

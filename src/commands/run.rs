@@ -1,0 +1,152 @@
+//! `vigil run SUITE`: validate, then evaluate every chosen target.
+
+use crate::cli::RunArgs;
+use crate::embedded::EmbeddedNats;
+use crate::exit::{CommandResult, Exit, ExitContext, Failure};
+use crate::progress::Progress;
+use anyhow::anyhow;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use vigil_coordinator::run::{RunConfig, RunError, RunOutcome};
+use vigil_coordinator::suite::Suite;
+use vigil_protocol::{ProgressEvent, RunSummary};
+use vigil_worker::allow::AllowList;
+use vigil_worker::pull::{WorkerConfig, WorkerStats};
+
+/// The namespace of derived (scheduled) run ids.
+const RUN_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c8a52-5b7e-4c1e-9d35-2a0c7e4b9a11");
+
+/// The run id of a scheduled run: UUIDv5 of `suite/target/date`.
+pub fn scheduled_run_id(suite: &str, target: &str, date: &str) -> String {
+    uuid::Uuid::new_v5(&RUN_ID_NAMESPACE, format!("{suite}/{target}/{date}").as_bytes()).to_string()
+}
+
+fn resolve_date(date: &str) -> Result<String, Failure> {
+    if date == "today" {
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        return Ok(now[..10].to_string());
+    }
+    let valid = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+    if !valid {
+        return Err(anyhow!("--scheduled-date {date}: expected YYYY-MM-DD or `today`")).input_error();
+    }
+    Ok(date.to_string())
+}
+
+fn run_error(e: RunError) -> Failure {
+    let input = matches!(
+        e,
+        RunError::UnknownTarget { .. } | RunError::Suite(_) | RunError::Validation(_) | RunError::Dataset(_)
+    );
+    Failure { exit: if input { Exit::Input } else { Exit::Infrastructure }, error: e.into() }
+}
+
+pub async fn run(args: RunArgs) -> CommandResult {
+    let suite = Arc::new(Suite::load(&args.suite).input_error()?);
+    let targets: Vec<String> = if args.targets.is_empty() {
+        suite.targets.iter().map(|t| t.name.clone()).collect()
+    } else {
+        args.targets.clone()
+    };
+    for name in &targets {
+        vigil_coordinator::run::find_target(&suite, name).map_err(run_error)?;
+    }
+    if args.run_id.is_some() && targets.len() > 1 {
+        return Err(anyhow!("--run-id needs a single --target (the suite has {})", targets.len())).input_error();
+    }
+    let date = args.scheduled_date.as_deref().map(resolve_date).transpose()?;
+    // Everything a run checks before publishing, checked once here for a clear error.
+    let (_, check) = tokio::task::block_in_place(|| crate::commands::validate::check_suite(&suite))?;
+
+    let embedded = match &args.nats.nats {
+        Some(_) => None,
+        None => Some(EmbeddedNats::start(&args.state_dir).await.infra_error()?),
+    };
+    let url = match (&args.nats.nats, &embedded) {
+        (Some(url), _) => url.clone(),
+        (None, Some(e)) => e.server.url(),
+        (None, None) => unreachable!("embedded server started above"),
+    };
+    let client = crate::nats_connect::connect_from_env(&url, "vigil-coordinator").await.infra_error()?;
+
+    let shutdown = CancellationToken::new();
+    crate::signals::cancel_on_signal(shutdown.clone());
+    let workers_stop = CancellationToken::new();
+    let mut workers = tokio::task::JoinSet::new();
+    if args.workers > 0 {
+        let mut allow = AllowList::default();
+        crate::commands::worker::add_suite_targets(&mut allow, &suite);
+        for _ in 0..args.workers {
+            let client = crate::nats_connect::connect_from_env(&url, "vigil-embedded-worker").await.infra_error()?;
+            let config = WorkerConfig {
+                pool: suite.pool.clone(),
+                concurrency: args.concurrency.max(1),
+                allow: allow.clone(),
+                ..Default::default()
+            };
+            let stop = workers_stop.clone();
+            workers.spawn(async move { vigil_worker::pull::run(client, config, Arc::new(WorkerStats::default()), stop).await });
+        }
+    }
+
+    let progress = Progress::new(args.no_progress);
+    let mut runs = tokio::task::JoinSet::new();
+    let mut bars = Vec::new();
+    for (position, name) in targets.iter().enumerate() {
+        let (tx, rx) = watch::channel(ProgressEvent::default());
+        bars.push(progress.follow(format!("{}/{}", suite.name, name), rx));
+        let mut config = RunConfig::new(suite.clone(), name.clone());
+        config.progress = Some(tx);
+        config.dataset_check = Some(check.clone());
+        config.run_id = match (&args.run_id, &date) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),
+            (None, None) => None,
+        };
+        let (client, stop) = (client.clone(), shutdown.clone());
+        runs.spawn(async move { (position, vigil_coordinator::run::run(client, config, stop).await) });
+    }
+    let mut outcomes: Vec<(usize, RunOutcome)> = Vec::new();
+    let mut first_error = None;
+    while let Some(joined) = runs.join_next().await {
+        match joined {
+            Ok((position, Ok(outcome))) => outcomes.push((position, outcome)),
+            Ok((_, Err(e))) => {
+                shutdown.cancel();
+                first_error.get_or_insert(run_error(e));
+            }
+            Err(e) => {
+                first_error.get_or_insert(Failure { exit: Exit::Infrastructure, error: e.into() });
+            }
+        }
+    }
+    for bar in bars {
+        let _ = bar.await;
+    }
+    workers_stop.cancel();
+    while workers.join_next().await.is_some() {}
+    drop(client);
+    drop(embedded);
+    if let Some(failure) = first_error {
+        return Err(failure);
+    }
+
+    outcomes.sort_by_key(|(position, _)| *position);
+    let summaries: Vec<&RunSummary> = outcomes.iter().map(|(_, o)| &o.summary).collect();
+    for summary in &summaries {
+        println!("{}", vigil_coordinator::table::render(summary));
+    }
+    if let Some(path) = &args.out {
+        let json = match summaries.as_slice() {
+            [one] => serde_json::to_string_pretty(one),
+            many => serde_json::to_string_pretty(many),
+        }
+        .infra_error()?;
+        std::fs::write(path, json + "\n")
+            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
+            .infra_error()?;
+    }
+    Ok(if summaries.iter().all(|s| s.passed) { Exit::Ok } else { Exit::GateFailed })
+}

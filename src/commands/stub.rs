@@ -1,0 +1,24 @@
+//! `vigil stub`: the OpenAI-compatible stub backend as a server.
+
+use crate::cli::StubArgs;
+use crate::exit::{CommandResult, Exit, ExitContext};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+use vigil_testkit::stub::{StubConfig, serve};
+
+pub async fn run(args: StubArgs) -> CommandResult {
+    let listener = tokio::net::TcpListener::bind(args.listen).await.infra_error()?;
+    let config = StubConfig {
+        latency: Duration::from_millis(args.latency_ms),
+        fail_rate: args.fail_rate,
+        rate_limit_rate: args.rate_limit_rate,
+        garbage_rate: args.garbage_rate,
+        max_concurrency: args.max_concurrency,
+        ..Default::default()
+    };
+    let shutdown = CancellationToken::new();
+    crate::signals::cancel_on_signal(shutdown.clone());
+    eprintln!("stub backend on http://{}/v1", listener.local_addr().infra_error()?);
+    serve(listener, config, async move { shutdown.cancelled().await }).await.infra_error()?;
+    Ok(Exit::Ok)
+}

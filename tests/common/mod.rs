@@ -1,0 +1,81 @@
+//! Helpers shared by the end-to-end tests: suites and datasets written into a
+//! temporary directory, and the `vigil` binary run as a real process.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The `vigil` binary under test.
+pub fn vigil() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vigil"));
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs a command to completion, printing its output when the test fails.
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("vigil runs");
+    eprintln!("--- {:?} exited {:?}", cmd.get_args().collect::<Vec<_>>(), out.status.code());
+    eprintln!("--- stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("--- stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// Writes `n` arithmetic items; every `wrong_every`-th reference (index % wrong_every == 0)
+/// is deliberately wrong, so a perfect model scores exactly `1 - ceil(n/wrong_every)/n`.
+pub fn write_arith_dataset(path: &Path, n: usize, wrong_every: usize) -> usize {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut wrong = 0;
+    for i in 0..n {
+        let (a, b) = (i % 97 + 1, i % 13 + 2);
+        let mut answer = a + b;
+        if wrong_every > 0 && i % wrong_every == 0 {
+            answer += 1;
+            wrong += 1;
+        }
+        let category = if i % 2 == 0 { "even" } else { "odd" };
+        writeln!(f, r#"{{"id": "q{i}", "question": "What is {a} + {b}?", "answer": "{answer}", "category": "{category}"}}"#).unwrap();
+    }
+    wrong
+}
+
+/// A suite over `dataset.jsonl` in `dir` against `base_url`.
+pub fn write_suite(dir: &Path, base_url: &str, extra: &str) -> PathBuf {
+    let path = dir.join("suite.yaml");
+    let text = format!(
+        r#"name: arith
+dataset:
+  path: dataset.jsonl
+  id_field: id
+  tags: [category]
+prompt:
+  system: "Answer with the number only."
+  user: "{{{{ question }}}}"
+targets:
+  - name: stub
+    kind: chat
+    base_url: {base_url}
+    model: stub-model
+    params: {{ temperature: 0, max_tokens: 16, seed: 7 }}
+    timeout_s: 5
+    max_concurrency: 64
+    max_retries: 1
+scorers:
+  - name: exact
+    kind: exact_match
+    reference: "{{{{ answer }}}}"
+  - name: num
+    kind: numeric
+    reference: "{{{{ answer }}}}"
+shard_size: 32
+{extra}"#
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Reads the JSON summary written by `--out`.
+pub fn read_summary(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written")).expect("summary is JSON")
+}

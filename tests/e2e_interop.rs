@@ -1,0 +1,75 @@
+//! A subscriber written in Python (nats-py + msgpack, installed by
+//! scripts/setup.sh) receives the summary on `vigil.runs.>` and reads it as
+//! a plain map.
+
+mod common;
+
+use common::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
+use vigil_testkit::stub::{StubConfig, StubServer};
+
+fn interop_pythonpath() -> PathBuf {
+    let home = std::env::var("VIGIL_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".vigil"));
+    home.join("pypi/interop")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_subscriber_reads_the_summary_as_a_map() {
+    let pythonpath = interop_pythonpath();
+    assert!(
+        pythonpath.join("nats").exists() && pythonpath.join("msgpack").exists(),
+        "nats-py and msgpack are missing from {}: run scripts/setup.sh",
+        pythonpath.display()
+    );
+    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let stub = StubServer::start(StubConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    write_arith_dataset(&dir.path().join("dataset.jsonl"), 300, 3);
+    let suite = write_suite(dir.path(), &stub.base_url(), "");
+
+    let ready = dir.path().join("ready");
+    let subscriber = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/summary_subscriber.py"))
+        .arg(nats.url())
+        .arg(&ready)
+        .env("PYTHONPATH", &pythonpath)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let waited = Instant::now();
+    while !ready.exists() {
+        assert!(waited.elapsed() < Duration::from_secs(20), "python subscriber never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let out = dir.path().join("summary.json");
+    let output = run(vigil().args([
+        "run",
+        suite.to_str().unwrap(),
+        "--nats",
+        &nats.url(),
+        "--workers",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(output.status.code(), Some(0));
+    let ours = read_summary(&out);
+
+    let printed = tokio::task::spawn_blocking(move || subscriber.wait_with_output()).await.unwrap().unwrap();
+    assert!(printed.status.success(), "python: {}", String::from_utf8_lossy(&printed.stderr));
+    let theirs: serde_json::Value = serde_json::from_slice(&printed.stdout).expect("python printed JSON");
+    assert_eq!(theirs["subject"], "vigil.runs.arith.stub");
+    assert_eq!(theirs["content_type"], "application/msgpack");
+    assert_eq!(theirs["schema"], "1");
+    let summary = &theirs["summary"];
+    assert_eq!(summary["run_id"], ours["run_id"]);
+    assert_eq!(summary["items_total"], 300);
+    assert_eq!(summary["scores"]["exact"]["pass_rate"], ours["scores"]["exact"]["pass_rate"]);
+    assert_eq!(summary["scores"]["exact"]["n"], 300);
+}
