@@ -3,8 +3,8 @@
 //! the Kubernetes OpenAPI schemas (`kubernetes-validate --strict`), and the
 //! fields vigil's operation depends on are what DESIGN §8 says.
 //!
-//! Tools: `kubectl` on PATH; `kubernetes-validate` from `$VIGIL_HOME/bin`,
-//! `./.vigil/bin` or PATH (scripts/setup-extra.d/k8s-tools.sh installs it).
+//! Tools: `kubectl` on PATH; `kubernetes-validate` from `$VIGIL_HOME/bin`
+//! (default `$HOME/.vigil/bin`), `./.vigil/bin` or PATH (scripts/setup-extra.d/k8s-tools.sh installs it).
 //! Without one, the part that needs it is skipped with the reason printed.
 
 use serde::Deserialize;
@@ -39,14 +39,18 @@ fn kubectl() -> Option<PathBuf> {
 
 fn kubernetes_validate() -> Option<PathBuf> {
     let mut candidates = Vec::new();
-    if let Some(home) = std::env::var_os("VIGIL_HOME") {
-        candidates.push(PathBuf::from(home).join("bin/kubernetes-validate"));
+    // $VIGIL_HOME, else $HOME/.vigil: where scripts/setup.sh installs tools.
+    if let Some(home) = vigil_testkit::nats_server::vigil_home() {
+        candidates.push(home.join("bin/kubernetes-validate"));
     }
     candidates.push(root().join(".vigil/bin/kubernetes-validate"));
-    let found = candidates.into_iter().find(|p| p.is_file()).or_else(|| on_path("kubernetes-validate"));
+    let found = candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .or_else(|| on_path("kubernetes-validate"));
     if found.is_none() {
         eprintln!(
-            "SKIP schema validation: kubernetes-validate not found in $VIGIL_HOME/bin, ./.vigil/bin or PATH \
+            "SKIP schema validation: kubernetes-validate not found in $VIGIL_HOME/bin ($HOME/.vigil/bin), ./.vigil/bin or PATH \
              (run scripts/setup.sh)"
         );
     }
@@ -62,7 +66,11 @@ fn parse_docs(text: &str) -> Vec<Value> {
 
 fn render(kubectl: &Path, overlay: &str) -> (String, Vec<Value>) {
     let dir = root().join("k8s/overlays").join(overlay);
-    let out = Command::new(kubectl).arg("kustomize").arg(&dir).output().expect("run kubectl");
+    let out = Command::new(kubectl)
+        .arg("kustomize")
+        .arg(&dir)
+        .output()
+        .expect("run kubectl");
     assert!(
         out.status.success(),
         "kubectl kustomize {}: {}",
@@ -116,11 +124,17 @@ fn args(container: &Value) -> Vec<String> {
 
 /// The value after `--flag` in an argument list.
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).map(String::as_str)
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
 }
 
 fn flags<'a>(args: &'a [String], name: &str) -> Vec<&'a str> {
-    args.windows(2).filter(|w| w[0] == name).map(|w| w[1].as_str()).collect()
+    args.windows(2)
+        .filter(|w| w[0] == name)
+        .map(|w| w[1].as_str())
+        .collect()
 }
 
 #[test]
@@ -130,11 +144,20 @@ fn overlays_render_and_validate_against_kubernetes_schemas() {
     for overlay in OVERLAYS {
         let (_, docs) = render(&kubectl, overlay);
         let builtin: Vec<&Value> = docs.iter().filter(|d| !is_crd_object(d)).collect();
-        assert!(builtin.len() >= 8, "{overlay}: only {} built-in objects", builtin.len());
-        let Some(validator) = &validator else { continue };
+        assert!(
+            builtin.len() >= 8,
+            "{overlay}: only {} built-in objects",
+            builtin.len()
+        );
+        let Some(validator) = &validator else {
+            continue;
+        };
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(format!("{overlay}.yaml"));
-        let text: String = builtin.iter().map(|d| format!("---\n{}", serde_norway::to_string(d).unwrap())).collect();
+        let text: String = builtin
+            .iter()
+            .map(|d| format!("---\n{}", serde_norway::to_string(d).unwrap()))
+            .collect();
         std::fs::write(&file, text).unwrap();
         for version in KUBE_VERSIONS {
             let out = Command::new(validator)
@@ -142,10 +165,20 @@ fn overlays_render_and_validate_against_kubernetes_schemas() {
                 .arg(&file)
                 .output()
                 .expect("run kubernetes-validate");
-            let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success(), "{overlay} against {version}:\n{report}");
+            let report = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            assert!(
+                out.status.success(),
+                "{overlay} against {version}:\n{report}"
+            );
             // A kind without a schema is only a warning: every built-in object must have been checked.
-            assert!(!report.contains("Couldn't find schema"), "{overlay} against {version}:\n{report}");
+            assert!(
+                !report.contains("Couldn't find schema"),
+                "{overlay} against {version}:\n{report}"
+            );
         }
     }
 }
@@ -159,7 +192,9 @@ fn keda_scales_workers_on_their_consumer_lag() {
         assert_eq!(so["apiVersion"], "keda.sh/v1alpha1");
         let target = so["spec"]["scaleTargetRef"]["name"].as_str().unwrap();
         let worker = find(&docs, "Deployment", target);
-        let pool = flag(&args(&pod_spec(worker)["containers"][0]), "--pool").expect("worker --pool").to_string();
+        let pool = flag(&args(&pod_spec(worker)["containers"][0]), "--pool")
+            .expect("worker --pool")
+            .to_string();
 
         let triggers = so["spec"]["triggers"].as_array().unwrap();
         assert_eq!(triggers.len(), 1, "{overlay}");
@@ -167,25 +202,59 @@ fn keda_scales_workers_on_their_consumer_lag() {
         assert_eq!(t["type"], "nats-jetstream", "{overlay}");
         let m = &t["metadata"];
         assert_eq!(m["stream"], "VIGIL_JOBS", "{overlay}");
-        assert_eq!(m["consumer"].as_str().unwrap(), format!("vigil-workers-{pool}"), "{overlay}");
+        assert_eq!(
+            m["consumer"].as_str().unwrap(),
+            format!("vigil-workers-{pool}"),
+            "{overlay}"
+        );
         assert_eq!(m["account"], "$G", "{overlay}");
         let endpoint = m["natsServerMonitoringEndpoint"].as_str().unwrap();
-        assert!(!endpoint.contains("://"), "host:port without a scheme: {endpoint}");
-        assert!(endpoint.ends_with(":8222"), "monitoring port 8222: {endpoint}");
-        assert!(endpoint.starts_with("nats-headless."), "the headless service carries 8222: {endpoint}");
-        let lag: u64 = m["lagThreshold"].as_str().expect("lagThreshold is a string").parse().unwrap();
+        assert!(
+            !endpoint.contains("://"),
+            "host:port without a scheme: {endpoint}"
+        );
+        assert!(
+            endpoint.ends_with(":8222"),
+            "monitoring port 8222: {endpoint}"
+        );
+        assert!(
+            endpoint.starts_with("nats-headless."),
+            "the headless service carries 8222: {endpoint}"
+        );
+        let lag: u64 = m["lagThreshold"]
+            .as_str()
+            .expect("lagThreshold is a string")
+            .parse()
+            .unwrap();
         assert!(lag > 0, "{overlay}");
-        let _: u64 = m["activationLagThreshold"].as_str().unwrap().parse().unwrap();
-        let (min, max) = (so["spec"]["minReplicaCount"].as_u64().unwrap(), so["spec"]["maxReplicaCount"].as_u64().unwrap());
+        let _: u64 = m["activationLagThreshold"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (min, max) = (
+            so["spec"]["minReplicaCount"].as_u64().unwrap(),
+            so["spec"]["maxReplicaCount"].as_u64().unwrap(),
+        );
         assert!(min <= max && max > 0, "{overlay}: min {min} max {max}");
         // KEDA owns the replica count.
-        assert!(worker["spec"].get("replicas").is_none(), "{overlay}: Deployment sets replicas");
+        assert!(
+            worker["spec"].get("replicas").is_none(),
+            "{overlay}: Deployment sets replicas"
+        );
 
         // The consumer KEDA reads is created up front for the same pool.
         let setup = find(&docs, "Job", "vigil-setup-streams");
         let setup_args = args(&pod_spec(setup)["containers"][0]);
-        assert_eq!(setup_args.first().map(String::as_str), Some("setup-streams"));
-        assert_eq!(flag(&setup_args, "--pool"), Some(pool.as_str()), "{overlay}");
+        assert_eq!(
+            setup_args.first().map(String::as_str),
+            Some("setup-streams")
+        );
+        assert_eq!(
+            flag(&setup_args, "--pool"),
+            Some(pool.as_str()),
+            "{overlay}"
+        );
     }
 }
 
@@ -197,7 +266,10 @@ fn nightly_sweep_is_forbid_concurrent_dated_and_idempotent() {
         let cj = find(&docs, "CronJob", "vigil-nightly-sweep");
         let spec = &cj["spec"];
         assert_eq!(spec["concurrencyPolicy"], "Forbid", "{overlay}");
-        assert!(spec["startingDeadlineSeconds"].as_u64().unwrap() > 0, "{overlay}");
+        assert!(
+            spec["startingDeadlineSeconds"].as_u64().unwrap() > 0,
+            "{overlay}"
+        );
         assert!(!spec["timeZone"].as_str().unwrap().is_empty(), "{overlay}");
         let pod = pod_spec(cj);
         assert_eq!(pod["restartPolicy"], "Never");
@@ -209,18 +281,51 @@ fn nightly_sweep_is_forbid_concurrent_dated_and_idempotent() {
         assert!(script.contains("--scheduled-date"), "{script}");
         assert!(script.contains("date -u +%F"), "{script}");
         // A gate failure (1) or a usage error (2) is not retried.
-        let rules = cj["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"].as_array().unwrap();
+        let rules = cj["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
+            .as_array()
+            .unwrap();
         let fail_codes: Vec<u64> = rules
             .iter()
             .filter(|r| r["action"] == "FailJob")
-            .flat_map(|r| r["onExitCodes"]["values"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()))
+            .flat_map(|r| {
+                r["onExitCodes"]["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+            })
             .collect();
-        assert!(fail_codes.contains(&1) && fail_codes.contains(&2), "{fail_codes:?}");
+        assert!(
+            fail_codes.contains(&1) && fail_codes.contains(&2),
+            "{fail_codes:?}"
+        );
         // The suites are mounted where the script looks.
-        let mount = c["volumeMounts"].as_array().unwrap().iter().find(|m| m["mountPath"] == "/suites").unwrap();
-        let vol = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == mount["name"]).unwrap();
-        let cm = find(&docs, "ConfigMap", vol["configMap"]["name"].as_str().unwrap());
-        assert!(cm["data"].as_object().unwrap().keys().any(|k| k.ends_with(".yaml")), "no suite in {}", name(cm));
+        let mount = c["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["mountPath"] == "/suites")
+            .unwrap();
+        let vol = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == mount["name"])
+            .unwrap();
+        let cm = find(
+            &docs,
+            "ConfigMap",
+            vol["configMap"]["name"].as_str().unwrap(),
+        );
+        assert!(
+            cm["data"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| k.ends_with(".yaml")),
+            "no suite in {}",
+            name(cm)
+        );
     }
 }
 
@@ -231,8 +336,10 @@ fn pods_are_non_root_read_only_and_workers_are_probed() {
         let (_, docs) = render(&kubectl, overlay);
         let sa = find(&docs, "ServiceAccount", "vigil");
         assert_eq!(sa["automountServiceAccountToken"], false);
-        let workloads: Vec<&Value> =
-            docs.iter().filter(|d| matches!(kind(d), "Deployment" | "Job" | "CronJob")).collect();
+        let workloads: Vec<&Value> = docs
+            .iter()
+            .filter(|d| matches!(kind(d), "Deployment" | "Job" | "CronJob"))
+            .collect();
         assert_eq!(workloads.len(), 3, "{overlay}");
         for w in &workloads {
             let what = format!("{overlay} {}/{}", kind(w), name(w));
@@ -240,13 +347,20 @@ fn pods_are_non_root_read_only_and_workers_are_probed() {
             assert_eq!(pod["serviceAccountName"], "vigil", "{what}");
             assert_eq!(pod["automountServiceAccountToken"], false, "{what}");
             assert_eq!(pod["securityContext"]["runAsNonRoot"], true, "{what}");
-            assert_eq!(pod["securityContext"]["runAsUser"], 65532, "{what}: the image's user");
+            assert_eq!(
+                pod["securityContext"]["runAsUser"], 65532,
+                "{what}: the image's user"
+            );
             for c in pod["containers"].as_array().unwrap() {
                 let sc = &c["securityContext"];
                 assert_eq!(sc["readOnlyRootFilesystem"], true, "{what}");
                 assert_eq!(sc["allowPrivilegeEscalation"], false, "{what}");
                 assert_eq!(sc["capabilities"]["drop"][0], "ALL", "{what}");
-                assert!(c["resources"]["requests"].is_object() && c["resources"]["limits"]["memory"].is_string(), "{what}");
+                assert!(
+                    c["resources"]["requests"].is_object()
+                        && c["resources"]["limits"]["memory"].is_string(),
+                    "{what}"
+                );
                 // NATS settings come from the environment, never the command line.
                 let line = args(c).join(" ");
                 assert!(!line.contains("--nats"), "{what}: {line}");
@@ -261,13 +375,27 @@ fn pods_are_non_root_read_only_and_workers_are_probed() {
         assert_eq!(a[0], "worker");
         let grace: u64 = flag(&a, "--grace-period-s").unwrap().parse().unwrap();
         let termination = pod["terminationGracePeriodSeconds"].as_u64().unwrap();
-        assert!(termination > grace, "{overlay}: terminationGracePeriodSeconds {termination} <= grace {grace}");
-        let health_port: u64 = flag(&a, "--health-addr").unwrap().rsplit(':').next().unwrap().parse().unwrap();
+        assert!(
+            termination > grace,
+            "{overlay}: terminationGracePeriodSeconds {termination} <= grace {grace}"
+        );
+        let health_port: u64 = flag(&a, "--health-addr")
+            .unwrap()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         let port_of = |probe: &Value| -> u64 {
             let p = &probe["httpGet"]["port"];
             p.as_u64().unwrap_or_else(|| {
                 let named = p.as_str().unwrap();
-                c["ports"].as_array().unwrap().iter().find(|x| x["name"] == named).unwrap()["containerPort"]
+                c["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|x| x["name"] == named)
+                    .unwrap()["containerPort"]
                     .as_u64()
                     .unwrap()
             })
@@ -279,19 +407,31 @@ fn pods_are_non_root_read_only_and_workers_are_probed() {
 
         // Each --allow BASE_URL=KEY_ENV has its KEY_ENV from a Secret.
         let allows = flags(&a, "--allow");
-        assert!(!allows.is_empty(), "{overlay}: the worker allows no backend");
+        assert!(
+            !allows.is_empty(),
+            "{overlay}: the worker allows no backend"
+        );
         let env = c["env"].as_array().unwrap();
         for allow in &allows {
             if let Some((_, key_env)) = allow.split_once('=') {
-                let e = env.iter().find(|e| e["name"] == key_env).unwrap_or_else(|| panic!("{key_env} not set"));
-                assert!(e["valueFrom"]["secretKeyRef"]["name"].is_string(), "{key_env} must come from a Secret");
+                let e = env
+                    .iter()
+                    .find(|e| e["name"] == key_env)
+                    .unwrap_or_else(|| panic!("{key_env} not set"));
+                assert!(
+                    e["valueFrom"]["secretKeyRef"]["name"].is_string(),
+                    "{key_env} must come from a Secret"
+                );
             }
         }
         // Every suite target is a backend the workers allow.
         let suites = find(
             &docs,
             "ConfigMap",
-            docs.iter().find(|d| kind(d) == "ConfigMap" && name(d).starts_with("vigil-suites")).map(name).unwrap(),
+            docs.iter()
+                .find(|d| kind(d) == "ConfigMap" && name(d).starts_with("vigil-suites"))
+                .map(name)
+                .unwrap(),
         );
         for (file, text) in suites["data"].as_object().unwrap() {
             if !file.ends_with(".yaml") {
@@ -317,14 +457,29 @@ fn pods_are_non_root_read_only_and_workers_are_probed() {
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|r| r["ports"].as_array().unwrap().iter().filter_map(|p| p["port"].as_u64()))
+            .flat_map(|r| {
+                r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|p| p["port"].as_u64())
+            })
             .collect();
-        assert!(egress_ports.contains(&4222) && egress_ports.contains(&53), "{egress_ports:?}");
+        assert!(
+            egress_ports.contains(&4222) && egress_ports.contains(&53),
+            "{egress_ports:?}"
+        );
         let ingress_ports: Vec<&str> = np["spec"]["ingress"]
             .as_array()
             .unwrap()
             .iter()
-            .flat_map(|r| r["ports"].as_array().unwrap().iter().filter_map(|p| p["port"].as_str()))
+            .flat_map(|r| {
+                r["ports"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|p| p["port"].as_str())
+            })
             .collect();
         assert_eq!(ingress_ports, ["health", "metrics"]);
     }
@@ -341,7 +496,10 @@ fn secrets_are_templates_in_dev_and_references_in_prod() {
     let (_, prod) = render(&kubectl, "prod");
     let referenced = |docs: &[Value]| -> Vec<String> {
         let mut names = Vec::new();
-        for w in docs.iter().filter(|d| matches!(kind(d), "Deployment" | "Job" | "CronJob")) {
+        for w in docs
+            .iter()
+            .filter(|d| matches!(kind(d), "Deployment" | "Job" | "CronJob"))
+        {
             let pod = pod_spec(w);
             for c in pod["containers"].as_array().unwrap() {
                 for e in c["env"].as_array().into_iter().flatten() {
@@ -366,12 +524,18 @@ fn secrets_are_templates_in_dev_and_references_in_prod() {
         let s = find(&dev, "Secret", n);
         for (k, v) in s["stringData"].as_object().unwrap() {
             if k != "user" {
-                assert!(v.as_str().unwrap().starts_with("CHANGE-ME"), "dev secret {n}/{k} must be a placeholder");
+                assert!(
+                    v.as_str().unwrap().starts_with("CHANGE-ME"),
+                    "dev secret {n}/{k} must be a placeholder"
+                );
             }
         }
     }
     assert_eq!(referenced(&prod), dev_refs);
-    assert!(prod.iter().all(|d| kind(d) != "Secret"), "prod must reference existing Secrets, not carry them");
+    assert!(
+        prod.iter().all(|d| kind(d) != "Secret"),
+        "prod must reference existing Secrets, not carry them"
+    );
 }
 
 #[test]
@@ -387,11 +551,20 @@ fn nats_helm_values_have_jetstream_file_storage_monitoring_and_a_cluster() {
     assert_eq!(c["cluster"]["enabled"], true);
     assert_eq!(c["cluster"]["replicas"], 3);
     // The 0.x chart's keys are silently ignored by 1.x: make sure none crept in.
-    assert!(v.get("nats").is_none() && v.get("cluster").is_none(), "0.x-style top-level keys");
+    assert!(
+        v.get("nats").is_none() && v.get("cluster").is_none(),
+        "0.x-style top-level keys"
+    );
     // No password in the values: it comes from a Secret through the environment.
     let pw = &c["merge"]["authorization"]["users"][0]["password"];
-    assert!(pw.as_str().unwrap().contains('$'), "password must be an env reference: {pw}");
-    let dev: Value = serde_norway::from_str(&std::fs::read_to_string(root().join("k8s/nats-values-dev.yaml")).unwrap()).unwrap();
+    assert!(
+        pw.as_str().unwrap().contains('$'),
+        "password must be an env reference: {pw}"
+    );
+    let dev: Value = serde_norway::from_str(
+        &std::fs::read_to_string(root().join("k8s/nats-values-dev.yaml")).unwrap(),
+    )
+    .unwrap();
     assert_eq!(dev["config"]["cluster"]["enabled"], false);
 }
 
@@ -399,11 +572,17 @@ fn nats_helm_values_have_jetstream_file_storage_monitoring_and_a_cluster() {
 fn dockerfile_runs_vigil_as_the_manifests_user() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
     let last_stage = text.rsplit("\nFROM ").next().unwrap();
-    assert!(last_stage.contains("USER 65532"), "runtime stage must run as uid 65532");
+    assert!(
+        last_stage.contains("USER 65532"),
+        "runtime stage must run as uid 65532"
+    );
     assert!(last_stage.contains(r#"ENTRYPOINT ["/usr/local/bin/vigil"]"#));
     assert!(text.contains("--locked") && text.contains("--bin vigil"));
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
     for must in ["target", ".git", ".vigil"] {
-        assert!(ignore.lines().any(|l| l.trim_start_matches('/') == must), ".dockerignore lacks {must}");
+        assert!(
+            ignore.lines().any(|l| l.trim_start_matches('/') == must),
+            ".dockerignore lacks {must}"
+        );
     }
 }

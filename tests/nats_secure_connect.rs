@@ -17,33 +17,13 @@ mod nats_connect;
 use nats_connect::{NatsAuth, connect};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 
 const PASSWORD: &str = "correct-horse-battery-staple-7f3a";
 const WRONG_PASSWORD: &str = "wrong-horse-9c1d";
-
-fn nats_server_binary() -> Option<PathBuf> {
-    let candidates = [
-        std::env::var("VIGIL_NATS_SERVER").ok(),
-        Some("/work/.natsbin/bin/nats-server".into()),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .or_else(|| {
-            let out = Command::new("sh")
-                .args(["-c", "command -v nats-server"])
-                .output()
-                .ok()?;
-            out.status
-                .success()
-                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-        })
-}
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")
@@ -144,59 +124,31 @@ fn make_pki(dir: &Path) -> Pki {
     }
 }
 
-/// A private nats-server requiring TLS with verified client certificates and
-/// a user/password; killed on drop.
+/// A private nats-server (testkit) requiring TLS with verified client
+/// certificates and a user/password; killed on drop.
 struct SecureServer {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
+    server: NatsServer,
+    dir: tempfile::TempDir,
     pki: Pki,
-}
-
-impl Drop for SecureServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 impl SecureServer {
     fn url(&self) -> String {
-        format!("tls://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("tls://127.0.0.1:{}", self.server.port())
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts the server, or returns `None` (after printing why) when a part is missing.
+/// Starts the server, or returns `None` (after printing why) without the openssl CLI.
 async fn start_secure_server() -> Option<SecureServer> {
-    let Some(bin) = nats_server_binary() else {
-        eprintln!("SKIP: no nats-server (set VIGIL_NATS_SERVER)");
-        return None;
-    };
     if Command::new("openssl").arg("version").output().is_err() {
         eprintln!("SKIP: no openssl CLI to make test certificates");
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let pki = make_pki(dir.path());
-    let port = free_port();
-    let store = dir.path().join("js");
+    // Port, store and JetStream come from the testkit's flags; the file adds TLS and auth.
     let config = format!(
         r#"
-listen: "127.0.0.1:{port}"
-jetstream {{ store_dir: "{store}" }}
 tls {{
   cert_file: "{cert}"
   key_file: "{key}"
@@ -206,36 +158,19 @@ tls {{
 }}
 authorization {{ user: "vigil", password: "{PASSWORD}" }}
 "#,
-        store = store.display(),
         cert = pki.server_cert.display(),
         key = pki.server_key.display(),
         ca = pki.ca.display(),
     );
     let conf = dir.path().join("nats.conf");
     std::fs::write(&conf, config).unwrap();
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start nats-server");
-    let server = SecureServer {
-        child,
-        port,
-        _dir: dir,
-        pki,
-    };
-    for _ in 0..200 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Some(server);
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("nats-server did not listen on {port}");
+    let server = NatsServer::start(NatsServerConfig {
+        config_file: Some(conf),
+        ..Default::default()
+    })
+    .await
+    .expect("start nats-server (run scripts/setup.sh, or set VIGIL_NATS_SERVER)");
+    Some(SecureServer { server, dir, pki })
 }
 
 fn auth_for(
@@ -244,7 +179,7 @@ fn auth_for(
     with_ca: bool,
     with_client_cert: bool,
 ) -> NatsAuth {
-    let dir = server._dir.path();
+    let dir = server.dir.path();
     let pw_file = dir.join(format!("pw-{}", password.len()));
     // As a mounted Secret would hold it, with a trailing newline.
     std::fs::write(&pw_file, format!("{password}\n")).unwrap();
@@ -398,7 +333,7 @@ async fn readiness_follows_stream_and_connection() {
     let (code, body) = http_status(addr, "/readyz").await;
     assert_eq!(code, 200, "{body}");
 
-    server.kill();
+    server.server.kill_and_wait().await;
     tokio::time::sleep(health::READY_CACHE + Duration::from_millis(300)).await;
     let (code, body) = http_status(addr, "/readyz").await;
     assert_eq!(code, 503, "server gone: {body}");

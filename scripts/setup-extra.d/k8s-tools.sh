@@ -14,21 +14,21 @@ k8s_tools_setup() {
     local target="$home/pypi/kubernetes-validate"
     local wrapper="$home/bin/kubernetes-validate"
     local py
-    py="$(command -v python3 || true)"
+    # The real interpreter, not a pyenv shim: the package's compiled
+    # dependencies (rpds-py) only load in the Python that installed them.
+    py="$(python3 -c 'import sys; print(sys.executable)' 2>/dev/null || true)"
     mkdir -p "$home/bin"
 
     if [ -z "$py" ]; then
         echo "k8s-tools: python3 not found; kubernetes-validate not installed (manifest tests will skip schema validation and say so)" >&2
-    elif [ -x "$wrapper" ] && [ "$(cat "$target/.version" 2>/dev/null)" = "$version" ]; then
+    elif [ -x "$wrapper" ] && [ "$(cat "$target/.version" 2>/dev/null)" = "$version $py" ]; then
         echo "k8s-tools: kubernetes-validate $version already installed"
     else
         echo "k8s-tools: installing kubernetes-validate $version into $target"
         rm -rf "$target"
-        if "$py" -m pip install --quiet --disable-pip-version-check --no-input \
+        if PIP_ROOT_USER_ACTION=ignore "$py" -m pip install --quiet --disable-pip-version-check --no-input \
             --target "$target" "kubernetes-validate==$version"; then
-            echo "$version" >"$target/.version"
-            # The wrapper pins the interpreter that installed the package, so a
-            # later pyenv switch cannot break it.
+            echo "$version $py" >"$target/.version"
             cat >"$wrapper" <<WRAP
 #!/bin/sh
 PYTHONPATH="$target\${PYTHONPATH:+:\$PYTHONPATH}" exec "$py" -m kubernetes_validate "\$@"
