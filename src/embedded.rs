@@ -19,13 +19,17 @@ pub struct EmbeddedNats {
 impl EmbeddedNats {
     /// Starts the server.
     pub async fn start(state_dir: &Path) -> anyhow::Result<EmbeddedNats> {
-        std::fs::create_dir_all(state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
+        std::fs::create_dir_all(state_dir)
+            .with_context(|| format!("cannot create {}", state_dir.display()))?;
         let lock_path = state_dir.join("nats.lock");
-        let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
+        let lock = File::create(&lock_path)
+            .with_context(|| format!("cannot create {}", lock_path.display()))?;
         let (store, lock, temp): (PathBuf, _, _) = match lock.try_lock() {
             Ok(()) => (state_dir.join("nats"), Some(lock), None),
             Err(_) => {
-                let temp = tempfile::Builder::new().prefix("nats-").tempdir_in(state_dir)?;
+                let temp = tempfile::Builder::new()
+                    .prefix("nats-")
+                    .tempdir_in(state_dir)?;
                 tracing::warn!(store = %temp.path().display(), "another embedded run holds the store; using a temporary one");
                 (temp.path().to_path_buf(), None, Some(temp))
             }
@@ -33,6 +37,10 @@ impl EmbeddedNats {
         let server = NatsServer::start(NatsServerConfig { store_dir: Some(store), ..Default::default() })
             .await
             .context("cannot start the embedded nats-server (set VIGIL_NATS_SERVER, run scripts/setup.sh, or pass --nats URL)")?;
-        Ok(EmbeddedNats { server, _lock: lock, _temp: temp })
+        Ok(EmbeddedNats {
+            server,
+            _lock: lock,
+            _temp: temp,
+        })
     }
 }

@@ -43,9 +43,15 @@ pub trait ExitContext<T> {
 
 impl<T, E: Into<anyhow::Error>> ExitContext<T> for Result<T, E> {
     fn input_error(self) -> Result<T, Failure> {
-        self.map_err(|e| Failure { exit: Exit::Input, error: e.into() })
+        self.map_err(|e| Failure {
+            exit: Exit::Input,
+            error: e.into(),
+        })
     }
     fn infra_error(self) -> Result<T, Failure> {
-        self.map_err(|e| Failure { exit: Exit::Infrastructure, error: e.into() })
+        self.map_err(|e| Failure {
+            exit: Exit::Infrastructure,
+            error: e.into(),
+        })
     }
 }

@@ -22,7 +22,11 @@ impl Progress {
     }
 
     /// Follows one run's progress until its sender is dropped.
-    pub fn follow(&self, label: String, mut events: watch::Receiver<ProgressEvent>) -> tokio::task::JoinHandle<()> {
+    pub fn follow(
+        &self,
+        label: String,
+        mut events: watch::Receiver<ProgressEvent>,
+    ) -> tokio::task::JoinHandle<()> {
         let bar = self.multi.add(ProgressBar::new(0));
         bar.set_style(
             ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} items  {msg}")
@@ -35,8 +39,14 @@ impl Progress {
                 let e = events.borrow_and_update().clone();
                 bar.set_length(e.total);
                 bar.set_position(e.done);
-                let eta = e.eta_s.map(|s| format!("ETA {:.0}s", s)).unwrap_or_default();
-                bar.set_message(format!("{:.0} items/s  errors {}  {eta}", e.items_per_s, e.failed));
+                let eta = e
+                    .eta_s
+                    .map(|s| format!("ETA {:.0}s", s))
+                    .unwrap_or_default();
+                bar.set_message(format!(
+                    "{:.0} items/s  errors {}  {eta}",
+                    e.items_per_s, e.failed
+                ));
             }
             bar.finish_and_clear();
         })

@@ -16,13 +16,25 @@ async fn jobs_published(nats: &NatsServer) -> u64 {
 }
 
 fn run_against(nats: &NatsServer, suite: &std::path::Path) -> (Option<i32>, String) {
-    let out = run(vigil().args(["run", suite.to_str().unwrap(), "--nats", &nats.url(), "--workers", "0"]));
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = run(vigil().args([
+        "run",
+        suite.to_str().unwrap(),
+        "--nats",
+        &nats.url(),
+        "--workers",
+        "0",
+    ]));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_jsonl_line_names_file_and_line() {
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("dataset.jsonl");
     write_arith_dataset(&data, 50, 0);
@@ -32,7 +44,10 @@ async fn a_malformed_jsonl_line_names_file_and_line() {
     let suite = write_suite(dir.path(), "http://127.0.0.1:9/v1", "");
     let (code, stderr) = run_against(&nats, &suite);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("dataset.jsonl:51"), "names file and line: {stderr}");
+    assert!(
+        stderr.contains("dataset.jsonl:51"),
+        "names file and line: {stderr}"
+    );
     assert_eq!(jobs_published(&nats).await, 0);
 
     let validate = run(vigil().args(["validate", suite.to_str().unwrap()]));
@@ -42,11 +57,15 @@ async fn a_malformed_jsonl_line_names_file_and_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_scorer_names_the_field() {
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 10, 0);
     let suite = write_suite(dir.path(), "http://127.0.0.1:9/v1", "");
-    let text = std::fs::read_to_string(&suite).unwrap().replace("kind: numeric", "kind: numerik");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("kind: numeric", "kind: numerik");
     std::fs::write(&suite, text).unwrap();
     let (code, stderr) = run_against(&nats, &suite);
     assert_eq!(code, Some(2));
@@ -57,15 +76,22 @@ async fn an_unknown_scorer_names_the_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_template_names_the_field() {
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 10, 0);
     let suite = write_suite(dir.path(), "http://127.0.0.1:9/v1", "");
-    let text = std::fs::read_to_string(&suite).unwrap().replace("user: \"{{ question }}\"", "user: \"{{ question \"");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("user: \"{{ question }}\"", "user: \"{{ question \"");
     std::fs::write(&suite, text).unwrap();
     let (code, stderr) = run_against(&nats, &suite);
     assert_eq!(code, Some(2));
-    assert!(stderr.contains("prompt.user"), "names the template: {stderr}");
+    assert!(
+        stderr.contains("prompt.user"),
+        "names the template: {stderr}"
+    );
     assert_eq!(jobs_published(&nats).await, 0);
 }
 
@@ -74,7 +100,9 @@ async fn an_undefined_template_variable_names_the_line() {
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 10, 0);
     let suite = write_suite(dir.path(), "http://127.0.0.1:9/v1", "");
-    let text = std::fs::read_to_string(&suite).unwrap().replace("{{ question }}", "{{ questoin }}");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("{{ question }}", "{{ questoin }}");
     std::fs::write(&suite, text).unwrap();
     let out = run(vigil().args(["validate", suite.to_str().unwrap()]));
     assert_eq!(out.status.code(), Some(2));

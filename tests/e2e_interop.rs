@@ -25,7 +25,9 @@ async fn python_subscriber_reads_the_summary_as_a_map() {
         "nats-py and msgpack are missing from {}: run scripts/setup.sh",
         pythonpath.display()
     );
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 300, 3);
@@ -33,7 +35,10 @@ async fn python_subscriber_reads_the_summary_as_a_map() {
 
     let ready = dir.path().join("ready");
     let subscriber = std::process::Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/summary_subscriber.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/interop/summary_subscriber.py"
+        ))
         .arg(nats.url())
         .arg(&ready)
         .env("PYTHONPATH", &pythonpath)
@@ -43,7 +48,10 @@ async fn python_subscriber_reads_the_summary_as_a_map() {
         .expect("python3 runs");
     let waited = Instant::now();
     while !ready.exists() {
-        assert!(waited.elapsed() < Duration::from_secs(20), "python subscriber never became ready");
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "python subscriber never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -61,15 +69,26 @@ async fn python_subscriber_reads_the_summary_as_a_map() {
     assert_eq!(output.status.code(), Some(0));
     let ours = read_summary(&out);
 
-    let printed = tokio::task::spawn_blocking(move || subscriber.wait_with_output()).await.unwrap().unwrap();
-    assert!(printed.status.success(), "python: {}", String::from_utf8_lossy(&printed.stderr));
-    let theirs: serde_json::Value = serde_json::from_slice(&printed.stdout).expect("python printed JSON");
+    let printed = tokio::task::spawn_blocking(move || subscriber.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        printed.status.success(),
+        "python: {}",
+        String::from_utf8_lossy(&printed.stderr)
+    );
+    let theirs: serde_json::Value =
+        serde_json::from_slice(&printed.stdout).expect("python printed JSON");
     assert_eq!(theirs["subject"], "vigil.runs.arith.stub");
     assert_eq!(theirs["content_type"], "application/msgpack");
     assert_eq!(theirs["schema"], "1");
     let summary = &theirs["summary"];
     assert_eq!(summary["run_id"], ours["run_id"]);
     assert_eq!(summary["items_total"], 300);
-    assert_eq!(summary["scores"]["exact"]["pass_rate"], ours["scores"]["exact"]["pass_rate"]);
+    assert_eq!(
+        summary["scores"]["exact"]["pass_rate"],
+        ours["scores"]["exact"]["pass_rate"]
+    );
     assert_eq!(summary["scores"]["exact"]["n"], 300);
 }

@@ -15,10 +15,21 @@ async fn embedded_run_accounts_every_item_once_with_the_right_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let n = 3000;
     let wrong = write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 10);
-    let suite = write_suite(dir.path(), &stub.base_url(), "gates:\n  - metric: exact.pass_rate\n    min: 0.85\n");
+    let suite = write_suite(
+        dir.path(),
+        &stub.base_url(),
+        "gates:\n  - metric: exact.pass_rate\n    min: 0.85\n",
+    );
     let out = dir.path().join("summary.json");
     let output = run(vigil()
-        .args(["run", suite.to_str().unwrap(), "--workers", "2", "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            suite.to_str().unwrap(),
+            "--workers",
+            "2",
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .arg("--state-dir")
         .arg(dir.path().join(".vigil")));
     assert_eq!(output.status.code(), Some(0), "gate min 0.85 holds at 0.9");
@@ -30,15 +41,26 @@ async fn embedded_run_accounts_every_item_once_with_the_right_accuracy() {
     for scorer in ["exact", "num"] {
         let score = &s["scores"][scorer];
         assert_eq!(score["n"], n, "{scorer} counted every item exactly once");
-        assert!((score["pass_rate"].as_f64().unwrap() - expected).abs() < 1e-12, "{scorer}: {score}");
-        assert!(score["ci_low"].as_f64().unwrap() < expected && expected < score["ci_high"].as_f64().unwrap());
+        assert!(
+            (score["pass_rate"].as_f64().unwrap() - expected).abs() < 1e-12,
+            "{scorer}: {score}"
+        );
+        assert!(
+            score["ci_low"].as_f64().unwrap() < expected
+                && expected < score["ci_high"].as_f64().unwrap()
+        );
     }
     assert!(s["latency_ms"]["p50"].as_f64().is_some());
     assert!(s["tokens"]["output"].as_u64().unwrap() >= n as u64);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("exact"), "the table names the scorers");
     // Every item reached the backend exactly once (no retries were needed).
-    assert_eq!(stub.stats().requests.load(std::sync::atomic::Ordering::Relaxed), n as u64);
+    assert_eq!(
+        stub.stats()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        n as u64
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,10 +68,19 @@ async fn a_failed_gate_exits_1() {
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 200, 4);
-    let suite = write_suite(dir.path(), &stub.base_url(), "gates:\n  - metric: exact.pass_rate\n    min: 0.9\n");
+    let suite = write_suite(
+        dir.path(),
+        &stub.base_url(),
+        "gates:\n  - metric: exact.pass_rate\n    min: 0.9\n",
+    );
     let out = dir.path().join("summary.json");
     let output = run(vigil()
-        .args(["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .arg("--state-dir")
         .arg(dir.path().join(".vigil")));
     assert_eq!(output.status.code(), Some(1));
@@ -61,7 +92,9 @@ async fn a_failed_gate_exits_1() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn separate_worker_processes_and_a_raw_subscriber_on_vigil_runs() {
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 1000, 0);
@@ -74,7 +107,15 @@ async fn separate_worker_processes_and_a_raw_subscriber_on_vigil_runs() {
 
     let spawn_worker = || {
         vigil()
-            .args(["worker", "--nats", &nats.url(), "--concurrency", "32", "--allow", &stub.base_url()])
+            .args([
+                "worker",
+                "--nats",
+                &nats.url(),
+                "--concurrency",
+                "32",
+                "--allow",
+                &stub.base_url(),
+            ])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -96,21 +137,40 @@ async fn separate_worker_processes_and_a_raw_subscriber_on_vigil_runs() {
     let summary_file = read_summary(&out);
     assert_eq!(summary_file["items_scored"], 1000);
 
-    let message = tokio::time::timeout(Duration::from_secs(10), summaries.next()).await.unwrap().unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(10), summaries.next())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(message.subject.as_str(), "vigil.runs.arith.stub");
     let headers = message.headers.as_ref().expect("headers");
-    assert_eq!(headers.get("Content-Type").unwrap().as_str(), "application/msgpack");
+    assert_eq!(
+        headers.get("Content-Type").unwrap().as_str(),
+        "application/msgpack"
+    );
     assert_eq!(headers.get("Vigil-Schema").unwrap().as_str(), "1");
     let value = rmpv::decode::read_value(&mut &message.payload[..]).unwrap();
     let map = value.as_map().expect("a map");
-    let get = |key: &str| map.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v.clone());
-    assert_eq!(get("run_id").unwrap().as_str(), summary_file["run_id"].as_str());
+    let get = |key: &str| {
+        map.iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        get("run_id").unwrap().as_str(),
+        summary_file["run_id"].as_str()
+    );
     assert_eq!(get("items_total").unwrap().as_u64(), Some(1000));
-    assert_eq!(get("scores").unwrap()["exact"]["pass_rate"].as_f64(), Some(1.0));
+    assert_eq!(
+        get("scores").unwrap()["exact"]["pass_rate"].as_f64(),
+        Some(1.0)
+    );
 
     for worker in &mut workers {
         // SIGTERM: the worker drains and exits 0.
-        std::process::Command::new("kill").args(["-TERM", &worker.id().to_string()]).status().unwrap();
+        std::process::Command::new("kill")
+            .args(["-TERM", &worker.id().to_string()])
+            .status()
+            .unwrap();
     }
     for mut worker in workers {
         let status = worker.wait().unwrap();
@@ -121,13 +181,22 @@ async fn separate_worker_processes_and_a_raw_subscriber_on_vigil_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_backend_fails_the_items_with_a_reason_and_the_run_ends() {
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 100, 0);
     let suite = write_suite(dir.path(), &format!("http://127.0.0.1:{port}/v1"), "");
     let out = dir.path().join("summary.json");
     let output = run(vigil()
-        .args(["run", suite.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .args([
+            "run",
+            suite.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ])
         .arg("--state-dir")
         .arg(dir.path().join(".vigil")));
     assert_eq!(output.status.code(), Some(1), "no item could be scored");

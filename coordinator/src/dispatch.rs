@@ -6,8 +6,8 @@
 //! which bounds memory and respects the server's ingest limit; a full jobs
 //! stream (DiscardNew) is waited out, which is the backpressure of a run.
 
-use async_nats::jetstream::{self, message::PublishMessage};
 use async_nats::HeaderMap;
+use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -43,7 +43,9 @@ pub struct DispatchProgress {
 #[derive(Debug, thiserror::Error)]
 pub enum DispatchError {
     /// One item alone does not fit in the server's max_payload.
-    #[error("item {id} (index {index}) is {bytes} bytes encoded, over the server's max_payload of {max} bytes")]
+    #[error(
+        "item {id} (index {index}) is {bytes} bytes encoded, over the server's max_payload of {max} bytes"
+    )]
     ItemTooLarge {
         /// The item's id.
         id: String,
@@ -91,13 +93,22 @@ pub fn encode_jobs(
     let mut stack = vec![items];
     while let Some(items) = stack.pop() {
         let count = items.len() as u64;
-        let job = Job { job_index: *next_index, items, ..template.clone() };
+        let job = Job {
+            job_index: *next_index,
+            items,
+            ..template.clone()
+        };
         let bytes = vigil_protocol::encode(&job)?;
         if bytes.len() > max_bytes {
             let mut items = job.items;
             if items.len() == 1 {
                 let item = items.pop().expect("one item");
-                return Err(DispatchError::ItemTooLarge { id: item.id, index: item.index, bytes: bytes.len(), max: max_bytes });
+                return Err(DispatchError::ItemTooLarge {
+                    id: item.id,
+                    index: item.index,
+                    bytes: bytes.len(),
+                    max: max_bytes,
+                });
             }
             let second = items.split_off(items.len() / 2);
             stack.push(second);
@@ -178,11 +189,20 @@ async fn publish_job(
                 progress.retries.fetch_add(1, Ordering::Relaxed);
                 // A full work queue is backpressure, not failure: wait for
                 // workers to drain it, however long that takes.
-                let stream_full = last.contains("maximum messages") || last.contains("maximum bytes");
+                let stream_full =
+                    last.contains("maximum messages") || last.contains("maximum bytes");
                 if !stream_full && attempts >= 30 {
-                    return Err(DispatchError::Publish { job_index, attempts, last });
+                    return Err(DispatchError::Publish {
+                        job_index,
+                        attempts,
+                        last,
+                    });
                 }
-                let wait = if stream_full { 200 } else { 100 * u64::from(attempts.min(20)) };
+                let wait = if stream_full {
+                    200
+                } else {
+                    100 * u64::from(attempts.min(20))
+                };
                 tracing::debug!(job_index, attempts, error = %last, "publish failed; retrying");
                 tokio::time::sleep(Duration::from_millis(wait)).await;
             }

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
-use vigil_protocol::{ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects};
+use vigil_protocol::{
+    ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects,
+};
 
 /// How to run one suite against one target.
 #[derive(Debug, Clone)]
@@ -109,7 +111,9 @@ fn nats_err(e: impl std::fmt::Display) -> RunError {
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Finds a target of a suite or says which exist.
@@ -117,12 +121,21 @@ pub fn find_target<'a>(suite: &'a Suite, name: &str) -> Result<&'a TargetConfig,
     suite.target(name).ok_or_else(|| RunError::UnknownTarget {
         suite: suite.name.clone(),
         target: name.to_string(),
-        known: suite.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+        known: suite
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     })
 }
 
 /// Runs a suite against one target to its summary.
-pub async fn run(client: async_nats::Client, config: RunConfig, shutdown: CancellationToken) -> Result<RunOutcome, RunError> {
+pub async fn run(
+    client: async_nats::Client,
+    config: RunConfig,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome, RunError> {
     let suite = config.suite.clone();
     let target = find_target(&suite, &config.target)?.clone();
     let renderer = Arc::new(Renderer::new(&suite)?);
@@ -140,15 +153,25 @@ pub async fn run(client: async_nats::Client, config: RunConfig, shutdown: Cancel
     };
 
     let js = ensure_topology(&client, &config.topology, &suite.pool).await?;
-    let run_id = config.run_id.clone().unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let run_id = config
+        .run_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let started_at = SystemTime::now();
     let started = Instant::now();
-    let deadline = suite.deadline_s.map(|s| started + Duration::from_secs_f64(s));
-    let deadline_unix_ms = suite.deadline_s.map(|s| unix_ms(started_at) + (s * 1000.0) as u64);
+    let deadline = suite
+        .deadline_s
+        .map(|s| started + Duration::from_secs_f64(s));
+    let deadline_unix_ms = suite
+        .deadline_s
+        .map(|s| unix_ms(started_at) + (s * 1000.0) as u64);
     tracing::info!(%run_id, suite = %suite.name, target = %target.name, items = check.items, "run starting");
 
     // Subscribe before publishing: results of this run from the first on.
-    let results_stream = js.get_stream(subjects::STREAM_RESULTS).await.map_err(nats_err)?;
+    let results_stream = js
+        .get_stream(subjects::STREAM_RESULTS)
+        .await
+        .map_err(nats_err)?;
     let mut results = results_stream
         .create_consumer(OrderedConfig {
             filter_subject: subjects::results_of_run(&run_id),
@@ -159,9 +182,23 @@ pub async fn run(client: async_nats::Client, config: RunConfig, shutdown: Cancel
         .messages()
         .await
         .map_err(nats_err)?;
-    let mut advisories = client.subscribe(subjects::MAX_DELIVERIES_ADVISORY).await.map_err(nats_err)?;
-    let jobs_stream = js.get_stream(subjects::STREAM_JOBS).await.map_err(nats_err)?;
-    put_run_state(&js, &run_id, &suite.name, &target.name, "running", check.items).await;
+    let mut advisories = client
+        .subscribe(subjects::MAX_DELIVERIES_ADVISORY)
+        .await
+        .map_err(nats_err)?;
+    let jobs_stream = js
+        .get_stream(subjects::STREAM_JOBS)
+        .await
+        .map_err(nats_err)?;
+    put_run_state(
+        &js,
+        &run_id,
+        &suite.name,
+        &target.name,
+        "running",
+        check.items,
+    )
+    .await;
 
     // Read and render on a blocking thread; shards flow through a bounded channel.
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
@@ -187,7 +224,17 @@ pub async fn run(client: async_nats::Client, config: RunConfig, shutdown: Cancel
         let (js, progress) = (js.clone(), dispatch_progress.clone());
         let max_payload = client.server_info().max_payload;
         let max_in_flight = config.max_in_flight_publishes;
-        tokio::spawn(async move { dispatch::dispatch(&js, template, shard_rx, max_in_flight, max_payload, progress).await })
+        tokio::spawn(async move {
+            dispatch::dispatch(
+                &js,
+                template,
+                shard_rx,
+                max_in_flight,
+                max_payload,
+                progress,
+            )
+            .await
+        })
     };
     let mut dispatch_done = false;
 
@@ -272,10 +319,27 @@ pub async fn run(client: async_nats::Client, config: RunConfig, shutdown: Cancel
     let mut summary = aggregate.summary(&meta);
     gates::apply(&suite.gates, &mut summary);
     publish_summary(&js, &summary).await?;
-    let mut event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, true, started, check.items);
+    let mut event = progress_event(
+        &run_id,
+        &suite.name,
+        &target.name,
+        &aggregate,
+        &dispatch_progress,
+        true,
+        started,
+        check.items,
+    );
     event.phase = RunPhase::Finished;
     publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
-    put_run_state(&js, &run_id, &suite.name, &target.name, "finished", check.items).await;
+    put_run_state(
+        &js,
+        &run_id,
+        &suite.name,
+        &target.name,
+        "finished",
+        check.items,
+    )
+    .await;
     tracing::info!(%run_id, passed = summary.passed, duplicates_dropped, "run finished");
     Ok(RunOutcome {
         summary,
@@ -295,7 +359,9 @@ fn produce_shards(
     let mut shard = Vec::with_capacity(suite.shard_size);
     for record in records {
         let record = record.map_err(|e| RunError::Dataset(e.to_string()))?;
-        let item = renderer.render(&record, kind).map_err(|e| RunError::Dataset(e.to_string()))?;
+        let item = renderer
+            .render(&record, kind)
+            .map_err(|e| RunError::Dataset(e.to_string()))?;
         shard.push(item);
         if shard.len() >= suite.shard_size {
             let full = std::mem::replace(&mut shard, Vec::with_capacity(suite.shard_size));
@@ -311,20 +377,34 @@ fn produce_shards(
 }
 
 /// The server gave a job up after MaxDeliver: fail its items, drop the message.
-async fn fail_dead_job(jobs: &jetstream::stream::Stream, advisory: &[u8], run_id: &str, aggregate: &mut Aggregator) {
+async fn fail_dead_job(
+    jobs: &jetstream::stream::Stream,
+    advisory: &[u8],
+    run_id: &str,
+    aggregate: &mut Aggregator,
+) {
     #[derive(serde::Deserialize)]
     struct Advisory {
         stream_seq: u64,
         #[serde(default)]
         deliveries: u64,
     }
-    let Ok(advisory) = serde_json::from_slice::<Advisory>(advisory) else { return };
-    let Ok(message) = jobs.get_raw_message(advisory.stream_seq).await else { return };
-    let Ok(job) = vigil_protocol::decode::<Job>(&message.payload) else { return };
+    let Ok(advisory) = serde_json::from_slice::<Advisory>(advisory) else {
+        return;
+    };
+    let Ok(message) = jobs.get_raw_message(advisory.stream_seq).await else {
+        return;
+    };
+    let Ok(job) = vigil_protocol::decode::<Job>(&message.payload) else {
+        return;
+    };
     if job.run_id != run_id {
         return; // another run's coordinator handles it
     }
-    let reason = format!("job {} failed on all {} deliveries", job.job_index, advisory.deliveries);
+    let reason = format!(
+        "job {} failed on all {} deliveries",
+        job.job_index, advisory.deliveries
+    );
     let items = job.items.iter().map(|i| (i.index, i.id.clone()));
     let failed = aggregate.fail_items(items, ErrorKind::MaxDeliveries, &reason);
     tracing::warn!(%run_id, job = job.job_index, items = failed, "{reason}");
@@ -348,7 +428,11 @@ fn progress_event(
         run_id: run_id.to_string(),
         suite: suite.to_string(),
         target: target.to_string(),
-        phase: if dispatch_done { RunPhase::Running } else { RunPhase::Dispatching },
+        phase: if dispatch_done {
+            RunPhase::Running
+        } else {
+            RunPhase::Dispatching
+        },
         total,
         dispatched: dispatch.items.load(Ordering::Relaxed),
         done,
@@ -370,7 +454,11 @@ async fn publish_progress(
     }
     if let Ok(payload) = vigil_protocol::encode(event) {
         let _ = client
-            .publish_with_headers(subject.to_string(), dispatch::job_headers(&event.run_id), payload.into())
+            .publish_with_headers(
+                subject.to_string(),
+                dispatch::job_headers(&event.run_id),
+                payload.into(),
+            )
             .await;
     }
 }
@@ -382,12 +470,25 @@ async fn publish_summary(js: &jetstream::Context, summary: &RunSummary) -> Resul
         .message_id(format!("{}/summary", summary.run_id))
         .payload(payload.into());
     let subject = subjects::run_summary(&summary.suite, &summary.target);
-    js.send_publish(subject, publish).await.map_err(nats_err)?.await.map_err(nats_err)?;
+    js.send_publish(subject, publish)
+        .await
+        .map_err(nats_err)?
+        .await
+        .map_err(nats_err)?;
     Ok(())
 }
 
-async fn put_run_state(js: &jetstream::Context, run_id: &str, suite: &str, target: &str, status: &str, items: u64) {
-    let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await else { return };
+async fn put_run_state(
+    js: &jetstream::Context,
+    run_id: &str,
+    suite: &str,
+    target: &str,
+    status: &str,
+    items: u64,
+) {
+    let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await else {
+        return;
+    };
     let state = serde_json::json!({ "suite": suite, "target": target, "status": status, "items_total": items });
     if let Err(e) = kv.put(run_id, state.to_string().into()).await {
         tracing::warn!(error = %e, "could not record run state");

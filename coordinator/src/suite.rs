@@ -48,25 +48,7 @@ pub const SCORER_KINDS: &[&str] = &[
     "choice",
     "json_schema",
 ];
-/// Fields of a score summary a gate may name as `<scorer>.<field>`.
-pub const SCORE_FIELDS: &[&str] = &[
-    "mean",
-    "mean_ci_low",
-    "mean_ci_high",
-    "pass_rate",
-    "ci_low",
-    "ci_high",
-    "n",
-    "passed",
-];
-/// Run-level metrics a gate may name.
-pub const RUN_METRICS: &[&str] = &[
-    "error_rate",
-    "items_per_s",
-    "latency_ms.p50",
-    "latency_ms.p95",
-    "latency_ms.p99",
-];
+pub use crate::gates::{RUN_METRICS, SCORE_FIELDS};
 
 /// A loaded and checked suite.
 #[derive(Debug, Clone, PartialEq)]

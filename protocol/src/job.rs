@@ -240,7 +240,9 @@ fn default_choices() -> String {
 
 impl Default for ScorerKind {
     fn default() -> Self {
-        ScorerKind::ExactMatch { normalize: Normalization::default() }
+        ScorerKind::ExactMatch {
+            normalize: Normalization::default(),
+        }
     }
 }
 

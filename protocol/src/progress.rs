@@ -51,6 +51,10 @@ pub struct ProgressEvent {
 impl ProgressEvent {
     /// `done / total`, 0 when the total is 0.
     pub fn fraction(&self) -> f64 {
-        if self.total == 0 { 0.0 } else { self.done as f64 / self.total as f64 }
+        if self.total == 0 {
+            0.0
+        } else {
+            self.done as f64 / self.total as f64
+        }
     }
 }

@@ -43,7 +43,13 @@ pub const MAX_DELIVERIES_ADVISORY: &str = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIV
 /// ```
 pub fn sanitize_token(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -89,7 +95,11 @@ pub fn results_of_run(run_id: &str) -> String {
 /// assert_eq!(vigil_protocol::subjects::run_summary("arith", "llama-3"), "vigil.runs.arith.llama-3");
 /// ```
 pub fn run_summary(suite: &str, target: &str) -> String {
-    format!("vigil.runs.{}.{}", sanitize_token(suite), sanitize_token(target))
+    format!(
+        "vigil.runs.{}.{}",
+        sanitize_token(suite),
+        sanitize_token(target)
+    )
 }
 
 /// `vigil.alerts.<suite>`.

@@ -120,7 +120,9 @@ pub fn parse_version(text: &str) -> Option<(u64, u64)> {
 pub fn check_version(version: &str) -> Result<(), TopologyError> {
     match parse_version(version) {
         Some(v) if v >= MIN_SERVER_VERSION => Ok(()),
-        _ => Err(TopologyError::ServerTooOld { found: version.to_string() }),
+        _ => Err(TopologyError::ServerTooOld {
+            found: version.to_string(),
+        }),
     }
 }
 
@@ -130,7 +132,11 @@ pub fn check_server(client: &async_nats::Client) -> Result<(), TopologyError> {
 }
 
 fn storage(cfg: &TopologyConfig) -> stream::StorageType {
-    if cfg.file_storage { stream::StorageType::File } else { stream::StorageType::Memory }
+    if cfg.file_storage {
+        stream::StorageType::File
+    } else {
+        stream::StorageType::Memory
+    }
 }
 
 fn stream_err(name: &'static str) -> impl FnOnce(async_nats::Error) -> TopologyError {
@@ -152,7 +158,12 @@ pub fn jobs_stream(cfg: &TopologyConfig) -> stream::Config {
     }
 }
 
-fn limits_stream(cfg: &TopologyConfig, name: &str, subject: &str, max_age: Duration) -> stream::Config {
+fn limits_stream(
+    cfg: &TopologyConfig,
+    name: &str,
+    subject: &str,
+    max_age: Duration,
+) -> stream::Config {
     stream::Config {
         name: name.to_string(),
         subjects: vec![subject.to_string()],
@@ -192,9 +203,17 @@ pub async fn ensure_topology(
         .await
         .map_err(|e| stream_err(subjects::STREAM_JOBS)(e.into()))?;
     for (name, subject, age) in [
-        (subjects::STREAM_RESULTS, subjects::RESULTS_ALL, cfg.results_max_age),
+        (
+            subjects::STREAM_RESULTS,
+            subjects::RESULTS_ALL,
+            cfg.results_max_age,
+        ),
         (subjects::STREAM_RUNS, subjects::RUNS_ALL, cfg.runs_max_age),
-        (subjects::STREAM_ALERTS, subjects::ALERTS_ALL, cfg.runs_max_age),
+        (
+            subjects::STREAM_ALERTS,
+            subjects::ALERTS_ALL,
+            cfg.runs_max_age,
+        ),
     ] {
         js.get_or_create_stream(limits_stream(cfg, name, subject, age))
             .await
@@ -203,7 +222,10 @@ pub async fn ensure_topology(
     let consumer_name = subjects::worker_consumer(pool);
     jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
         .await
-        .map_err(|e| TopologyError::Consumer { name: consumer_name.clone(), source: e.into() })?;
+        .map_err(|e| TopologyError::Consumer {
+            name: consumer_name.clone(),
+            source: e.into(),
+        })?;
     ensure_bucket(&js, cfg, subjects::KV_RUNS).await?;
     tracing::debug!(pool, "JetStream topology ready");
     Ok(js)
@@ -225,5 +247,8 @@ async fn ensure_bucket(
         ..Default::default()
     })
     .await
-    .map_err(|e| TopologyError::Bucket { name, source: e.into() })
+    .map_err(|e| TopologyError::Bucket {
+        name,
+        source: e.into(),
+    })
 }

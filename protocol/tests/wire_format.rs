@@ -8,7 +8,9 @@ use vigil_protocol::*;
 
 fn as_map(bytes: &[u8]) -> BTreeMap<String, Value> {
     let value = rmpv::decode::read_value(&mut &bytes[..]).expect("valid msgpack");
-    let Value::Map(entries) = value else { panic!("top level is not a map: {value:?}") };
+    let Value::Map(entries) = value else {
+        panic!("top level is not a map: {value:?}")
+    };
     entries
         .into_iter()
         .map(|(k, v)| (k.as_str().expect("string keys").to_string(), v))
@@ -25,23 +27,38 @@ fn sample_job() -> Job {
             kind: EndpointKind::Chat,
             base_url: "http://127.0.0.1:9/v1".into(),
             model: "m".into(),
-            params: SamplingParams { temperature: Some(0.0), max_tokens: Some(8), seed: Some(7), ..Default::default() },
+            params: SamplingParams {
+                temperature: Some(0.0),
+                max_tokens: Some(8),
+                seed: Some(7),
+                ..Default::default()
+            },
             timeout_ms: 1000,
             max_concurrency: 4,
             max_retries: 2,
         },
         scorers: vec![
-            ScorerSpec { name: "exact".into(), threshold: None, kind: ScorerKind::default() },
+            ScorerSpec {
+                name: "exact".into(),
+                threshold: None,
+                kind: ScorerKind::default(),
+            },
             ScorerSpec {
                 name: "num".into(),
                 threshold: Some(1.0),
-                kind: ScorerKind::Numeric { tolerance: 0.5, relative_tolerance: 0.0 },
+                kind: ScorerKind::Numeric {
+                    tolerance: 0.5,
+                    relative_tolerance: 0.0,
+                },
             },
         ],
         items: vec![Item {
             index: 0,
             id: "q1".into(),
-            prompt: Prompt::Chat(vec![ChatMessage { role: "user".into(), content: "1+1".into() }]),
+            prompt: Prompt::Chat(vec![ChatMessage {
+                role: "user".into(),
+                content: "1+1".into(),
+            }]),
             references: [("exact".to_string(), "2".to_string())].into(),
             tags: [("lang".to_string(), "en".to_string())].into(),
         }],
@@ -53,14 +70,20 @@ fn sample_job() -> Job {
 #[test]
 fn job_is_a_map_with_named_fields() {
     let map = as_map(&encode(&sample_job()).unwrap());
-    assert_eq!(map["run_id"].as_str(), Some("0190a0a0-0000-7000-8000-000000000000"));
+    assert_eq!(
+        map["run_id"].as_str(),
+        Some("0190a0a0-0000-7000-8000-000000000000")
+    );
     assert_eq!(map["job_index"].as_u64(), Some(3));
     let target = &map["target"];
     assert_eq!(target["base_url"].as_str(), Some("http://127.0.0.1:9/v1"));
     assert_eq!(target["kind"].as_str(), Some("chat"));
     let scorers = map["scorers"].as_array().unwrap();
     assert_eq!(scorers[1]["kind"]["kind"].as_str(), Some("numeric"));
-    assert_eq!(scorers[1]["kind"]["params"]["tolerance"].as_f64(), Some(0.5));
+    assert_eq!(
+        scorers[1]["kind"]["params"]["tolerance"].as_f64(),
+        Some(0.5)
+    );
     let item = &map["items"].as_array().unwrap()[0];
     assert_eq!(item["references"]["exact"].as_str(), Some("2"));
     assert_eq!(item["prompt"]["chat"][0]["content"].as_str(), Some("1+1"));
@@ -76,9 +99,15 @@ fn job_result_is_a_map_with_named_fields() {
         items: vec![ItemResult {
             index: 5,
             id: "q5".into(),
-            error: Some(ItemError { kind: ErrorKind::RateLimited, message: "429 x3".into() }),
+            error: Some(ItemError {
+                kind: ErrorKind::RateLimited,
+                message: "429 x3".into(),
+            }),
             latency_ms: 12.5,
-            usage: TokenUsage { input: 3, output: 1 },
+            usage: TokenUsage {
+                input: 3,
+                output: 1,
+            },
             ..Default::default()
         }],
     };
@@ -92,25 +121,62 @@ fn job_result_is_a_map_with_named_fields() {
 
 #[test]
 fn summary_has_the_contract_fields() {
-    let mut summary = RunSummary { run_id: "r".into(), suite: "s".into(), target: "t".into(), ..Default::default() };
+    let mut summary = RunSummary {
+        run_id: "r".into(),
+        suite: "s".into(),
+        target: "t".into(),
+        ..Default::default()
+    };
     summary.errors.insert("timeout".into(), 2);
-    summary.scores.insert("exact".into(), ScoreSummary { mean: 0.9, pass_rate: 0.9, n: 10, ..Default::default() });
+    summary.scores.insert(
+        "exact".into(),
+        ScoreSummary {
+            mean: 0.9,
+            pass_rate: 0.9,
+            n: 10,
+            ..Default::default()
+        },
+    );
     let map = as_map(&encode(&summary).unwrap());
-    for field in ["run_id", "suite", "target", "items_total", "items_scored", "items_failed", "errors", "latency_ms", "scores"] {
+    for field in [
+        "run_id",
+        "suite",
+        "target",
+        "items_total",
+        "items_scored",
+        "items_failed",
+        "errors",
+        "latency_ms",
+        "scores",
+    ] {
         assert!(map.contains_key(field), "summary lacks {field}");
     }
     for field in ["p50", "p95", "p99"] {
-        assert!(map["latency_ms"][field].is_f64(), "latency_ms lacks {field}");
+        assert!(
+            map["latency_ms"][field].is_f64(),
+            "latency_ms lacks {field}"
+        );
     }
     for field in ["mean", "pass_rate", "ci_low", "ci_high", "n"] {
-        assert!(!map["scores"]["exact"][field].is_nil(), "score lacks {field}");
+        assert!(
+            !map["scores"]["exact"][field].is_nil(),
+            "score lacks {field}"
+        );
     }
     assert_eq!(map["errors"]["timeout"].as_u64(), Some(2));
 }
 
 #[test]
 fn progress_event_is_a_map() {
-    let map = as_map(&encode(&ProgressEvent { run_id: "r".into(), phase: RunPhase::Running, done: 4, ..Default::default() }).unwrap());
+    let map = as_map(
+        &encode(&ProgressEvent {
+            run_id: "r".into(),
+            phase: RunPhase::Running,
+            done: 4,
+            ..Default::default()
+        })
+        .unwrap(),
+    );
     assert_eq!(map["phase"].as_str(), Some("running"));
     assert_eq!(map["done"].as_u64(), Some(4));
 }
@@ -139,16 +205,31 @@ fn unknown_scorer_and_error_kinds_decode() {
             Value::from("kind"),
             Value::Map(vec![
                 (Value::from("kind"), Value::from("llm_judge_v9")),
-                (Value::from("params"), Value::Map(vec![(Value::from("rubric"), Value::from("x"))])),
+                (
+                    Value::from("params"),
+                    Value::Map(vec![(Value::from("rubric"), Value::from("x"))]),
+                ),
             ]),
         ),
     ]);
     let mut bytes = Vec::new();
     rmpv::encode::write_value(&mut bytes, &spec).unwrap();
     let decoded: ScorerSpec = decode(&bytes).expect("unknown scorer kinds decode");
-    assert_eq!(decoded.kind, ScorerKind::Unknown { name: "llm_judge_v9".into() });
+    assert_eq!(
+        decoded.kind,
+        ScorerKind::Unknown {
+            name: "llm_judge_v9".into()
+        }
+    );
 
-    let err: ItemError = decode(&encode(&ItemError { kind: ErrorKind::Other("gpu_on_fire".into()), message: String::new() }).unwrap()).unwrap();
+    let err: ItemError = decode(
+        &encode(&ItemError {
+            kind: ErrorKind::Other("gpu_on_fire".into()),
+            message: String::new(),
+        })
+        .unwrap(),
+    )
+    .unwrap();
     assert_eq!(err.kind.as_str(), "gpu_on_fire");
 }
 
@@ -157,13 +238,30 @@ fn every_type_round_trips() {
     let job = sample_job();
     assert_eq!(decode::<Job>(&encode(&job).unwrap()).unwrap(), job);
     for kind in [
-        ScorerKind::Contains { normalize: Normalization { ignore_case: true, ..Default::default() } },
-        ScorerKind::Regex { pattern: r"(\d+)".into() },
-        ScorerKind::Choice { choices: "ABCDE".into() },
-        ScorerKind::JsonSchema { schema: Some("{}".into()) },
-        ScorerKind::Unknown { name: "future".into() },
+        ScorerKind::Contains {
+            normalize: Normalization {
+                ignore_case: true,
+                ..Default::default()
+            },
+        },
+        ScorerKind::Regex {
+            pattern: r"(\d+)".into(),
+        },
+        ScorerKind::Choice {
+            choices: "ABCDE".into(),
+        },
+        ScorerKind::JsonSchema {
+            schema: Some("{}".into()),
+        },
+        ScorerKind::Unknown {
+            name: "future".into(),
+        },
     ] {
-        let spec = ScorerSpec { name: "x".into(), threshold: None, kind };
+        let spec = ScorerSpec {
+            name: "x".into(),
+            threshold: None,
+            kind,
+        };
         assert_eq!(decode::<ScorerSpec>(&encode(&spec).unwrap()).unwrap(), spec);
     }
     let p = Prompt::Completion("Q: 1+1\nA:".into());

@@ -19,7 +19,11 @@ const RUN_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c8a52-5b7e-4c1e-9d35-2a0c7e
 
 /// The run id of a scheduled run: UUIDv5 of `suite/target/date`.
 pub fn scheduled_run_id(suite: &str, target: &str, date: &str) -> String {
-    uuid::Uuid::new_v5(&RUN_ID_NAMESPACE, format!("{suite}/{target}/{date}").as_bytes()).to_string()
+    uuid::Uuid::new_v5(
+        &RUN_ID_NAMESPACE,
+        format!("{suite}/{target}/{date}").as_bytes(),
+    )
+    .to_string()
 }
 
 fn resolve_date(date: &str) -> Result<String, Failure> {
@@ -28,9 +32,18 @@ fn resolve_date(date: &str) -> Result<String, Failure> {
         return Ok(now[..10].to_string());
     }
     let valid = date.len() == 10
-        && date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() });
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
     if !valid {
-        return Err(anyhow!("--scheduled-date {date}: expected YYYY-MM-DD or `today`")).input_error();
+        return Err(anyhow!(
+            "--scheduled-date {date}: expected YYYY-MM-DD or `today`"
+        ))
+        .input_error();
     }
     Ok(date.to_string())
 }
@@ -38,9 +51,19 @@ fn resolve_date(date: &str) -> Result<String, Failure> {
 fn run_error(e: RunError) -> Failure {
     let input = matches!(
         e,
-        RunError::UnknownTarget { .. } | RunError::Suite(_) | RunError::Validation(_) | RunError::Dataset(_)
+        RunError::UnknownTarget { .. }
+            | RunError::Suite(_)
+            | RunError::Validation(_)
+            | RunError::Dataset(_)
     );
-    Failure { exit: if input { Exit::Input } else { Exit::Infrastructure }, error: e.into() }
+    Failure {
+        exit: if input {
+            Exit::Input
+        } else {
+            Exit::Infrastructure
+        },
+        error: e.into(),
+    }
 }
 
 pub async fn run(args: RunArgs) -> CommandResult {
@@ -54,11 +77,20 @@ pub async fn run(args: RunArgs) -> CommandResult {
         vigil_coordinator::run::find_target(&suite, name).map_err(run_error)?;
     }
     if args.run_id.is_some() && targets.len() > 1 {
-        return Err(anyhow!("--run-id needs a single --target (the suite has {})", targets.len())).input_error();
+        return Err(anyhow!(
+            "--run-id needs a single --target (the suite has {})",
+            targets.len()
+        ))
+        .input_error();
     }
-    let date = args.scheduled_date.as_deref().map(resolve_date).transpose()?;
+    let date = args
+        .scheduled_date
+        .as_deref()
+        .map(resolve_date)
+        .transpose()?;
     // Everything a run checks before publishing, checked once here for a clear error.
-    let (_, check) = tokio::task::block_in_place(|| crate::commands::validate::check_suite(&suite))?;
+    let (_, check) =
+        tokio::task::block_in_place(|| crate::commands::validate::check_suite(&suite))?;
 
     let embedded = match &args.nats.nats {
         Some(_) => None,
@@ -69,7 +101,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
         (None, Some(e)) => e.server.url(),
         (None, None) => unreachable!("embedded server started above"),
     };
-    let client = crate::nats_connect::connect_from_env(&url, "vigil-coordinator").await.infra_error()?;
+    let client = crate::nats_connect::connect_from_env(&url, "vigil-coordinator")
+        .await
+        .infra_error()?;
 
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
@@ -79,7 +113,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
         let mut allow = AllowList::default();
         crate::commands::worker::add_suite_targets(&mut allow, &suite);
         for _ in 0..args.workers {
-            let client = crate::nats_connect::connect_from_env(&url, "vigil-embedded-worker").await.infra_error()?;
+            let client = crate::nats_connect::connect_from_env(&url, "vigil-embedded-worker")
+                .await
+                .infra_error()?;
             let config = WorkerConfig {
                 pool: suite.pool.clone(),
                 concurrency: args.concurrency.max(1),
@@ -87,7 +123,10 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 ..Default::default()
             };
             let stop = workers_stop.clone();
-            workers.spawn(async move { vigil_worker::pull::run(client, config, Arc::new(WorkerStats::default()), stop).await });
+            workers.spawn(async move {
+                vigil_worker::pull::run(client, config, Arc::new(WorkerStats::default()), stop)
+                    .await
+            });
         }
     }
 
@@ -106,7 +145,12 @@ pub async fn run(args: RunArgs) -> CommandResult {
             (None, None) => None,
         };
         let (client, stop) = (client.clone(), shutdown.clone());
-        runs.spawn(async move { (position, vigil_coordinator::run::run(client, config, stop).await) });
+        runs.spawn(async move {
+            (
+                position,
+                vigil_coordinator::run::run(client, config, stop).await,
+            )
+        });
     }
     let mut outcomes: Vec<(usize, RunOutcome)> = Vec::new();
     let mut first_error = None;
@@ -118,7 +162,10 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 first_error.get_or_insert(run_error(e));
             }
             Err(e) => {
-                first_error.get_or_insert(Failure { exit: Exit::Infrastructure, error: e.into() });
+                first_error.get_or_insert(Failure {
+                    exit: Exit::Infrastructure,
+                    error: e.into(),
+                });
             }
         }
     }
@@ -148,5 +195,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
             .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
             .infra_error()?;
     }
-    Ok(if summaries.iter().all(|s| s.passed) { Exit::Ok } else { Exit::GateFailed })
+    Ok(if summaries.iter().all(|s| s.passed) {
+        Exit::Ok
+    } else {
+        Exit::GateFailed
+    })
 }

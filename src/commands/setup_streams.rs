@@ -7,10 +7,21 @@ use anyhow::anyhow;
 use vigil_protocol::topology::{TopologyConfig, ensure_topology};
 
 pub async fn run(args: SetupStreamsArgs) -> CommandResult {
-    let url = args.nats.nats.ok_or_else(|| anyhow!("--nats URL (or VIGIL_NATS_URL) is required")).input_error()?;
-    let client = crate::nats_connect::connect_from_env(&url, "vigil-setup-streams").await.infra_error()?;
-    let topology = TopologyConfig { replicas: args.replicas, ..Default::default() };
-    ensure_topology(&client, &topology, &args.pool).await.infra_error()?;
+    let url = args
+        .nats
+        .nats
+        .ok_or_else(|| anyhow!("--nats URL (or VIGIL_NATS_URL) is required"))
+        .input_error()?;
+    let client = crate::nats_connect::connect_from_env(&url, "vigil-setup-streams")
+        .await
+        .infra_error()?;
+    let topology = TopologyConfig {
+        replicas: args.replicas,
+        ..Default::default()
+    };
+    ensure_topology(&client, &topology, &args.pool)
+        .await
+        .infra_error()?;
     println!(
         "ok: streams {}, {}, {}, {} and consumer {} ready on {url}",
         vigil_protocol::subjects::STREAM_JOBS,

@@ -7,7 +7,9 @@ use tokio_util::sync::CancellationToken;
 use vigil_testkit::stub::{StubConfig, serve};
 
 pub async fn run(args: StubArgs) -> CommandResult {
-    let listener = tokio::net::TcpListener::bind(args.listen).await.infra_error()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .infra_error()?;
     let config = StubConfig {
         latency: Duration::from_millis(args.latency_ms),
         fail_rate: args.fail_rate,
@@ -18,7 +20,12 @@ pub async fn run(args: StubArgs) -> CommandResult {
     };
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
-    eprintln!("stub backend on http://{}/v1", listener.local_addr().infra_error()?);
-    serve(listener, config, async move { shutdown.cancelled().await }).await.infra_error()?;
+    eprintln!(
+        "stub backend on http://{}/v1",
+        listener.local_addr().infra_error()?
+    );
+    serve(listener, config, async move { shutdown.cancelled().await })
+        .await
+        .infra_error()?;
     Ok(Exit::Ok)
 }

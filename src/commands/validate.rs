@@ -31,9 +31,19 @@ pub async fn run(args: ValidateArgs) -> CommandResult {
         suite.dataset.path.display(),
         check.sha256,
         suite.targets.len(),
-        suite.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "),
+        suite
+            .targets
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         suite.scorers.len(),
-        suite.scorers.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+        suite
+            .scorers
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     );
     Ok(Exit::Ok)
 }

@@ -12,7 +12,10 @@ use vigil_worker::pull::{WorkerConfig, WorkerStats};
 
 /// The allow list of a worker: `--allow` entries, `VIGIL_ALLOW`
 /// (comma-separated) and the targets of `--suite` files.
-pub fn allow_list(allow: &[String], suites: &[std::path::PathBuf]) -> Result<AllowList, crate::exit::Failure> {
+pub fn allow_list(
+    allow: &[String],
+    suites: &[std::path::PathBuf],
+) -> Result<AllowList, crate::exit::Failure> {
     let from_env = std::env::var("VIGIL_ALLOW").unwrap_or_default();
     let entries = allow.iter().map(String::as_str).chain(from_env.split(','));
     let mut list = AllowList::parse(entries).input_error()?;
@@ -26,12 +29,19 @@ pub fn allow_list(allow: &[String], suites: &[std::path::PathBuf]) -> Result<All
 /// Allows every target of a suite, each with its own `api_key_env`.
 pub fn add_suite_targets(list: &mut AllowList, suite: &Suite) {
     for target in &suite.targets {
-        list.push(&target.base_url, target.api_key_env.clone(), &|name| std::env::var(name).ok());
+        list.push(&target.base_url, target.api_key_env.clone(), &|name| {
+            std::env::var(name).ok()
+        });
     }
 }
 
 pub async fn run(args: WorkerArgs) -> CommandResult {
-    let url = args.nats.nats.clone().ok_or_else(|| anyhow!("--nats URL (or VIGIL_NATS_URL) is required")).input_error()?;
+    let url = args
+        .nats
+        .nats
+        .clone()
+        .ok_or_else(|| anyhow!("--nats URL (or VIGIL_NATS_URL) is required"))
+        .input_error()?;
     let allow = allow_list(&args.allow, &args.suites)?;
     if allow.is_empty() {
         tracing::warn!("no --allow entries: every job's items will fail as backend_not_allowed");
@@ -43,16 +53,23 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
         grace_period: Duration::from_secs_f64(args.grace_period_s.max(0.0)),
         ..Default::default()
     };
-    let client = crate::nats_connect::connect_from_env(&url, &format!("vigil-worker-{}", config.worker_id)).await.infra_error()?;
+    let client =
+        crate::nats_connect::connect_from_env(&url, &format!("vigil-worker-{}", config.worker_id))
+            .await
+            .infra_error()?;
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
     if let Some(addr) = args.health_addr {
         let probe = crate::health::ReadyProbe::new(Some(client.clone()));
         let stop = shutdown.clone();
-        let bound = crate::health::serve(addr, probe, async move { stop.cancelled().await }).await.infra_error()?;
+        let bound = crate::health::serve(addr, probe, async move { stop.cancelled().await })
+            .await
+            .infra_error()?;
         tracing::info!(%bound, "health endpoints up");
     }
     let stats = Arc::new(WorkerStats::default());
-    vigil_worker::pull::run(client, config, stats, shutdown).await.infra_error()?;
+    vigil_worker::pull::run(client, config, stats, shutdown)
+        .await
+        .infra_error()?;
     Ok(Exit::Ok)
 }

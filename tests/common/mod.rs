@@ -16,7 +16,11 @@ pub fn vigil() -> Command {
 /// Runs a command to completion, printing its output when the test fails.
 pub fn run(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("vigil runs");
-    eprintln!("--- {:?} exited {:?}", cmd.get_args().collect::<Vec<_>>(), out.status.code());
+    eprintln!(
+        "--- {:?} exited {:?}",
+        cmd.get_args().collect::<Vec<_>>(),
+        out.status.code()
+    );
     eprintln!("--- stdout:\n{}", String::from_utf8_lossy(&out.stdout));
     eprintln!("--- stderr:\n{}", String::from_utf8_lossy(&out.stderr));
     out
@@ -77,5 +81,6 @@ shard_size: 32
 
 /// Reads the JSON summary written by `--out`.
 pub fn read_summary(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written")).expect("summary is JSON")
+    serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
+        .expect("summary is JSON")
 }

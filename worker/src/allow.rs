@@ -44,7 +44,9 @@ pub struct AllowList {
 #[derive(Debug, thiserror::Error)]
 pub enum AllowError {
     /// The URL part is not an http(s) URL.
-    #[error("--allow {0}: expected an http:// or https:// base URL, optionally followed by =KEY_ENV")]
+    #[error(
+        "--allow {0}: expected an http:// or https:// base URL, optionally followed by =KEY_ENV"
+    )]
     NotAUrl(String),
 }
 
@@ -64,7 +66,10 @@ impl AllowList {
     }
 
     /// As [`AllowList::parse`], with the environment given as a lookup.
-    pub fn parse_with<I, S>(entries: I, env: impl Fn(&str) -> Option<String>) -> Result<AllowList, AllowError>
+    pub fn parse_with<I, S>(
+        entries: I,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<AllowList, AllowError>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -92,9 +97,18 @@ impl AllowList {
     }
 
     /// Adds one backend.
-    pub fn push(&mut self, base_url: &str, key_env: Option<String>, env: &impl Fn(&str) -> Option<String>) {
+    pub fn push(
+        &mut self,
+        base_url: &str,
+        key_env: Option<String>,
+        env: &impl Fn(&str) -> Option<String>,
+    ) {
         let key = key_env.as_deref().and_then(env).filter(|k| !k.is_empty());
-        self.entries.push(AllowedBackend { prefix: normalize(base_url).to_string(), key_env, key });
+        self.entries.push(AllowedBackend {
+            prefix: normalize(base_url).to_string(),
+            key_env,
+            key,
+        });
     }
 
     /// Whether nothing is allowed.

@@ -13,7 +13,11 @@ use crate::backend::BackendClient;
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Scorer};
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, message::{Acker, PublishMessage}};
+use async_nats::jetstream::{
+    self, AckKind,
+    consumer::PullConsumer,
+    message::{Acker, PublishMessage},
+};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use std::collections::HashMap;
@@ -24,8 +28,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    CONTENT_TYPE, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION, TargetSpec, headers,
-    subjects,
+    CONTENT_TYPE, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
+    TargetSpec, headers, subjects,
 };
 
 /// How a worker runs.
@@ -73,7 +77,11 @@ impl Default for WorkerConfig {
 pub fn default_worker_id() -> String {
     let host = std::env::var("HOSTNAME")
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
         .unwrap_or_else(|| "worker".into());
     format!("{host}-{}", std::process::id())
 }
@@ -135,12 +143,22 @@ pub async fn run(
     let js = ensure_topology(&client, &config.topology, &config.pool).await?;
     let consumer_name = subjects::worker_consumer(&config.pool);
     let consumer: PullConsumer = async {
-        js.get_stream(subjects::STREAM_JOBS).await?.get_consumer(&consumer_name).await
+        js.get_stream(subjects::STREAM_JOBS)
+            .await?
+            .get_consumer(&consumer_name)
+            .await
     }
     .await
-    .map_err(|e: async_nats::Error| WorkerError::Consumer { consumer: consumer_name.clone(), source: e })?;
+    .map_err(|e: async_nats::Error| WorkerError::Consumer {
+        consumer: consumer_name.clone(),
+        source: e,
+    })?;
 
-    let max_jobs = if config.max_jobs > 0 { config.max_jobs } else { (config.concurrency / 8).max(4) };
+    let max_jobs = if config.max_jobs > 0 {
+        config.max_jobs
+    } else {
+        (config.concurrency / 8).max(4)
+    };
     tracing::info!(
         worker = %config.worker_id, pool = %config.pool, concurrency = config.concurrency, max_jobs,
         allowed = ?config.allow.prefixes().collect::<Vec<_>>(), "worker started"
@@ -221,7 +239,11 @@ pub async fn run(
         }
     }
 
-    tracing::info!(in_flight_jobs = tasks.len(), grace_s = shared.config.grace_period.as_secs_f64(), "worker draining");
+    tracing::info!(
+        in_flight_jobs = tasks.len(),
+        grace_s = shared.config.grace_period.as_secs_f64(),
+        "worker draining"
+    );
     let drained = tokio::time::timeout(shared.config.grace_period, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -236,7 +258,9 @@ pub async fn run(
 }
 
 async fn nak_rest_of_batch(batch: &mut jetstream::consumer::pull::Batch, stats: &WorkerStats) {
-    while let Ok(Some(Ok(message))) = tokio::time::timeout(Duration::from_millis(1500), batch.next()).await {
+    while let Ok(Some(Ok(message))) =
+        tokio::time::timeout(Duration::from_millis(1500), batch.next()).await
+    {
         stats.nakked.fetch_add(1, Ordering::Relaxed);
         let _ = message.ack_with(AckKind::Nak(None)).await;
     }
@@ -246,8 +270,15 @@ fn header_value<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a st
     headers.and_then(|h| h.get(name)).map(|v| v.as_str())
 }
 
-async fn handle_message(shared: &Shared, message: jetstream::Message, hard_stop: CancellationToken) {
-    let delivered = message.info().map(|i| i.delivered.max(1) as u64).unwrap_or(1);
+async fn handle_message(
+    shared: &Shared,
+    message: jetstream::Message,
+    hard_stop: CancellationToken,
+) {
+    let delivered = message
+        .info()
+        .map(|i| i.delivered.max(1) as u64)
+        .unwrap_or(1);
     let (message, acker) = message.split();
     let job = match decode_job(shared, &message) {
         Ok(job) => job,
@@ -292,25 +323,41 @@ async fn handle_message(shared: &Shared, message: jetstream::Message, hard_stop:
                 tracing::warn!(error = %e, run_id = %job.run_id, job = job.job_index, "ack failed; the job will be redelivered");
             }
             shared.stats.jobs_done.fetch_add(1, Ordering::Relaxed);
-            shared.stats.items_done.fetch_add(job.items.len() as u64, Ordering::Relaxed);
-            shared.stats.items_failed.fetch_add(failed, Ordering::Relaxed);
+            shared
+                .stats
+                .items_done
+                .fetch_add(job.items.len() as u64, Ordering::Relaxed);
+            shared
+                .stats
+                .items_failed
+                .fetch_add(failed, Ordering::Relaxed);
         }
         Err(e) => {
             shared.stats.nakked.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(error = %e, run_id = %job.run_id, job = job.job_index, "cannot publish result; nak");
-            let _ = acker.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            let _ = acker
+                .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                .await;
         }
     }
 }
 
 fn decode_job(shared: &Shared, message: &async_nats::Message) -> Result<Job, String> {
     if message.payload.len() > shared.config.max_job_bytes {
-        return Err(format!("payload of {} bytes exceeds {}", message.payload.len(), shared.config.max_job_bytes));
+        return Err(format!(
+            "payload of {} bytes exceeds {}",
+            message.payload.len(),
+            shared.config.max_job_bytes
+        ));
     }
     let schema = header_value(message.headers.as_ref(), headers::SCHEMA);
     match schema.map(str::parse::<u32>) {
         Some(Ok(v)) if v == SCHEMA_VERSION => {}
-        Some(Ok(v)) => return Err(format!("schema version {v}, this worker reads {SCHEMA_VERSION}")),
+        Some(Ok(v)) => {
+            return Err(format!(
+                "schema version {v}, this worker reads {SCHEMA_VERSION}"
+            ));
+        }
         Some(Err(_)) => return Err(format!("unreadable {} header", headers::SCHEMA)),
         None => return Err(format!("no {} header", headers::SCHEMA)),
     }
@@ -334,14 +381,20 @@ async fn keep_alive(acker: Arc<Acker>, ack_wait: Duration) {
 }
 
 fn unix_ms_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 fn failed_item(item: &Item, kind: ErrorKind, message: impl Into<String>) -> ItemResult {
     ItemResult {
         index: item.index,
         id: item.id.clone(),
-        error: Some(ItemError { kind, message: message.into() }),
+        error: Some(ItemError {
+            kind,
+            message: message.into(),
+        }),
         tags: item.tags.clone(),
         ..Default::default()
     }
@@ -358,20 +411,32 @@ fn limit_for(shared: &Shared, target: &TargetSpec) -> Arc<AdaptiveLimit> {
 
 async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
     if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
-        return job.items.iter().map(|i| failed_item(i, ErrorKind::Deadline, "run deadline passed")).collect();
+        return job
+            .items
+            .iter()
+            .map(|i| failed_item(i, ErrorKind::Deadline, "run deadline passed"))
+            .collect();
     }
     let Some(api_key) = shared.config.allow.lookup(&job.target.base_url) else {
         let reason = format!(
             "backend {} is not in this worker's allow list (start the worker with --allow {})",
             job.target.base_url, job.target.base_url
         );
-        return job.items.iter().map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone())).collect();
+        return job
+            .items
+            .iter()
+            .map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone()))
+            .collect();
     };
     let scorers: Vec<Box<dyn Scorer>> = match job.scorers.iter().map(scorers::build).collect() {
         Ok(scorers) => scorers,
         Err(e) => {
             let reason = e.to_string();
-            return job.items.iter().map(|i| failed_item(i, ErrorKind::Scorer, reason.clone())).collect();
+            return job
+                .items
+                .iter()
+                .map(|i| failed_item(i, ErrorKind::Scorer, reason.clone()))
+                .collect();
         }
     };
     let limit = limit_for(shared, &job.target);
@@ -399,13 +464,21 @@ async fn evaluate_item(
     let _call = shared.calls.acquire().await.expect("semaphore open");
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let call = shared.backend.complete(&job.target, api_key, &item.prompt, limit, &[]).await;
+    let call = shared
+        .backend
+        .complete(&job.target, api_key, &item.prompt, limit, &[])
+        .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     match call {
         Ok(completion) => {
             let scores = scorers
                 .iter()
-                .map(|s| s.score(&completion.text, item.references.get(s.name()).map(String::as_str)))
+                .map(|s| {
+                    s.score(
+                        &completion.text,
+                        item.references.get(s.name()).map(String::as_str),
+                    )
+                })
                 .collect();
             let keep = job.keep_output_chars as usize;
             let output = (keep > 0).then(|| completion.text.chars().take(keep).collect());
@@ -460,7 +533,10 @@ async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), as
         .headers(headers)
         .message_id(headers::job_msg_id(&result.run_id, result.job_index))
         .payload(payload.into());
-    let ack = shared.js.send_publish(subjects::result(&result.run_id, result.job_index), publish).await?;
+    let ack = shared
+        .js
+        .send_publish(subjects::result(&result.run_id, result.job_index), publish)
+        .await?;
     ack.await?;
     Ok(())
 }
