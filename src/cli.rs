@@ -81,6 +81,9 @@ pub struct RunArgs {
     /// Where the embedded mode keeps its nats-server store.
     #[arg(long, default_value = ".vigil", env = "VIGIL_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// Serve /healthz and /readyz here while the run lasts.
+    #[arg(long, env = "VIGIL_HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
 }
 
 /// `vigil worker`.

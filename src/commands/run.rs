@@ -107,6 +107,13 @@ pub async fn run(args: RunArgs) -> CommandResult {
 
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
+    if let Some(addr) = args.health_addr {
+        let probe = crate::health::ReadyProbe::new(Some(client.clone()));
+        let stop = shutdown.clone();
+        crate::health::serve(addr, probe, async move { stop.cancelled().await })
+            .await
+            .infra_error()?;
+    }
     let workers_stop = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
     if args.workers > 0 {

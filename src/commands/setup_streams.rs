@@ -10,7 +10,12 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
     let url = args
         .nats
         .nats
-        .ok_or_else(|| anyhow!("--nats URL (or VIGIL_NATS_URL) is required"))
+        .ok_or_else(|| {
+            anyhow!(
+                "--nats URL (or {}) is required",
+                crate::nats_connect::ENV_URL
+            )
+        })
         .input_error()?;
     let client = crate::nats_connect::connect_from_env(&url, "vigil-setup-streams")
         .await
