@@ -14,30 +14,6 @@ use vigil_protocol::ProgressEvent;
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
 
-fn spawn_worker(nats: &NatsServer, stub: &StubServer) -> Child {
-    vigil()
-        .args([
-            "worker",
-            "--nats",
-            &nats.url(),
-            "--concurrency",
-            "8",
-            "--allow",
-            &stub.base_url(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn sigterm(child: &Child) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
 /// Items done at the latest progress event, waiting for events as they come.
 async fn done_after(events: &mut async_nats::Subscriber, wait: Duration, last: &mut u64) {
     let until = tokio::time::Instant::now() + wait;
@@ -53,15 +29,15 @@ async fn adding_workers_raises_throughput_and_sigterm_loses_nothing() {
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
         .unwrap();
-    // 50 ms per call and 8 calls per worker: one worker does about 160 items/s.
+    // 100 ms per call and 8 calls per worker: one worker does about 80 items/s.
     let stub = StubServer::start(StubConfig {
-        latency: Duration::from_millis(50),
+        latency: Duration::from_millis(100),
         ..Default::default()
     })
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let n = 2400u64;
+    let n = 1600u64;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n as usize, 0);
     let suite = write_suite(dir.path(), &stub.base_url(), "");
     let text = std::fs::read_to_string(&suite)
@@ -73,19 +49,9 @@ async fn adding_workers_raises_throughput_and_sigterm_loses_nothing() {
     let mut events = client.subscribe("vigil.events.>").await.unwrap();
     client.flush().await.unwrap();
 
-    let mut workers = vec![spawn_worker(&nats, &stub)];
+    let mut workers = vec![spawn_worker(&nats.url(), &stub.base_url(), 8)];
     let out = dir.path().join("summary.json");
-    let mut coordinator = vigil()
-        .args([
-            "run",
-            suite.to_str().unwrap(),
-            "--nats",
-            &nats.url(),
-            "--workers",
-            "0",
-            "--out",
-            out.to_str().unwrap(),
-        ])
+    let mut coordinator = coordinate(&suite, &nats.url(), 0, Some(&out))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -107,7 +73,7 @@ async fn adding_workers_raises_throughput_and_sigterm_loses_nothing() {
 
     // Phase 2: four workers.
     for _ in 0..3 {
-        workers.push(spawn_worker(&nats, &stub));
+        workers.push(spawn_worker(&nats.url(), &stub.base_url(), 8));
     }
     done_after(&mut events, Duration::from_millis(700), &mut done).await; // let them connect
     let (t2, d2) = (Instant::now(), done);
