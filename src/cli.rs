@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Do not draw the progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve Prometheus metrics on /metrics here (coordinator and in-process workers).
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the embedded mode keeps its nats-server store.
     #[arg(long, default_value = ".vigil", env = "VIGIL_STATE_DIR")]
     pub state_dir: PathBuf,
@@ -111,6 +114,9 @@ pub struct WorkerArgs {
     /// Serve /healthz and /readyz here.
     #[arg(long, env = "VIGIL_HEALTH_ADDR")]
     pub health_addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics on /metrics here.
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// `vigil validate`.

@@ -131,7 +131,13 @@ pub async fn dispatch(
     max_payload: usize,
     progress: Arc<DispatchProgress>,
 ) -> Result<u64, DispatchError> {
-    let headers = job_headers(&template.job.run_id);
+    let mut headers = job_headers(&template.job.run_id);
+    // Every job carries the run span's context: the job spans of whichever
+    // workers take them become its children (no-op when tracing is off).
+    vigil_protocol::trace_context::inject(
+        &tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current()),
+        &mut headers,
+    );
     let run_id = template.job.run_id.clone();
     let max_bytes = max_payload.saturating_sub(4096);
     let mut next_index = 0u64;

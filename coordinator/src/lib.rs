@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod dataset;
 pub mod dispatch;
 pub mod gates;
+pub mod metrics;
 pub mod render;
 pub mod run;
 pub mod stats;

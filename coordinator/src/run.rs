@@ -17,6 +17,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
     ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects,
@@ -40,6 +43,8 @@ pub struct RunConfig {
     /// The dataset check already done by the caller for this suite (skips a
     /// second full pass over the dataset); `None`: the run checks it itself.
     pub dataset_check: Option<validate::DatasetCheck>,
+    /// Where the run counts what it sees (for `/metrics`); `None`: nowhere.
+    pub metrics: Option<Arc<crate::metrics::CoordinatorMetrics>>,
 }
 
 impl RunConfig {
@@ -53,6 +58,7 @@ impl RunConfig {
             max_in_flight_publishes: 256,
             progress: None,
             dataset_check: None,
+            metrics: None,
         }
     }
 }
@@ -131,7 +137,43 @@ pub fn find_target<'a>(suite: &'a Suite, name: &str) -> Result<&'a TargetConfig,
 }
 
 /// Runs a suite against one target to its summary.
+///
+/// The run is one span (`vigil.run`), the root of the run's trace: every
+/// job carries its context in its headers, so the workers' job spans are its
+/// children, and the summary's `trace_id` names the trace.
 pub async fn run(
+    client: async_nats::Client,
+    config: RunConfig,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome, RunError> {
+    let span = tracing::info_span!(
+        "vigil.run",
+        otel.name = "run",
+        vigil.suite = %config.suite.name,
+        vigil.target = %config.target,
+        vigil.run_id = Empty,
+        trace_id = Empty,
+    );
+    if let Some((trace_id, _)) = vigil_protocol::trace_context::ids(&span.context()) {
+        span.record("trace_id", trace_id.as_str());
+    }
+    let metrics = config.metrics.clone();
+    if let Some(m) = &metrics {
+        m.runs_active.inc();
+    }
+    let outcome = run_in_span(client, config, shutdown).instrument(span).await;
+    if let Some(m) = &metrics {
+        m.runs_active.dec();
+        if let Ok(o) = &outcome {
+            m.runs
+                .get_or_create(&vec![("passed", o.summary.passed.to_string())])
+                .inc();
+        }
+    }
+    outcome
+}
+
+async fn run_in_span(
     client: async_nats::Client,
     config: RunConfig,
     shutdown: CancellationToken,
@@ -157,6 +199,7 @@ pub async fn run(
         .run_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    tracing::Span::current().record("vigil.run_id", run_id.as_str());
     let started_at = SystemTime::now();
     let started = Instant::now();
     let deadline = suite
@@ -224,17 +267,20 @@ pub async fn run(
         let (js, progress) = (js.clone(), dispatch_progress.clone());
         let max_payload = client.server_info().max_payload;
         let max_in_flight = config.max_in_flight_publishes;
-        tokio::spawn(async move {
-            dispatch::dispatch(
-                &js,
-                template,
-                shard_rx,
-                max_in_flight,
-                max_payload,
-                progress,
-            )
-            .await
-        })
+        tokio::spawn(
+            async move {
+                dispatch::dispatch(
+                    &js,
+                    template,
+                    shard_rx,
+                    max_in_flight,
+                    max_payload,
+                    progress,
+                )
+                .await
+            }
+            .in_current_span(),
+        )
     };
     let mut dispatch_done = false;
 
@@ -268,10 +314,16 @@ pub async fn run(
                     Ok(result) if result.run_id == run_id => {
                         let outcome = aggregate.add_job_result(&result);
                         duplicates_dropped += outcome.duplicates;
+                        if let Some(m) = &config.metrics {
+                            m.observe_result(&result, outcome.duplicates);
+                        }
                     }
                     Ok(other) => tracing::warn!(expected = %run_id, got = %other.run_id, "result of another run on this run's subject"),
                     Err(e) => {
                         malformed_results += 1;
+                        if let Some(m) = &config.metrics {
+                            m.malformed_results.inc();
+                        }
                         tracing::warn!(subject = %message.subject, error = %e, "malformed result ignored");
                     }
                 }
@@ -284,7 +336,12 @@ pub async fn run(
             done = &mut dispatcher, if !dispatch_done => {
                 dispatch_done = true;
                 match done {
-                    Ok(Ok(jobs)) => tracing::info!(%run_id, jobs, "every job published"),
+                    Ok(Ok(jobs)) => {
+                        tracing::info!(%run_id, jobs, "every job published");
+                        if let Some(m) = &config.metrics {
+                            m.jobs_dispatched.inc_by(jobs);
+                        }
+                    }
                     Ok(Err(e)) => return Err(e.into()),
                     Err(e) => return Err(RunError::Dataset(e.to_string())),
                 }
@@ -317,6 +374,8 @@ pub async fn run(
         finished_at,
     };
     let mut summary = aggregate.summary(&meta);
+    summary.trace_id = vigil_protocol::trace_context::ids(&tracing::Span::current().context())
+        .map(|(trace_id, _)| trace_id);
     gates::apply(&suite.gates, &mut summary);
     publish_summary(&js, &summary).await?;
     let mut event = progress_event(

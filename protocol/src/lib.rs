@@ -28,6 +28,8 @@ pub mod subjects;
 pub mod summary;
 #[cfg(feature = "nats")]
 pub mod topology;
+#[cfg(feature = "nats")]
+pub mod trace_context;
 
 pub use codec::{CodecError, decode, encode};
 pub use job::{

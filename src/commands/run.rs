@@ -116,6 +116,25 @@ pub async fn run(args: RunArgs) -> CommandResult {
     }
     let workers_stop = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
+    // One set of counters for the in-process workers, one for the runs.
+    let worker_stats = Arc::new(WorkerStats::default());
+    let coordinator_metrics = Arc::new(vigil_coordinator::metrics::CoordinatorMetrics::default());
+    if let Some(addr) = args.metrics_addr {
+        let mut registry = crate::metrics_server::registry();
+        coordinator_metrics.register(&mut registry);
+        if args.workers > 0 {
+            vigil_worker::metrics::register(&mut registry, worker_stats.clone());
+        }
+        crate::metrics_server::poll_consumer(
+            &mut registry,
+            client.clone(),
+            &suite.pool,
+            workers_stop.clone(),
+        );
+        crate::metrics_server::serve(addr, registry, workers_stop.clone())
+            .await
+            .infra_error()?;
+    }
     if args.workers > 0 {
         let mut allow = AllowList::default();
         crate::commands::worker::add_suite_targets(&mut allow, &suite);
@@ -129,11 +148,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 allow: allow.clone(),
                 ..Default::default()
             };
-            let stop = workers_stop.clone();
-            workers.spawn(async move {
-                vigil_worker::pull::run(client, config, Arc::new(WorkerStats::default()), stop)
-                    .await
-            });
+            let (stop, stats) = (workers_stop.clone(), worker_stats.clone());
+            workers
+                .spawn(async move { vigil_worker::pull::run(client, config, stats, stop).await });
         }
     }
 
@@ -146,6 +163,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
         let mut config = RunConfig::new(suite.clone(), name.clone());
         config.progress = Some(tx);
         config.dataset_check = Some(check.clone());
+        config.metrics = Some(coordinator_metrics.clone());
         config.run_id = match (&args.run_id, &date) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),

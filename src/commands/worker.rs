@@ -76,6 +76,19 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
             .infra_error()?;
     probe.set_client(client.clone());
     let stats = Arc::new(WorkerStats::default());
+    if let Some(addr) = args.metrics_addr {
+        let mut registry = crate::metrics_server::registry();
+        vigil_worker::metrics::register(&mut registry, stats.clone());
+        crate::metrics_server::poll_consumer(
+            &mut registry,
+            client.clone(),
+            &config.pool,
+            shutdown.clone(),
+        );
+        crate::metrics_server::serve(addr, registry, shutdown.clone())
+            .await
+            .infra_error()?;
+    }
     vigil_worker::pull::run(client, config, stats, shutdown)
         .await
         .infra_error()?;

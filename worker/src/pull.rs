@@ -12,6 +12,7 @@ use crate::allow::AllowList;
 use crate::backend::BackendClient;
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Scorer};
+use crate::telemetry;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self, AckKind,
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
     CONTENT_TYPE, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
@@ -103,6 +105,8 @@ pub struct WorkerStats {
     pub nakked: AtomicU64,
     /// Model calls in flight now.
     pub in_flight: AtomicU64,
+    /// Per-item metrics with labels and buckets (failures by kind, latency, scores).
+    pub metrics: crate::metrics::WorkerMetrics,
 }
 
 /// The worker could not start or lost its stream for good.
@@ -294,10 +298,16 @@ async fn handle_message(
     if delivered > 1 {
         shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
     }
+    let span = telemetry::job_span(
+        message.headers.as_ref(),
+        &job,
+        delivered,
+        &shared.config.worker_id,
+    );
     let acker = Arc::new(acker);
     let heartbeat = tokio::spawn(keep_alive(acker.clone(), shared.config.topology.ack_wait));
     let outcome = tokio::select! {
-        results = evaluate_job(shared, &job) => Some(results),
+        results = evaluate_job(shared, &job).instrument(span.clone()) => Some(results),
         _ = hard_stop.cancelled() => None,
     };
     heartbeat.abort();
@@ -308,6 +318,9 @@ async fn handle_message(
         return;
     };
     let failed = items.iter().filter(|i| !i.is_scored()).count() as u64;
+    for item in &items {
+        shared.stats.metrics.observe_item(&job.target.model, item);
+    }
     let result = JobResult {
         run_id: job.run_id.clone(),
         job_index: job.job_index,
@@ -315,7 +328,7 @@ async fn handle_message(
         delivery: delivered,
         items,
     };
-    match publish_result(shared, result).await {
+    match publish_result(shared, result).instrument(span).await {
         Ok(()) => {
             // Ack only after the server has the result: a crash in between
             // means a redelivery, and the aggregator drops the duplicate.
@@ -464,20 +477,36 @@ async fn evaluate_item(
     let _call = shared.calls.acquire().await.expect("semaphore open");
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
+    // `Span::none()` when tracing is off: nothing allocated per item.
+    let span = telemetry::model_call_span(&job.target, item);
     let call = shared
         .backend
-        .complete(&job.target, api_key, &item.prompt, limit, &[])
+        .complete(
+            &job.target,
+            api_key,
+            &item.prompt,
+            limit,
+            &telemetry::http_headers(&span),
+        )
+        .instrument(span.clone())
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let (trace_id, span_id) = telemetry::span_ids(&span);
     match call {
         Ok(completion) => {
+            telemetry::record_completion(&span, &completion);
             let scores = scorers
                 .iter()
                 .map(|s| {
-                    s.score(
-                        &completion.text,
-                        item.references.get(s.name()).map(String::as_str),
-                    )
+                    let score_span = telemetry::score_span(&span, s.name());
+                    let score = score_span.in_scope(|| {
+                        s.score(
+                            &completion.text,
+                            item.references.get(s.name()).map(String::as_str),
+                        )
+                    });
+                    telemetry::record_score(&score_span, &score);
+                    score
                 })
                 .collect();
             let keep = job.keep_output_chars as usize;
@@ -495,14 +524,17 @@ async fn evaluate_item(
                 response_model: completion.model,
                 cached: false,
                 tags: item.tags.clone(),
-                trace_id: None,
-                span_id: None,
+                trace_id,
+                span_id,
             }
         }
         Err(failure) => {
+            telemetry::record_failure(&span, &failure);
             tracing::debug!(item = %item.id, kind = %failure.kind, elapsed_ms = started.elapsed().as_millis() as u64, "item failed");
             let mut result = failed_item(item, failure.kind, failure.message);
             result.attempts = failure.attempts;
+            result.trace_id = trace_id;
+            result.span_id = span_id;
             result
         }
     }
