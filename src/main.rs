@@ -14,6 +14,7 @@ mod logging;
 mod nats_connect;
 mod progress;
 mod signals;
+mod topology_env;
 
 use clap::Parser;
 use std::process::ExitCode;

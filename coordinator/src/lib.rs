@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod dispatch;
 pub mod gates;
 pub mod render;
+pub mod resume;
 pub mod run;
 pub mod stats;
 pub mod suite;
