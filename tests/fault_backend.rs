@@ -119,17 +119,17 @@ async fn the_deadline_ends_the_run_and_workers_skip_expired_jobs() {
         .await
         .unwrap();
     let stub = StubServer::start(StubConfig {
-        latency: Duration::from_millis(300),
+        latency: Duration::from_millis(100),
         ..Default::default()
     })
     .await
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let n = 400;
+    let n = 800;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
-    let suite = write_suite(dir.path(), &stub.base_url(), "deadline_s: 2\n");
+    let suite = write_suite(dir.path(), &stub.base_url(), "deadline_s: 3\n");
     let out = dir.path().join("summary.json");
-    let _w = worker(dir.path(), "worker", &nats.url(), &stub.base_url(), 4, &[], &[]);
+    let _w = worker(dir.path(), "worker", &nats.url(), &stub.base_url(), 8, &[], &[]);
     let mut c = coordinator(dir.path(), "coordinator", &suite, &nats.url(), &out, &[]);
     assert_eq!(c.wait_exit(Duration::from_secs(20)), Some(0), "{}", c.log_text());
     let s = read_summary(&out);

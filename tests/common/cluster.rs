@@ -161,7 +161,9 @@ pub fn coordinator_with_env(
 
 /// Messages in a stream's subject filter (for example how many results a run has).
 pub async fn count_messages(js: &async_nats::jetstream::Context, stream: &str, subject: &str) -> u64 {
-    let stream = js.get_stream(stream).await.expect("stream exists");
+    let Ok(stream) = js.get_stream(stream).await else {
+        return 0; // not created yet
+    };
     match stream.info_with_subjects(subject).await {
         Ok(mut subjects) => {
             use futures::TryStreamExt;
