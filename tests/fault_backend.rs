@@ -3,9 +3,9 @@
 //! crashes, retries stay bounded, every failed item has its kind, the counts
 //! add up and the run ends.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use cluster::*;
 use common::*;
@@ -14,7 +14,13 @@ use std::time::Duration;
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
 
-fn suite_text(dir: &std::path::Path, base_url: &str, timeout_s: &str, retries: u32, extra: &str) -> std::path::PathBuf {
+fn suite_text(
+    dir: &std::path::Path,
+    base_url: &str,
+    timeout_s: &str,
+    retries: u32,
+    extra: &str,
+) -> std::path::PathBuf {
     let path = write_suite(dir, base_url, extra);
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -50,23 +56,59 @@ async fn every_backend_fault_at_once_ends_in_a_summary_that_adds_up() {
     let out = dir.path().join("summary.json");
     let (url, base) = (nats.url(), stub.base_url());
     let mut workers: Vec<Proc> = (0..2)
-        .map(|i| worker(dir.path(), &format!("worker-{i}"), &url, &base, 64, &[], &[]))
+        .map(|i| {
+            worker(
+                dir.path(),
+                &format!("worker-{i}"),
+                &url,
+                &base,
+                64,
+                &[],
+                &[],
+            )
+        })
         .collect();
     let mut c = coordinator(dir.path(), "coordinator", &suite, &url, &out, &[]);
-    assert_eq!(c.wait_exit(Duration::from_secs(30)), Some(0), "{}", c.log_text());
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        c.log_text()
+    );
     let s = read_summary(&out);
-    let (scored, failed) = (s["items_scored"].as_u64().unwrap(), s["items_failed"].as_u64().unwrap());
+    let (scored, failed) = (
+        s["items_scored"].as_u64().unwrap(),
+        s["items_failed"].as_u64().unwrap(),
+    );
     assert_eq!(scored + failed, n as u64, "every item accounted once");
     assert_eq!(s["scores"]["exact"]["n"], scored);
     let errors = s["errors"].as_object().unwrap();
-    assert_eq!(errors.values().map(|v| v.as_u64().unwrap()).sum::<u64>(), failed);
-    let known = ["server_error", "rate_limited", "connection", "timeout", "invalid_response", "empty_response"];
+    assert_eq!(
+        errors.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
+        failed
+    );
+    let known = [
+        "server_error",
+        "rate_limited",
+        "connection",
+        "timeout",
+        "invalid_response",
+        "empty_response",
+    ];
     for kind in errors.keys() {
-        assert!(known.contains(&kind.as_str()), "unexpected error kind {kind}");
+        assert!(
+            known.contains(&kind.as_str()),
+            "unexpected error kind {kind}"
+        );
     }
-    assert!(failed > 0, "with ~38% faults and 2 retries some items fail: {s}");
+    assert!(
+        failed > 0,
+        "with ~38% faults and 2 retries some items fail: {s}"
+    );
     let stats = stub.stats().snapshot();
-    eprintln!("BACKEND FAULTS TEST: items {n}, scored {scored}, failed {failed}, errors {errors:?}, stub {stats:?}");
+    eprintln!(
+        "BACKEND FAULTS TEST: items {n}, scored {scored}, failed {failed}, errors {errors:?}, stub {stats:?}"
+    );
     for (what, count) in [
         ("500", stats.server_errors),
         ("429", stats.rate_limited),
@@ -78,10 +120,18 @@ async fn every_backend_fault_at_once_ends_in_a_summary_that_adds_up() {
         assert!(count > 0, "the stub produced {what}");
     }
     // Bounded: never more than 1 + max_retries calls per item.
-    assert!(stats.requests <= n as u64 * (1 + retries as u64), "{}", stats.requests);
+    assert!(
+        stats.requests <= n as u64 * (1 + retries as u64),
+        "{}",
+        stats.requests
+    );
     // No worker crashed.
     for w in &mut workers {
-        assert!(w.child.try_wait().unwrap().is_none(), "worker alive: {}", w.log_text());
+        assert!(
+            w.child.try_wait().unwrap().is_none(),
+            "worker alive: {}",
+            w.log_text()
+        );
     }
 }
 
@@ -103,14 +153,33 @@ async fn rate_limits_shrink_the_worker_and_every_item_still_gets_scored() {
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
     let suite = suite_text(dir.path(), &stub.base_url(), "5", 8, "");
     let out = dir.path().join("summary.json");
-    let _w = worker(dir.path(), "worker", &nats.url(), &stub.base_url(), 64, &[], &[]);
+    let _w = worker(
+        dir.path(),
+        "worker",
+        &nats.url(),
+        &stub.base_url(),
+        64,
+        &[],
+        &[],
+    );
     let mut c = coordinator(dir.path(), "coordinator", &suite, &nats.url(), &out, &[]);
-    assert_eq!(c.wait_exit(Duration::from_secs(30)), Some(0), "{}", c.log_text());
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        c.log_text()
+    );
     let s = read_summary(&out);
     let stats = stub.stats().snapshot();
-    eprintln!("AIMD TEST: items {n}, scored {}, stub {stats:?}", s["items_scored"]);
+    eprintln!(
+        "AIMD TEST: items {n}, scored {}, stub {stats:?}",
+        s["items_scored"]
+    );
     assert!(stats.over_capacity > 0, "the worker did hit the limit");
-    assert_eq!(s["items_scored"], n, "the adaptive limit settles under capacity");
+    assert_eq!(
+        s["items_scored"], n,
+        "the adaptive limit settles under capacity"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -129,9 +198,22 @@ async fn the_deadline_ends_the_run_and_workers_skip_expired_jobs() {
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
     let suite = write_suite(dir.path(), &stub.base_url(), "deadline_s: 3\n");
     let out = dir.path().join("summary.json");
-    let _w = worker(dir.path(), "worker", &nats.url(), &stub.base_url(), 8, &[], &[]);
+    let _w = worker(
+        dir.path(),
+        "worker",
+        &nats.url(),
+        &stub.base_url(),
+        8,
+        &[],
+        &[],
+    );
     let mut c = coordinator(dir.path(), "coordinator", &suite, &nats.url(), &out, &[]);
-    assert_eq!(c.wait_exit(Duration::from_secs(20)), Some(0), "{}", c.log_text());
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(20)),
+        Some(0),
+        "{}",
+        c.log_text()
+    );
     let s = read_summary(&out);
     let scored = s["items_scored"].as_u64().unwrap();
     let deadline = s["errors"]["deadline"].as_u64().unwrap_or(0);
@@ -143,6 +225,11 @@ async fn the_deadline_ends_the_run_and_workers_skip_expired_jobs() {
     let after = settle();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(settle(), after, "no calls once the deadline passed");
-    assert!(after < n as u64 / 2, "expired items were skipped: {after} calls");
-    eprintln!("DEADLINE TEST: items {n}, scored {scored}, deadline {deadline}, backend calls {after}");
+    assert!(
+        after < n as u64 / 2,
+        "expired items were skipped: {after} calls"
+    );
+    eprintln!(
+        "DEADLINE TEST: items {n}, scored {scored}, deadline {deadline}, backend calls {after}"
+    );
 }

@@ -3,9 +3,9 @@
 //! stream, publishes only the jobs not yet published, and ends with the
 //! summary an uninterrupted run gives. A resume of a changed suite is refused.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use async_nats::jetstream;
 use cluster::*;
@@ -93,21 +93,44 @@ async fn setup() -> Setup {
 /// Runs once uninterrupted; returns the summary.
 fn uninterrupted(s: &Setup) -> serde_json::Value {
     let out = s.dir.path().join("baseline.json");
-    let mut c = coordinator_with_env(s.dir.path(), "baseline", &s.suite, &s.nats.url(), &out, &[], &ENVS);
-    assert_eq!(c.wait_exit(Duration::from_secs(30)), Some(0), "{}", c.log_text());
+    let mut c = coordinator_with_env(
+        s.dir.path(),
+        "baseline",
+        &s.suite,
+        &s.nats.url(),
+        &out,
+        &[],
+        &ENVS,
+    );
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        c.log_text()
+    );
     read_summary(&out)
 }
 
 /// Starts a run, kills it once a third of its results are in.
 async fn start_and_kill(s: &Setup, name: &str, extra: &[&str]) -> Proc {
     let out = s.dir.path().join(format!("{name}-never.json"));
-    let mut c = coordinator_with_env(s.dir.path(), name, &s.suite, &s.nats.url(), &out, extra, &ENVS);
+    let mut c = coordinator_with_env(
+        s.dir.path(),
+        name,
+        &s.suite,
+        &s.nats.url(),
+        &out,
+        extra,
+        &ENVS,
+    );
     let js = jetstream::new(async_nats::connect(s.nats.url()).await.unwrap());
     let before = count_messages(&js, "VIGIL_RESULTS", "vigil.results.>").await;
     let want = before + (N / 32 / 3) as u64;
-    wait_until("a third of the results", Duration::from_secs(30), || async {
-        count_messages(&js, "VIGIL_RESULTS", "vigil.results.>").await >= want
-    })
+    wait_until(
+        "a third of the results",
+        Duration::from_secs(30),
+        || async { count_messages(&js, "VIGIL_RESULTS", "vigil.results.>").await >= want },
+    )
     .await;
     c.kill9();
     assert!(!out.exists(), "killed before the end");
@@ -117,8 +140,21 @@ async fn start_and_kill(s: &Setup, name: &str, extra: &[&str]) -> Proc {
 fn resumed_ok(s: &Setup, name: &str, extra: &[&str], baseline: &serde_json::Value) -> Proc {
     let out = s.dir.path().join(format!("{name}.json"));
     let launched = SystemTime::now();
-    let mut c = coordinator_with_env(s.dir.path(), name, &s.suite, &s.nats.url(), &out, extra, &ENVS);
-    assert_eq!(c.wait_exit(Duration::from_secs(30)), Some(0), "{}", c.log_text());
+    let mut c = coordinator_with_env(
+        s.dir.path(),
+        name,
+        &s.suite,
+        &s.nats.url(),
+        &out,
+        extra,
+        &ENVS,
+    );
+    assert_eq!(
+        c.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        c.log_text()
+    );
     let summary = read_summary(&out);
     assert_same(&outcome(&summary), &outcome(baseline), "summary");
     let started = humantime::parse_rfc3339(summary["started_at"].as_str().unwrap()).unwrap();
@@ -152,15 +188,37 @@ async fn resume_after_kill_9_equals_an_uninterrupted_run() {
 
     // An unknown run, and a changed suite, are refused with exit 2.
     let out = s.dir.path().join("refused.json");
-    let mut c = coordinator(s.dir.path(), "unknown", &s.suite, &s.nats.url(), &out, &["--resume", "no-such-run"]);
+    let mut c = coordinator(
+        s.dir.path(),
+        "unknown",
+        &s.suite,
+        &s.nats.url(),
+        &out,
+        &["--resume", "no-such-run"],
+    );
     assert_eq!(c.wait_exit(Duration::from_secs(20)), Some(2));
-    assert!(c.log_text().contains("nothing to resume"), "{}", c.log_text());
+    assert!(
+        c.log_text().contains("nothing to resume"),
+        "{}",
+        c.log_text()
+    );
     let mut text = std::fs::read_to_string(&s.suite).unwrap();
     text.push_str("# edited\n");
     std::fs::write(&s.suite, text).unwrap();
-    let mut c = coordinator(s.dir.path(), "changed", &s.suite, &s.nats.url(), &out, &["--resume", run_id]);
+    let mut c = coordinator(
+        s.dir.path(),
+        "changed",
+        &s.suite,
+        &s.nats.url(),
+        &out,
+        &["--resume", run_id],
+    );
     assert_eq!(c.wait_exit(Duration::from_secs(20)), Some(2));
-    assert!(c.log_text().contains("suite file sha256"), "{}", c.log_text());
+    assert!(
+        c.log_text().contains("suite file sha256"),
+        "{}",
+        c.log_text()
+    );
     assert!(!out.exists());
 }
 

@@ -2,9 +2,9 @@
 //! pull loops and the coordinator's results subscription reconnect, and the
 //! run completes with every item exactly once.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use async_nats::jetstream;
 use cluster::*;
@@ -36,9 +36,13 @@ async fn a_restarted_nats_server_loses_nothing() {
     let mut coordinator = coordinator(dir.path(), "coordinator", &suite, &url, &out, &[]);
     {
         let js = jetstream::new(async_nats::connect(&url).await.unwrap());
-        wait_until("a third of the results", Duration::from_secs(30), || async {
-            count_messages(&js, "VIGIL_RESULTS", "vigil.results.>").await >= (n / 32 / 3) as u64
-        })
+        wait_until(
+            "a third of the results",
+            Duration::from_secs(30),
+            || async {
+                count_messages(&js, "VIGIL_RESULTS", "vigil.results.>").await >= (n / 32 / 3) as u64
+            },
+        )
         .await;
     }
     nats.restart().await.unwrap();

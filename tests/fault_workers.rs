@@ -2,9 +2,9 @@
 //! grace period, garbage on the jobs subject, a poison job that ends at
 //! MaxDeliver. A real nats-server, real `vigil` processes, the stub backend.
 
-mod common;
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use async_nats::jetstream::{self, AckKind};
 use cluster::*;
@@ -65,7 +65,10 @@ async fn killed_workers_lose_nothing_and_count_nothing_twice() {
     assert_eq!(s["items_failed"], 0);
     let expected = (n - wrong) as f64 / n as f64;
     for scorer in ["exact", "num"] {
-        assert_eq!(s["scores"][scorer]["n"], n, "{scorer}: nothing counted twice");
+        assert_eq!(
+            s["scores"][scorer]["n"], n,
+            "{scorer}: nothing counted twice"
+        );
         assert!((s["scores"][scorer]["pass_rate"].as_f64().unwrap() - expected).abs() < 1e-12);
     }
     let finished = coordinator.log_events("run finished");
@@ -118,7 +121,11 @@ async fn sigterm_hands_jobs_back_within_the_grace_period_and_exits_0() {
     let code = leaving.wait_exit(Duration::from_secs(15));
     assert_eq!(code, Some(0), "{}", leaving.log_text());
     let nakked = leaving.log_events("job nak'd at shutdown").len();
-    assert!(nakked > 0, "in-flight jobs handed back: {}", leaving.log_text());
+    assert!(
+        nakked > 0,
+        "in-flight jobs handed back: {}",
+        leaving.log_text()
+    );
     // Another worker finishes the run: nothing was lost.
     let _staying = worker(dir.path(), "staying", &url, &base, 256, &[], &[]);
     let code = coordinator.wait_exit(Duration::from_secs(30));
@@ -152,7 +159,10 @@ async fn garbage_on_the_jobs_subject_is_terminated_counted_and_survived() {
     let js = jetstream::new(async_nats::connect(&url).await.unwrap());
     wait_until("the worker's consumer", Duration::from_secs(20), || async {
         match js.get_stream("VIGIL_JOBS").await {
-            Ok(s) => s.get_consumer::<jetstream::consumer::pull::Config>("vigil-workers-default").await.is_ok(),
+            Ok(s) => s
+                .get_consumer::<jetstream::consumer::pull::Config>("vigil-workers-default")
+                .await
+                .is_ok(),
             Err(_) => false,
         }
     })
@@ -169,7 +179,9 @@ async fn garbage_on_the_jobs_subject_is_terminated_counted_and_survived() {
         ..Default::default()
     };
     let valid = vigil_protocol::encode(&job).unwrap();
-    let random: Vec<u8> = (0..512u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let random: Vec<u8> = (0..512u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let oversized = vigil_protocol::encode(&vigil_protocol::Job {
         suite: "x".repeat(200_000),
         ..job.clone()
@@ -190,7 +202,10 @@ async fn garbage_on_the_jobs_subject_is_terminated_counted_and_survived() {
     assert_eq!(events.len(), 3);
     assert_eq!(events[2]["malformed_total"], 3, "the counter counts them");
     let reasons: Vec<String> = events.iter().map(|e| e["reason"].to_string()).collect();
-    assert!(reasons.iter().any(|r| r.contains("schema version 99")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("schema version 99")),
+        "{reasons:?}"
+    );
     assert!(reasons.iter().any(|r| r.contains("exceeds")), "{reasons:?}");
 
     // The worker is still there and does real work.

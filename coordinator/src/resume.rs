@@ -103,7 +103,11 @@ pub async fn load(js: &jetstream::Context, run_id: &str) -> Result<Option<RunSta
         .get_key_value(vigil_protocol::subjects::KV_RUNS)
         .await
         .map_err(|e| read_err(e.to_string()))?;
-    let Some(bytes) = store.get(run_id).await.map_err(|e| read_err(e.to_string()))? else {
+    let Some(bytes) = store
+        .get(run_id)
+        .await
+        .map_err(|e| read_err(e.to_string()))?
+    else {
         return Ok(None);
     };
     serde_json::from_slice(&bytes)
@@ -213,7 +217,9 @@ impl StateRecorder {
         };
         match store.put(&self.run_id, bytes.into()).await {
             Ok(_) => self.written = Some(self.state.clone()),
-            Err(e) => tracing::warn!(error = %e, run_id = %self.run_id, "could not record run state"),
+            Err(e) => {
+                tracing::warn!(error = %e, run_id = %self.run_id, "could not record run state")
+            }
         }
     }
 }

@@ -56,9 +56,7 @@ fn run_error(e: RunError) -> Failure {
             | RunError::Suite(_)
             | RunError::Validation(_)
             | RunError::Dataset(_)
-            | RunError::Resume(
-                ResumeError::NotFound { .. } | ResumeError::Mismatch { .. }
-            )
+            | RunError::Resume(ResumeError::NotFound { .. } | ResumeError::Mismatch { .. })
     );
     Failure {
         exit: if input {

@@ -160,7 +160,11 @@ pub fn coordinator_with_env(
 }
 
 /// Messages in a stream's subject filter (for example how many results a run has).
-pub async fn count_messages(js: &async_nats::jetstream::Context, stream: &str, subject: &str) -> u64 {
+pub async fn count_messages(
+    js: &async_nats::jetstream::Context,
+    stream: &str,
+    subject: &str,
+) -> u64 {
     let Ok(stream) = js.get_stream(stream).await else {
         return 0; // not created yet
     };
