@@ -72,9 +72,14 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "scheduled_date")]
     pub run_id: Option<String>,
     /// Derive the run id from suite, target and this date (YYYY-MM-DD, or
-    /// `today` in UTC), so a re-fired scheduled job does not run twice.
+    /// `today` in UTC), so a re-fired scheduled job does not run twice; a run
+    /// with that id left `running` (its coordinator died) is resumed.
     #[arg(long, value_name = "DATE")]
     pub scheduled_date: Option<String>,
+    /// Resume the run RUN_ID after its coordinator died: rebuild the aggregate
+    /// from its results and publish only the jobs not yet published (one target only).
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["run_id", "scheduled_date"])]
+    pub resume: Option<String>,
     /// Do not draw the progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
@@ -117,6 +122,9 @@ pub struct WorkerArgs {
     /// Serve Prometheus metrics on /metrics here.
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+    /// Largest job payload accepted, bytes; larger ones are terminated as malformed.
+    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "VIGIL_MAX_JOB_BYTES", hide = true)]
+    pub max_job_bytes: usize,
 }
 
 /// `vigil validate`.

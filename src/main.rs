@@ -16,6 +16,7 @@ mod nats_connect;
 mod progress;
 mod signals;
 mod telemetry;
+mod topology_env;
 
 use clap::Parser;
 use std::process::ExitCode;

@@ -9,6 +9,7 @@ pub mod dispatch;
 pub mod gates;
 pub mod metrics;
 pub mod render;
+pub mod resume;
 pub mod run;
 pub mod stats;
 pub mod suite;

@@ -8,6 +8,7 @@
 use crate::aggregate::{Aggregator, SummaryMeta};
 use crate::dispatch::{self, DispatchProgress, JobTemplate};
 use crate::render::Renderer;
+use crate::resume::{self, ResumeError, RunState, StateRecorder};
 use crate::suite::{Suite, TargetConfig};
 use crate::{dataset, gates, validate};
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, message::PublishMessage};
@@ -45,6 +46,10 @@ pub struct RunConfig {
     pub dataset_check: Option<validate::DatasetCheck>,
     /// Where the run counts what it sees (for `/metrics`); `None`: nowhere.
     pub metrics: Option<Arc<crate::metrics::CoordinatorMetrics>>,
+    /// The run id must name a run recorded in the `vigil-runs` bucket, which
+    /// is resumed (`vigil run --resume`). Without it, a recorded run with the
+    /// given id is resumed too, and an unknown id starts a new run.
+    pub require_resume: bool,
 }
 
 impl RunConfig {
@@ -59,6 +64,7 @@ impl RunConfig {
             progress: None,
             dataset_check: None,
             metrics: None,
+            require_resume: false,
         }
     }
 }
@@ -107,6 +113,9 @@ pub enum RunError {
     /// Reading the dataset failed during dispatch (it changed after validation?).
     #[error("dataset: {0}")]
     Dataset(String),
+    /// The run cannot be resumed (unknown, or it evaluated something else).
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
     /// The run was cancelled.
     #[error("run cancelled")]
     Cancelled,
@@ -200,14 +209,43 @@ async fn run_in_span(
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     tracing::Span::current().record("vigil.run_id", run_id.as_str());
-    let started_at = SystemTime::now();
+    let fresh = RunState {
+        suite: suite.name.clone(),
+        target: target.name.clone(),
+        status: resume::STATUS_RUNNING.into(),
+        items_total: check.items,
+        suite_sha256: suite.sha256.clone(),
+        dataset_sha256: check.sha256.clone(),
+        started_at_unix_ms: unix_ms(SystemTime::now()),
+        ..Default::default()
+    };
+    let recorded = match &config.run_id {
+        Some(id) => resume::load(&js, id).await?,
+        None => None,
+    };
+    let state = match recorded {
+        Some(recorded) => {
+            resume::check_same(&run_id, &recorded, &fresh)?;
+            tracing::info!(%run_id, status = %recorded.status, dispatched_jobs = recorded.dispatched_jobs,
+                "resuming run: replaying its results, publishing jobs from the high-water mark on");
+            RunState {
+                status: resume::STATUS_RUNNING.into(),
+                resumes: recorded.resumes + 1,
+                ..recorded
+            }
+        }
+        None if config.require_resume => return Err(ResumeError::NotFound { run_id }.into()),
+        None => fresh,
+    };
+    let skip_below = state.dispatched_jobs;
+    // A resumed run keeps its first start: its deadline and duration count from there.
+    let started_at = state.started_at();
     let started = Instant::now();
-    let deadline = suite
-        .deadline_s
-        .map(|s| started + Duration::from_secs_f64(s));
     let deadline_unix_ms = suite
         .deadline_s
         .map(|s| unix_ms(started_at) + (s * 1000.0) as u64);
+    let deadline = deadline_unix_ms
+        .map(|d| started + Duration::from_millis(d.saturating_sub(unix_ms(SystemTime::now()))));
     tracing::info!(%run_id, suite = %suite.name, target = %target.name, items = check.items, "run starting");
 
     // Subscribe before publishing: results of this run from the first on.
@@ -233,15 +271,8 @@ async fn run_in_span(
         .get_stream(subjects::STREAM_JOBS)
         .await
         .map_err(nats_err)?;
-    put_run_state(
-        &js,
-        &run_id,
-        &suite.name,
-        &target.name,
-        "running",
-        check.items,
-    )
-    .await;
+    let mut recorder = StateRecorder::new(&js, &run_id, state).await;
+    recorder.flush().await;
 
     // Read and render on a blocking thread; shards flow through a bounded channel.
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
@@ -261,6 +292,7 @@ async fn run_in_span(
             keep_output_chars: suite.keep_output_chars,
         },
         subject: subjects::jobs(&suite.pool),
+        skip_below,
     };
     let dispatch_progress = Arc::new(DispatchProgress::default());
     let mut dispatcher = {
@@ -341,6 +373,8 @@ async fn run_in_span(
                         if let Some(m) = &config.metrics {
                             m.jobs_dispatched.inc_by(jobs);
                         }
+                        recorder.set_dispatched(jobs, true);
+                        recorder.flush().await;
                     }
                     Ok(Err(e)) => return Err(e.into()),
                     Err(e) => return Err(RunError::Dataset(e.to_string())),
@@ -356,6 +390,8 @@ async fn run_in_span(
             _ = tick.tick() => {
                 let event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, dispatch_done, started, check.items);
                 publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
+                recorder.set_dispatched(dispatch_progress.high_water.load(Ordering::Relaxed), false);
+                recorder.flush().await;
             }
         }
     }
@@ -390,20 +426,19 @@ async fn run_in_span(
     );
     event.phase = RunPhase::Finished;
     publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
-    put_run_state(
-        &js,
-        &run_id,
-        &suite.name,
-        &target.name,
-        "finished",
-        check.items,
-    )
-    .await;
-    tracing::info!(%run_id, passed = summary.passed, duplicates_dropped, "run finished");
+    recorder.set_status(resume::STATUS_FINISHED);
+    recorder.flush().await;
+    let server_duplicates = dispatch_progress.duplicates.load(Ordering::Relaxed);
+    // The numbers the fault tests read: nothing counted twice, and how often it was tried.
+    tracing::info!(
+        %run_id, passed = summary.passed, items = summary.items_total, scored = summary.items_scored,
+        failed = summary.items_failed, duplicates_dropped, server_duplicates, malformed_results,
+        resumed_from_job = skip_below, "run finished"
+    );
     Ok(RunOutcome {
         summary,
         duplicates_dropped,
-        server_duplicates: dispatch_progress.duplicates.load(Ordering::Relaxed),
+        server_duplicates,
         malformed_results,
     })
 }
@@ -442,13 +477,8 @@ async fn fail_dead_job(
     run_id: &str,
     aggregate: &mut Aggregator,
 ) {
-    #[derive(serde::Deserialize)]
-    struct Advisory {
-        stream_seq: u64,
-        #[serde(default)]
-        deliveries: u64,
-    }
-    let Ok(advisory) = serde_json::from_slice::<Advisory>(advisory) else {
+    let Some(advisory) = vigil_protocol::advisory::MaxDeliveriesAdvisory::decode(advisory) else {
+        tracing::debug!("unreadable max-deliveries advisory ignored");
         return;
     };
     let Ok(message) = jobs.get_raw_message(advisory.stream_seq).await else {
@@ -535,21 +565,4 @@ async fn publish_summary(js: &jetstream::Context, summary: &RunSummary) -> Resul
         .await
         .map_err(nats_err)?;
     Ok(())
-}
-
-async fn put_run_state(
-    js: &jetstream::Context,
-    run_id: &str,
-    suite: &str,
-    target: &str,
-    status: &str,
-    items: u64,
-) {
-    let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await else {
-        return;
-    };
-    let state = serde_json::json!({ "suite": suite, "target": target, "status": status, "items_total": items });
-    if let Err(e) = kv.put(run_id, state.to_string().into()).await {
-        tracing::warn!(error = %e, "could not record run state");
-    }
 }

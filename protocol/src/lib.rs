@@ -19,6 +19,7 @@
 //! assert_eq!(back.done, 3);
 //! ```
 
+pub mod advisory;
 pub mod codec;
 pub mod headers;
 pub mod job;

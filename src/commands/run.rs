@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use vigil_coordinator::resume::ResumeError;
 use vigil_coordinator::run::{RunConfig, RunError, RunOutcome};
 use vigil_coordinator::suite::Suite;
 use vigil_protocol::{ProgressEvent, RunSummary};
@@ -55,6 +56,7 @@ fn run_error(e: RunError) -> Failure {
             | RunError::Suite(_)
             | RunError::Validation(_)
             | RunError::Dataset(_)
+            | RunError::Resume(ResumeError::NotFound { .. } | ResumeError::Mismatch { .. })
     );
     Failure {
         exit: if input {
@@ -76,13 +78,14 @@ pub async fn run(args: RunArgs) -> CommandResult {
     for name in &targets {
         vigil_coordinator::run::find_target(&suite, name).map_err(run_error)?;
     }
-    if args.run_id.is_some() && targets.len() > 1 {
+    if (args.run_id.is_some() || args.resume.is_some()) && targets.len() > 1 {
         return Err(anyhow!(
-            "--run-id needs a single --target (the suite has {})",
+            "--run-id and --resume need a single --target (the suite has {})",
             targets.len()
         ))
         .input_error();
     }
+    let topology = crate::topology_env::topology_from_env().input_error()?;
     let date = args
         .scheduled_date
         .as_deref()
@@ -146,6 +149,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 pool: suite.pool.clone(),
                 concurrency: args.concurrency.max(1),
                 allow: allow.clone(),
+                topology: topology.clone(),
                 ..Default::default()
             };
             let (stop, stats) = (workers_stop.clone(), worker_stats.clone());
@@ -164,7 +168,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
         config.progress = Some(tx);
         config.dataset_check = Some(check.clone());
         config.metrics = Some(coordinator_metrics.clone());
-        config.run_id = match (&args.run_id, &date) {
+        config.topology = topology.clone();
+        config.require_resume = args.resume.is_some();
+        config.run_id = match (args.run_id.as_ref().or(args.resume.as_ref()), &date) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),
             (None, None) => None,

@@ -22,7 +22,7 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
         .infra_error()?;
     let topology = TopologyConfig {
         replicas: args.replicas,
-        ..Default::default()
+        ..crate::topology_env::topology_from_env().input_error()?
     };
     ensure_topology(&client, &topology, &args.pool)
         .await

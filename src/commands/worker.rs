@@ -56,6 +56,8 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
         concurrency: args.concurrency.max(1),
         allow,
         grace_period: Duration::from_secs_f64(args.grace_period_s.max(0.0)),
+        topology: crate::topology_env::topology_from_env().input_error()?,
+        max_job_bytes: args.max_job_bytes,
         ..Default::default()
     };
     let shutdown = CancellationToken::new();

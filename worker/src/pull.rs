@@ -287,8 +287,8 @@ async fn handle_message(
     let job = match decode_job(shared, &message) {
         Ok(job) => job,
         Err(reason) => {
-            shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(subject = %message.subject, bytes = message.payload.len(), %reason, "terminating malformed job message");
+            let malformed_total = shared.stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(subject = %message.subject, bytes = message.payload.len(), %reason, malformed_total, "terminating malformed job message");
             if let Err(e) = acker.ack_with(AckKind::Term).await {
                 tracing::warn!(error = %e, "could not terminate malformed message");
             }
@@ -475,6 +475,10 @@ async fn evaluate_item(
     limit: &AdaptiveLimit,
 ) -> ItemResult {
     let _call = shared.calls.acquire().await.expect("semaphore open");
+    // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
+    if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
+        return failed_item(item, ErrorKind::Deadline, "run deadline passed");
+    }
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     // `Span::none()` when tracing is off: nothing allocated per item.
