@@ -40,6 +40,10 @@ pub struct RunConfig {
     /// The dataset check already done by the caller for this suite (skips a
     /// second full pass over the dataset); `None`: the run checks it itself.
     pub dataset_check: Option<validate::DatasetCheck>,
+    /// Compare with this run instead of the pinned or latest passing one.
+    pub baseline: Option<String>,
+    /// Never answer from the response cache.
+    pub no_cache: bool,
 }
 
 impl RunConfig {
@@ -53,6 +57,8 @@ impl RunConfig {
             max_in_flight_publishes: 256,
             progress: None,
             dataset_check: None,
+            baseline: None,
+            no_cache: false,
         }
     }
 }
@@ -216,6 +222,7 @@ pub async fn run(
             items: Vec::new(),
             deadline_unix_ms,
             keep_output_chars: suite.keep_output_chars,
+            cache: crate::continuous::cache_policy(&suite, &target, config.no_cache),
         },
         subject: subjects::jobs(&suite.pool),
     };
@@ -317,8 +324,27 @@ pub async fn run(
         finished_at,
     };
     let mut summary = aggregate.summary(&meta);
+    summary.manifest = Some(crate::manifest::build(
+        &suite,
+        &check,
+        &target,
+        &client.server_info().version,
+        aggregate.response_models(),
+    ));
+    crate::continuous::compare_with_baseline(
+        &js,
+        &suite,
+        &renderer,
+        &aggregate,
+        &mut summary,
+        config.baseline.as_deref(),
+    )
+    .await;
     gates::apply(&suite.gates, &mut summary);
     publish_summary(&js, &summary).await?;
+    if let Err(e) = crate::alerts::publish(&js, &summary).await {
+        tracing::warn!(error = %e, "could not publish alerts");
+    }
     let mut event = progress_event(
         &run_id,
         &suite.name,
