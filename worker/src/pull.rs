@@ -130,6 +130,7 @@ struct Shared {
     limits: Mutex<HashMap<String, Arc<AdaptiveLimit>>>,
     stats: Arc<WorkerStats>,
     max_payload: usize,
+    cache: Option<crate::cache::ResponseCache>,
 }
 
 /// Runs a worker until `shutdown` is cancelled; returns after the grace period
@@ -163,7 +164,15 @@ pub async fn run(
         worker = %config.worker_id, pool = %config.pool, concurrency = config.concurrency, max_jobs,
         allowed = ?config.allow.prefixes().collect::<Vec<_>>(), "worker started"
     );
+    let cache = match crate::cache::ResponseCache::open(&js, config.topology.replicas).await {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(error = %e, "response cache unavailable; every item calls its backend");
+            None
+        }
+    };
     let shared = Arc::new(Shared {
+        cache,
         max_payload: client.server_info().max_payload,
         client,
         js,
@@ -461,14 +470,25 @@ async fn evaluate_item(
     scorers: &[Box<dyn Scorer>],
     limit: &AdaptiveLimit,
 ) -> ItemResult {
-    let _call = shared.calls.acquire().await.expect("semaphore open");
-    shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let call = shared
-        .backend
-        .complete(&job.target, api_key, &item.prompt, limit, &[])
-        .await;
-    shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let lookup = crate::cache::lookup(shared.cache.as_ref(), job, &item.prompt).await;
+    let cached = lookup.hit.is_some();
+    let call = match lookup.hit.clone() {
+        Some(hit) => Ok(hit),
+        None => {
+            let _call = shared.calls.acquire().await.expect("semaphore open");
+            shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let call = shared
+                .backend
+                .complete(&job.target, api_key, &item.prompt, limit, &[])
+                .await;
+            shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Ok(completion) = &call {
+                lookup.store(completion).await;
+            }
+            call
+        }
+    };
     match call {
         Ok(completion) => {
             let scores = scorers
@@ -493,7 +513,7 @@ async fn evaluate_item(
                 attempts: completion.attempts,
                 finish_reason: completion.finish_reason,
                 response_model: completion.model,
-                cached: false,
+                cached,
                 tags: item.tags.clone(),
                 trace_id: None,
                 span_id: None,
