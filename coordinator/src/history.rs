@@ -212,3 +212,40 @@ pub async fn set_retention(js: &jetstream::Context, max_age: Duration) -> Result
     }
     Ok(())
 }
+
+/// Every item result of run `run_id` from `VIGIL_RESULTS`, one per item
+/// (the first result of an item wins, as in the aggregator), by index.
+pub async fn item_results(
+    js: &jetstream::Context,
+    run_id: &str,
+) -> Result<Vec<vigil_protocol::ItemResult>, HistoryError> {
+    let stream = js
+        .get_stream(subjects::STREAM_RESULTS)
+        .await
+        .map_err(nats)?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subjects::results_of_run(run_id),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut by_index = std::collections::BTreeMap::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+        let Ok(Some(message)) = next else { break };
+        let message = message.map_err(nats)?;
+        let pending = message.info().map_err(nats)?.pending;
+        if let Ok(result) = vigil_protocol::decode::<vigil_protocol::JobResult>(&message.payload) {
+            for item in result.items {
+                by_index.entry(item.index).or_insert(item);
+            }
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(by_index.into_values().collect())
+}

@@ -139,6 +139,8 @@ pub async fn run(args: RunArgs) -> CommandResult {
         let mut config = RunConfig::new(suite.clone(), name.clone());
         config.progress = Some(tx);
         config.dataset_check = Some(check.clone());
+        config.baseline = args.baseline.clone();
+        config.no_cache = args.no_cache;
         config.run_id = match (&args.run_id, &date) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),
