@@ -13,6 +13,7 @@ pub mod gates;
 pub mod history;
 pub mod manifest;
 pub mod render;
+pub mod report;
 pub mod run;
 pub mod scores_store;
 pub mod slices;
