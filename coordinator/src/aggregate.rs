@@ -422,6 +422,6 @@ pub fn summarize(values: &Welford, passed: u64) -> ScoreSummary {
         ci_low,
         ci_high,
         n,
-        passed: passed,
+        passed,
     }
 }

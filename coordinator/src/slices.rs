@@ -27,6 +27,9 @@ struct Column {
     stats: Vec<Vec<(Welford, u64)>>,
 }
 
+/// One tag's slices: value → per scorer (values, passed count).
+pub type SliceStats<'a> = BTreeMap<&'a str, &'a [(Welford, u64)]>;
+
 /// Per-slice statistics of one run.
 #[derive(Debug, Clone, Default)]
 pub struct SliceAccumulator {
@@ -108,7 +111,7 @@ impl SliceAccumulator {
     }
 
     /// Per tag → value → scorer index: (values, passed).
-    pub fn stats(&self) -> BTreeMap<&str, BTreeMap<&str, &[(Welford, u64)]>> {
+    pub fn stats(&self) -> BTreeMap<&str, SliceStats<'_>> {
         self.columns
             .iter()
             .map(|c| {

@@ -87,8 +87,8 @@ pub async fn run(args: RunsArgs) -> CommandResult {
                 }
             } else {
                 println!(
-                    "{:<36}  {:<16} {:<16} {:<24} {:>7} {:>9}  {}",
-                    "RUN", "SUITE", "TARGET", "FINISHED", "ITEMS", "MAIN", "VERDICT"
+                    "{:<36}  {:<16} {:<16} {:<24} {:>7} {:>9}  VERDICT",
+                    "RUN", "SUITE", "TARGET", "FINISHED", "ITEMS", "MAIN"
                 );
                 for e in &entries {
                     let s = &e.summary;
