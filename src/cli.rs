@@ -38,6 +38,140 @@ pub enum Command {
     SetupStreams(SetupStreamsArgs),
     /// Serve the OpenAI-compatible stub backend (for examples, tests, benchmarks).
     Stub(StubArgs),
+    /// Read the run history, pin a baseline, set retention.
+    Runs(RunsArgs),
+    /// Compare two runs item by item (paired tests, Holm-corrected).
+    Compare(CompareArgs),
+    /// Follow live progress and finished summaries.
+    Watch(WatchArgs),
+    /// Write a run's HTML page, JUnit XML and Markdown summary.
+    Report(ReportArgs),
+    /// Write every item result of a run (JSONL or CSV).
+    Export(ExportArgs),
+}
+
+/// Where the history lives: a NATS server, or the embedded mode's store.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The embedded mode's state directory (used without --nats).
+    #[arg(long, default_value = ".vigil", env = "VIGIL_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// `vigil runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// What to do with the history.
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+/// `vigil runs ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List finished runs, oldest first.
+    List {
+        /// Only this suite.
+        #[arg(long)]
+        suite: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// One JSON summary per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print one run's summary as JSON.
+    Show {
+        /// The run id.
+        run: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Pin a run as the baseline of its suite and target.
+    Pin {
+        /// The run id.
+        run: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Keep summaries this long (e.g. `90d`; `0s`: forever).
+    Retention {
+        /// The maximum age.
+        max_age: humantime::Duration,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `vigil compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run.
+    pub baseline: String,
+    /// The candidate run.
+    pub candidate: String,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 20_240_611)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `vigil watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Stop after this many finished summaries.
+    #[arg(long)]
+    pub summaries: Option<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `vigil report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run id.
+    pub run: String,
+    /// The directory to write report.html, junit.xml and summary.md into.
+    #[arg(long, default_value = "vigil-report")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per item.
+    Jsonl,
+    /// One row per item, one column per scorer.
+    Csv,
+}
+
+/// `vigil export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run id.
+    pub run: String,
+    /// The format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// The file to write (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// NATS connection options shared by every command that connects.
@@ -92,6 +226,12 @@ pub struct RunArgs {
     /// Serve /healthz and /readyz here while the run lasts.
     #[arg(long, env = "VIGIL_HEALTH_ADDR")]
     pub health_addr: Option<SocketAddr>,
+    /// Compare with this run (default: the pinned baseline, else the latest passing run).
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<String>,
+    /// Never answer from the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `vigil worker`.

@@ -50,6 +50,10 @@ pub struct RunConfig {
     /// is resumed (`vigil run --resume`). Without it, a recorded run with the
     /// given id is resumed too, and an unknown id starts a new run.
     pub require_resume: bool,
+    /// Compare with this run instead of the pinned or latest passing one.
+    pub baseline: Option<String>,
+    /// Never answer from the response cache.
+    pub no_cache: bool,
 }
 
 impl RunConfig {
@@ -65,6 +69,8 @@ impl RunConfig {
             dataset_check: None,
             metrics: None,
             require_resume: false,
+            baseline: None,
+            no_cache: false,
         }
     }
 }
@@ -290,6 +296,7 @@ async fn run_in_span(
             items: Vec::new(),
             deadline_unix_ms,
             keep_output_chars: suite.keep_output_chars,
+            cache: crate::continuous::cache_policy(&suite, &target, config.no_cache),
         },
         subject: subjects::jobs(&suite.pool),
         skip_below,
@@ -412,8 +419,27 @@ async fn run_in_span(
     let mut summary = aggregate.summary(&meta);
     summary.trace_id = vigil_protocol::trace_context::ids(&tracing::Span::current().context())
         .map(|(trace_id, _)| trace_id);
+    summary.manifest = Some(crate::manifest::build(
+        &suite,
+        &check,
+        &target,
+        &client.server_info().version,
+        aggregate.response_models(),
+    ));
+    crate::continuous::compare_with_baseline(
+        &js,
+        &suite,
+        &renderer,
+        &aggregate,
+        &mut summary,
+        config.baseline.as_deref(),
+    )
+    .await;
     gates::apply(&suite.gates, &mut summary);
     publish_summary(&js, &summary).await?;
+    if let Err(e) = crate::alerts::publish(&js, &summary).await {
+        tracing::warn!(error = %e, "could not publish alerts");
+    }
     let mut event = progress_event(
         &run_id,
         &suite.name,

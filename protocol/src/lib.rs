@@ -24,6 +24,7 @@ pub mod codec;
 pub mod headers;
 pub mod job;
 pub mod progress;
+pub mod qa;
 pub mod result;
 pub mod subjects;
 pub mod summary;
@@ -38,6 +39,7 @@ pub use job::{
     ScorerSpec, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
+pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};
 pub use result::{ErrorKind, ItemError, ItemResult, JobResult, Score, TokenUsage};
 pub use summary::{GateOutcome, LatencySummary, RunSummary, ScoreSummary, TokenTotals};
 

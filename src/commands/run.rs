@@ -170,6 +170,8 @@ pub async fn run(args: RunArgs) -> CommandResult {
         config.metrics = Some(coordinator_metrics.clone());
         config.topology = topology.clone();
         config.require_resume = args.resume.is_some();
+        config.baseline = args.baseline.clone();
+        config.no_cache = args.no_cache;
         config.run_id = match (args.run_id.as_ref().or(args.resume.as_ref()), &date) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),

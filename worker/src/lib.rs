@@ -3,6 +3,7 @@
 
 pub mod allow;
 pub mod backend;
+pub mod cache;
 pub mod metrics;
 pub mod pull;
 pub mod retry;

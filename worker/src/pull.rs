@@ -134,6 +134,7 @@ struct Shared {
     limits: Mutex<HashMap<String, Arc<AdaptiveLimit>>>,
     stats: Arc<WorkerStats>,
     max_payload: usize,
+    cache: Option<crate::cache::ResponseCache>,
 }
 
 /// Runs a worker until `shutdown` is cancelled; returns after the grace period
@@ -167,7 +168,15 @@ pub async fn run(
         worker = %config.worker_id, pool = %config.pool, concurrency = config.concurrency, max_jobs,
         allowed = ?config.allow.prefixes().collect::<Vec<_>>(), "worker started"
     );
+    let cache = match crate::cache::ResponseCache::open(&js, config.topology.replicas).await {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(error = %e, "response cache unavailable; every item calls its backend");
+            None
+        }
+    };
     let shared = Arc::new(Shared {
+        cache,
         max_payload: client.server_info().max_payload,
         client,
         js,
@@ -474,27 +483,38 @@ async fn evaluate_item(
     scorers: &[Box<dyn Scorer>],
     limit: &AdaptiveLimit,
 ) -> ItemResult {
-    let _call = shared.calls.acquire().await.expect("semaphore open");
-    // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
-    if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
-        return failed_item(item, ErrorKind::Deadline, "run deadline passed");
-    }
-    shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
+    let lookup = crate::cache::lookup(shared.cache.as_ref(), job, &item.prompt).await;
+    let cached = lookup.hit.is_some();
     // `Span::none()` when tracing is off: nothing allocated per item.
     let span = telemetry::model_call_span(&job.target, item);
-    let call = shared
-        .backend
-        .complete(
-            &job.target,
-            api_key,
-            &item.prompt,
-            limit,
-            &telemetry::http_headers(&span),
-        )
-        .instrument(span.clone())
-        .await;
-    shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let call = match lookup.hit.clone() {
+        Some(hit) => Ok(hit),
+        None => {
+            let _call = shared.calls.acquire().await.expect("semaphore open");
+            // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
+            if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
+                return failed_item(item, ErrorKind::Deadline, "run deadline passed");
+            }
+            shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            let call = shared
+                .backend
+                .complete(
+                    &job.target,
+                    api_key,
+                    &item.prompt,
+                    limit,
+                    &telemetry::http_headers(&span),
+                )
+                .instrument(span.clone())
+                .await;
+            shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Ok(completion) = &call {
+                lookup.store(completion).await;
+            }
+            call
+        }
+    };
     let (trace_id, span_id) = telemetry::span_ids(&span);
     match call {
         Ok(completion) => {
@@ -526,7 +546,7 @@ async fn evaluate_item(
                 attempts: completion.attempts,
                 finish_reason: completion.finish_reason,
                 response_model: completion.model,
-                cached: false,
+                cached,
                 tags: item.tags.clone(),
                 trace_id,
                 span_id,
