@@ -2,7 +2,8 @@
 //! split every scorer's statistics by tag value, which is how bias checks are
 //! written (a gate on the gap between slices).
 //!
-//! Memory stays bounded: at most [`MAX_TAGS`] tag keys and
+//! Memory and the summary's size stay bounded (a summary must fit NATS's
+//! max_payload): at most [`MAX_TAGS`] tag keys and
 //! [`MAX_VALUES_PER_TAG`] distinct values per key (further values are pooled
 //! as [`OTHER`]); per item one `u32` code per tag key.
 
@@ -11,9 +12,9 @@ use crate::stats::Welford;
 use std::collections::{BTreeMap, HashMap};
 
 /// Most tag keys tracked per run.
-pub const MAX_TAGS: usize = 16;
+pub const MAX_TAGS: usize = 8;
 /// Most distinct values tracked per tag key.
-pub const MAX_VALUES_PER_TAG: usize = 256;
+pub const MAX_VALUES_PER_TAG: usize = 64;
 /// The slice that pools values past [`MAX_VALUES_PER_TAG`].
 pub const OTHER: &str = "(other)";
 

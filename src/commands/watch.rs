@@ -8,6 +8,14 @@ use futures::StreamExt;
 use vigil_protocol::{ProgressEvent, RunSummary};
 
 pub async fn run(args: WatchArgs) -> CommandResult {
+    if args.store.nats.nats.is_none() {
+        // An embedded server lives only inside its `vigil run`: a second
+        // private server would see nothing (and would hold the store).
+        return Err(anyhow::anyhow!(
+            "vigil watch needs --nats URL (or VIGIL_NATS_URL): the embedded mode's server is private to its `vigil run`"
+        ))
+        .input_error();
+    }
     let store = open_store(&args.store, "vigil-watch").await?;
     let mut events = store
         .client

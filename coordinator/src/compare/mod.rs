@@ -45,6 +45,9 @@ impl Default for CompareOptions {
     }
 }
 
+/// Most per-slice tests kept in a comparison.
+pub const MAX_SLICE_TESTS: usize = 256;
+
 /// The confidence level of the intervals.
 const CONFIDENCE: f64 = 0.95;
 
@@ -217,6 +220,20 @@ pub fn compare(baseline: &RunScores, candidate: &RunScores, opts: &CompareOption
     }
     adjust(&mut overall, opts.alpha);
     adjust(&mut sliced, opts.alpha);
+    // Slice tests list no item ids, and only the most significant are kept,
+    // so the comparison fits in a summary message whatever the tags.
+    for t in &mut sliced {
+        t.flipped_to_fail.clear();
+        t.flipped_to_pass.clear();
+    }
+    if sliced.len() > MAX_SLICE_TESTS {
+        let total = sliced.len();
+        sliced.sort_by(|a, b| a.p_adjusted.total_cmp(&b.p_adjusted));
+        sliced.truncate(MAX_SLICE_TESTS);
+        comparison.note = Some(format!(
+            "{MAX_SLICE_TESTS} of {total} slice tests kept (the smallest adjusted p-values)"
+        ));
+    }
     overall.extend(sliced);
     comparison.tests = overall;
     comparison
