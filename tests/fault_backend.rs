@@ -52,7 +52,7 @@ async fn every_backend_fault_at_once_ends_in_a_summary_that_adds_up() {
     let n = 1000;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
     let retries = 2;
-    let suite = suite_text(dir.path(), &stub.base_url(), "0.5", retries, "");
+    let suite = suite_text(dir.path(), &stub.base_url(), "0.5", retries, NO_CACHE);
     let out = dir.path().join("summary.json");
     let (url, base) = (nats.url(), stub.base_url());
     let mut workers: Vec<Proc> = (0..2)
@@ -151,7 +151,7 @@ async fn rate_limits_shrink_the_worker_and_every_item_still_gets_scored() {
     let dir = tempfile::tempdir().unwrap();
     let n = 600;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
-    let suite = suite_text(dir.path(), &stub.base_url(), "5", 8, "");
+    let suite = suite_text(dir.path(), &stub.base_url(), "5", 8, NO_CACHE);
     let out = dir.path().join("summary.json");
     let _w = worker(
         dir.path(),
@@ -196,7 +196,11 @@ async fn the_deadline_ends_the_run_and_workers_skip_expired_jobs() {
     let dir = tempfile::tempdir().unwrap();
     let n = 800;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
-    let suite = write_suite(dir.path(), &stub.base_url(), "deadline_s: 3\n");
+    let suite = write_suite(
+        dir.path(),
+        &stub.base_url(),
+        &format!("deadline_s: 3\n{NO_CACHE}"),
+    );
     let out = dir.path().join("summary.json");
     let _w = worker(
         dir.path(),

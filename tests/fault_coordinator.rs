@@ -67,7 +67,7 @@ async fn setup() -> Setup {
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), N, 7);
-    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let workers = (0..2)
         .map(|i| {
             worker(

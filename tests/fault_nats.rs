@@ -27,7 +27,7 @@ async fn a_restarted_nats_server_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let n = 3000;
     let wrong = write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 10);
-    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let out = dir.path().join("summary.json");
     let (url, base) = (nats.url(), stub.base_url());
     let _workers: Vec<Proc> = (0..2)

@@ -33,7 +33,7 @@ async fn killed_workers_lose_nothing_and_count_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let n = 5000;
     let wrong = write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 10);
-    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let out = dir.path().join("summary.json");
     let url = nats.url();
     let base = stub.base_url();
@@ -99,7 +99,7 @@ async fn sigterm_hands_jobs_back_within_the_grace_period_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let n = 256;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
-    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let out = dir.path().join("summary.json");
     let (url, base) = (nats.url(), stub.base_url());
     let mut leaving = worker(
@@ -145,7 +145,7 @@ async fn garbage_on_the_jobs_subject_is_terminated_counted_and_survived() {
     let dir = tempfile::tempdir().unwrap();
     let n = 100;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
-    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let (url, base) = (nats.url(), stub.base_url());
     let w = worker(
         dir.path(),
@@ -227,7 +227,7 @@ async fn a_poison_job_ends_at_max_deliver_and_its_items_fail_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();
     let n = 64; // two jobs
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
-    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let url = nats.url();
     let client = async_nats::connect(&url).await.unwrap();
     // The topology with a low MaxDeliver, as `vigil setup-streams` would make it.

@@ -39,7 +39,7 @@ async fn adding_workers_raises_throughput_and_sigterm_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let n = 1600u64;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n as usize, 0);
-    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let text = std::fs::read_to_string(&suite)
         .unwrap()
         .replace("shard_size: 32", "shard_size: 8");

@@ -128,3 +128,7 @@ pub fn coordinate(suite: &Path, nats_url: &str, workers: usize, out: Option<&Pat
     }
     cmd
 }
+
+/// Suite lines that turn the response cache off: tests that count backend
+/// calls (faults, kills, scaling) must see every call reach the backend.
+pub const NO_CACHE: &str = "cache: { enabled: false }\n";
