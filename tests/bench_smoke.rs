@@ -37,7 +37,10 @@ async fn quick_bench_fills_every_row() {
     // Every item of every run was evaluated (the stub answers all of them).
     for &n in &cfg.memory_items {
         assert!(
-            report.rows.iter().any(|r| r.scenario.starts_with("memory") && r.items == n),
+            report
+                .rows
+                .iter()
+                .any(|r| r.scenario.starts_with("memory") && r.items == n),
             "no memory row with {n} items:\n{table}"
         );
     }

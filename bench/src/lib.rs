@@ -119,7 +119,10 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
     for round in 0..cfg.repeats.max(1) {
         eprintln!("bench: stub ceiling, C={c0} (round {})", round + 1);
         ceilings.push(scenario::ceiling(&cfg.vigil, c0, cfg.zero_latency_items).await?);
-        eprintln!("bench: vigil run, embedded, 0 ms, C={c0} (round {})", round + 1);
+        eprintln!(
+            "bench: vigil run, embedded, 0 ms, C={c0} (round {})",
+            round + 1
+        );
         embedded.push(
             scenario::embedded(&cfg.vigil, cfg.zero_latency_items, c0, cfg.shard_size).await?,
         );

@@ -241,11 +241,8 @@ impl Report {
             self.notes
                 .push(format!("memory {n} items: {} items failed", m.failed));
         }
-        self.memory.push((
-            n,
-            m.usage.peak_mb("coordinator"),
-            m.usage.peak_mb("worker"),
-        ));
+        self.memory
+            .push((n, m.usage.peak_mb("coordinator"), m.usage.peak_mb("worker")));
     }
 
     /// Row (e) for one worker count.

@@ -225,12 +225,7 @@ pub async fn separate(vigil: &Path, spec: &Separate) -> anyhow::Result<RunMeasur
         vigil,
         dir.path(),
         &suite,
-        &[
-            "--nats".into(),
-            nats.url(),
-            "--workers".into(),
-            "0".into(),
-        ],
+        &["--nats".into(), nats.url(), "--workers".into(), "0".into()],
     )?;
     watch.track(run.pid, "coordinator", false);
     let outcome = run.wait_ok(Duration::from_secs(3600)).await;

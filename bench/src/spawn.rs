@@ -89,7 +89,10 @@ impl Proc {
             .arg(self.pid.to_string())
             .status()
             .await;
-        if tokio::time::timeout(grace, self.child.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
             self.child.kill().await?;
         }
         Ok(())
@@ -218,7 +221,6 @@ pub fn worker(
 /// Reads the summary a run wrote.
 pub fn read_summary(dir: &Path) -> anyhow::Result<serde_json::Value> {
     let path = dir.join("summary.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("no {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("no {}", path.display()))?;
     Ok(serde_json::from_str(&text)?)
 }
