@@ -395,7 +395,7 @@ async fn run_in_span(
                 break;
             }
             _ = tick.tick() => {
-                let event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, dispatch_done, started, check.items);
+                let event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, dispatch_done, started);
                 publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
                 recorder.set_dispatched(dispatch_progress.high_water.load(Ordering::Relaxed), false);
                 recorder.flush().await;
@@ -448,7 +448,6 @@ async fn run_in_span(
         &dispatch_progress,
         true,
         started,
-        check.items,
     );
     event.phase = RunPhase::Finished;
     publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
@@ -534,8 +533,8 @@ fn progress_event(
     dispatch: &DispatchProgress,
     dispatch_done: bool,
     started: Instant,
-    total: u64,
 ) -> ProgressEvent {
+    let total = aggregate.items_total();
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let done = aggregate.done();
     let rate = done as f64 / elapsed;
