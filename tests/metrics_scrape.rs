@@ -50,6 +50,11 @@ async fn worker_and_coordinator_counters_move() {
     let dir = tempfile::tempdir().unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), ITEMS, 4);
     let suite = write_suite(dir.path(), &stub.base_url(), "");
+    // Two items a job: results reach the coordinator job by job while the run
+    // goes on, so a mid-run scrape sees them (with one job of all the items the
+    // coordinator got everything at once and could exit between two scrapes).
+    let text = std::fs::read_to_string(&suite).unwrap();
+    std::fs::write(&suite, text.replace("shard_size: 32", "shard_size: 2")).unwrap();
 
     let worker_addr = free_addr();
     let mut worker = vigil()
@@ -89,8 +94,8 @@ async fn worker_and_coordinator_counters_move() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Scrape the coordinator until its counters show results (the run takes
-    // about two seconds at this latency and concurrency).
+    // Scrape the coordinator until its counters show results (ten jobs of two
+    // 200 ms calls with two calls in flight: the run takes at least a second).
     let mut coordinator_scored = 0.0;
     let mut coordinator_text = String::new();
     while run_cmd.try_wait().unwrap().is_none() {
@@ -116,7 +121,11 @@ async fn worker_and_coordinator_counters_move() {
     let after = scrape(&worker_addr).expect("worker still serves /metrics");
     let n = ITEMS as f64;
     assert_eq!(value(&after, "vigil_worker_items_total"), n, "{after}");
-    assert_eq!(value(&after, "vigil_worker_jobs_total"), 1.0, "{after}");
+    assert_eq!(
+        value(&after, "vigil_worker_jobs_total"),
+        (ITEMS / 2) as f64,
+        "{after}"
+    );
     assert_eq!(
         value(
             &after,
