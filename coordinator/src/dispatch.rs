@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use vigil_protocol::{CONTENT_TYPE, Item, Job, SCHEMA_VERSION, headers};
+use vigil_protocol::{Item, Job, headers};
 
 /// Everything a job carries besides its items.
 #[derive(Debug, Clone)]
@@ -76,15 +76,6 @@ pub enum DispatchError {
     },
 }
 
-/// Headers of every job.
-pub fn job_headers(run_id: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(headers::CONTENT_TYPE, CONTENT_TYPE);
-    headers.insert(headers::SCHEMA, SCHEMA_VERSION.to_string().as_str());
-    headers.insert(headers::RUN_ID, run_id);
-    headers
-}
-
 /// Splits shards that do not fit `max_bytes` and encodes them, in order.
 /// Job indices are assigned from `next_index`, so the same dataset always
 /// gives the same jobs (what a resumed run relies on).
@@ -137,7 +128,7 @@ pub async fn dispatch(
     max_payload: usize,
     progress: Arc<DispatchProgress>,
 ) -> Result<u64, DispatchError> {
-    let mut headers = job_headers(&template.job.run_id);
+    let mut headers = vigil_protocol::headers::message_headers(&template.job.run_id);
     // Every job carries the run span's context: the job spans of whichever
     // workers take them become its children (no-op when tracing is off).
     vigil_protocol::trace_context::inject(

@@ -570,7 +570,7 @@ async fn publish_progress(
         let _ = client
             .publish_with_headers(
                 subject.to_string(),
-                dispatch::job_headers(&event.run_id),
+                vigil_protocol::headers::message_headers(&event.run_id),
                 payload.into(),
             )
             .await;
@@ -580,7 +580,7 @@ async fn publish_progress(
 async fn publish_summary(js: &jetstream::Context, summary: &RunSummary) -> Result<(), RunError> {
     let payload = vigil_protocol::encode(summary).map_err(nats_err)?;
     let publish = PublishMessage::build()
-        .headers(dispatch::job_headers(&summary.run_id))
+        .headers(vigil_protocol::headers::message_headers(&summary.run_id))
         .message_id(format!("{}/summary", summary.run_id))
         .payload(payload.into());
     let subject = subjects::run_summary(&summary.suite, &summary.target);

@@ -11,7 +11,7 @@
 use crate::allow::AllowList;
 use crate::backend::BackendClient;
 use crate::retry::AdaptiveLimit;
-use crate::scorers::{self, Scorer};
+use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    CONTENT_TYPE, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
-    TargetSpec, headers, subjects,
+    ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION, TargetSpec, headers,
+    subjects,
 };
 
 /// How a worker runs.
@@ -135,6 +135,7 @@ struct Shared {
     stats: Arc<WorkerStats>,
     max_payload: usize,
     cache: Option<crate::cache::ResponseCache>,
+    scorer_env: ScorerEnv,
 }
 
 /// Runs a worker until `shutdown` is cancelled; returns after the grace period
@@ -185,6 +186,7 @@ pub async fn run(
         limits: Mutex::new(HashMap::new()),
         stats,
         config,
+        scorer_env: ScorerEnv::default(),
     });
     let slots = Arc::new(Semaphore::new(max_jobs));
     let hard_stop = CancellationToken::new();
@@ -452,7 +454,12 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
             .map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone()))
             .collect();
     };
-    let scorers: Vec<Box<dyn Scorer>> = match job.scorers.iter().map(scorers::build).collect() {
+    let built: Result<Vec<Built>, _> = job
+        .scorers
+        .iter()
+        .map(|spec| scorers::build_for_job(spec, &shared.scorer_env))
+        .collect();
+    let scorers = match built {
         Ok(scorers) => scorers,
         Err(e) => {
             let reason = e.to_string();
@@ -482,7 +489,7 @@ async fn evaluate_item(
     job: &Job,
     item: &Item,
     api_key: Option<&str>,
-    scorers: &[Box<dyn Scorer>],
+    scorers: &[Built],
     limit: &AdaptiveLimit,
 ) -> ItemResult {
     let started = Instant::now();
@@ -521,20 +528,21 @@ async fn evaluate_item(
     match call {
         Ok(completion) => {
             telemetry::record_completion(&span, &completion);
-            let scores = scorers
-                .iter()
-                .map(|s| {
-                    let score_span = telemetry::score_span(&span, s.name());
-                    let score = score_span.in_scope(|| {
-                        s.score(
-                            &completion.text,
-                            item.references.get(s.name()).map(String::as_str),
-                        )
-                    });
-                    telemetry::record_score(&score_span, &score);
-                    score
-                })
-                .collect();
+            let samples = std::slice::from_ref(&completion.text);
+            let mut scores = Vec::with_capacity(scorers.len());
+            for s in scorers {
+                let score_span = telemetry::score_span(&span, s.name());
+                let input = ScoreInput {
+                    output: &completion.text,
+                    reference: item.references.get(s.name()).map(String::as_str),
+                    samples,
+                    item,
+                    job,
+                };
+                let score = s.score(input).instrument(score_span.clone()).await;
+                telemetry::record_score(&score_span, &score);
+                scores.push(score);
+            }
             let keep = job.keep_output_chars as usize;
             let output = (keep > 0).then(|| completion.text.chars().take(keep).collect());
             ItemResult {
@@ -566,14 +574,6 @@ async fn evaluate_item(
     }
 }
 
-/// Builds the standard headers of a vigil message.
-pub fn message_headers() -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(headers::CONTENT_TYPE, CONTENT_TYPE);
-    headers.insert(headers::SCHEMA, SCHEMA_VERSION.to_string().as_str());
-    headers
-}
-
 async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), async_nats::Error> {
     let mut payload = vigil_protocol::encode(&result)?;
     // Outputs are the only large part; drop them rather than lose the scores.
@@ -585,8 +585,7 @@ async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), as
         payload = vigil_protocol::encode(&result)?;
         tracing::warn!(run_id = %result.run_id, job = result.job_index, bytes = payload.len(), "result too large for max_payload: outputs dropped");
     }
-    let mut headers = message_headers();
-    headers.insert(headers::RUN_ID, result.run_id.as_str());
+    let headers = headers::message_headers(&result.run_id);
     let publish = PublishMessage::build()
         .headers(headers)
         .message_id(headers::job_msg_id(&result.run_id, result.job_index))
