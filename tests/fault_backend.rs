@@ -30,6 +30,37 @@ fn suite_text(
     path
 }
 
+/// Starts `workers` worker processes (`concurrency` calls each), runs the
+/// coordinator on `suite` until it exits 0 (at most `limit`), and returns the
+/// summary and the workers, still running.
+fn run_with_workers(
+    dir: &std::path::Path,
+    nats: &NatsServer,
+    stub: &StubServer,
+    (workers, concurrency): (usize, usize),
+    suite: &std::path::Path,
+    limit: Duration,
+) -> (serde_json::Value, Vec<Proc>) {
+    let (url, base) = (nats.url(), stub.base_url());
+    let workers = (0..workers)
+        .map(|i| {
+            worker(
+                dir,
+                &format!("worker-{i}"),
+                &url,
+                &base,
+                concurrency,
+                &[],
+                &[],
+            )
+        })
+        .collect();
+    let out = dir.join("summary.json");
+    let mut c = coordinator(dir, "coordinator", suite, &url, &out, &[]);
+    assert_eq!(c.wait_exit(limit), Some(0), "{}", c.log_text());
+    (read_summary(&out), workers)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_backend_fault_at_once_ends_in_a_summary_that_adds_up() {
     let nats = NatsServer::start(NatsServerConfig::default())
@@ -53,29 +84,14 @@ async fn every_backend_fault_at_once_ends_in_a_summary_that_adds_up() {
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
     let retries = 2;
     let suite = suite_text(dir.path(), &stub.base_url(), "0.5", retries, NO_CACHE);
-    let out = dir.path().join("summary.json");
-    let (url, base) = (nats.url(), stub.base_url());
-    let mut workers: Vec<Proc> = (0..2)
-        .map(|i| {
-            worker(
-                dir.path(),
-                &format!("worker-{i}"),
-                &url,
-                &base,
-                64,
-                &[],
-                &[],
-            )
-        })
-        .collect();
-    let mut c = coordinator(dir.path(), "coordinator", &suite, &url, &out, &[]);
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        c.log_text()
+    let (s, mut workers) = run_with_workers(
+        dir.path(),
+        &nats,
+        &stub,
+        (2, 64),
+        &suite,
+        Duration::from_secs(60),
     );
-    let s = read_summary(&out);
     let (scored, failed) = (
         s["items_scored"].as_u64().unwrap(),
         s["items_failed"].as_u64().unwrap(),
@@ -152,24 +168,14 @@ async fn rate_limits_shrink_the_worker_and_every_item_still_gets_scored() {
     let n = 600;
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
     let suite = suite_text(dir.path(), &stub.base_url(), "5", 8, NO_CACHE);
-    let out = dir.path().join("summary.json");
-    let _w = worker(
+    let (s, _workers) = run_with_workers(
         dir.path(),
-        "worker",
-        &nats.url(),
-        &stub.base_url(),
-        64,
-        &[],
-        &[],
+        &nats,
+        &stub,
+        (1, 64),
+        &suite,
+        Duration::from_secs(60),
     );
-    let mut c = coordinator(dir.path(), "coordinator", &suite, &nats.url(), &out, &[]);
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(30)),
-        Some(0),
-        "{}",
-        c.log_text()
-    );
-    let s = read_summary(&out);
     let stats = stub.stats().snapshot();
     eprintln!(
         "AIMD TEST: items {n}, scored {}, stub {stats:?}",
@@ -201,24 +207,14 @@ async fn the_deadline_ends_the_run_and_workers_skip_expired_jobs() {
         &stub.base_url(),
         &format!("deadline_s: 3\n{NO_CACHE}"),
     );
-    let out = dir.path().join("summary.json");
-    let _w = worker(
+    let (s, _workers) = run_with_workers(
         dir.path(),
-        "worker",
-        &nats.url(),
-        &stub.base_url(),
-        8,
-        &[],
-        &[],
+        &nats,
+        &stub,
+        (1, 8),
+        &suite,
+        Duration::from_secs(60),
     );
-    let mut c = coordinator(dir.path(), "coordinator", &suite, &nats.url(), &out, &[]);
-    assert_eq!(
-        c.wait_exit(Duration::from_secs(20)),
-        Some(0),
-        "{}",
-        c.log_text()
-    );
-    let s = read_summary(&out);
     let scored = s["items_scored"].as_u64().unwrap();
     let deadline = s["errors"]["deadline"].as_u64().unwrap_or(0);
     assert!(deadline > 0 && scored > 0, "{s}");

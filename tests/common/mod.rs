@@ -79,6 +79,17 @@ shard_size: 32
     path
 }
 
+/// Rewrites a suite file, replacing `from` (which must occur) with `to`.
+pub fn edit_suite(suite: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(suite).unwrap();
+    assert!(
+        text.contains(from),
+        "`{from}` is not in {}",
+        suite.display()
+    );
+    std::fs::write(suite, text.replace(from, to)).unwrap();
+}
+
 /// Reads the JSON summary written by `--out`.
 pub fn read_summary(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
