@@ -157,6 +157,8 @@ pub enum ExportFormat {
     Jsonl,
     /// One row per item, one column per scorer.
     Csv,
+    /// The CSV's columns with their types (Apache Parquet, in row groups).
+    Parquet,
 }
 
 /// `vigil export`.
@@ -170,6 +172,9 @@ pub struct ExportArgs {
     /// The file to write (default: standard output).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Parquet: most rows in a row group (what the writer holds in memory).
+    #[arg(long, default_value_t = 16 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub row_group_rows: u32,
     #[command(flatten)]
     pub store: StoreArgs,
 }

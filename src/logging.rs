@@ -37,14 +37,14 @@ pub fn init(cli: &Cli) -> Guard {
         Ok(p) => (p, None),
         Err(e) => (None, Some(e)),
     };
-    let otel = provider.as_ref().map(|provider| {
+    let otel = provider.as_ref().map(|exporting| {
         // Only vigil's spans: library internals (HTTP, NATS) would swamp a run's trace.
         let targets = Targets::new()
             .with_target("vigil", LevelFilter::INFO)
             .with_target("vigil_worker", LevelFilter::INFO)
             .with_target("vigil_coordinator", LevelFilter::INFO);
         tracing_opentelemetry::layer()
-            .with_tracer(crate::telemetry::tracer(provider))
+            .with_tracer(crate::telemetry::tracer(&exporting.provider))
             .with_filter(targets)
     });
     tracing_subscriber::registry().with(fmt).with(otel).init();

@@ -3,9 +3,11 @@
 //! Memory does not grow with the outputs (DESIGN §4.6): per run the
 //! aggregator keeps a bitset of counted items (1 bit per item), per scorer a
 //! [`Welford`] accumulator and one `f32` per item (for paired comparison with
-//! a baseline), one latency histogram, and counters. Outputs, details and
-//! error messages are never kept.
+//! a baseline), one latency histogram, and counters; per item its id
+//! (compactly, [`ItemIds`]) so stored comparisons can name flipped items.
+//! Outputs, details and error messages are never kept.
 
+use crate::item_ids::ItemIds;
 use crate::scores_store::{RunScores, ScorerScores};
 use crate::slices::SliceAccumulator;
 use crate::stats::{LatencyRecorder, Welford, mean_interval, wilson_interval};
@@ -96,6 +98,8 @@ pub struct Aggregator {
     slices: SliceAccumulator,
     /// Model ids the backend reported, with counts (at most 16 distinct).
     response_models: BTreeMap<String, u64>,
+    /// Each counted item's id.
+    ids: ItemIds,
 }
 
 impl Aggregator {
@@ -126,6 +130,7 @@ impl Aggregator {
             errors: BTreeMap::new(),
             latency: LatencyRecorder::new(),
             tokens: TokenTotals::default(),
+            ids: ItemIds::default(),
         }
     }
 
@@ -167,6 +172,7 @@ impl Aggregator {
                 continue;
             }
             outcome.new_items += 1;
+            self.ids.set(item.index, &item.id, self.items_total);
             self.tokens.input += item.usage.input;
             self.tokens.output += item.usage.output;
             if item.cached {
@@ -232,6 +238,7 @@ impl Aggregator {
             if index >= self.items_total || !self.mark(index) {
                 continue;
             }
+            self.ids.set(index, &id, self.items_total);
             tracing::trace!(index, item_id = %id, kind = %kind, "item failed without a result");
             self.count_error(kind.as_str());
             newly += 1;
@@ -330,6 +337,7 @@ impl Aggregator {
                 })
                 .collect(),
             tags: self.slices.columns(),
+            ids: self.ids.clone(),
         }
     }
 

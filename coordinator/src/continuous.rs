@@ -76,12 +76,14 @@ pub async fn compare_with_baseline(
             .collect();
         tracing::warn!(baseline = %base_summary.run_id, differs = ?fields, "the baseline's manifest differs");
     }
+    scores.ids.name_flipped(&mut comparison);
     name_flipped_items(suite, renderer, &mut comparison).await;
     summary.comparison = Some(comparison);
 }
 
-/// Replaces the `#index` placeholders of flipped items with the items' ids,
-/// by one pass over the dataset (only the listed indices are kept).
+/// Replaces the `#index` placeholders of flipped items that the results did
+/// not name with the items' ids, by one pass over the dataset (only the
+/// listed indices are kept).
 async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison: &mut Comparison) {
     let wanted: BTreeSet<u64> = comparison
         .tests

@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod dispatch;
 pub mod gates;
 pub mod history;
+pub mod item_ids;
 pub mod manifest;
 pub mod metrics;
 pub mod render;

@@ -9,13 +9,17 @@
 //! "VGSC" u32:version(1)  str:run_id  u64:items_total
 //! u32:scorers  { str:name  f32[items_total]:value (NaN = no score)  u64[ceil(n/64)]:passed bits }
 //! u32:tags     { str:key  u32:values { str:value }  u32[items_total]:code (u32::MAX = untagged) }
+//! [u32:ids { str:id (empty = unknown) }]   (optional: items_total ids, or 0)
 //! str = u32 length + UTF-8 bytes
 //! ```
 //!
-//! Items are identified by their index (position in the dataset), not by id:
-//! the manifest's dataset SHA-256 says whether two runs index the same items,
-//! and ids are recovered from the dataset when a report needs them.
+//! Items are paired by their index (position in the dataset), not by id: the
+//! manifest's dataset SHA-256 says whether two runs index the same items. The
+//! trailing ids section only names items (flipped items in a comparison). It
+//! was added without a version bump: readers that predate it stop after the
+//! tags and ignore it, and files without it decode with no ids.
 
+use crate::item_ids::ItemIds;
 use async_nats::jetstream;
 use std::collections::BTreeMap;
 use vigil_protocol::subjects;
@@ -67,6 +71,9 @@ pub struct RunScores {
     pub scorers: Vec<ScorerScores>,
     /// Per tag.
     pub tags: Vec<TagColumn>,
+    /// The items' ids, where known (none in files written before ids were
+    /// stored).
+    pub ids: ItemIds,
 }
 
 /// The stored scores could not be read or written.
@@ -127,7 +134,8 @@ impl RunScores {
     /// use vigil_coordinator::scores_store::*;
     /// let s = RunScores { run_id: "r".into(), items_total: 2,
     ///     scorers: vec![ScorerScores { name: "exact".into(), values: vec![1.0, f32::NAN], passed: vec![1] }],
-    ///     tags: vec![TagColumn { key: "lang".into(), values: vec!["en".into()], codes: vec![0, NO_TAG] }] };
+    ///     tags: vec![TagColumn { key: "lang".into(), values: vec!["en".into()], codes: vec![0, NO_TAG] }],
+    ///     ..Default::default() };
     /// let back = RunScores::decode(&s.encode()).unwrap();
     /// assert_eq!(back.scorers[0].values[0], 1.0);
     /// assert!(back.scorers[0].values[1].is_nan());
@@ -161,6 +169,14 @@ impl RunScores {
             }
             for i in 0..n {
                 out.extend_from_slice(&t.codes.get(i).copied().unwrap_or(NO_TAG).to_le_bytes());
+            }
+        }
+        if self.ids.is_empty() {
+            out.extend_from_slice(&0u32.to_le_bytes());
+        } else {
+            out.extend_from_slice(&(n as u32).to_le_bytes());
+            for i in 0..n {
+                put_str(&mut out, self.ids.get(i as u64).unwrap_or(""));
             }
         }
         out
@@ -217,11 +233,24 @@ impl RunScores {
                 .collect();
             tags.push(TagColumn { key, values, codes });
         }
+        let mut ids = ItemIds::default();
+        if !r.0.is_empty() {
+            let count = u64::from(r.u32()?);
+            if count != 0 && count != items_total {
+                return Err(ScoresError::Malformed(format!(
+                    "{count} ids for {items_total} items"
+                )));
+            }
+            for i in 0..count {
+                ids.set(i, &r.str()?, items_total);
+            }
+        }
         Ok(RunScores {
             run_id,
             items_total,
             scorers,
             tags,
+            ids,
         })
     }
 

@@ -35,7 +35,7 @@ fn run_of(passes: &[bool]) -> RunScores {
             values: passes.iter().map(|&p| p as u8 as f32).collect(),
             passed: bits,
         }],
-        tags: vec![],
+        ..Default::default()
     }
 }
 

@@ -56,6 +56,7 @@ fn run(values: &[f32], passed: &[bool], tag: &[u32]) -> RunScores {
             values: vec!["en".into(), "fr".into()],
             codes: tag.to_vec(),
         }],
+        ..Default::default()
     }
 }
 

@@ -23,12 +23,18 @@ pub async fn run(args: CompareArgs) -> CommandResult {
         scores_store::load(&store.js, &base.run_id).await,
         scores_store::load(&store.js, &cand.run_id).await,
     ) {
-        (Ok(a), Ok(b)) => compare(&a, &b, &opts),
+        (Ok(a), Ok(b)) => {
+            let mut c = compare(&a, &b, &opts);
+            b.ids.name_flipped(&mut c);
+            a.ids.name_flipped(&mut c);
+            c
+        }
         (Err(e), _) | (_, Err(e)) => Comparison {
             note: Some(e.to_string()),
             ..Default::default()
         },
     };
+    name_from_results(&store.js, &cand.run_id, &mut comparison).await;
     comparison.baseline_run_id = base.run_id.clone();
     comparison.baseline_source = "explicit".into();
     comparison.manifest_diffs =
@@ -42,6 +48,28 @@ pub async fn run(args: CompareArgs) -> CommandResult {
         print!("{}", render(&comparison, &cand.run_id));
     }
     Ok(Exit::Ok)
+}
+
+/// Names flipped items that the stored scores could not (scores stored
+/// before ids were) from the candidate's item results, while
+/// `VIGIL_RESULTS` still holds them; otherwise they stay `#index`.
+async fn name_from_results(
+    js: &async_nats::jetstream::Context,
+    run_id: &str,
+    comparison: &mut Comparison,
+) {
+    let wanted = vigil_coordinator::item_ids::unnamed_flipped(comparison);
+    let Some(&last) = wanted.iter().max() else {
+        return;
+    };
+    let Ok(items) = history::item_results(js, run_id).await else {
+        return;
+    };
+    let mut ids = vigil_coordinator::item_ids::ItemIds::default();
+    for item in items.iter().filter(|i| wanted.contains(&i.index)) {
+        ids.set(item.index, &item.id, last + 1);
+    }
+    ids.name_flipped(comparison);
 }
 
 /// The comparison as a text table.

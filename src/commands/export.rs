@@ -1,11 +1,13 @@
-//! `vigil export RUN --format jsonl|csv`: every item result of a run (from
-//! `VIGIL_RESULTS`, `vigil.results.<run_id>.>`), for pandas or DuckDB.
+//! `vigil export RUN --format jsonl|csv|parquet`: every item result of a run
+//! (from `VIGIL_RESULTS`, `vigil.results.<run_id>.>`), for pandas or DuckDB.
 //!
-//! Parquet is not offered: the `parquet` crate (with arrow) would more than
-//! double the binary's build; DuckDB and pandas read the JSONL and CSV
-//! directly (`read_json_auto`, `read_csv_auto`, `pd.read_json(lines=True)`).
+//! Parquet is streamed: one pass over the results finds the scorer and tag
+//! columns, a second writes the rows a row group at a time
+//! ([`export_parquet`](super::export_parquet)), so memory stays bounded.
 
 use crate::cli::{ExportArgs, ExportFormat};
+use crate::commands::export_parquet::ParquetExport;
+use crate::commands::export_stream;
 use crate::commands::runs::{history_error, open_store};
 use crate::exit::{CommandResult, Exit, ExitContext};
 use anyhow::anyhow;
@@ -15,6 +17,9 @@ use vigil_protocol::ItemResult;
 
 pub async fn run(args: ExportArgs) -> CommandResult {
     let store = open_store(&args.store, "vigil-export").await?;
+    if args.format == ExportFormat::Parquet {
+        return parquet(&store.js, &args).await;
+    }
     let items = vigil_coordinator::history::item_results(&store.js, &args.run)
         .await
         .map_err(history_error)?;
@@ -36,8 +41,58 @@ pub async fn run(args: ExportArgs) -> CommandResult {
     match args.format {
         ExportFormat::Jsonl => write_jsonl(&mut out, &args.run, &items).infra_error()?,
         ExportFormat::Csv => write_csv(&mut out, &args.run, &items).infra_error()?,
+        ExportFormat::Parquet => unreachable!("streamed above"),
     }
     out.flush().infra_error()?;
+    Ok(Exit::Ok)
+}
+
+/// Two passes over the run's results: the columns, then the rows.
+async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> CommandResult {
+    // The summary bounds the indices; a run that never finished has none.
+    let items_total = vigil_coordinator::history::find(js, &args.run)
+        .await
+        .ok()
+        .map(|s| s.items_total);
+    let (mut tags, mut scorers) = (BTreeSet::new(), Vec::<String>::new());
+    let items = export_stream::scan(js, &args.run, items_total, |item| {
+        tags.extend(item.tags.into_keys());
+        for s in item.scores {
+            if !scorers.contains(&s.scorer) {
+                scorers.push(s.scorer);
+            }
+        }
+        Ok(())
+    })
+    .await
+    .infra_error()?;
+    if items == 0 {
+        return Err(anyhow!(
+            "no item results of run `{}` in VIGIL_RESULTS (expired, or a wrong id?)",
+            args.run
+        ))
+        .input_error();
+    }
+    let out: Box<dyn Write + Send> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))
+                .infra_error()?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    let mut file = ParquetExport::new(
+        std::io::BufWriter::new(out),
+        &args.run,
+        tags.into_iter().collect(),
+        scorers,
+        args.row_group_rows as usize,
+    )
+    .infra_error()?;
+    export_stream::scan(js, &args.run, items_total, |item| file.push(&item))
+        .await
+        .infra_error()?;
+    file.finish().infra_error()?.flush().infra_error()?;
     Ok(Exit::Ok)
 }
 

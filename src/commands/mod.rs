@@ -2,6 +2,8 @@
 
 mod compare;
 mod export;
+mod export_parquet;
+mod export_stream;
 mod report;
 mod run;
 mod runs;

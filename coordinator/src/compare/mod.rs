@@ -166,7 +166,7 @@ fn adjust(tests: &mut [MetricComparison], alpha: f64) {
 ///         values: bits.iter().map(|&b| b as u8 as f32).collect(),
 ///         passed: { let mut w = vec![0u64; bits.len().div_ceil(64)];
 ///                   for (i, &b) in bits.iter().enumerate() { if b { w[i / 64] |= 1 << (i % 64) } } w } }],
-///     tags: vec![] };
+///     ..Default::default() };
 /// let a = run(&[true; 100]);
 /// let mut bits = [true; 100];
 /// for b in bits.iter_mut().take(30) { *b = false }
