@@ -65,7 +65,7 @@ impl Classification {
                 terms.push((t, label.name.clone()));
             }
         }
-        terms.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        terms.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
         let pattern = pattern
             .map(|p| {
                 regex::RegexBuilder::new(p)

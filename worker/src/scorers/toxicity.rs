@@ -67,7 +67,7 @@ impl Toxicity {
             });
         }
         // Longest first, so "i hate you" wins over a shorter overlapping term.
-        terms.sort_by(|a, b| b.len().cmp(&a.len()));
+        terms.sort_by_key(|t| std::cmp::Reverse(t.len()));
         let alternatives: Vec<String> = terms
             .iter()
             .map(|t| {
