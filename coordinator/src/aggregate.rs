@@ -56,6 +56,10 @@ struct ScorerAgg {
     item_scores: Option<Vec<f32>>,
     /// Bit `i` set when item `i` passed this scorer; allocated with `item_scores`.
     item_passed: Option<Vec<u64>>,
+    /// Summed BLEU statistics, once an item of this scorer carries them.
+    bleu: Option<crate::text_metrics::BleuAcc>,
+    /// Confusion matrix, once an item of this scorer carries labels.
+    confusion: Option<crate::text_metrics::ConfusionAcc>,
 }
 
 /// Folds job results into per-run totals, counting every item exactly once.
@@ -218,6 +222,12 @@ impl Aggregator {
                     bits[(item.index / 64) as usize] |= 1 << (item.index % 64);
                 }
                 self.slices.add_score(s, value, score.passed);
+                if let Some(stats) = &score.bleu {
+                    agg.bleu.get_or_insert_default().add(stats);
+                }
+                if let (Some(predicted), Some(gold)) = (&score.label, &score.gold_label) {
+                    agg.confusion.get_or_insert_default().add(gold, predicted);
+                }
             }
         }
         outcome
@@ -410,7 +420,11 @@ impl Aggregator {
 }
 
 fn score_summary(agg: &ScorerAgg) -> ScoreSummary {
-    summarize(&agg.values, agg.passed)
+    ScoreSummary {
+        corpus_bleu: agg.bleu.as_ref().map(|b| b.corpus()),
+        classification: agg.confusion.as_ref().map(|c| c.summary()),
+        ..summarize(&agg.values, agg.passed)
+    }
 }
 
 /// A score summary from a scorer's values and pass count.
@@ -431,5 +445,6 @@ pub fn summarize(values: &Welford, passed: u64) -> ScoreSummary {
         ci_high,
         n,
         passed,
+        ..Default::default()
     }
 }

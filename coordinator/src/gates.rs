@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 ///   baseline finds a significant drop (Holm-adjusted) larger than `X`.
 ///
 /// Metrics are `<scorer>.<field>` for the fields of a score summary
-/// (`exact.pass_rate`, `exact.mean`, `exact.ci_low`, ...) and the run-level
+/// (`exact.pass_rate`, `exact.mean`, `exact.ci_low`, ...; classification
+/// scorers add `macro_f1`, `f1.<label>` and the others of
+/// [`crate::text_metrics::CLASSIFICATION_FIELDS`], bleu adds `corpus_bleu`) and the run-level
 /// `error_rate`, `items_per_s`, `latency_ms.p95` (and the other percentiles).
 ///
 /// ```
@@ -109,7 +111,16 @@ pub fn metric_value(summary: &RunSummary, metric: &str) -> Option<f64> {
         return run;
     }
     let (scorer, field) = metric.rsplit_once('.')?;
-    score_field(summary.scores.get(scorer)?, field)
+    if let Some(v) = summary
+        .scores
+        .get(scorer)
+        .and_then(|s| score_field(s, field))
+    {
+        return Some(v);
+    }
+    // Kind-specific fields: `intent.macro_f1`, `intent.f1.billing`, `bleu.corpus_bleu`.
+    let (scorer, field) = metric.split_once('.')?;
+    crate::text_metrics::extra_field(summary.scores.get(scorer)?, field)
 }
 
 /// The value of one field (`mean`, `pass_rate`, ...) of a score summary.

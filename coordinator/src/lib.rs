@@ -23,4 +23,6 @@ pub mod slices;
 pub mod stats;
 pub mod suite;
 pub mod table;
+pub mod table_text;
+pub mod text_metrics;
 pub mod validate;

@@ -49,6 +49,10 @@ pub const SCORER_KINDS: &[&str] = &[
     "json_schema",
 ];
 pub use crate::gates::{RUN_METRICS, SCORE_FIELDS};
+pub use text_kinds::TEXT_KINDS;
+
+#[path = "suite_text.rs"]
+mod text_kinds;
 
 /// A loaded and checked suite.
 #[derive(Debug, Clone, PartialEq)]
@@ -967,15 +971,19 @@ impl Checker<'_> {
                 };
                 ScorerKind::JsonSchema { schema }
             }
-            other => {
-                return Err(self.err(
-                    at("kind"),
-                    format!(
-                        "unknown scorer kind `{other}` (known: {})",
-                        SCORER_KINDS.join(", ")
-                    ),
-                ));
-            }
+            other => match self.text_kind(i, other, params) {
+                Some(kind) => kind?,
+                None => {
+                    return Err(self.err(
+                        at("kind"),
+                        format!(
+                            "unknown scorer kind `{other}` (known: {}, {})",
+                            SCORER_KINDS.join(", "),
+                            TEXT_KINDS.join(", ")
+                        ),
+                    ));
+                }
+            },
         };
         // These kinds compare against a reference; without one every item
         // would fail at the worker, so say so now.
@@ -985,6 +993,9 @@ impl Checker<'_> {
                 | ScorerKind::Contains { .. }
                 | ScorerKind::Numeric { .. }
                 | ScorerKind::Choice { .. }
+                | ScorerKind::Rouge { .. }
+                | ScorerKind::Bleu { .. }
+                | ScorerKind::Classification { .. }
         ) && raw.reference.is_none()
         {
             return Err(self.err(
@@ -1065,7 +1076,7 @@ impl Checker<'_> {
                     ),
                 ));
             };
-            if !scorers.iter().any(|s| s.name == scorer) {
+            let Some(scorer_cfg) = scorers.iter().find(|s| s.name == scorer) else {
                 let known: Vec<&str> = scorers.iter().map(|s| s.name.as_str()).collect();
                 return Err(self.err(
                     at("metric"),
@@ -1074,13 +1085,16 @@ impl Checker<'_> {
                         known.join(", ")
                     ),
                 ));
-            }
-            if !SCORE_FIELDS.contains(&field) {
+            };
+            if !SCORE_FIELDS.contains(&field)
+                && !crate::text_metrics::is_extra_field(&scorer_cfg.kind, field)
+            {
                 return Err(self.err(
                     at("metric"),
                     format!(
-                        "`{m}`: unknown field `{field}` (known: {})",
-                        SCORE_FIELDS.join(", ")
+                        "`{m}`: unknown field `{field}` (known: {}{})",
+                        SCORE_FIELDS.join(", "),
+                        text_kinds::extra_fields_hint(&scorer_cfg.kind)
                     ),
                 ));
             }

@@ -3,6 +3,11 @@
 use std::fmt::Write as _;
 use vigil_protocol::{GateOutcome, RunSummary};
 
+/// [`columns`] for the other table modules.
+pub(crate) fn columns_pub(rows: &[Vec<String>]) -> String {
+    columns(rows)
+}
+
 /// Lays out rows as left-aligned columns separated by two spaces. Widths
 /// count chars, not bytes, so names with non-ASCII letters still line up.
 fn columns(rows: &[Vec<String>]) -> String {
@@ -108,6 +113,11 @@ pub fn render(summary: &RunSummary) -> String {
             ]);
         }
         out.push_str(&columns(&rows));
+    }
+    let text_metrics = crate::table_text::render(s);
+    if !text_metrics.is_empty() {
+        out.push('\n');
+        out.push_str(&text_metrics);
     }
 
     out.push('\n');

@@ -11,6 +11,7 @@ fn score(scorer: &str, value: f64, passed: bool) -> Score {
         value,
         passed,
         detail: String::new(),
+        ..Default::default()
     }
 }
 

@@ -33,6 +33,7 @@ fn summary() -> RunSummary {
             ci_high: 0.87,
             n: 190,
             passed: 152,
+            ..Default::default()
         },
     );
     s.scores.insert(

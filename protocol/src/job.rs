@@ -229,6 +229,78 @@ pub enum ScorerKind {
         #[serde(default)]
         schema: Option<String>,
     },
+    /// ROUGE F-measure against the reference (rouge-score's tokenizer).
+    Rouge {
+        /// Which of ROUGE-1, ROUGE-2, ROUGE-L is the value.
+        #[serde(default)]
+        variant: crate::RougeVariant,
+    },
+    /// Sentence BLEU against the reference (sacrebleu); the item carries its
+    /// n-gram statistics so the summary has corpus BLEU.
+    Bleu {
+        /// Smoothing of sentence BLEU.
+        #[serde(default)]
+        smooth: crate::BleuSmoothing,
+        /// The value for `floor` (default 0.1) and `add_k` (default 1).
+        #[serde(default)]
+        smooth_value: Option<f64>,
+        /// Lowercase output and reference first.
+        #[serde(default)]
+        lowercase: bool,
+        /// The tokenizer.
+        #[serde(default)]
+        tokenize: crate::BleuTokenizer,
+    },
+    /// The output mapped to a label, compared with the reference's label; the
+    /// summary gets per-class metrics and the confusion matrix.
+    Classification {
+        /// The labels and their synonyms; empty: any normalised text is a label.
+        #[serde(default)]
+        labels: Vec<crate::LabelSpec>,
+        /// A regex whose first capture (or whole match) is the label text.
+        #[serde(default)]
+        pattern: Option<String>,
+        /// Normalisation of output, reference, labels and synonyms.
+        #[serde(default = "crate::scorer_params::label_normalization")]
+        normalize: Normalization,
+        /// Whole text or whole-word search.
+        #[serde(default, rename = "match")]
+        match_mode: crate::LabelMatch,
+    },
+    /// Refusal detection by phrase list; passes when the output refuses or
+    /// complies as expected.
+    Refusal {
+        /// The phrases (case-insensitive); `None`: the built-in list.
+        #[serde(default)]
+        phrases: Option<Vec<String>>,
+        /// Phrases added to `phrases` (or to the built-in list).
+        #[serde(default)]
+        extra_phrases: Vec<String>,
+        /// What to expect when the item's reference does not say.
+        #[serde(default)]
+        expect: crate::RefusalExpect,
+    },
+    /// PII and secret leakage; passes when nothing is found.
+    Pii {
+        /// The built-in kinds to look for; empty: all of them.
+        #[serde(default)]
+        kinds: Vec<String>,
+        /// Extra patterns by kind name (Rust regex syntax).
+        #[serde(default)]
+        patterns: BTreeMap<String, String>,
+        /// Findings matching one of these regexes are allowed.
+        #[serde(default)]
+        allow: Vec<String>,
+    },
+    /// A word list of toxic terms; passes when none is found.
+    Toxicity {
+        /// The terms (whole words, case-insensitive); `None`: the built-in list.
+        #[serde(default)]
+        words: Option<Vec<String>>,
+        /// Terms added to `words` (or to the built-in list).
+        #[serde(default)]
+        extra_words: Vec<String>,
+    },
     /// A kind this version of vigil does not know, by name.
     Unknown {
         /// The kind's name as the job gave it.
@@ -262,6 +334,12 @@ impl ScorerKind {
             ScorerKind::Numeric { .. } => "numeric",
             ScorerKind::Choice { .. } => "choice",
             ScorerKind::JsonSchema { .. } => "json_schema",
+            ScorerKind::Rouge { .. } => "rouge",
+            ScorerKind::Bleu { .. } => "bleu",
+            ScorerKind::Classification { .. } => "classification",
+            ScorerKind::Refusal { .. } => "refusal",
+            ScorerKind::Pii { .. } => "pii",
+            ScorerKind::Toxicity { .. } => "toxicity",
             ScorerKind::Unknown { .. } => "unknown",
         }
     }

@@ -26,8 +26,10 @@ pub mod job;
 pub mod progress;
 pub mod qa;
 pub mod result;
+pub mod scorer_params;
 pub mod subjects;
 pub mod summary;
+pub mod text_stats;
 #[cfg(feature = "nats")]
 pub mod topology;
 #[cfg(feature = "nats")]
@@ -41,7 +43,11 @@ pub use job::{
 pub use progress::{ProgressEvent, RunPhase};
 pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};
 pub use result::{ErrorKind, ItemError, ItemResult, JobResult, Score, TokenUsage};
+pub use scorer_params::{
+    BleuSmoothing, BleuTokenizer, LabelMatch, LabelSpec, RefusalExpect, RougeVariant,
+};
 pub use summary::{GateOutcome, LatencySummary, RunSummary, ScoreSummary, TokenTotals};
+pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu, OTHER_LABEL};
 
 /// The schema version written in the `Vigil-Schema` header and in
 /// [`RunSummary::schema`]. It changes only when a reader of the previous

@@ -183,6 +183,15 @@ pub struct Score {
     pub passed: bool,
     /// A short explanation (what was extracted, what differed).
     pub detail: String,
+    /// The predicted label (classification scorers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The gold label: the reference mapped to a label (classification scorers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gold_label: Option<String>,
+    /// BLEU's n-gram statistics of this item, summed into corpus BLEU.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bleu: Option<crate::BleuStats>,
 }
 
 /// Token counts of one call, as the backend reported them.

@@ -86,6 +86,12 @@ pub struct ScoreSummary {
     pub n: u64,
     /// Items that passed.
     pub passed: u64,
+    /// Corpus BLEU over the run (bleu scorers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub corpus_bleu: Option<crate::CorpusBleu>,
+    /// Per-class metrics and the confusion matrix (classification scorers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classification: Option<crate::ClassificationSummary>,
 }
 
 /// Latency percentiles, milliseconds.

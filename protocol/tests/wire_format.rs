@@ -268,3 +268,254 @@ fn every_type_round_trips() {
     let p = Prompt::Completion("Q: 1+1\nA:".into());
     assert_eq!(decode::<Prompt>(&encode(&p).unwrap()).unwrap(), p);
 }
+
+fn encode_value(v: &Value) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, v).unwrap();
+    bytes
+}
+
+#[test]
+fn text_scorer_kinds_round_trip_and_are_named_maps() {
+    let kinds = [
+        ScorerKind::Rouge {
+            variant: RougeVariant::Rouge2,
+        },
+        ScorerKind::Bleu {
+            smooth: BleuSmoothing::AddK,
+            smooth_value: Some(0.5),
+            lowercase: true,
+            tokenize: BleuTokenizer::None,
+        },
+        ScorerKind::Classification {
+            labels: vec![LabelSpec {
+                name: "billing".into(),
+                synonyms: vec!["invoice".into()],
+            }],
+            pattern: Some("(\\w+)".into()),
+            normalize: Normalization::default(),
+            match_mode: LabelMatch::Search,
+        },
+        ScorerKind::Refusal {
+            phrases: Some(vec!["no".into()]),
+            extra_phrases: vec![],
+            expect: RefusalExpect::Comply,
+        },
+        ScorerKind::Pii {
+            kinds: vec!["email".into()],
+            patterns: [("ticket".to_string(), "T-\\d+".to_string())].into(),
+            allow: vec![],
+        },
+        ScorerKind::Toxicity {
+            words: None,
+            extra_words: vec!["darn".into()],
+        },
+    ];
+    for kind in kinds {
+        let spec = ScorerSpec {
+            name: "x".into(),
+            threshold: None,
+            kind,
+        };
+        let bytes = encode(&spec).unwrap();
+        assert_eq!(decode::<ScorerSpec>(&bytes).unwrap(), spec);
+        let map = as_map(&bytes);
+        assert_eq!(map["kind"]["kind"].as_str(), Some(spec.kind.name()));
+    }
+    let map = as_map(
+        &encode(&ScorerSpec {
+            name: "r".into(),
+            threshold: None,
+            kind: ScorerKind::Rouge {
+                variant: RougeVariant::RougeL,
+            },
+        })
+        .unwrap(),
+    );
+    assert_eq!(map["kind"]["params"]["variant"].as_str(), Some("rougeL"));
+    let map = as_map(
+        &encode(&ScorerSpec {
+            name: "b".into(),
+            threshold: None,
+            kind: ScorerKind::Bleu {
+                smooth: BleuSmoothing::Exp,
+                smooth_value: None,
+                lowercase: false,
+                tokenize: BleuTokenizer::Tok13a,
+            },
+        })
+        .unwrap(),
+    );
+    assert_eq!(map["kind"]["params"]["tokenize"].as_str(), Some("13a"));
+    assert_eq!(map["kind"]["params"]["smooth"].as_str(), Some("exp"));
+}
+
+#[test]
+fn text_scorer_kinds_fill_defaults_from_empty_params() {
+    // A writer in another language may send only the kind and no keys.
+    for (name, want) in [
+        (
+            "rouge",
+            ScorerKind::Rouge {
+                variant: RougeVariant::RougeL,
+            },
+        ),
+        (
+            "toxicity",
+            ScorerKind::Toxicity {
+                words: None,
+                extra_words: vec![],
+            },
+        ),
+        (
+            "pii",
+            ScorerKind::Pii {
+                kinds: vec![],
+                patterns: Default::default(),
+                allow: vec![],
+            },
+        ),
+    ] {
+        let spec = Value::Map(vec![
+            (Value::from("name"), Value::from("s")),
+            (
+                Value::from("kind"),
+                Value::Map(vec![
+                    (Value::from("kind"), Value::from(name)),
+                    (Value::from("params"), Value::Map(vec![])),
+                ]),
+            ),
+        ]);
+        let decoded: ScorerSpec = decode(&encode_value(&spec)).unwrap();
+        assert_eq!(decoded.kind, want, "{name}");
+    }
+    // A classification spec without normalize gets the label defaults.
+    let spec = Value::Map(vec![(
+        Value::from("kind"),
+        Value::Map(vec![
+            (Value::from("kind"), Value::from("classification")),
+            (Value::from("params"), Value::Map(vec![])),
+        ]),
+    )]);
+    let decoded: ScorerSpec = decode(&encode_value(&spec)).unwrap();
+    let ScorerKind::Classification { normalize, .. } = decoded.kind else {
+        panic!("{:?}", decoded.kind)
+    };
+    assert_eq!(
+        normalize,
+        vigil_protocol::scorer_params::label_normalization()
+    );
+    // A variant this version does not know makes the whole kind Unknown (its
+    // items fail with a reason) rather than failing the job's decoding.
+    let spec = Value::Map(vec![(
+        Value::from("kind"),
+        Value::Map(vec![
+            (Value::from("kind"), Value::from("rouge")),
+            (
+                Value::from("params"),
+                Value::Map(vec![(Value::from("variant"), Value::from("rougeW"))]),
+            ),
+        ]),
+    )]);
+    let decoded: ScorerSpec = decode(&encode_value(&spec)).unwrap();
+    assert_eq!(
+        decoded.kind,
+        ScorerKind::Unknown {
+            name: "rouge".into()
+        }
+    );
+}
+
+#[test]
+fn score_labels_and_bleu_stats_are_optional_named_fields() {
+    let score = Score {
+        scorer: "intent".into(),
+        value: 1.0,
+        passed: true,
+        label: Some("billing".into()),
+        gold_label: Some("billing".into()),
+        bleu: Some(BleuStats {
+            hyp_len: 3,
+            ref_len: 4,
+            correct: vec![2, 1, 0, 0],
+            total: vec![3, 2, 1, 0],
+        }),
+        ..Default::default()
+    };
+    let bytes = encode(&score).unwrap();
+    let map = as_map(&bytes);
+    assert_eq!(map["label"].as_str(), Some("billing"));
+    assert_eq!(map["gold_label"].as_str(), Some("billing"));
+    assert_eq!(map["bleu"]["ref_len"].as_u64(), Some(4));
+    assert_eq!(decode::<Score>(&bytes).unwrap(), score);
+    // Absent when unset, so other scorers' results do not grow.
+    let plain = as_map(
+        &encode(&Score {
+            scorer: "exact".into(),
+            ..Default::default()
+        })
+        .unwrap(),
+    );
+    for key in ["label", "gold_label", "bleu"] {
+        assert!(!plain.contains_key(key), "{key}");
+    }
+    // An old writer's score (no such fields) decodes with None.
+    let old = Value::Map(vec![
+        (Value::from("scorer"), Value::from("exact")),
+        (Value::from("value"), Value::from(1.0)),
+        (Value::from("passed"), Value::from(true)),
+        (Value::from("detail"), Value::from("")),
+    ]);
+    let decoded: Score = decode(&encode_value(&old)).unwrap();
+    assert_eq!((decoded.label, decoded.bleu), (None, None));
+}
+
+#[test]
+fn summary_classification_and_corpus_bleu_are_maps() {
+    let mut summary = RunSummary::default();
+    summary.scores.insert(
+        "intent".into(),
+        ScoreSummary {
+            classification: Some(ClassificationSummary {
+                n: 2,
+                macro_f1: 0.5,
+                labels: vec!["a".into(), "b".into()],
+                confusion: vec![vec![1, 0], vec![1, 0]],
+                per_class: [(
+                    "a".to_string(),
+                    ClassMetrics {
+                        precision: 0.5,
+                        recall: 1.0,
+                        f1: 2.0 / 3.0,
+                        support: 1,
+                        predicted: 2,
+                    },
+                )]
+                .into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    summary.scores.insert(
+        "bleu".into(),
+        ScoreSummary {
+            corpus_bleu: Some(CorpusBleu {
+                score: 0.3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    );
+    let bytes = encode(&summary).unwrap();
+    let map = as_map(&bytes);
+    let c = &map["scores"]["intent"]["classification"];
+    assert_eq!(c["macro_f1"].as_f64(), Some(0.5));
+    assert_eq!(c["per_class"]["a"]["support"].as_u64(), Some(1));
+    assert_eq!(c["confusion"][1][0].as_u64(), Some(1));
+    assert_eq!(
+        map["scores"]["bleu"]["corpus_bleu"]["score"].as_f64(),
+        Some(0.3)
+    );
+    assert_eq!(decode::<RunSummary>(&bytes).unwrap(), summary);
+}

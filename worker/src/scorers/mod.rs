@@ -17,13 +17,19 @@
 //! assert_eq!(score.value, 1.0);
 //! ```
 
+pub mod bleu;
 pub mod choice;
+pub mod classification;
 pub mod contains;
 pub mod exact_match;
 pub mod json_schema;
 pub mod normalize;
 pub mod numeric;
+pub mod pii;
+pub mod refusal;
 pub mod regex;
+pub mod rouge;
+pub mod toxicity;
 
 use futures::future::BoxFuture;
 use vigil_protocol::{Item, Job, Score, ScorerKind, ScorerSpec};
@@ -189,6 +195,51 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
         ScorerKind::JsonSchema { schema } => {
             Box::new(json_schema::JsonSchema::new(common, schema.as_deref())?)
         }
+        ScorerKind::Rouge { variant } => Box::new(rouge::Rouge::new(common, *variant)),
+        ScorerKind::Bleu {
+            smooth,
+            smooth_value,
+            lowercase,
+            tokenize,
+        } => Box::new(bleu::Bleu::new(
+            common,
+            *smooth,
+            *smooth_value,
+            *lowercase,
+            *tokenize,
+        )),
+        ScorerKind::Classification {
+            labels,
+            pattern,
+            normalize,
+            match_mode,
+        } => Box::new(classification::Classification::new(
+            common,
+            labels,
+            pattern.as_deref(),
+            normalize.clone(),
+            *match_mode,
+        )?),
+        ScorerKind::Refusal {
+            phrases,
+            extra_phrases,
+            expect,
+        } => Box::new(refusal::Refusal::new(
+            common,
+            phrases.as_deref(),
+            extra_phrases,
+            *expect,
+        )?),
+        ScorerKind::Pii {
+            kinds,
+            patterns,
+            allow,
+        } => Box::new(pii::Pii::new(common, kinds, patterns, allow)?),
+        ScorerKind::Toxicity { words, extra_words } => Box::new(toxicity::Toxicity::new(
+            common,
+            words.as_deref(),
+            extra_words,
+        )?),
         ScorerKind::Unknown { name } => {
             return Err(ScorerError::UnsupportedKind {
                 scorer: spec.name.clone(),
@@ -223,6 +274,7 @@ impl Common {
             value,
             passed,
             detail: short(&detail.into(), MAX_DETAIL),
+            ..Default::default()
         }
     }
 
@@ -234,6 +286,7 @@ impl Common {
             value: 0.0,
             passed: false,
             detail: "no reference".into(),
+            ..Default::default()
         }
     }
 }
