@@ -18,11 +18,13 @@
 //! ```
 
 pub mod choice;
+pub mod code_exec;
 pub mod contains;
 pub mod exact_match;
 pub mod json_schema;
 pub mod normalize;
 pub mod numeric;
+pub mod pass_at_k;
 pub mod regex;
 
 use futures::future::BoxFuture;
@@ -99,12 +101,19 @@ impl Built {
 /// What IO scorers may use from the worker that runs them. Built once per
 /// worker; cheap to clone.
 #[derive(Clone, Default)]
-pub struct ScorerEnv {}
+pub struct ScorerEnv {
+    /// The sandbox `code_exec` runs programs in; `None`: the one this
+    /// process shares ([`crate::sandbox::Sandbox::shared`]).
+    pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
+}
 
 /// Builds the scorers of a job: pure ones through [`build`], IO ones with
 /// the worker's [`ScorerEnv`].
-pub fn build_for_job(spec: &ScorerSpec, _env: &ScorerEnv) -> Result<Built, ScorerError> {
-    build(spec).map(Built::Pure)
+pub fn build_for_job(spec: &ScorerSpec, env: &ScorerEnv) -> Result<Built, ScorerError> {
+    match &spec.kind {
+        ScorerKind::CodeExec { .. } => Ok(Built::Io(Box::new(code_exec::build(spec, env)?))),
+        _ => build(spec).map(Built::Pure),
+    }
 }
 
 /// Why a scorer could not be built from its spec.
@@ -188,6 +197,12 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
         ScorerKind::Choice { choices } => Box::new(choice::Choice::new(common, choices)?),
         ScorerKind::JsonSchema { schema } => {
             Box::new(json_schema::JsonSchema::new(common, schema.as_deref())?)
+        }
+        ScorerKind::CodeExec { .. } => {
+            return Err(ScorerError::InvalidParams {
+                scorer: spec.name.clone(),
+                message: "code_exec runs programs: build it with build_for_job".into(),
+            });
         }
         ScorerKind::Unknown { name } => {
             return Err(ScorerError::UnsupportedKind {
