@@ -119,7 +119,10 @@ impl CodeExec {
                 l.wall.as_secs_f64()
             ),
             Status::Signaled(24) => format!("CPU time limit ({}s) exceeded (SIGXCPU)", l.cpu_s),
-            Status::Signaled(9) => format!("killed (SIGKILL: CPU time limit {}s)", l.cpu_s),
+            Status::Signaled(9) => format!(
+                "killed by SIGKILL (CPU time limit {}s, or out of memory)",
+                l.cpu_s
+            ),
             Status::Signaled(25) => "file size limit exceeded (SIGXFSZ)".into(),
             Status::Signaled(sig) => with_hint(format!("killed by signal {sig}")),
             Status::Failed(e) => format!("sandbox error: {e}"),
