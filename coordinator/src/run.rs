@@ -297,6 +297,7 @@ async fn run_in_span(
             deadline_unix_ms,
             keep_output_chars: suite.keep_output_chars,
             cache: crate::continuous::cache_policy(&suite, &target, config.no_cache),
+            samples: suite.samples,
         },
         subject: subjects::jobs(&suite.pool),
         skip_below,

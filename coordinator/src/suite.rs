@@ -47,6 +47,7 @@ pub const SCORER_KINDS: &[&str] = &[
     "numeric",
     "choice",
     "json_schema",
+    "code_exec",
 ];
 pub use crate::gates::{RUN_METRICS, SCORE_FIELDS};
 pub use text_kinds::TEXT_KINDS;
@@ -84,6 +85,9 @@ pub struct Suite {
     /// The response cache (`cache: {enabled, ttl_s}`); default: on for
     /// targets at temperature 0, entries kept forever.
     pub cache: CacheConfig,
+    /// Completions sampled per item (default 1); `code_exec` scores pass@k
+    /// over them.
+    pub samples: u32,
 }
 
 /// The suite's `cache:` key.
@@ -468,6 +472,8 @@ struct RawSuite {
     keep_output_chars: Option<u32>,
     #[serde(default)]
     cache: CacheConfig,
+    #[serde(default)]
+    samples: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -693,6 +699,7 @@ impl Checker<'_> {
                 format!("must be between 1 and {MAX_SHARD_SIZE}, got {shard_size}"),
             ));
         }
+        let samples = crate::code_exec_suite::check_samples(self.path, raw.samples, &scorers)?;
         let pool = raw
             .pool
             .unwrap_or_else(|| vigil_protocol::subjects::DEFAULT_POOL.to_string());
@@ -719,6 +726,7 @@ impl Checker<'_> {
             deadline_s: raw.deadline_s,
             keep_output_chars: raw.keep_output_chars.unwrap_or(DEFAULT_KEEP_OUTPUT_CHARS),
             cache: raw.cache,
+            samples,
         })
     }
 
@@ -971,6 +979,7 @@ impl Checker<'_> {
                 };
                 ScorerKind::JsonSchema { schema }
             }
+            "code_exec" => crate::code_exec_suite::kind(self.path, i, params)?,
             other => match self.text_kind(i, other, params) {
                 Some(kind) => kind?,
                 None => {

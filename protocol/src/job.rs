@@ -35,6 +35,10 @@ pub struct Job {
     pub keep_output_chars: u32,
     /// Whether the worker may answer from the response cache (`None`: no cache).
     pub cache: Option<crate::CachePolicy>,
+    /// Completions sampled per item (0 or 1: one). With n > 1 the worker calls
+    /// the target n times with distinct seeds; `code_exec` scores pass@k over
+    /// them, other scorers score the first.
+    pub samples: u32,
 }
 
 /// One dataset item, rendered.
@@ -301,11 +305,54 @@ pub enum ScorerKind {
         #[serde(default)]
         extra_words: Vec<String>,
     },
+    /// The output is a program; it runs with the reference (its unit tests)
+    /// in a sandbox and passes when it exits 0. With several samples the
+    /// value is pass@k.
+    CodeExec {
+        /// The language runner (`python`).
+        #[serde(default = "default_language")]
+        language: String,
+        /// The k of pass@k (at most the job's samples).
+        #[serde(default = "default_k")]
+        k: u32,
+        /// Put the completion prompt in front of the output (HumanEval style:
+        /// the prompt holds the signature, the output the body).
+        #[serde(default)]
+        include_prompt: bool,
+        /// Sandbox limits; unset ones take the worker's defaults.
+        #[serde(default)]
+        limits: SandboxLimits,
+    },
     /// A kind this version of vigil does not know, by name.
     Unknown {
         /// The kind's name as the job gave it.
         name: String,
     },
+}
+
+fn default_language() -> String {
+    "python".to_string()
+}
+
+fn default_k() -> u32 {
+    1
+}
+
+/// Limits of one `code_exec` sandbox run; `None`: the worker's default. A
+/// worker caps each at its own maximum (a job is data, never authority).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SandboxLimits {
+    /// Wall-clock seconds before the program is killed.
+    pub timeout_s: Option<f64>,
+    /// CPU seconds.
+    pub cpu_s: Option<f64>,
+    /// Address space, MiB.
+    pub memory_mb: Option<u64>,
+    /// Processes (and threads) the program may have at once.
+    pub processes: Option<u32>,
+    /// Largest file it may write, MiB.
+    pub file_mb: Option<u64>,
 }
 
 fn default_choices() -> String {
@@ -340,6 +387,7 @@ impl ScorerKind {
             ScorerKind::Refusal { .. } => "refusal",
             ScorerKind::Pii { .. } => "pii",
             ScorerKind::Toxicity { .. } => "toxicity",
+            ScorerKind::CodeExec { .. } => "code_exec",
             ScorerKind::Unknown { .. } => "unknown",
         }
     }

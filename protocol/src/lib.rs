@@ -37,8 +37,8 @@ pub mod trace_context;
 
 pub use codec::{CodecError, decode, encode};
 pub use job::{
-    ChatMessage, EndpointKind, Item, Job, Normalization, Prompt, SamplingParams, ScorerKind,
-    ScorerSpec, TargetSpec,
+    ChatMessage, EndpointKind, Item, Job, Normalization, Prompt, SamplingParams, SandboxLimits,
+    ScorerKind, ScorerSpec, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
 pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};

@@ -65,6 +65,7 @@ fn sample_job() -> Job {
         deadline_unix_ms: None,
         keep_output_chars: 100,
         cache: None,
+        samples: 1,
     }
 }
 
@@ -253,6 +254,16 @@ fn every_type_round_trips() {
         },
         ScorerKind::JsonSchema {
             schema: Some("{}".into()),
+        },
+        ScorerKind::CodeExec {
+            language: "python".into(),
+            k: 5,
+            include_prompt: true,
+            limits: vigil_protocol::SandboxLimits {
+                timeout_s: Some(3.0),
+                memory_mb: Some(512),
+                ..Default::default()
+            },
         },
         ScorerKind::Unknown {
             name: "future".into(),
@@ -518,4 +529,33 @@ fn summary_classification_and_corpus_bleu_are_maps() {
         Some(0.3)
     );
     assert_eq!(decode::<RunSummary>(&bytes).unwrap(), summary);
+}
+
+#[test]
+fn code_exec_params_default_when_absent() {
+    let spec = Value::Map(vec![
+        (Value::from("name"), Value::from("tests")),
+        (
+            Value::from("kind"),
+            Value::Map(vec![
+                (Value::from("kind"), Value::from("code_exec")),
+                (Value::from("params"), Value::Map(vec![])),
+            ]),
+        ),
+    ]);
+    let mut bytes = Vec::new();
+    rmpv::encode::write_value(&mut bytes, &spec).unwrap();
+    let decoded: ScorerSpec = decode(&bytes).unwrap();
+    assert_eq!(
+        decoded.kind,
+        ScorerKind::CodeExec {
+            language: "python".into(),
+            k: 1,
+            include_prompt: false,
+            limits: Default::default(),
+        }
+    );
+    // A job without `samples` (an older coordinator) samples once.
+    let job: Job = decode(&encode(&Job::default()).unwrap()).unwrap();
+    assert_eq!(job.samples, 0);
 }

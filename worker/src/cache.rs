@@ -155,6 +155,17 @@ pub async fn lookup<'a>(
     job: &Job,
     prompt: &Prompt,
 ) -> Lookup<'a> {
+    lookup_target(cache, job, &job.target, prompt).await
+}
+
+/// Looks up `prompt` sent to `target` (one sample's target: its own seed)
+/// when the job's policy allows the cache.
+pub async fn lookup_target<'a>(
+    cache: Option<&'a ResponseCache>,
+    job: &Job,
+    target: &TargetSpec,
+    prompt: &Prompt,
+) -> Lookup<'a> {
     let policy = job.cache.as_ref().filter(|p| p.enabled);
     let (Some(cache), Some(policy)) = (cache, policy) else {
         return Lookup {
@@ -163,7 +174,7 @@ pub async fn lookup<'a>(
             hit: None,
         };
     };
-    let key = key(&job.target, prompt);
+    let key = key(target, prompt);
     let hit = cache.get(&key, policy.ttl_s).await.map(|h| Completion {
         text: h.text,
         usage: h.usage,

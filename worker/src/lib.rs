@@ -7,5 +7,7 @@ pub mod cache;
 pub mod metrics;
 pub mod pull;
 pub mod retry;
+pub mod sampling;
+pub mod sandbox;
 pub mod scorers;
 pub mod telemetry;

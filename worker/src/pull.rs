@@ -493,42 +493,49 @@ async fn evaluate_item(
     limit: &AdaptiveLimit,
 ) -> ItemResult {
     let started = Instant::now();
-    let lookup = crate::cache::lookup(shared.cache.as_ref(), job, &item.prompt).await;
-    let cached = lookup.hit.is_some();
     // `Span::none()` when tracing is off: nothing allocated per item.
     let span = telemetry::model_call_span(&job.target, item);
-    let call = match lookup.hit.clone() {
-        Some(hit) => Ok(hit),
-        None => {
-            let _call = shared.calls.acquire().await.expect("semaphore open");
-            // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
-            if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
-                return failed_item(item, ErrorKind::Deadline, "run deadline passed");
+    // One call per sample (distinct seeds, so distinct cache keys); the
+    // first sample's completion describes the item.
+    let n = job.samples.max(1);
+    let calls = (0..n).map(|i| {
+        let target = crate::sampling::target_for_sample(&job.target, i);
+        let span = &span;
+        async move { call_model(shared, job, &target, item, api_key, limit, span).await }
+    });
+    let mut samples = Vec::with_capacity(n as usize);
+    let mut call = None;
+    for result in futures::future::join_all(calls).await {
+        match (result, &mut call) {
+            (Ok((c, hit)), None) => {
+                samples.push(c.text.clone());
+                call = Some(Ok((c, hit)));
             }
-            shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-            let call = shared
-                .backend
-                .complete(
-                    &job.target,
-                    api_key,
-                    &item.prompt,
-                    limit,
-                    &telemetry::http_headers(&span),
-                )
-                .instrument(span.clone())
-                .await;
-            shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if let Ok(completion) = &call {
-                lookup.store(completion).await;
+            (Ok((c, _)), Some(Ok((first, _)))) => {
+                first.usage.input += c.usage.input;
+                first.usage.output += c.usage.output;
+                samples.push(c.text);
             }
-            call
+            (Ok(_), Some(Err(_))) => {}
+            // Any failed sample fails the item: pass@k needs every sample.
+            (Err(e), _) => {
+                call = Some(Err(e));
+                break;
+            }
         }
+    }
+    let call = call.expect("at least one sample");
+    let cached = matches!(call, Ok((_, true)));
+    let call = match call {
+        Ok((completion, _)) => Ok(completion),
+        Err(None) => return failed_item(item, ErrorKind::Deadline, "run deadline passed"),
+        Err(Some(failure)) => Err(failure),
     };
     let (trace_id, span_id) = telemetry::span_ids(&span);
     match call {
         Ok(completion) => {
             telemetry::record_completion(&span, &completion);
-            let samples = std::slice::from_ref(&completion.text);
+            let samples = samples.as_slice();
             let mut scores = Vec::with_capacity(scorers.len());
             for s in scorers {
                 let score_span = telemetry::score_span(&span, s.name());
@@ -572,6 +579,47 @@ async fn evaluate_item(
             result
         }
     }
+}
+
+/// One model call for an item, from the cache when allowed: the completion
+/// and whether it was cached; `Err(None)` when the run's deadline passed
+/// while the item waited for a call slot.
+async fn call_model(
+    shared: &Shared,
+    job: &Job,
+    target: &TargetSpec,
+    item: &Item,
+    api_key: Option<&str>,
+    limit: &AdaptiveLimit,
+    span: &tracing::Span,
+) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
+    let lookup =
+        crate::cache::lookup_target(shared.cache.as_ref(), job, target, &item.prompt).await;
+    if let Some(hit) = lookup.hit.clone() {
+        return Ok((hit, true));
+    }
+    let _call = shared.calls.acquire().await.expect("semaphore open");
+    // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
+    if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
+        return Err(None);
+    }
+    shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+    let call = shared
+        .backend
+        .complete(
+            target,
+            api_key,
+            &item.prompt,
+            limit,
+            &telemetry::http_headers(span),
+        )
+        .instrument(span.clone())
+        .await;
+    shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    if let Ok(completion) = &call {
+        lookup.store(completion).await;
+    }
+    call.map(|c| (c, false)).map_err(Some)
 }
 
 async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), async_nats::Error> {

@@ -20,6 +20,7 @@
 pub mod bleu;
 pub mod choice;
 pub mod classification;
+pub mod code_exec;
 pub mod contains;
 pub mod exact_match;
 pub mod json_schema;
@@ -27,6 +28,7 @@ pub mod normalize;
 pub mod numeric;
 pub mod pii;
 pub mod refusal;
+pub mod pass_at_k;
 pub mod regex;
 pub mod rouge;
 pub mod toxicity;
@@ -105,12 +107,19 @@ impl Built {
 /// What IO scorers may use from the worker that runs them. Built once per
 /// worker; cheap to clone.
 #[derive(Clone, Default)]
-pub struct ScorerEnv {}
+pub struct ScorerEnv {
+    /// The sandbox `code_exec` runs programs in; `None`: the one this
+    /// process shares ([`crate::sandbox::Sandbox::shared`]).
+    pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
+}
 
 /// Builds the scorers of a job: pure ones through [`build`], IO ones with
 /// the worker's [`ScorerEnv`].
-pub fn build_for_job(spec: &ScorerSpec, _env: &ScorerEnv) -> Result<Built, ScorerError> {
-    build(spec).map(Built::Pure)
+pub fn build_for_job(spec: &ScorerSpec, env: &ScorerEnv) -> Result<Built, ScorerError> {
+    match &spec.kind {
+        ScorerKind::CodeExec { .. } => Ok(Built::Io(Box::new(code_exec::build(spec, env)?))),
+        _ => build(spec).map(Built::Pure),
+    }
 }
 
 /// Why a scorer could not be built from its spec.
@@ -240,6 +249,12 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
             words.as_deref(),
             extra_words,
         )?),
+        ScorerKind::CodeExec { .. } => {
+            return Err(ScorerError::InvalidParams {
+                scorer: spec.name.clone(),
+                message: "code_exec runs programs: build it with build_for_job".into(),
+            });
+        }
         ScorerKind::Unknown { name } => {
             return Err(ScorerError::UnsupportedKind {
                 scorer: spec.name.clone(),
