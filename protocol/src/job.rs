@@ -51,6 +51,10 @@ pub struct Item {
     pub references: BTreeMap<String, String>,
     /// Item tags for slicing (language, category, ...).
     pub tags: BTreeMap<String, String>,
+    /// Per-item prompts of scorers that send one (an `llm_judge`'s rendered
+    /// rubric), by scorer name; see [`crate::io_scorers`].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scorer_prompts: BTreeMap<String, String>,
 }
 
 /// A rendered prompt.
@@ -229,6 +233,12 @@ pub enum ScorerKind {
         #[serde(default)]
         schema: Option<String>,
     },
+    /// A judge model grades the output with the item's rendered rubric.
+    LlmJudge(crate::io_scorers::JudgeParams),
+    /// Cosine similarity of output and reference embeddings.
+    EmbeddingSimilarity(crate::io_scorers::EmbeddingParams),
+    /// A long-lived process the worker allows scores over JSON lines.
+    External(crate::io_scorers::ExternalParams),
     /// A kind this version of vigil does not know, by name.
     Unknown {
         /// The kind's name as the job gave it.
@@ -262,6 +272,9 @@ impl ScorerKind {
             ScorerKind::Numeric { .. } => "numeric",
             ScorerKind::Choice { .. } => "choice",
             ScorerKind::JsonSchema { .. } => "json_schema",
+            ScorerKind::LlmJudge(_) => "llm_judge",
+            ScorerKind::EmbeddingSimilarity(_) => "embedding_similarity",
+            ScorerKind::External(_) => "external",
             ScorerKind::Unknown { .. } => "unknown",
         }
     }

@@ -19,8 +19,12 @@
 
 pub mod choice;
 pub mod contains;
+pub mod embedding;
 pub mod exact_match;
+pub mod external;
+pub mod io_env;
 pub mod json_schema;
+pub mod llm_judge;
 pub mod normalize;
 pub mod numeric;
 pub mod regex;
@@ -99,12 +103,23 @@ impl Built {
 /// What IO scorers may use from the worker that runs them. Built once per
 /// worker; cheap to clone.
 #[derive(Clone, Default)]
-pub struct ScorerEnv {}
+pub struct ScorerEnv {
+    /// Backend client, allow list, response cache and external processes
+    /// of the judge, embedding and external scorers.
+    pub io: io_env::IoEnv,
+}
 
 /// Builds the scorers of a job: pure ones through [`build`], IO ones with
 /// the worker's [`ScorerEnv`].
-pub fn build_for_job(spec: &ScorerSpec, _env: &ScorerEnv) -> Result<Built, ScorerError> {
-    build(spec).map(Built::Pure)
+pub fn build_for_job(spec: &ScorerSpec, env: &ScorerEnv) -> Result<Built, ScorerError> {
+    Ok(match &spec.kind {
+        ScorerKind::LlmJudge(p) => Built::Io(Box::new(llm_judge::build(spec, p, &env.io)?)),
+        ScorerKind::EmbeddingSimilarity(p) => {
+            Built::Io(Box::new(embedding::build(spec, p, &env.io)?))
+        }
+        ScorerKind::External(p) => Built::Io(Box::new(external::build(spec, p, &env.io)?)),
+        _ => Built::Pure(build(spec)?),
+    })
 }
 
 /// Why a scorer could not be built from its spec.
@@ -140,6 +155,15 @@ pub enum ScorerError {
         /// The scorer's name.
         scorer: String,
         /// What is wrong.
+        message: String,
+    },
+    /// The scorer needs something this worker's configuration does not
+    /// allow (a judge's endpoint, an external command).
+    #[error("scorer `{scorer}`: {message}")]
+    NotAllowed {
+        /// The scorer's name.
+        scorer: String,
+        /// What is not allowed, and how to allow it.
         message: String,
     },
     /// The job names a kind this worker does not know.
@@ -188,6 +212,15 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
         ScorerKind::Choice { choices } => Box::new(choice::Choice::new(common, choices)?),
         ScorerKind::JsonSchema { schema } => {
             Box::new(json_schema::JsonSchema::new(common, schema.as_deref())?)
+        }
+        ScorerKind::LlmJudge(_) | ScorerKind::EmbeddingSimilarity(_) | ScorerKind::External(_) => {
+            return Err(ScorerError::InvalidParams {
+                scorer: spec.name.clone(),
+                message: format!(
+                    "kind `{}` does IO: build it with build_for_job",
+                    spec.kind.name()
+                ),
+            });
         }
         ScorerKind::Unknown { name } => {
             return Err(ScorerError::UnsupportedKind {
