@@ -464,10 +464,18 @@ impl LlmJudge {
                 },
             )
         };
-        let (output_first, output_second) = futures::join!(
-            self.ask(order("output"), &input, "judge"),
-            self.ask(order("reference"), &input, "judge-swapped"),
-        );
+        let (first_prompt, second_prompt) = (order("output"), order("reference"));
+        let (output_first, output_second) = if first_prompt == second_prompt {
+            // Identical texts: the swap shows the judge the same prompt, so
+            // ask once (any verdict but a tie is then position bias).
+            let answer = self.ask(first_prompt, &input, "judge").await;
+            (answer.clone(), answer)
+        } else {
+            futures::join!(
+                self.ask(first_prompt, &input, "judge"),
+                self.ask(second_prompt, &input, "judge-swapped"),
+            )
+        };
         let read = |answer: Result<String, String>, which: &str| -> Result<Preference, String> {
             let answer = answer?;
             parse_preference(&answer)

@@ -122,6 +122,16 @@ pub fn build_for_job(spec: &ScorerSpec, env: &ScorerEnv) -> Result<Built, Scorer
     })
 }
 
+/// Checks a spec the way a worker would build it, without a worker's
+/// configuration: what `vigil validate` runs. What only a worker's allow
+/// lists decide (a judge's endpoint, an external command) is not an error here.
+pub fn check(spec: &ScorerSpec) -> Result<(), ScorerError> {
+    match build_for_job(spec, &ScorerEnv::default()) {
+        Ok(_) | Err(ScorerError::NotAllowed { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Why a scorer could not be built from its spec.
 #[derive(Debug, thiserror::Error)]
 pub enum ScorerError {
