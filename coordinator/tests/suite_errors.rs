@@ -98,7 +98,7 @@ fn unknown_scorer_kind_lists_the_known_ones() {
     let e = yaml_err(&GOOD.replace("kind: numeric", "kind: foo"));
     assert_eq!(
         e,
-        "examples/arith.yaml: scorers[1].kind: unknown scorer kind `foo` (known: exact_match, contains, regex, numeric, choice, json_schema)"
+        "examples/arith.yaml: scorers[1].kind: unknown scorer kind `foo` (known: exact_match, contains, regex, numeric, choice, json_schema, llm_judge, embedding_similarity, external)"
     );
 }
 
