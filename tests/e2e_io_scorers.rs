@@ -96,7 +96,9 @@ fn close(v: &Value, expected: f64) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn judge_grades_are_cached_and_a_changed_rubric_misses() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), ITEMS, WRONG_EVERY);
     let judge = |rubric: &str| {
@@ -127,7 +129,11 @@ async fn judge_grades_are_cached_and_a_changed_rubric_misses() {
     assert_eq!(stub.stats().requests.load(Relaxed), 2 * ITEMS as u64);
     let items = item_results(&nats.url(), s1["run_id"].as_str().unwrap()).await;
     let right = score(&items["q1"], "judge");
-    assert!(right.detail.starts_with("judge: 5 on 1–5: "), "{}", right.detail);
+    assert!(
+        right.detail.starts_with("judge: 5 on 1–5: "),
+        "{}",
+        right.detail
+    );
     assert!(right.passed);
     let wrong_one = score(&items["q0"], "judge");
     assert_eq!((wrong_one.value, wrong_one.passed), (0.0, false));
@@ -157,12 +163,17 @@ async fn judge_grades_are_cached_and_a_changed_rubric_misses() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_judge_fails_its_scores_with_a_reason_and_the_run_finishes() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), ITEMS, 0);
     // A port nobody listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let dead = format!("http://127.0.0.1:{}/v1", closed.local_addr().unwrap().port());
+    let dead = format!(
+        "http://127.0.0.1:{}/v1",
+        closed.local_addr().unwrap().port()
+    );
     drop(closed);
     let scorers = format!(
         r#"  - name: judge
@@ -175,7 +186,10 @@ async fn an_unreachable_judge_fails_its_scores_with_a_reason_and_the_run_finishe
     );
     let suite = arith_suite(dir.path(), &stub.base_url(), &scorers);
     let summary = run_suite(&suite, &nats, &dir.path().join("s.json"), &[]);
-    assert_eq!(summary["items_scored"], ITEMS as u64, "the model's answers count");
+    assert_eq!(
+        summary["items_scored"], ITEMS as u64,
+        "the model's answers count"
+    );
     assert_eq!(summary["scores"]["exact"]["pass_rate"], 1.0);
     for name in ["judge", "garbled"] {
         assert_eq!(summary["scores"][name]["mean"], 0.0, "{name}");
@@ -204,7 +218,9 @@ async fn an_unreachable_judge_fails_its_scores_with_a_reason_and_the_run_finishe
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pairwise_judging_swaps_positions_and_reports_position_bias() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), ITEMS, WRONG_EVERY);
     let scorers = r#"  - name: versus
@@ -256,12 +272,22 @@ async fn pairwise_judging_swaps_positions_and_reports_position_bias() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedding_similarity_scores_near_and_far_texts() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let rows = [
         ("same", "the cat sat on the mat", "the cat sat on the mat"),
-        ("reordered", "on the mat the cat sat", "the cat sat on the mat"),
-        ("far", "quarterly revenue grew strongly", "the cat sat on the mat"),
+        (
+            "reordered",
+            "on the mat the cat sat",
+            "the cat sat on the mat",
+        ),
+        (
+            "far",
+            "quarterly revenue grew strongly",
+            "the cat sat on the mat",
+        ),
     ];
     let mut data = String::new();
     for (id, reply, reference) in rows {
@@ -316,7 +342,9 @@ for line in sys.stdin:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn external_scorer_answers_survives_hangs_and_crashes_and_needs_an_allow() {
     let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let script = dir.path().join("scorer.py");
     std::fs::write(&script, SCORER_PY).unwrap();
@@ -357,7 +385,9 @@ async fn external_scorer_answers_survives_hangs_and_crashes_and_needs_an_allow()
     let error = items["two"].error.as_ref().unwrap();
     assert_eq!(error.kind.as_str(), "scorer");
     assert!(
-        error.message.contains("is not allowed by this worker (start it with --allow-scorer-command"),
+        error
+            .message
+            .contains("is not allowed by this worker (start it with --allow-scorer-command"),
         "{}",
         error.message
     );
@@ -380,7 +410,10 @@ async fn external_scorer_answers_survives_hangs_and_crashes_and_needs_an_allow()
     assert!(!words("one").passed);
     let hang = words("hang");
     assert!(
-        !hang.passed && hang.detail.starts_with("no answer within 5000 ms; the process was killed"),
+        !hang.passed
+            && hang
+                .detail
+                .starts_with("no answer within 5000 ms; the process was killed"),
         "{}",
         hang.detail
     );
@@ -390,7 +423,11 @@ async fn external_scorer_answers_survives_hangs_and_crashes_and_needs_an_allow()
         "{}",
         crash.detail
     );
-    assert!(crash.detail.contains("scorer: giving up on crash"), "{}", crash.detail);
+    assert!(
+        crash.detail.contains("scorer: giving up on crash"),
+        "{}",
+        crash.detail
+    );
 }
 
 #[test]
@@ -400,18 +437,30 @@ fn validate_names_the_place_of_a_bad_judge_or_rubric() {
     let check = |scorers: &str| {
         let suite = arith_suite(dir.path(), "http://127.0.0.1:9/v1", scorers);
         let out = run(vigil().args(["validate", suite.to_str().unwrap()]));
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
     };
     let (code, err) = check("  - { name: j, kind: llm_judge, judge: nobody }");
     assert_eq!(code, Some(2));
-    assert!(err.contains("scorers[1].judge: names no target `nobody` (targets: stub)"), "{err}");
-    let (code, err) = check("  - { name: j, kind: llm_judge, judge: { base_url: \"ftp://x\", model: m } }");
+    assert!(
+        err.contains("scorers[1].judge: names no target `nobody` (targets: stub)"),
+        "{err}"
+    );
+    let (code, err) =
+        check("  - { name: j, kind: llm_judge, judge: { base_url: \"ftp://x\", model: m } }");
     assert_eq!(code, Some(2));
     assert!(err.contains("scorers[1].judge.base_url"), "{err}");
-    let (code, err) = check("  - { name: j, kind: llm_judge, judge: stub, scale: [1, 5], pass_mark: 7 }");
+    let (code, err) =
+        check("  - { name: j, kind: llm_judge, judge: stub, scale: [1, 5], pass_mark: 7 }");
     assert_eq!(code, Some(2));
-    assert!(err.contains("scorers[1].pass_mark: must be on the scale 1–5, got 7"), "{err}");
-    let (code, err) = check("  - { name: j, kind: llm_judge, judge: stub, rubric: \"{{ nope }} {{ output }}\" }");
+    assert!(
+        err.contains("scorers[1].pass_mark: must be on the scale 1–5, got 7"),
+        "{err}"
+    );
+    let (code, err) =
+        check("  - { name: j, kind: llm_judge, judge: stub, rubric: \"{{ nope }} {{ output }}\" }");
     assert_eq!(code, Some(2));
     assert!(err.contains("scorers[1].rubric"), "{err}");
     assert!(err.contains("the item has no field `nope`"), "{err}");

@@ -21,7 +21,11 @@ fn oteltap_bin() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".vigil"));
     let bin = home.join("bin/oteltap");
-    assert!(bin.exists(), "{} missing: run scripts/setup.sh", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run scripts/setup.sh",
+        bin.display()
+    );
     bin
 }
 
@@ -58,7 +62,10 @@ impl Receiver {
             if done(&text) {
                 return;
             }
-            assert!(Instant::now() < until, "timed out waiting for {what}:\n{text}");
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what}:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -96,7 +103,9 @@ fn attrs(span: &Value) -> HashMap<String, Value> {
 async fn judge_and_embedding_calls_are_spans_under_their_scorer() {
     let dir = tempfile::tempdir().unwrap();
     let receiver = Receiver::start(dir.path());
-    let nats = NatsServer::start(NatsServerConfig::default()).await.unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     write_arith_dataset(&dir.path().join("dataset.jsonl"), ITEMS, 0);
     let base = stub.base_url();
@@ -126,8 +135,10 @@ shard_size: 2
     .unwrap();
     let out = dir.path().join("summary.json");
     let mut cmd = coordinate(&suite, &nats.url(), 1, Some(&out));
-    cmd.arg("--no-progress")
-        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{}", receiver.port));
+    cmd.arg("--no-progress").env(
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        format!("http://127.0.0.1:{}", receiver.port),
+    );
     assert_eq!(run(&mut cmd).status.code(), Some(0));
     let summary = read_summary(&out);
     assert_eq!(summary["scores"]["judge"]["mean"], 1.0);
@@ -140,11 +151,12 @@ shard_size: 2
         "every span",
     );
     let spans = receiver.spans();
-    let named = |name: &str| -> Vec<&Value> {
-        spans.iter().filter(|s| s["name"] == name).collect()
-    };
+    let named =
+        |name: &str| -> Vec<&Value> { spans.iter().filter(|s| s["name"] == name).collect() };
     let ids = |list: &[&Value]| -> Vec<String> {
-        list.iter().map(|s| s["spanId"].as_str().unwrap().to_string()).collect()
+        list.iter()
+            .map(|s| s["spanId"].as_str().unwrap().to_string())
+            .collect()
     };
     let judge_scores = ids(&named("score judge"));
     let sim_scores = ids(&named("score sim"));
@@ -162,7 +174,11 @@ shard_size: 2
         assert_eq!(a["gen_ai.operation.name"], "chat");
         assert_eq!(a["gen_ai.request.model"], "judge-model");
         assert_eq!(a["vigil.call"], "judge");
-        let tokens: u64 = a["gen_ai.usage.output_tokens"].as_str().unwrap().parse().unwrap();
+        let tokens: u64 = a["gen_ai.usage.output_tokens"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(tokens > 0);
     }
     let embed_calls = named("embeddings stub-embed");

@@ -214,7 +214,10 @@ impl Renderer {
         if !self.scorer_prompts.is_empty() {
             // What only the worker knows stays a placeholder it fills in.
             let known: BTreeMap<&str, &str> = placeholders::ALL.into_iter().collect();
-            let ctx = minijinja::value::merge_maps([minijinja::Value::from_serialize(&known), ctx.clone()]);
+            let ctx = minijinja::value::merge_maps([
+                minijinja::Value::from_serialize(&known),
+                ctx.clone(),
+            ]);
             for (name, t) in &self.scorer_prompts {
                 scorer_prompts.insert(name.clone(), self.eval(t, &ctx, record)?);
             }

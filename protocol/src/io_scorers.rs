@@ -191,8 +191,12 @@ mod tests {
 
     #[test]
     fn params_default_on_the_wire() {
-        let p: JudgeParams = crate::decode(&crate::encode(&serde_json::json!({})).unwrap()).unwrap();
-        assert_eq!((p.scale_min, p.scale_max, p.mode), (1.0, 5.0, JudgeMode::Single));
+        let p: JudgeParams =
+            crate::decode(&crate::encode(&serde_json::json!({})).unwrap()).unwrap();
+        assert_eq!(
+            (p.scale_min, p.scale_max, p.mode),
+            (1.0, 5.0, JudgeMode::Single)
+        );
         let e: ExternalParams =
             crate::decode(&crate::encode(&serde_json::json!({"command": ["x"]})).unwrap()).unwrap();
         assert_eq!(e.timeout_ms, 10_000);

@@ -908,7 +908,11 @@ async fn embeddings(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => {
             st.stats.bad_requests.fetch_add(1, Relaxed);
-            return error_response(StatusCode::BAD_REQUEST, "invalid_request_error", &e.to_string());
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &e.to_string(),
+            );
         }
     };
     let inputs = match req.input {

@@ -407,9 +407,15 @@ impl BackendClient {
         };
         let kind = target.kind;
         let answered = self
-            .post(target, api_key, path, &body, limit, extra_headers, |bytes| {
-                parse_completion(kind, bytes)
-            })
+            .post(
+                target,
+                api_key,
+                path,
+                &body,
+                limit,
+                extra_headers,
+                |bytes| parse_completion(kind, bytes),
+            )
             .await?;
         let mut completion = answered.value;
         completion.latency_ms = answered.latency_ms;
@@ -450,17 +456,15 @@ impl BackendClient {
             attempt += 1;
             let permit = limit.acquire().await;
             let started = Instant::now();
-            let outcome = tokio::time::timeout(
-                timeout,
-                self.attempt(&url, &headers, body.clone(), &parse),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failed::new(
-                    ErrorKind::Timeout,
-                    format!("timeout ({} ms)", timeout.as_millis()),
-                ))
-            });
+            let outcome =
+                tokio::time::timeout(timeout, self.attempt(&url, &headers, body.clone(), &parse))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failed::new(
+                            ErrorKind::Timeout,
+                            format!("timeout ({} ms)", timeout.as_millis()),
+                        ))
+                    });
             let elapsed = started.elapsed();
             drop(permit);
             let failed = match outcome {

@@ -34,7 +34,11 @@ pub const DEFAULT_THRESHOLD: f64 = 0.8;
 /// ```
 pub fn cosine(a: &[f64], b: &[f64]) -> Result<f64, String> {
     if a.len() != b.len() {
-        return Err(format!("embeddings differ in length ({} and {})", a.len(), b.len()));
+        return Err(format!(
+            "embeddings differ in length ({} and {})",
+            a.len(),
+            b.len()
+        ));
     }
     if a.is_empty() {
         return Err("empty embeddings".into());
@@ -51,8 +55,11 @@ pub fn cosine(a: &[f64], b: &[f64]) -> Result<f64, String> {
 /// Reads the `data[i].embedding` arrays of an embeddings response, in
 /// `index` order (servers may answer out of order).
 fn parse_embeddings(body: &[u8], expected: usize) -> Result<Vec<Vec<f64>>, Failed> {
-    let invalid = |what: &str| Failed::new(ErrorKind::InvalidResponse, what.to_string()).excerpt(excerpt(body));
-    let value: Value = serde_json::from_slice(body).map_err(|_| invalid("invalid JSON in response"))?;
+    let invalid = |what: &str| {
+        Failed::new(ErrorKind::InvalidResponse, what.to_string()).excerpt(excerpt(body))
+    };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| invalid("invalid JSON in response"))?;
     let data = value
         .get("data")
         .and_then(Value::as_array)
@@ -72,9 +79,12 @@ fn parse_embeddings(body: &[u8], expected: usize) -> Result<Vec<Vec<f64>>, Faile
             _ => return Err(invalid("an embedding is not an array of numbers")),
         }
     }
-    out.into_iter()
-        .collect::<Option<Vec<_>>>()
-        .ok_or_else(|| Failed::new(ErrorKind::EmptyResponse, format!("expected {expected} embeddings")))
+    out.into_iter().collect::<Option<Vec<_>>>().ok_or_else(|| {
+        Failed::new(
+            ErrorKind::EmptyResponse,
+            format!("expected {expected} embeddings"),
+        )
+    })
 }
 
 /// The cache key of one text's embedding.
@@ -142,7 +152,11 @@ impl EmbeddingSimilarity {
     }
 
     /// The embeddings of `texts`, from the cache where allowed, the rest in one request.
-    async fn embed(&self, texts: [&str; 2], input: &ScoreInput<'_>) -> Result<Vec<Vec<f64>>, CallFailure> {
+    async fn embed(
+        &self,
+        texts: [&str; 2],
+        input: &ScoreInput<'_>,
+    ) -> Result<Vec<Vec<f64>>, CallFailure> {
         let policy = input.job.cache.as_ref().filter(|p| p.enabled);
         let cache = self.env.cache().filter(|_| policy.is_some());
         let ttl = policy.and_then(|p| p.ttl_s);
@@ -266,9 +280,15 @@ mod tests {
     fn bad_embedding_responses_are_errors() {
         let kind = |body: &[u8], n| parse_embeddings(body, n).err().map(|f| f.kind);
         assert_eq!(kind(b"nope", 1), Some(ErrorKind::InvalidResponse));
-        assert_eq!(kind(br#"{"data":[{"embedding":"x"}]}"#, 1), Some(ErrorKind::InvalidResponse));
+        assert_eq!(
+            kind(br#"{"data":[{"embedding":"x"}]}"#, 1),
+            Some(ErrorKind::InvalidResponse)
+        );
         assert_eq!(kind(br#"{"data":[]}"#, 1), Some(ErrorKind::EmptyResponse));
-        assert_eq!(kind(br#"{"data":[{"index":5,"embedding":[1]}]}"#, 1), Some(ErrorKind::InvalidResponse));
+        assert_eq!(
+            kind(br#"{"data":[{"index":5,"embedding":[1]}]}"#, 1),
+            Some(ErrorKind::InvalidResponse)
+        );
     }
 
     #[test]

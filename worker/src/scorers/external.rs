@@ -187,7 +187,11 @@ impl Process {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .env_clear()
-            .envs(KEPT_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
+            .envs(
+                KEPT_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+            )
             .env("VIGIL_SCORER", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -244,7 +248,11 @@ impl Process {
                 .write_all(line.as_bytes())
                 .await
                 .map_err(|_| Broken::Closed)?;
-            running.stdin.write_all(b"\n").await.map_err(|_| Broken::Closed)?;
+            running
+                .stdin
+                .write_all(b"\n")
+                .await
+                .map_err(|_| Broken::Closed)?;
             running.stdin.flush().await.map_err(|_| Broken::Closed)?;
             let mut answer = Vec::new();
             let n = (&mut running.stdout)
@@ -270,7 +278,9 @@ impl Process {
             Ok(Err(Broken::Closed)) => {
                 let running = state.take().expect("running");
                 let (status, stderr) = finish(running, false).await;
-                format!("the scorer process exited ({status}){stderr}; it restarts for the next item")
+                format!(
+                    "the scorer process exited ({status}){stderr}; it restarts for the next item"
+                )
             }
             Ok(Err(Broken::TooLong)) => {
                 let running = state.take().expect("running");
@@ -367,7 +377,9 @@ pub fn build(
             scorer: spec.name.clone(),
             message: format!(
                 "command `{line}` is not allowed by this worker (start it with --allow-scorer-command {})",
-                shlex::try_quote(&line).map(|q| q.into_owned()).unwrap_or(line.clone())
+                shlex::try_quote(&line)
+                    .map(|q| q.into_owned())
+                    .unwrap_or(line.clone())
             ),
         });
     }
@@ -403,7 +415,9 @@ impl External {
             return self.fail(format!("answer is not a JSON object: {}", quote(answer)));
         };
         if let Some(error) = map.get("error").filter(|e| !e.is_null()) {
-            let error = error.as_str().map_or_else(|| error.to_string(), str::to_string);
+            let error = error
+                .as_str()
+                .map_or_else(|| error.to_string(), str::to_string);
             return self.fail(format!("the scorer failed: {error}"));
         }
         let Some(value) = map.get("value").and_then(Value::as_f64) else {
@@ -443,7 +457,11 @@ impl IoScorer for External {
                 "samples": input.samples,
                 "tags": input.item.tags,
             });
-            match self.process.request(&request.to_string(), self.timeout).await {
+            match self
+                .process
+                .request(&request.to_string(), self.timeout)
+                .await
+            {
                 Ok(answer) => self.read(&answer),
                 Err(reason) => self.fail(reason),
             }
@@ -493,10 +511,19 @@ for line in sys.stdin:
         assert!(first.contains("\"value\": 1.0"), "{first}");
         let again = p.request(&line("b"), t).await.unwrap();
         assert!(again.contains("\"value\": 0.0"), "{again}");
-        let pid = |s: &str| s.split("pid ").nth(1).unwrap().trim_end_matches("\"}").to_string();
+        let pid = |s: &str| {
+            s.split("pid ")
+                .nth(1)
+                .unwrap()
+                .trim_end_matches("\"}")
+                .to_string()
+        };
         assert_eq!(pid(&first), pid(&again), "one long-lived process");
 
-        let hung = p.request(&line("hang"), Duration::from_millis(500)).await.unwrap_err();
+        let hung = p
+            .request(&line("hang"), Duration::from_millis(500))
+            .await
+            .unwrap_err();
         assert!(hung.contains("no answer within 500 ms"), "{hung}");
         assert!(!p.running().await);
         let after = p.request(&line("a"), t).await.unwrap();
@@ -514,10 +541,16 @@ for line in sys.stdin:
         // the child (python3 may be a launcher script that adds its own).
         assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some());
         let (p, _dir) = process(ECHO);
-        let answer = p.request(&line("env"), Duration::from_secs(20)).await.unwrap();
+        let answer = p
+            .request(&line("env"), Duration::from_secs(20))
+            .await
+            .unwrap();
         let answer: Value = serde_json::from_str(&answer).unwrap();
         let names = answer["detail"].as_str().unwrap();
-        assert!(!names.contains("CARGO"), "the worker's environment leaked: {names}");
+        assert!(
+            !names.contains("CARGO"),
+            "the worker's environment leaked: {names}"
+        );
         assert!(names.split(',').any(|n| n == "VIGIL_SCORER"), "{names}");
     }
 
@@ -526,7 +559,10 @@ for line in sys.stdin:
         let processes = Processes::new(Arc::new(IoStats::default()));
         let p = processes.get(&["/nonexistent/scorer".to_string()]);
         let err = p.request("{}", Duration::from_secs(5)).await.unwrap_err();
-        assert!(err.starts_with("cannot start `/nonexistent/scorer`"), "{err}");
+        assert!(
+            err.starts_with("cannot start `/nonexistent/scorer`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -550,7 +586,10 @@ for line in sys.stdin:
     fn allowed_commands_parse_shell_words() {
         let a = AllowedCommands::parse(["python3 '/opt/my scorers/x.py'", " "]).unwrap();
         assert!(a.allows(&["python3".into(), "/opt/my scorers/x.py".into()]));
-        assert_eq!(a.lines(), vec!["python3 '/opt/my scorers/x.py'".to_string()]);
+        assert_eq!(
+            a.lines(),
+            vec!["python3 '/opt/my scorers/x.py'".to_string()]
+        );
         assert!(AllowedCommands::parse(["python3 'unterminated"]).is_err());
     }
 }

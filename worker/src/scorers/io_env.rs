@@ -126,7 +126,10 @@ impl IoEnv {
 
     /// Counts one request sent to a backend.
     pub(crate) fn count_call(&self) {
-        self.inner.stats.backend_calls.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .stats
+            .backend_calls
+            .fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one answer taken from the cache.

@@ -259,7 +259,10 @@ pub fn parse_grade(text: &str, min: f64, max: f64) -> Result<Grade, String> {
 /// ```
 pub fn parse_preference(text: &str) -> Result<(Preference, String), String> {
     fn word(s: &str) -> Option<Preference> {
-        let s = s.trim().trim_matches(|c: char| "*\"'().[]:".contains(c)).trim();
+        let s = s
+            .trim()
+            .trim_matches(|c: char| "*\"'().[]:".contains(c))
+            .trim();
         let lower = s.to_ascii_lowercase();
         let lower = lower
             .strip_prefix("response ")
@@ -275,7 +278,10 @@ pub fn parse_preference(text: &str) -> Result<(Preference, String), String> {
         }
     }
     if let Some(map) = json_object(text)
-        && let Some(v) = field(&map, &["winner", "verdict", "preference", "better", "choice"])
+        && let Some(v) = field(
+            &map,
+            &["winner", "verdict", "preference", "better", "choice"],
+        )
     {
         return match v.as_str().and_then(word) {
             Some(p) => Ok((p, rationale_of(&map))),
@@ -284,8 +290,8 @@ pub fn parse_preference(text: &str) -> Result<(Preference, String), String> {
     }
     static BRACKETS: OnceLock<Regex> = OnceLock::new();
     static LABELLED: OnceLock<Regex> = OnceLock::new();
-    let brackets = BRACKETS
-        .get_or_init(|| Regex::new(r"(?i)\[\[\s*(A|B|C|tie)\s*\]\]").expect("valid regex"));
+    let brackets =
+        BRACKETS.get_or_init(|| Regex::new(r"(?i)\[\[\s*(A|B|C|tie)\s*\]\]").expect("valid regex"));
     let labelled = LABELLED.get_or_init(|| {
         Regex::new(
             r"(?i)\b(?:winner|verdict|preference|preferred|better response|better answer|choice)\b\s*(?:is)?\s*[:=\-]?\s*\**\s*(?:response|assistant|answer)?\s*\(?\s*\b(A|B|tie|draw)\b",
@@ -377,7 +383,12 @@ impl LlmJudge {
     }
 
     /// One question to the judge: its answer's text, or why there is none.
-    async fn ask(&self, text: String, input: &ScoreInput<'_>, role: &'static str) -> Result<String, String> {
+    async fn ask(
+        &self,
+        text: String,
+        input: &ScoreInput<'_>,
+        role: &'static str,
+    ) -> Result<String, String> {
         let judge = &self.params.judge;
         let prompt = match judge.kind {
             EndpointKind::Chat => {
@@ -438,7 +449,10 @@ impl LlmJudge {
                 };
                 self.common.verdict(grade.value, detail)
             }
-            Err(e) => self.fail(format!("judge answer unparseable ({e}): {}", quote(&answer))),
+            Err(e) => self.fail(format!(
+                "judge answer unparseable ({e}): {}",
+                quote(&answer)
+            )),
         }
     }
 
@@ -478,9 +492,12 @@ impl LlmJudge {
         };
         let read = |answer: Result<String, String>, which: &str| -> Result<Preference, String> {
             let answer = answer?;
-            parse_preference(&answer)
-                .map(|(p, _)| p)
-                .map_err(|e| format!("judge answer ({which}) unparseable ({e}): {}", quote(&answer)))
+            parse_preference(&answer).map(|(p, _)| p).map_err(|e| {
+                format!(
+                    "judge answer ({which}) unparseable ({e}): {}",
+                    quote(&answer)
+                )
+            })
         };
         let first = match read(output_first, "output as A") {
             Ok(p) => p,
@@ -558,7 +575,11 @@ mod tests {
         assert_eq!(grade("1"), Ok((1.0, 0.0)));
         assert_eq!(grade("  3.5 \n"), Ok((3.5, 0.625)));
         assert_eq!(grade("Overall 4/5, good."), Ok((4.0, 0.75)));
-        assert_eq!(grade("Grade = 8/10"), Ok((8.0, 0.8)), "another denominator is a fraction");
+        assert_eq!(
+            grade("Grade = 8/10"),
+            Ok((8.0, 0.8)),
+            "another denominator is a fraction"
+        );
         assert_eq!(
             grade(r#"{"score": 3, "rationale": "partly right"}"#),
             Ok((3.0, 0.5))
@@ -590,8 +611,16 @@ mod tests {
     #[test]
     fn bad_answers_are_errors() {
         assert_eq!(grade("no idea").unwrap_err(), "no score found");
-        assert!(grade("Score: 9").unwrap_err().contains("outside the scale 1–5"));
-        assert!(grade(r#"{"score": "great"}"#).unwrap_err().contains("not a number"));
+        assert!(
+            grade("Score: 9")
+                .unwrap_err()
+                .contains("outside the scale 1–5")
+        );
+        assert!(
+            grade(r#"{"score": "great"}"#)
+                .unwrap_err()
+                .contains("not a number")
+        );
         assert!(grade("").is_err());
         assert!(parse_grade("Score: 0", 0.0, 10.0).is_ok(), "a 0–10 scale");
     }
@@ -606,7 +635,10 @@ mod tests {
         assert_eq!(p("Verdict: **Response B**"), Ok(Preference::B));
         assert_eq!(p("The better response is A."), Ok(Preference::A));
         assert_eq!(p("tie"), Ok(Preference::Tie));
-        assert_eq!(p(r#"{"winner": "B", "reason": "cites sources"}"#), Ok(Preference::B));
+        assert_eq!(
+            p(r#"{"winner": "B", "reason": "cites sources"}"#),
+            Ok(Preference::B)
+        );
         assert!(p("They differ.").is_err());
         assert!(p(r#"{"winner": "neither really"}"#).is_err());
     }
