@@ -282,9 +282,10 @@ impl Renderer {
                     .variables
                     .iter()
                     .filter(|v| {
-                        !record.fields.contains_key(*v)
-                            && !(t.field.ends_with(".rubric")
-                                && placeholders::ALL.iter().any(|(name, _)| name == v))
+                        // A rubric's worker-filled names are never missing.
+                        let filled = t.field.ends_with(".rubric")
+                            && placeholders::ALL.iter().any(|(name, _)| name == v);
+                        !record.fields.contains_key(*v) && !filled
                     })
                     .map(String::as_str)
                     .collect();
