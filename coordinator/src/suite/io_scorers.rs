@@ -299,3 +299,82 @@ impl Checker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::suite::{Suite, SuiteFormat};
+    use std::path::Path;
+    use vigil_protocol::ScorerKind;
+    use vigil_protocol::io_scorers::JudgeMode;
+
+    fn suite(scorers: &str) -> Suite {
+        let text = format!(
+            r#"
+name: s
+dataset: {{ path: d.jsonl }}
+prompt: {{ user: "{{{{ q }}}}" }}
+targets: [{{ name: t, base_url: "http://127.0.0.1:1/v1", model: m, api_key_env: T_KEY }}]
+scorers:
+{scorers}
+"#
+        );
+        Suite::from_str(&text, SuiteFormat::Yaml, Path::new("s.yaml")).unwrap()
+    }
+
+    #[test]
+    fn a_judge_by_name_or_inline_with_a_pass_mark_on_its_scale() {
+        let s = suite(
+            r#"  - { name: a, kind: llm_judge, judge: t, scale: [0, 10], pass_mark: 7 }
+  - name: b
+    kind: llm_judge
+    judge: { base_url: "http://j:1/v1", model: big, api_key_env: J_KEY, params: { temperature: 0 } }
+    mode: pairwise
+    reference: "{{ r }}"
+    threshold: 0.6"#,
+        );
+        let a = &s.scorers[0];
+        assert_eq!(a.threshold, Some(0.7));
+        let ScorerKind::LlmJudge(p) = &a.kind else {
+            panic!("{:?}", a.kind)
+        };
+        assert_eq!(
+            (p.scale_min, p.scale_max, p.mode),
+            (0.0, 10.0, JudgeMode::Single)
+        );
+        assert_eq!(p.judge.model, "m");
+        let rubric = a.prompt.as_deref().unwrap();
+        assert!(rubric.contains("scale of 0 to 10") && !rubric.contains("<reference>"));
+        assert_eq!(
+            a.endpoint.as_ref().unwrap().api_key_env.as_deref(),
+            Some("T_KEY")
+        );
+
+        let b = &s.scorers[1];
+        assert_eq!(b.threshold, Some(0.6));
+        assert_eq!(b.prompt.as_deref(), Some(super::DEFAULT_PAIRWISE_RUBRIC));
+        let endpoint = b.endpoint.as_ref().unwrap();
+        assert_eq!(
+            (endpoint.name.as_str(), endpoint.model.as_str()),
+            ("judge", "big")
+        );
+        assert_eq!(endpoint.api_key_env.as_deref(), Some("J_KEY"));
+        assert_eq!(s.scorer_endpoints().count(), 2);
+    }
+
+    #[test]
+    fn commands_as_a_line_or_words() {
+        let s = suite(
+            r#"  - { name: a, kind: external, command: "python3 '/opt/my scorer.py' -v" }
+  - { name: b, kind: external, command: [sh, x.sh], timeout_s: 0.5 }"#,
+        );
+        let ScorerKind::External(a) = &s.scorers[0].kind else {
+            panic!()
+        };
+        assert_eq!(a.command, ["python3", "/opt/my scorer.py", "-v"]);
+        assert_eq!(a.timeout_ms, 10_000);
+        let ScorerKind::External(b) = &s.scorers[1].kind else {
+            panic!()
+        };
+        assert_eq!((b.command.len(), b.timeout_ms), (2, 500));
+    }
+}
