@@ -237,6 +237,10 @@ pub struct RunArgs {
     /// Never answer from the response cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// An external scorer command the in-process workers may run (the whole
+    /// command line, exactly as the suite names it). Repeatable.
+    #[arg(long = "allow-scorer-command", value_name = "COMMAND")]
+    pub allow_scorer_command: Vec<String>,
 }
 
 /// `vigil worker`.
@@ -258,6 +262,12 @@ pub struct WorkerArgs {
     /// Allow the targets of these suites, with their `api_key_env` (repeatable).
     #[arg(long = "suite", value_name = "FILE")]
     pub suites: Vec<PathBuf>,
+    /// An external scorer command this worker may run: the whole command
+    /// line (program and arguments, shell quoting allowed), which a job's
+    /// `external` scorer must name exactly. Repeatable. Jobs naming any
+    /// other command fail their items.
+    #[arg(long = "allow-scorer-command", value_name = "COMMAND")]
+    pub allow_scorer_command: Vec<String>,
     /// Seconds in-flight jobs may finish after SIGTERM before they are handed back.
     #[arg(long, default_value_t = 25.0, env = "VIGIL_GRACE_PERIOD_S")]
     pub grace_period_s: f64,

@@ -30,8 +30,11 @@ pub fn build(
         .scorers
         .iter()
         .map(|s| {
-            let config =
+            let mut config =
                 json!({"kind": s.kind, "reference": s.reference, "threshold": s.threshold});
+            if let Some(rubric) = &s.prompt {
+                config["rubric"] = json!(rubric);
+            }
             (s.name.clone(), config.to_string())
         })
         .collect();

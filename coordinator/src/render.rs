@@ -29,6 +29,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use vigil_protocol::io_scorers::placeholders;
 use vigil_protocol::{ChatMessage, EndpointKind, Item, Prompt};
 
 /// Why one record could not be rendered: `<dataset>:<line>: <field>: <problem>`.
@@ -66,6 +67,8 @@ pub struct Renderer {
     completion: Option<Compiled>,
     /// Scorer name and its compiled reference.
     references: Vec<(String, Compiled)>,
+    /// Scorer name and its compiled per-item prompt (a judge's rubric).
+    scorer_prompts: Vec<(String, Compiled)>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -140,6 +143,12 @@ impl Renderer {
                 ));
             }
         }
+        let mut scorer_prompts = Vec::new();
+        for (i, s) in suite.scorers.iter().enumerate() {
+            if let Some(p) = &s.prompt {
+                scorer_prompts.push((s.name.clone(), compile(format!("scorers[{i}].rubric"), p)?));
+            }
+        }
         Ok(Renderer {
             env,
             dataset: suite.dataset.path.clone(),
@@ -150,6 +159,7 @@ impl Renderer {
             messages,
             completion,
             references,
+            scorer_prompts,
         })
     }
 
@@ -200,6 +210,18 @@ impl Renderer {
         for (name, t) in &self.references {
             references.insert(name.clone(), self.eval(t, &ctx, record)?);
         }
+        let mut scorer_prompts = BTreeMap::new();
+        if !self.scorer_prompts.is_empty() {
+            // What only the worker knows stays a placeholder it fills in.
+            let known: BTreeMap<&str, &str> = placeholders::ALL.into_iter().collect();
+            let ctx = minijinja::value::merge_maps([
+                minijinja::Value::from_serialize(&known),
+                ctx.clone(),
+            ]);
+            for (name, t) in &self.scorer_prompts {
+                scorer_prompts.insert(name.clone(), self.eval(t, &ctx, record)?);
+            }
+        }
         let mut tags = BTreeMap::new();
         for tag in &self.tags {
             if let Some(v) = record.fields.get(tag).and_then(stringify) {
@@ -212,6 +234,7 @@ impl Renderer {
             prompt,
             references,
             tags,
+            scorer_prompts,
         })
     }
 
@@ -258,7 +281,12 @@ impl Renderer {
                 let missing: Vec<&str> = t
                     .variables
                     .iter()
-                    .filter(|v| !record.fields.contains_key(*v))
+                    .filter(|v| {
+                        // A rubric's worker-filled names are never missing.
+                        let filled = t.field.ends_with(".rubric")
+                            && placeholders::ALL.iter().any(|(name, _)| name == v);
+                        !record.fields.contains_key(*v) && !filled
+                    })
                     .map(String::as_str)
                     .collect();
                 if !missing.is_empty() {

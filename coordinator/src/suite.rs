@@ -48,12 +48,18 @@ pub const SCORER_KINDS: &[&str] = &[
     "choice",
     "json_schema",
     "code_exec",
+    "llm_judge",
+    "embedding_similarity",
+    "external",
 ];
 pub use crate::gates::{RUN_METRICS, SCORE_FIELDS};
 pub use text_kinds::TEXT_KINDS;
 
 #[path = "suite_text.rs"]
 mod text_kinds;
+
+mod io_scorers;
+pub use io_scorers::{DEFAULT_PAIRWISE_RUBRIC, default_rubric};
 
 /// A loaded and checked suite.
 #[derive(Debug, Clone, PartialEq)]
@@ -239,6 +245,12 @@ pub struct ScorerConfig {
     pub reference: Option<String>,
     /// An item passes when its value is at least this.
     pub threshold: Option<f64>,
+    /// The per-item prompt template the scorer sends (an `llm_judge`'s
+    /// rubric), over the item's fields plus `output`, `reference`, `prompt`,
+    /// `a` and `b`, which the worker fills in.
+    pub prompt: Option<String>,
+    /// The endpoint the scorer calls (a judge, an embedder), with its `api_key_env`.
+    pub endpoint: Option<TargetConfig>,
 }
 
 impl Suite {
@@ -270,6 +282,11 @@ impl Suite {
     /// The target named `name`.
     pub fn target(&self, name: &str) -> Option<&TargetConfig> {
         self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The endpoints the scorers call (judges, embedders), for allow lists.
+    pub fn scorer_endpoints(&self) -> impl Iterator<Item = &TargetConfig> {
+        self.scorers.iter().filter_map(|s| s.endpoint.as_ref())
     }
 
     /// The scorers as jobs carry them.
@@ -680,7 +697,7 @@ impl Checker<'_> {
             .scorers
             .into_iter()
             .enumerate()
-            .map(|(i, s)| self.scorer(i, s))
+            .map(|(i, s)| self.scorer(i, s, &targets))
             .collect::<Result<Vec<_>, _>>()?;
         unique(
             self,
@@ -908,7 +925,12 @@ impl Checker<'_> {
         })
     }
 
-    fn scorer(&self, i: usize, raw: RawScorer) -> Result<ScorerConfig, SuiteError> {
+    fn scorer(
+        &self,
+        i: usize,
+        raw: RawScorer,
+        targets: &[TargetConfig],
+    ) -> Result<ScorerConfig, SuiteError> {
         let at = |key: &str| format!("scorers[{i}].{key}");
         check_token(self, &at("name"), "scorer", &raw.name)?;
         if RUN_METRICS
@@ -924,7 +946,20 @@ impl Checker<'_> {
             ));
         }
         let params = Value::Object(raw.params);
+        let (mut prompt, mut endpoint, mut threshold) = (None, None, raw.threshold);
         let kind = match raw.kind.as_str() {
+            kind if io_scorers::KINDS.contains(&kind) => {
+                let parsed = self.io_scorer(
+                    i,
+                    kind,
+                    raw.reference.as_deref(),
+                    raw.threshold,
+                    params,
+                    targets,
+                )?;
+                (prompt, endpoint, threshold) = (parsed.prompt, parsed.endpoint, parsed.threshold);
+                parsed.kind
+            }
             "exact_match" | "contains" => {
                 let p: NormalizeParams = self.params(i, params)?;
                 let normalize = p.normalize.unwrap_or_default().into();
@@ -1021,7 +1056,9 @@ impl Checker<'_> {
             name: raw.name,
             kind,
             reference: raw.reference,
-            threshold: raw.threshold,
+            threshold,
+            prompt,
+            endpoint,
         })
     }
 

@@ -55,6 +55,10 @@ pub struct Item {
     pub references: BTreeMap<String, String>,
     /// Item tags for slicing (language, category, ...).
     pub tags: BTreeMap<String, String>,
+    /// Per-item prompts of scorers that send one (an `llm_judge`'s rendered
+    /// rubric), by scorer name; see [`crate::io_scorers`].
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub scorer_prompts: BTreeMap<String, String>,
 }
 
 /// A rendered prompt.
@@ -323,6 +327,12 @@ pub enum ScorerKind {
         #[serde(default)]
         limits: SandboxLimits,
     },
+    /// A judge model grades the output with the item's rendered rubric.
+    LlmJudge(crate::io_scorers::JudgeParams),
+    /// Cosine similarity of output and reference embeddings.
+    EmbeddingSimilarity(crate::io_scorers::EmbeddingParams),
+    /// A long-lived process the worker allows scores over JSON lines.
+    External(crate::io_scorers::ExternalParams),
     /// A kind this version of vigil does not know, by name.
     Unknown {
         /// The kind's name as the job gave it.
@@ -388,6 +398,9 @@ impl ScorerKind {
             ScorerKind::Pii { .. } => "pii",
             ScorerKind::Toxicity { .. } => "toxicity",
             ScorerKind::CodeExec { .. } => "code_exec",
+            ScorerKind::LlmJudge(_) => "llm_judge",
+            ScorerKind::EmbeddingSimilarity(_) => "embedding_similarity",
+            ScorerKind::External(_) => "external",
             ScorerKind::Unknown { .. } => "unknown",
         }
     }

@@ -22,6 +22,7 @@
 pub mod advisory;
 pub mod codec;
 pub mod headers;
+pub mod io_scorers;
 pub mod job;
 pub mod progress;
 pub mod qa;

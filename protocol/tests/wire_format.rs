@@ -61,6 +61,7 @@ fn sample_job() -> Job {
             }]),
             references: [("exact".to_string(), "2".to_string())].into(),
             tags: [("lang".to_string(), "en".to_string())].into(),
+            scorer_prompts: Default::default(),
         }],
         deadline_unix_ms: None,
         keep_output_chars: 100,
@@ -265,6 +266,20 @@ fn every_type_round_trips() {
                 ..Default::default()
             },
         },
+        ScorerKind::LlmJudge(io_scorers::JudgeParams {
+            judge: TargetSpec {
+                base_url: "http://j/v1".into(),
+                model: "judge".into(),
+                ..Default::default()
+            },
+            mode: io_scorers::JudgeMode::Pairwise,
+            ..Default::default()
+        }),
+        ScorerKind::EmbeddingSimilarity(io_scorers::EmbeddingParams::default()),
+        ScorerKind::External(io_scorers::ExternalParams {
+            command: vec!["python3".into(), "s.py".into()],
+            timeout_ms: 500,
+        }),
         ScorerKind::Unknown {
             name: "future".into(),
         },

@@ -141,6 +141,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
     if args.workers > 0 {
         let mut allow = AllowList::default();
         crate::commands::worker::add_suite_targets(&mut allow, &suite);
+        let scorer_commands =
+            vigil_worker::scorers::external::AllowedCommands::parse(&args.allow_scorer_command)
+                .input_error()?;
         for _ in 0..args.workers {
             let client = crate::nats_connect::connect_from_env(&url, "vigil-embedded-worker")
                 .await
@@ -149,6 +152,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 pool: suite.pool.clone(),
                 concurrency: args.concurrency.max(1),
                 allow: allow.clone(),
+                scorer_commands: scorer_commands.clone(),
                 topology: topology.clone(),
                 ..Default::default()
             };

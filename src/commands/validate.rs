@@ -13,8 +13,7 @@ use vigil_coordinator::validate::{DatasetCheck, check_dataset};
 pub fn check_suite(suite: &Suite) -> Result<(Renderer, DatasetCheck), crate::exit::Failure> {
     let renderer = Renderer::new(suite).input_error()?;
     for spec in suite.scorer_specs() {
-        let env = vigil_worker::scorers::ScorerEnv::default();
-        vigil_worker::scorers::build_for_job(&spec, &env).input_error()?;
+        vigil_worker::scorers::check(&spec).input_error()?;
     }
     let mut kinds: Vec<_> = suite.targets.iter().map(|t| t.kind).collect();
     kinds.dedup();

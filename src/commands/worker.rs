@@ -26,9 +26,10 @@ pub fn allow_list(
     Ok(list)
 }
 
-/// Allows every target of a suite, each with its own `api_key_env`.
+/// Allows every target of a suite, and every judge and embedder its
+/// scorers call, each with its own `api_key_env`.
 pub fn add_suite_targets(list: &mut AllowList, suite: &Suite) {
-    for target in &suite.targets {
+    for target in suite.targets.iter().chain(suite.scorer_endpoints()) {
         list.push(&target.base_url, target.api_key_env.clone(), &|name| {
             std::env::var(name).ok()
         });
@@ -51,7 +52,11 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
     if allow.is_empty() {
         tracing::warn!("no --allow entries: every job's items will fail as backend_not_allowed");
     }
+    let scorer_commands =
+        vigil_worker::scorers::external::AllowedCommands::parse(&args.allow_scorer_command)
+            .input_error()?;
     let config = WorkerConfig {
+        scorer_commands,
         pool: args.pool.clone(),
         concurrency: args.concurrency.max(1),
         allow,

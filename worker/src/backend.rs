@@ -66,16 +66,27 @@ impl Default for BackendClient {
     }
 }
 
+/// A successful call's parsed answer, its latency and attempts.
+#[derive(Debug, Clone)]
+pub(crate) struct Answered<T> {
+    /// What `parse` made of the body.
+    pub value: T,
+    /// Duration of the successful attempt, milliseconds.
+    pub latency_ms: f64,
+    /// HTTP attempts made, the successful one included.
+    pub attempts: u32,
+}
+
 /// One failed attempt, before it becomes a [`CallFailure`].
-struct Failed {
-    kind: ErrorKind,
+pub(crate) struct Failed {
+    pub(crate) kind: ErrorKind,
     head: String,
     excerpt: Option<String>,
     retry_after: Option<Duration>,
 }
 
 impl Failed {
-    fn new(kind: ErrorKind, head: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, head: impl Into<String>) -> Self {
         Failed {
             kind,
             head: head.into(),
@@ -84,7 +95,7 @@ impl Failed {
         }
     }
 
-    fn excerpt(mut self, excerpt: impl Into<String>) -> Self {
+    pub(crate) fn excerpt(mut self, excerpt: impl Into<String>) -> Self {
         let excerpt = excerpt.into();
         self.excerpt = (!excerpt.is_empty()).then_some(excerpt);
         self
@@ -141,7 +152,7 @@ impl Secrets {
 }
 
 /// The first characters of a body, on one line.
-fn excerpt(body: &[u8]) -> String {
+pub(crate) fn excerpt(body: &[u8]) -> String {
     crate::scorers::short(String::from_utf8_lossy(body).trim(), EXCERPT)
 }
 
@@ -390,11 +401,44 @@ impl BackendClient {
     ) -> Result<Completion, CallFailure> {
         let secrets = Secrets::new(api_key, &target.base_url);
         let body = request_body(target, prompt).map_err(|f| f.into_failure(0, &secrets))?;
-        let body = Bytes::from(serde_json::to_vec(&body).expect("a JSON value serialises"));
         let path = match target.kind {
             EndpointKind::Chat => "chat/completions",
             EndpointKind::Completions => "completions",
         };
+        let kind = target.kind;
+        let answered = self
+            .post(
+                target,
+                api_key,
+                path,
+                &body,
+                limit,
+                extra_headers,
+                |bytes| parse_completion(kind, bytes),
+            )
+            .await?;
+        let mut completion = answered.value;
+        completion.latency_ms = answered.latency_ms;
+        completion.attempts = answered.attempts;
+        Ok(completion)
+    }
+
+    /// POSTs a JSON `body` to `{target.base_url}/{path}` with the target's
+    /// timeout, retries and `limit` (as [`BackendClient::complete`] does) and
+    /// reads a successful response with `parse`.
+    #[allow(clippy::too_many_arguments)] // one call's inputs; a struct would only rename them
+    pub(crate) async fn post<T>(
+        &self,
+        target: &TargetSpec,
+        api_key: Option<&str>,
+        path: &str,
+        body: &Value,
+        limit: &AdaptiveLimit,
+        extra_headers: &[(String, String)],
+        parse: impl Fn(&[u8]) -> Result<T, Failed>,
+    ) -> Result<Answered<T>, CallFailure> {
+        let secrets = Secrets::new(api_key, &target.base_url);
+        let body = Bytes::from(serde_json::to_vec(body).expect("a JSON value serialises"));
         let url = format!("{}/{path}", target.base_url.trim_end_matches('/'));
         let headers = headers(api_key, extra_headers);
         let timeout = match target.timeout_ms {
@@ -412,25 +456,25 @@ impl BackendClient {
             attempt += 1;
             let permit = limit.acquire().await;
             let started = Instant::now();
-            let outcome = tokio::time::timeout(
-                timeout,
-                self.attempt(&url, &headers, body.clone(), target.kind),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failed::new(
-                    ErrorKind::Timeout,
-                    format!("timeout ({} ms)", timeout.as_millis()),
-                ))
-            });
+            let outcome =
+                tokio::time::timeout(timeout, self.attempt(&url, &headers, body.clone(), &parse))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failed::new(
+                            ErrorKind::Timeout,
+                            format!("timeout ({} ms)", timeout.as_millis()),
+                        ))
+                    });
             let elapsed = started.elapsed();
             drop(permit);
             let failed = match outcome {
-                Ok(mut completion) => {
+                Ok(value) => {
                     limit.on_success();
-                    completion.latency_ms = elapsed.as_secs_f64() * 1000.0;
-                    completion.attempts = attempt;
-                    return Ok(completion);
+                    return Ok(Answered {
+                        value,
+                        latency_ms: elapsed.as_secs_f64() * 1000.0,
+                        attempts: attempt,
+                    });
                 }
                 Err(failed) => failed,
             };
@@ -456,13 +500,13 @@ impl BackendClient {
     }
 
     /// One HTTP attempt, body read included.
-    async fn attempt(
+    async fn attempt<T>(
         &self,
         url: &str,
         headers: &HeaderMap,
         body: Bytes,
-        kind: EndpointKind,
-    ) -> Result<Completion, Failed> {
+        parse: &impl Fn(&[u8]) -> Result<T, Failed>,
+    ) -> Result<T, Failed> {
         let mut response = self
             .http
             .post(url)
@@ -488,7 +532,7 @@ impl BackendClient {
             bytes.extend_from_slice(&chunk);
         }
         if status.is_success() {
-            return parse_completion(kind, &bytes);
+            return parse(&bytes);
         }
         let kind = match status.as_u16() {
             429 => ErrorKind::RateLimited,

@@ -58,6 +58,8 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// Largest job payload accepted, bytes (larger ones are terminated).
     pub max_job_bytes: usize,
+    /// The external scorer commands this worker may run.
+    pub scorer_commands: scorers::external::AllowedCommands,
 }
 
 impl Default for WorkerConfig {
@@ -71,6 +73,7 @@ impl Default for WorkerConfig {
             topology: TopologyConfig::default(),
             worker_id: default_worker_id(),
             max_job_bytes: 8 * 1024 * 1024,
+            scorer_commands: Default::default(),
         }
     }
 }
@@ -167,7 +170,8 @@ pub async fn run(
     };
     tracing::info!(
         worker = %config.worker_id, pool = %config.pool, concurrency = config.concurrency, max_jobs,
-        allowed = ?config.allow.prefixes().collect::<Vec<_>>(), "worker started"
+        allowed = ?config.allow.prefixes().collect::<Vec<_>>(),
+        scorer_commands = ?config.scorer_commands.lines(), "worker started"
     );
     let cache = match crate::cache::ResponseCache::open(&js, config.topology.replicas).await {
         Ok(cache) => Some(cache),
@@ -176,17 +180,27 @@ pub async fn run(
             None
         }
     };
+    let backend = BackendClient::new();
+    let scorer_env = ScorerEnv {
+        io: scorers::io_env::IoEnv::new(
+            backend.clone(),
+            config.allow.clone(),
+            cache.clone(),
+            config.scorer_commands.clone(),
+        ),
+        ..Default::default()
+    };
     let shared = Arc::new(Shared {
         cache,
         max_payload: client.server_info().max_payload,
         client,
         js,
-        backend: BackendClient::new(),
+        backend,
         calls: Semaphore::new(config.concurrency.max(1)),
         limits: Mutex::new(HashMap::new()),
         stats,
         config,
-        scorer_env: ScorerEnv::default(),
+        scorer_env,
     });
     let slots = Arc::new(Semaphore::new(max_jobs));
     let hard_stop = CancellationToken::new();

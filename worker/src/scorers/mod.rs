@@ -22,13 +22,17 @@ pub mod choice;
 pub mod classification;
 pub mod code_exec;
 pub mod contains;
+pub mod embedding;
 pub mod exact_match;
+pub mod external;
+pub mod io_env;
 pub mod json_schema;
+pub mod llm_judge;
 pub mod normalize;
 pub mod numeric;
+pub mod pass_at_k;
 pub mod pii;
 pub mod refusal;
-pub mod pass_at_k;
 pub mod regex;
 pub mod rouge;
 pub mod toxicity;
@@ -111,14 +115,32 @@ pub struct ScorerEnv {
     /// The sandbox `code_exec` runs programs in; `None`: the one this
     /// process shares ([`crate::sandbox::Sandbox::shared`]).
     pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
+    /// Backend client, allow list, response cache and external processes
+    /// of the judge, embedding and external scorers.
+    pub io: io_env::IoEnv,
 }
 
 /// Builds the scorers of a job: pure ones through [`build`], IO ones with
 /// the worker's [`ScorerEnv`].
 pub fn build_for_job(spec: &ScorerSpec, env: &ScorerEnv) -> Result<Built, ScorerError> {
-    match &spec.kind {
-        ScorerKind::CodeExec { .. } => Ok(Built::Io(Box::new(code_exec::build(spec, env)?))),
-        _ => build(spec).map(Built::Pure),
+    Ok(match &spec.kind {
+        ScorerKind::CodeExec { .. } => Built::Io(Box::new(code_exec::build(spec, env)?)),
+        ScorerKind::LlmJudge(p) => Built::Io(Box::new(llm_judge::build(spec, p, &env.io)?)),
+        ScorerKind::EmbeddingSimilarity(p) => {
+            Built::Io(Box::new(embedding::build(spec, p, &env.io)?))
+        }
+        ScorerKind::External(p) => Built::Io(Box::new(external::build(spec, p, &env.io)?)),
+        _ => Built::Pure(build(spec)?),
+    })
+}
+
+/// Checks a spec the way a worker would build it, without a worker's
+/// configuration: what `vigil validate` runs. What only a worker's allow
+/// lists decide (a judge's endpoint, an external command) is not an error here.
+pub fn check(spec: &ScorerSpec) -> Result<(), ScorerError> {
+    match build_for_job(spec, &ScorerEnv::default()) {
+        Ok(_) | Err(ScorerError::NotAllowed { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }
 
@@ -155,6 +177,15 @@ pub enum ScorerError {
         /// The scorer's name.
         scorer: String,
         /// What is wrong.
+        message: String,
+    },
+    /// The scorer needs something this worker's configuration does not
+    /// allow (a judge's endpoint, an external command).
+    #[error("scorer `{scorer}`: {message}")]
+    NotAllowed {
+        /// The scorer's name.
+        scorer: String,
+        /// What is not allowed, and how to allow it.
         message: String,
     },
     /// The job names a kind this worker does not know.
@@ -249,10 +280,16 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
             words.as_deref(),
             extra_words,
         )?),
-        ScorerKind::CodeExec { .. } => {
+        ScorerKind::CodeExec { .. }
+        | ScorerKind::LlmJudge(_)
+        | ScorerKind::EmbeddingSimilarity(_)
+        | ScorerKind::External(_) => {
             return Err(ScorerError::InvalidParams {
                 scorer: spec.name.clone(),
-                message: "code_exec runs programs: build it with build_for_job".into(),
+                message: format!(
+                    "kind `{}` does IO: build it with build_for_job",
+                    spec.kind.name()
+                ),
             });
         }
         ScorerKind::Unknown { name } => {
@@ -296,11 +333,18 @@ impl Common {
     /// The score of an item whose reference is missing: 0, failed, whatever
     /// the threshold (a threshold of 0 must not pass an unscoreable item).
     pub fn no_reference(&self) -> Score {
+        self.failed("no reference")
+    }
+
+    /// A score that could not be computed (a judge that cannot be reached,
+    /// an answer with no score in it): 0 and failed whatever the threshold,
+    /// with the reason as the detail.
+    pub fn failed(&self, reason: impl Into<String>) -> Score {
         Score {
             scorer: self.name.clone(),
             value: 0.0,
             passed: false,
-            detail: "no reference".into(),
+            detail: short(&reason.into(), MAX_DETAIL),
             ..Default::default()
         }
     }
