@@ -52,6 +52,20 @@ pub fn cosine(a: &[f64], b: &[f64]) -> Result<f64, String> {
     Ok(dot / (na * nb))
 }
 
+/// The vectors of an embeddings response body, in `index` order, or the
+/// kind of what is wrong with it. The body is untrusted: any bytes give
+/// vectors or an error kind, never a panic (a fuzz target checks).
+///
+/// ```
+/// use vigil_worker::scorers::embedding::decode_embeddings;
+/// let body = br#"{"data": [{"index": 1, "embedding": [0, 1]}, {"index": 0, "embedding": [1, 0]}]}"#;
+/// assert_eq!(decode_embeddings(body, 2).unwrap(), vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+/// assert!(decode_embeddings(b"{}", 2).is_err());
+/// ```
+pub fn decode_embeddings(body: &[u8], expected: usize) -> Result<Vec<Vec<f64>>, ErrorKind> {
+    parse_embeddings(body, expected).map_err(|f| f.kind)
+}
+
 /// Reads the `data[i].embedding` arrays of an embeddings response, in
 /// `index` order (servers may answer out of order).
 fn parse_embeddings(body: &[u8], expected: usize) -> Result<Vec<Vec<f64>>, Failed> {
