@@ -38,6 +38,8 @@ pub enum Command {
     SetupStreams(SetupStreamsArgs),
     /// Serve the OpenAI-compatible stub backend (for examples, tests, benchmarks).
     Stub(StubArgs),
+    /// Serve a local GGUF model over OpenAI-compatible /v1/chat/completions and /v1/completions.
+    ServeModel(ServeModelArgs),
 }
 
 /// NATS connection options shared by every command that connects.
@@ -102,12 +104,33 @@ pub struct WorkerArgs {
     /// Allow the targets of these suites, with their `api_key_env` (repeatable).
     #[arg(long = "suite", value_name = "FILE")]
     pub suites: Vec<PathBuf>,
+    /// A GGUF model file this worker may load for `local` targets. Repeatable;
+    /// also read comma-separated from VIGIL_ALLOW_MODEL.
+    #[arg(long = "allow-model", value_name = "FILE")]
+    pub allow_models: Vec<PathBuf>,
     /// Seconds in-flight jobs may finish after SIGTERM before they are handed back.
     #[arg(long, default_value_t = 25.0, env = "VIGIL_GRACE_PERIOD_S")]
     pub grace_period_s: f64,
     /// Serve /healthz and /readyz here.
     #[arg(long, env = "VIGIL_HEALTH_ADDR")]
     pub health_addr: Option<SocketAddr>,
+}
+
+/// `vigil serve-model`.
+#[derive(Debug, Args)]
+pub struct ServeModelArgs {
+    /// The GGUF model file.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8090)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Generations run at once (default: one per core, at most 2).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
 }
 
 /// `vigil validate`.

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod run;
+mod serve_model;
 mod setup_streams;
 mod stub;
 mod validate;
@@ -17,5 +18,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Validate(args) => validate::run(args).await,
         Command::SetupStreams(args) => setup_streams::run(args).await,
         Command::Stub(args) => stub::run(args).await,
+        Command::ServeModel(args) => serve_model::run(args).await,
     }
 }

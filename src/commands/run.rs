@@ -91,6 +91,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
     // Everything a run checks before publishing, checked once here for a clear error.
     let (_, check) =
         tokio::task::block_in_place(|| crate::commands::validate::check_suite(&suite))?;
+    if args.workers > 0 {
+        crate::commands::worker::check_suite_models(&suite)?;
+    }
 
     let embedded = match &args.nats.nats {
         Some(_) => None,
@@ -112,6 +115,10 @@ pub async fn run(args: RunArgs) -> CommandResult {
     if args.workers > 0 {
         let mut allow = AllowList::default();
         crate::commands::worker::add_suite_targets(&mut allow, &suite);
+        // One engine for every in-process worker: each model loads once.
+        let local = crate::commands::worker::local_engine(
+            crate::commands::worker::suite_models(&suite).collect(),
+        );
         for _ in 0..args.workers {
             let client = crate::nats_connect::connect_from_env(&url, "vigil-embedded-worker")
                 .await
@@ -120,6 +127,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 pool: suite.pool.clone(),
                 concurrency: args.concurrency.max(1),
                 allow: allow.clone(),
+                local: local.clone(),
                 ..Default::default()
             };
             let stop = workers_stop.clone();

@@ -9,7 +9,7 @@
 //! left so another worker takes it at once.
 
 use crate::allow::AllowList;
-use crate::backend::BackendClient;
+use crate::backend::{BackendClient, LocalBackend};
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Scorer};
 use async_nats::HeaderMap;
@@ -28,8 +28,8 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    CONTENT_TYPE, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
-    TargetSpec, headers, subjects,
+    CONTENT_TYPE, EndpointKind, ErrorKind, Item, ItemError, ItemResult, Job, JobResult,
+    SCHEMA_VERSION, TargetSpec, headers, subjects,
 };
 
 /// How a worker runs.
@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     pub worker_id: String,
     /// Largest job payload accepted, bytes (larger ones are terminated).
     pub max_job_bytes: usize,
+    /// The in-process engine for `local` targets, with the model files this
+    /// worker allows (`None`: every local job fails as `backend_not_allowed`).
+    pub local: Option<Arc<dyn LocalBackend>>,
 }
 
 impl Default for WorkerConfig {
@@ -69,6 +72,7 @@ impl Default for WorkerConfig {
             topology: TopologyConfig::default(),
             worker_id: default_worker_id(),
             max_job_bytes: 8 * 1024 * 1024,
+            local: None,
         }
     }
 }
@@ -417,7 +421,22 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
             .map(|i| failed_item(i, ErrorKind::Deadline, "run deadline passed"))
             .collect();
     }
-    let Some(api_key) = shared.config.allow.lookup(&job.target.base_url) else {
+    let api_key = if job.target.kind == EndpointKind::Local {
+        let path = job.target.model_path.as_deref().unwrap_or("");
+        if !shared.config.local.as_ref().is_some_and(|l| l.allows(path)) {
+            let reason = format!(
+                "model file `{path}` is not allowed on this worker (start the worker with --allow-model {path})"
+            );
+            return job
+                .items
+                .iter()
+                .map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone()))
+                .collect();
+        }
+        None
+    } else if let Some(api_key) = shared.config.allow.lookup(&job.target.base_url) {
+        api_key
+    } else {
         let reason = format!(
             "backend {} is not in this worker's allow list (start the worker with --allow {})",
             job.target.base_url, job.target.base_url
@@ -464,10 +483,15 @@ async fn evaluate_item(
     let _call = shared.calls.acquire().await.expect("semaphore open");
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let call = shared
-        .backend
-        .complete(&job.target, api_key, &item.prompt, limit, &[])
-        .await;
+    let call = match (&job.target.kind, &shared.config.local) {
+        (EndpointKind::Local, Some(local)) => local.complete(&job.target, &item.prompt).await,
+        _ => {
+            shared
+                .backend
+                .complete(&job.target, api_key, &item.prompt, limit, &[])
+                .await
+        }
+    };
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     match call {
         Ok(completion) => {
