@@ -34,8 +34,11 @@ fn write_suite(dir: &Path, name: &str, model: &Path) -> std::path::PathBuf {
             r#"name: {name}
 dataset: {{ path: {name}.jsonl, id_field: id }}
 prompt:
-  system: "Answer with one word."
-  user: "{{{{ question }}}}"
+  messages:
+    - {{ role: system, content: "Reply with a single word and nothing else." }}
+    - {{ role: user, content: "What is the capital of Spain?" }}
+    - {{ role: assistant, content: "Madrid" }}
+    - {{ role: user, content: "{{{{ question }}}}" }}
 targets:
   - name: smollm2
     kind: local
