@@ -119,10 +119,23 @@ impl LocalEngine {
         model: Arc<LocalModel>,
         request: GenerateRequest,
     ) -> Result<crate::Generation, LocalError> {
+        self.timed(model, request).await.map(|(g, _)| g)
+    }
+
+    /// As [`LocalEngine::generate`], with the generation's own duration
+    /// (the wait for a free slot excluded: that is queueing, not latency).
+    async fn timed(
+        &self,
+        model: Arc<LocalModel>,
+        request: GenerateRequest,
+    ) -> Result<(crate::Generation, std::time::Duration), LocalError> {
         let _slot = self.slots.acquire().await.expect("semaphore open");
-        tokio::task::spawn_blocking(move || model.generate(&request))
-            .await
-            .map_err(|e| LocalError::Generate(format!("generation panicked: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            model.generate(&request).map(|g| (g, started.elapsed()))
+        })
+        .await
+        .map_err(|e| LocalError::Generate(format!("generation panicked: {e}")))?
     }
 }
 
@@ -175,9 +188,8 @@ impl LocalBackend for LocalEngine {
                 .model(&path)
                 .await
                 .map_err(|e| failure(ErrorKind::ServerError, e.to_string()))?;
-            let started = Instant::now();
-            let generation = self
-                .generate(model.clone(), request_for(target, prompt))
+            let (generation, took) = self
+                .timed(model.clone(), request_for(target, prompt))
                 .await
                 .map_err(|e| match e {
                     LocalError::Request(m) => failure(ErrorKind::ClientError, m),
@@ -191,7 +203,7 @@ impl LocalBackend for LocalEngine {
                 },
                 finish_reason: Some(generation.finish_reason.as_str().to_string()),
                 model: Some(model.name().to_string()),
-                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+                latency_ms: took.as_secs_f64() * 1000.0,
                 attempts: 1,
             })
         })
