@@ -14,4 +14,4 @@ if [[ -z "${VIGIL_NATS_SERVER:-}" && ! -x "$VIGIL_HOME/bin/nats-server" ]] && ! 
     echo "test: nats-server not found (VIGIL_NATS_SERVER, $VIGIL_HOME/bin, PATH); run scripts/setup.sh first" >&2
     exit 1
 fi
-exec cargo test --workspace --locked "$@"
+exec cargo test --workspace --locked --no-fail-fast "$@"

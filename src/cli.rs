@@ -40,6 +40,140 @@ pub enum Command {
     Stub(StubArgs),
     /// Serve a local GGUF model over OpenAI-compatible /v1/chat/completions and /v1/completions.
     ServeModel(ServeModelArgs),
+    /// Read the run history, pin a baseline, set retention.
+    Runs(RunsArgs),
+    /// Compare two runs item by item (paired tests, Holm-corrected).
+    Compare(CompareArgs),
+    /// Follow live progress and finished summaries.
+    Watch(WatchArgs),
+    /// Write a run's HTML page, JUnit XML and Markdown summary.
+    Report(ReportArgs),
+    /// Write every item result of a run (JSONL or CSV).
+    Export(ExportArgs),
+}
+
+/// Where the history lives: a NATS server, or the embedded mode's store.
+#[derive(Debug, Args, Clone)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// The embedded mode's state directory (used without --nats).
+    #[arg(long, default_value = ".vigil", env = "VIGIL_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// `vigil runs`.
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// What to do with the history.
+    #[command(subcommand)]
+    pub command: RunsCommand,
+}
+
+/// `vigil runs ...`.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// List finished runs, oldest first.
+    List {
+        /// Only this suite.
+        #[arg(long)]
+        suite: Option<String>,
+        /// Only this target.
+        #[arg(long)]
+        target: Option<String>,
+        /// One JSON summary per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print one run's summary as JSON.
+    Show {
+        /// The run id.
+        run: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Pin a run as the baseline of its suite and target.
+    Pin {
+        /// The run id.
+        run: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Keep summaries this long (e.g. `90d`; `0s`: forever).
+    Retention {
+        /// The maximum age.
+        max_age: humantime::Duration,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `vigil compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// The baseline run.
+    pub baseline: String,
+    /// The candidate run.
+    pub candidate: String,
+    /// Print the comparison as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Bootstrap seed.
+    #[arg(long, default_value_t = 20_240_611)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `vigil watch`.
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    /// Stop after this many finished summaries.
+    #[arg(long)]
+    pub summaries: Option<usize>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// `vigil report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run id.
+    pub run: String,
+    /// The directory to write report.html, junit.xml and summary.md into.
+    #[arg(long, default_value = "vigil-report")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// One JSON object per item.
+    Jsonl,
+    /// One row per item, one column per scorer.
+    Csv,
+}
+
+/// `vigil export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The run id.
+    pub run: String,
+    /// The format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Jsonl)]
+    pub format: ExportFormat,
+    /// The file to write (default: standard output).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// NATS connection options shared by every command that connects.
@@ -74,15 +208,32 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "scheduled_date")]
     pub run_id: Option<String>,
     /// Derive the run id from suite, target and this date (YYYY-MM-DD, or
-    /// `today` in UTC), so a re-fired scheduled job does not run twice.
+    /// `today` in UTC), so a re-fired scheduled job does not run twice; a run
+    /// with that id left `running` (its coordinator died) is resumed.
     #[arg(long, value_name = "DATE")]
     pub scheduled_date: Option<String>,
+    /// Resume the run RUN_ID after its coordinator died: rebuild the aggregate
+    /// from its results and publish only the jobs not yet published (one target only).
+    #[arg(long, value_name = "RUN_ID", conflicts_with_all = ["run_id", "scheduled_date"])]
+    pub resume: Option<String>,
     /// Do not draw the progress bar even on a terminal.
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve Prometheus metrics on /metrics here (coordinator and in-process workers).
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// Where the embedded mode keeps its nats-server store.
     #[arg(long, default_value = ".vigil", env = "VIGIL_STATE_DIR")]
     pub state_dir: PathBuf,
+    /// Serve /healthz and /readyz here while the run lasts.
+    #[arg(long, env = "VIGIL_HEALTH_ADDR")]
+    pub health_addr: Option<SocketAddr>,
+    /// Compare with this run (default: the pinned baseline, else the latest passing run).
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<String>,
+    /// Never answer from the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 /// `vigil worker`.
@@ -114,6 +265,12 @@ pub struct WorkerArgs {
     /// Serve /healthz and /readyz here.
     #[arg(long, env = "VIGIL_HEALTH_ADDR")]
     pub health_addr: Option<SocketAddr>,
+    /// Serve Prometheus metrics on /metrics here.
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// Largest job payload accepted, bytes; larger ones are terminated as malformed.
+    #[arg(long, default_value_t = 8 * 1024 * 1024, env = "VIGIL_MAX_JOB_BYTES", hide = true)]
+    pub max_job_bytes: usize,
 }
 
 /// `vigil serve-model`.

@@ -11,16 +11,19 @@ mod embedded;
 mod exit;
 mod health;
 mod logging;
+mod metrics_server;
 mod nats_connect;
 mod progress;
 mod signals;
+mod telemetry;
+mod topology_env;
 
 use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    logging::init(&cli);
+    let telemetry = logging::init(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,6 +37,8 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(commands::dispatch(cli));
     // Background tasks (workers, the embedded server's guards) end with the runtime.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    // Off the runtime: the exporter flushes on its own thread.
+    telemetry.shutdown();
     match outcome {
         Ok(code) => code.into(),
         Err(failure) => {

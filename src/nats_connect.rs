@@ -373,6 +373,11 @@ fn parse_bool(v: &str) -> Option<bool> {
     }
 }
 
+/// Connects with the settings of the `VIGIL_NATS_*` variables of this process.
+pub async fn connect_from_env(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
+    connect(url, &NatsAuth::from_env()?, name).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,9 +455,4 @@ mod tests {
         assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
         assert_eq!(redact_url("tok@h:4222"), "***@h:4222");
     }
-}
-
-/// Connects with the settings of the `VIGIL_NATS_*` variables of this process.
-pub async fn connect_from_env(url: &str, name: &str) -> anyhow::Result<async_nats::Client> {
-    connect(url, &NatsAuth::from_env()?, name).await
 }

@@ -16,14 +16,7 @@ async fn jobs_published(nats: &NatsServer) -> u64 {
 }
 
 fn run_against(nats: &NatsServer, suite: &std::path::Path) -> (Option<i32>, String) {
-    let out = run(vigil().args([
-        "run",
-        suite.to_str().unwrap(),
-        "--nats",
-        &nats.url(),
-        "--workers",
-        "0",
-    ]));
+    let out = run(&mut coordinate(suite, &nats.url(), 0, None));
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),

@@ -56,16 +56,7 @@ async fn python_subscriber_reads_the_summary_as_a_map() {
     }
 
     let out = dir.path().join("summary.json");
-    let output = run(vigil().args([
-        "run",
-        suite.to_str().unwrap(),
-        "--nats",
-        &nats.url(),
-        "--workers",
-        "1",
-        "--out",
-        out.to_str().unwrap(),
-    ]));
+    let output = run(&mut coordinate(&suite, &nats.url(), 1, Some(&out)));
     assert_eq!(output.status.code(), Some(0));
     let ours = read_summary(&out);
 

@@ -1,6 +1,7 @@
 //! A `local` target end to end through NATS: a real nats-server, a `vigil
 //! worker` process that allows the SmolLM2 file, and `vigil run` as the
-//! coordinator. The worker loads only files its own flags allow.
+//! coordinator. Answers are cached like an HTTP target's; the worker loads
+//! only files its own flags allow.
 
 mod common;
 mod local_common;
@@ -43,7 +44,7 @@ targets:
   - name: smollm2
     kind: local
     model_path: {model}
-    params: {{ max_tokens: 4, stop: ["\n"] }}
+    params: {{ temperature: 0, max_tokens: 4, stop: ["\n"] }}
 scorers:
   - {{ name: contains, kind: contains, reference: "{{{{ answer }}}}", normalize: {{ ignore_case: true }} }}
   - {{ name: exact, kind: exact_match, reference: "{{{{ answer }}}}", normalize: {{ ignore_case: true, remove_punctuation: true }} }}
@@ -110,6 +111,14 @@ async fn local_items_run_through_nats_and_unallowed_models_are_refused() {
         s["scores"]["contains"]["passed"].as_u64().unwrap() >= 1,
         "{s:#}"
     );
+
+    // The same run again: every answer comes from the response cache, as
+    // for an HTTP target at temperature 0, with the same scores.
+    let again = dir.path().join("capitals-again.json");
+    assert_eq!(coordinate(&suite, &again).status.code(), Some(0));
+    let cached = read_summary(&again);
+    assert_eq!(cached["items_cached"], ITEMS.len(), "{cached:#}");
+    assert_eq!(cached["scores"], s["scores"]);
 
     // A job naming another file (here a copy elsewhere, under another name)
     // is refused by the same worker: data never widens what it may load.

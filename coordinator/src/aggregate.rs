@@ -6,6 +6,8 @@
 //! a baseline), one latency histogram, and counters. Outputs, details and
 //! error messages are never kept.
 
+use crate::scores_store::{RunScores, ScorerScores};
+use crate::slices::SliceAccumulator;
 use crate::stats::{LatencyRecorder, Welford, mean_interval, wilson_interval};
 use std::collections::{BTreeMap, HashMap};
 use std::time::SystemTime;
@@ -50,6 +52,8 @@ struct ScorerAgg {
     /// One value per item, NaN where the item has no score from this scorer;
     /// allocated on the scorer's first score.
     item_scores: Option<Vec<f32>>,
+    /// Bit `i` set when item `i` passed this scorer; allocated with `item_scores`.
+    item_passed: Option<Vec<u64>>,
 }
 
 /// Folds job results into per-run totals, counting every item exactly once.
@@ -88,6 +92,10 @@ pub struct Aggregator {
     tokens: TokenTotals,
     /// Per-item scratch: which scorers already gave a score to the current item.
     seen: Vec<bool>,
+    /// Per-slice statistics by item tag.
+    slices: SliceAccumulator,
+    /// Model ids the backend reported, with counts (at most 16 distinct).
+    response_models: BTreeMap<String, u64>,
 }
 
 impl Aggregator {
@@ -111,6 +119,8 @@ impl Aggregator {
             cached: 0,
             scorers: vec![ScorerAgg::default(); names.len()],
             seen: vec![false; names.len()],
+            slices: SliceAccumulator::new(items_total, names.len()),
+            response_models: BTreeMap::new(),
             scorer_names: names,
             scorer_index,
             errors: BTreeMap::new(),
@@ -169,6 +179,12 @@ impl Aggregator {
             if !item.cached {
                 self.latency.record_ms(item.latency_ms);
             }
+            if let Some(model) = &item.response_model
+                && (self.response_models.len() < 16 || self.response_models.contains_key(model))
+            {
+                *self.response_models.entry(model.clone()).or_insert(0) += 1;
+            }
+            self.slices.begin_item(item.index, &item.tags);
             self.seen.iter_mut().for_each(|s| *s = false);
             for score in &item.scores {
                 let Some(&s) = self.scorer_index.get(&score.scorer) else {
@@ -189,6 +205,13 @@ impl Aggregator {
                     .item_scores
                     .get_or_insert_with(|| vec![f32::NAN; items_total]);
                 per_item[item.index as usize] = value as f32;
+                let bits = agg
+                    .item_passed
+                    .get_or_insert_with(|| vec![0; items_total.div_ceil(64)]);
+                if score.passed {
+                    bits[(item.index / 64) as usize] |= 1 << (item.index % 64);
+                }
+                self.slices.add_score(s, value, score.passed);
             }
         }
         outcome
@@ -279,6 +302,37 @@ impl Aggregator {
         Some(self.scorers[s].item_scores.as_deref().unwrap_or(&[]))
     }
 
+    /// The model ids the backend reported, most frequent first.
+    pub fn response_models(&self) -> Vec<String> {
+        let mut models: Vec<(&String, &u64)> = self.response_models.iter().collect();
+        models.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        models.into_iter().map(|(m, _)| m.clone()).collect()
+    }
+
+    /// Every per-item number of the run, for the scores store and paired
+    /// comparison.
+    pub fn run_scores(&self, run_id: &str) -> RunScores {
+        let n = self.items_total as usize;
+        RunScores {
+            run_id: run_id.to_string(),
+            items_total: self.items_total,
+            scorers: self
+                .scorer_names
+                .iter()
+                .zip(&self.scorers)
+                .map(|(name, agg)| ScorerScores {
+                    name: name.clone(),
+                    values: agg.item_scores.clone().unwrap_or_else(|| vec![f32::NAN; n]),
+                    passed: agg
+                        .item_passed
+                        .clone()
+                        .unwrap_or_else(|| vec![0; n.div_ceil(64)]),
+                })
+                .collect(),
+            tags: self.slices.columns(),
+        }
+    }
+
     /// The run summary as of now. `gates` is empty and `passed` false: the
     /// gates fill them in (`gates::apply`).
     pub fn summary(&self, meta: &SummaryMeta) -> RunSummary {
@@ -297,6 +351,26 @@ impl Aggregator {
             .iter()
             .zip(&self.scorers)
             .map(|(name, agg)| (name.clone(), score_summary(agg)))
+            .collect();
+        let slices = self
+            .slices
+            .stats()
+            .into_iter()
+            .map(|(tag, by_value)| {
+                let by_value = by_value
+                    .into_iter()
+                    .map(|(value, per_scorer)| {
+                        let scores = self
+                            .scorer_names
+                            .iter()
+                            .zip(per_scorer)
+                            .map(|(name, (w, passed))| (name.clone(), summarize(w, *passed)))
+                            .collect();
+                        (value.to_string(), scores)
+                    })
+                    .collect();
+                (tag.to_string(), by_value)
+            })
             .collect();
         RunSummary {
             schema: vigil_protocol::SCHEMA_VERSION,
@@ -320,26 +394,34 @@ impl Aggregator {
             passed: false,
             vigil_version: env!("CARGO_PKG_VERSION").to_string(),
             trace_id: None,
+            manifest: None,
+            slices,
+            comparison: None,
         }
     }
 }
 
 fn score_summary(agg: &ScorerAgg) -> ScoreSummary {
-    let n = agg.values.count();
-    let (mean_ci_low, mean_ci_high) = mean_interval(&agg.values, CONFIDENCE);
-    let (ci_low, ci_high) = wilson_interval(agg.passed, n, CONFIDENCE);
+    summarize(&agg.values, agg.passed)
+}
+
+/// A score summary from a scorer's values and pass count.
+pub fn summarize(values: &Welford, passed: u64) -> ScoreSummary {
+    let n = values.count();
+    let (mean_ci_low, mean_ci_high) = mean_interval(values, CONFIDENCE);
+    let (ci_low, ci_high) = wilson_interval(passed, n, CONFIDENCE);
     ScoreSummary {
-        mean: agg.values.mean(),
+        mean: values.mean(),
         mean_ci_low,
         mean_ci_high,
         pass_rate: if n == 0 {
             0.0
         } else {
-            agg.passed as f64 / n as f64
+            passed as f64 / n as f64
         },
         ci_low,
         ci_high,
         n,
-        passed: agg.passed,
+        passed,
     }
 }

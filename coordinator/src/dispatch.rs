@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
-use vigil_protocol::{CONTENT_TYPE, Item, Job, SCHEMA_VERSION, headers};
+use vigil_protocol::{Item, Job, headers};
 
 /// Everything a job carries besides its items.
 #[derive(Debug, Clone)]
@@ -24,6 +24,8 @@ pub struct JobTemplate {
     pub job: Job,
     /// `vigil.jobs.<pool>`.
     pub subject: String,
+    /// Jobs with a lower index are not published (a resumed run already did).
+    pub skip_below: u64,
 }
 
 /// Counters of a dispatch.
@@ -37,6 +39,9 @@ pub struct DispatchProgress {
     pub duplicates: AtomicU64,
     /// Publishes retried (stream full, lost PubAck, reconnect).
     pub retries: AtomicU64,
+    /// The high-water mark: every job with a lower index is acknowledged by
+    /// the server (or was skipped on resume). What a resumed run starts from.
+    pub high_water: AtomicU64,
 }
 
 /// Dispatch could not finish.
@@ -69,15 +74,6 @@ pub enum DispatchError {
         /// The last error.
         last: String,
     },
-}
-
-/// Headers of every job.
-pub fn job_headers(run_id: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(headers::CONTENT_TYPE, CONTENT_TYPE);
-    headers.insert(headers::SCHEMA, SCHEMA_VERSION.to_string().as_str());
-    headers.insert(headers::RUN_ID, run_id);
-    headers
 }
 
 /// Splits shards that do not fit `max_bytes` and encodes them, in order.
@@ -121,8 +117,9 @@ pub fn encode_jobs(
     Ok(out)
 }
 
-/// Publishes every shard received on `shards` as jobs; returns the number of
-/// jobs when the channel closes and every PubAck is in.
+/// Publishes every shard received on `shards` as jobs (but those below
+/// `template.skip_below`); returns the number of jobs when the channel closes
+/// and every PubAck is in. `progress.high_water` follows the acknowledged prefix.
 pub async fn dispatch(
     js: &jetstream::Context,
     template: JobTemplate,
@@ -131,22 +128,40 @@ pub async fn dispatch(
     max_payload: usize,
     progress: Arc<DispatchProgress>,
 ) -> Result<u64, DispatchError> {
-    let headers = job_headers(&template.job.run_id);
+    let mut headers = vigil_protocol::headers::message_headers(&template.job.run_id);
+    // Every job carries the run span's context: the job spans of whichever
+    // workers take them become its children (no-op when tracing is off).
+    vigil_protocol::trace_context::inject(
+        &tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current()),
+        &mut headers,
+    );
     let run_id = template.job.run_id.clone();
     let max_bytes = max_payload.saturating_sub(4096);
     let mut next_index = 0u64;
     let mut in_flight = FuturesUnordered::new();
     let mut shards_open = true;
+    // Acknowledged jobs above the high-water mark, until the gap below closes.
+    let mut high_water = template.skip_below;
+    let mut acked_above = std::collections::BTreeSet::new();
+    progress.high_water.store(high_water, Ordering::Relaxed);
     loop {
         tokio::select! {
             shard = shards.recv(), if shards_open && in_flight.len() < max_in_flight.max(1) => {
                 let Some(items) = shard else { shards_open = false; continue };
                 for (job_index, payload, count) in encode_jobs(&template.job, items, &mut next_index, max_bytes)? {
+                    if job_index < template.skip_below {
+                        progress.items.fetch_add(count, Ordering::Relaxed);
+                        continue;
+                    }
                     in_flight.push(publish_job(js, &template.subject, &headers, &run_id, job_index, payload, count, &progress));
                 }
             }
             done = in_flight.next(), if !in_flight.is_empty() => {
-                done.expect("non-empty")?;
+                acked_above.insert(done.expect("non-empty")?);
+                while acked_above.remove(&high_water) {
+                    high_water += 1;
+                }
+                progress.high_water.store(high_water, Ordering::Relaxed);
             }
             else => break,
         }
@@ -164,7 +179,7 @@ async fn publish_job(
     payload: Bytes,
     items: u64,
     progress: &DispatchProgress,
-) -> Result<(), DispatchError> {
+) -> Result<u64, DispatchError> {
     let mut attempts = 0u32;
     loop {
         attempts += 1;
@@ -183,7 +198,7 @@ async fn publish_job(
                 }
                 progress.jobs.fetch_add(1, Ordering::Relaxed);
                 progress.items.fetch_add(items, Ordering::Relaxed);
-                return Ok(());
+                return Ok(job_index);
             }
             Err(last) => {
                 progress.retries.fetch_add(1, Ordering::Relaxed);

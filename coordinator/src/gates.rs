@@ -4,12 +4,18 @@ use serde::{Deserialize, Serialize};
 
 /// One gate of a suite: `metric` must lie within `[min, max]`.
 ///
+/// Two more kinds of condition:
+/// - `slice_gap: TAG`: the gate's value is the largest gap of `metric`
+///   between the slices of `TAG` (bias checks), bounded by `min`/`max`;
+/// - `max_regression: X`: fails when the paired comparison with the
+///   baseline finds a significant drop (Holm-adjusted) larger than `X`.
+///
 /// Metrics are `<scorer>.<field>` for the fields of a score summary
 /// (`exact.pass_rate`, `exact.mean`, `exact.ci_low`, ...) and the run-level
 /// `error_rate`, `items_per_s`, `latency_ms.p95` (and the other percentiles).
 ///
 /// ```
-/// let g = vigil_coordinator::gates::GateSpec { metric: "exact.pass_rate".into(), min: Some(0.9), max: None };
+/// let g = vigil_coordinator::gates::GateSpec { metric: "exact.pass_rate".into(), min: Some(0.9), ..Default::default() };
 /// assert_eq!(g.min, Some(0.9));
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -23,6 +29,12 @@ pub struct GateSpec {
     /// Highest value allowed.
     #[serde(default)]
     pub max: Option<f64>,
+    /// Gate on the largest gap of `metric` between the slices of this tag.
+    #[serde(default)]
+    pub slice_gap: Option<String>,
+    /// Fail on a significant drop against the baseline larger than this.
+    #[serde(default)]
+    pub max_regression: Option<f64>,
 }
 
 use vigil_protocol::{GateOutcome, RunSummary};
@@ -97,7 +109,11 @@ pub fn metric_value(summary: &RunSummary, metric: &str) -> Option<f64> {
         return run;
     }
     let (scorer, field) = metric.rsplit_once('.')?;
-    let s = summary.scores.get(scorer)?;
+    score_field(summary.scores.get(scorer)?, field)
+}
+
+/// The value of one field (`mean`, `pass_rate`, ...) of a score summary.
+pub fn score_field(s: &vigil_protocol::ScoreSummary, field: &str) -> Option<f64> {
     match field {
         "mean" => Some(s.mean),
         "pass_rate" => Some(s.pass_rate),
@@ -148,7 +164,7 @@ impl GateSpec {
 /// use vigil_coordinator::gates::{evaluate, GateSpec};
 /// use vigil_protocol::RunSummary;
 /// let s = RunSummary { items_total: 10, items_failed: 2, ..Default::default() };
-/// let g = GateSpec { metric: "error_rate".into(), min: None, max: Some(0.1) };
+/// let g = GateSpec { metric: "error_rate".into(), max: Some(0.1), ..Default::default() };
 /// let out = evaluate(&[g], &s);
 /// assert_eq!(out[0].value, Some(0.2));
 /// assert!(!out[0].passed);
@@ -156,17 +172,86 @@ impl GateSpec {
 pub fn evaluate(gates: &[GateSpec], summary: &RunSummary) -> Vec<GateOutcome> {
     gates
         .iter()
-        .map(|gate| {
-            let value = metric_value(summary, &gate.metric);
-            GateOutcome {
-                metric: gate.metric.clone(),
-                min: gate.min,
-                max: gate.max,
-                value,
-                passed: value.is_some_and(|v| gate.holds(v)),
-            }
-        })
+        .map(|gate| evaluate_one(gate, summary))
         .collect()
+}
+
+fn evaluate_one(gate: &GateSpec, summary: &RunSummary) -> GateOutcome {
+    let mut out = GateOutcome {
+        metric: gate.metric.clone(),
+        min: gate.min,
+        max: gate.max,
+        max_regression: gate.max_regression,
+        slice_gap: gate.slice_gap.clone(),
+        ..Default::default()
+    };
+    if let Some(tag) = &gate.slice_gap {
+        out.value = crate::slices::slice_gap(summary, &gate.metric, tag);
+        out.passed = out.value.is_some_and(|v| gate.holds(v));
+        if out.value.is_none() {
+            out.detail = Some(format!(
+                "fewer than two slices of `{tag}` have `{}`",
+                gate.metric
+            ));
+        }
+        return out;
+    }
+    out.value = metric_value(summary, &gate.metric);
+    let bounded = gate.min.is_some() || gate.max.is_some();
+    out.passed = if bounded {
+        out.value.is_some_and(|v| gate.holds(v))
+    } else {
+        out.value.is_some()
+    };
+    if let Some(max_drop) = gate.max_regression {
+        let regression = regression_check(summary, &gate.metric, max_drop);
+        out.passed &= regression.0;
+        out.detail = Some(regression.1);
+    }
+    out
+}
+
+/// Whether a regression gate holds, and why.
+fn regression_check(summary: &RunSummary, metric: &str, max_drop: f64) -> (bool, String) {
+    let Some(comparison) = &summary.comparison else {
+        return (true, "no baseline to compare with".into());
+    };
+    let Some((scorer, field)) = metric.rsplit_once('.') else {
+        return (true, format!("`{metric}` is not a scorer metric"));
+    };
+    let tests = || {
+        comparison
+            .tests
+            .iter()
+            .filter(|t| t.slice.is_none() && t.scorer == scorer)
+    };
+    // A 0/1 scorer's mean is its pass rate: its one test stands for both.
+    let test = tests()
+        .find(|t| t.metric == field)
+        .or_else(|| tests().find(|t| t.metric == "pass_rate"));
+    let Some(t) = test else {
+        let why = comparison
+            .note
+            .clone()
+            .unwrap_or_else(|| format!("no paired test of `{metric}`"));
+        return (
+            true,
+            format!("not compared with {}: {why}", comparison.baseline_run_id),
+        );
+    };
+    let failed = crate::compare::is_significant_regression(t, max_drop);
+    let verdict = if failed {
+        "significant regression"
+    } else {
+        "no significant regression beyond the limit"
+    };
+    (
+        !failed,
+        format!(
+            "{verdict}: {:+.4} vs {} (95% CI {:+.4}..{:+.4}, p_holm={:.4}, n={}, max drop {max_drop})",
+            t.diff, comparison.baseline_run_id, t.ci_low, t.ci_high, t.p_adjusted, t.n
+        ),
+    )
 }
 
 /// Fills `summary.gates` and sets `summary.passed`: every gate held and at
@@ -176,7 +261,7 @@ pub fn evaluate(gates: &[GateSpec], summary: &RunSummary) -> Vec<GateOutcome> {
 /// use vigil_coordinator::gates::{apply, GateSpec};
 /// use vigil_protocol::RunSummary;
 /// let mut s = RunSummary { items_total: 1, items_scored: 1, ..Default::default() };
-/// apply(&[GateSpec { metric: "error_rate".into(), min: None, max: Some(0.0) }], &mut s);
+/// apply(&[GateSpec { metric: "error_rate".into(), max: Some(0.0), ..Default::default() }], &mut s);
 /// assert!(s.passed);
 /// ```
 pub fn apply(gates: &[GateSpec], summary: &mut RunSummary) {

@@ -4,11 +4,21 @@
 //! It never calls a model backend: workers do.
 
 pub mod aggregate;
+pub mod alerts;
+pub mod compare;
+pub mod continuous;
 pub mod dataset;
 pub mod dispatch;
 pub mod gates;
+pub mod history;
+pub mod manifest;
+pub mod metrics;
 pub mod render;
+pub mod report;
+pub mod resume;
 pub mod run;
+pub mod scores_store;
+pub mod slices;
 pub mod stats;
 pub mod suite;
 pub mod table;

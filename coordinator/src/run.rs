@@ -8,6 +8,7 @@
 use crate::aggregate::{Aggregator, SummaryMeta};
 use crate::dispatch::{self, DispatchProgress, JobTemplate};
 use crate::render::Renderer;
+use crate::resume::{self, ResumeError, RunState, StateRecorder};
 use crate::suite::{Suite, TargetConfig};
 use crate::{dataset, gates, validate};
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig, message::PublishMessage};
@@ -17,6 +18,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
     ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects,
@@ -40,6 +44,16 @@ pub struct RunConfig {
     /// The dataset check already done by the caller for this suite (skips a
     /// second full pass over the dataset); `None`: the run checks it itself.
     pub dataset_check: Option<validate::DatasetCheck>,
+    /// Where the run counts what it sees (for `/metrics`); `None`: nowhere.
+    pub metrics: Option<Arc<crate::metrics::CoordinatorMetrics>>,
+    /// The run id must name a run recorded in the `vigil-runs` bucket, which
+    /// is resumed (`vigil run --resume`). Without it, a recorded run with the
+    /// given id is resumed too, and an unknown id starts a new run.
+    pub require_resume: bool,
+    /// Compare with this run instead of the pinned or latest passing one.
+    pub baseline: Option<String>,
+    /// Never answer from the response cache.
+    pub no_cache: bool,
 }
 
 impl RunConfig {
@@ -53,6 +67,10 @@ impl RunConfig {
             max_in_flight_publishes: 256,
             progress: None,
             dataset_check: None,
+            metrics: None,
+            require_resume: false,
+            baseline: None,
+            no_cache: false,
         }
     }
 }
@@ -101,6 +119,9 @@ pub enum RunError {
     /// Reading the dataset failed during dispatch (it changed after validation?).
     #[error("dataset: {0}")]
     Dataset(String),
+    /// The run cannot be resumed (unknown, or it evaluated something else).
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
     /// The run was cancelled.
     #[error("run cancelled")]
     Cancelled,
@@ -131,7 +152,43 @@ pub fn find_target<'a>(suite: &'a Suite, name: &str) -> Result<&'a TargetConfig,
 }
 
 /// Runs a suite against one target to its summary.
+///
+/// The run is one span (`vigil.run`), the root of the run's trace: every
+/// job carries its context in its headers, so the workers' job spans are its
+/// children, and the summary's `trace_id` names the trace.
 pub async fn run(
+    client: async_nats::Client,
+    config: RunConfig,
+    shutdown: CancellationToken,
+) -> Result<RunOutcome, RunError> {
+    let span = tracing::info_span!(
+        "vigil.run",
+        otel.name = "run",
+        vigil.suite = %config.suite.name,
+        vigil.target = %config.target,
+        vigil.run_id = Empty,
+        trace_id = Empty,
+    );
+    if let Some((trace_id, _)) = vigil_protocol::trace_context::ids(&span.context()) {
+        span.record("trace_id", trace_id.as_str());
+    }
+    let metrics = config.metrics.clone();
+    if let Some(m) = &metrics {
+        m.runs_active.inc();
+    }
+    let outcome = run_in_span(client, config, shutdown).instrument(span).await;
+    if let Some(m) = &metrics {
+        m.runs_active.dec();
+        if let Ok(o) = &outcome {
+            m.runs
+                .get_or_create(&vec![("passed", o.summary.passed.to_string())])
+                .inc();
+        }
+    }
+    outcome
+}
+
+async fn run_in_span(
     client: async_nats::Client,
     config: RunConfig,
     shutdown: CancellationToken,
@@ -157,14 +214,44 @@ pub async fn run(
         .run_id
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let started_at = SystemTime::now();
+    tracing::Span::current().record("vigil.run_id", run_id.as_str());
+    let fresh = RunState {
+        suite: suite.name.clone(),
+        target: target.name.clone(),
+        status: resume::STATUS_RUNNING.into(),
+        items_total: check.items,
+        suite_sha256: suite.sha256.clone(),
+        dataset_sha256: check.sha256.clone(),
+        started_at_unix_ms: unix_ms(SystemTime::now()),
+        ..Default::default()
+    };
+    let recorded = match &config.run_id {
+        Some(id) => resume::load(&js, id).await?,
+        None => None,
+    };
+    let state = match recorded {
+        Some(recorded) => {
+            resume::check_same(&run_id, &recorded, &fresh)?;
+            tracing::info!(%run_id, status = %recorded.status, dispatched_jobs = recorded.dispatched_jobs,
+                "resuming run: replaying its results, publishing jobs from the high-water mark on");
+            RunState {
+                status: resume::STATUS_RUNNING.into(),
+                resumes: recorded.resumes + 1,
+                ..recorded
+            }
+        }
+        None if config.require_resume => return Err(ResumeError::NotFound { run_id }.into()),
+        None => fresh,
+    };
+    let skip_below = state.dispatched_jobs;
+    // A resumed run keeps its first start: its deadline and duration count from there.
+    let started_at = state.started_at();
     let started = Instant::now();
-    let deadline = suite
-        .deadline_s
-        .map(|s| started + Duration::from_secs_f64(s));
     let deadline_unix_ms = suite
         .deadline_s
         .map(|s| unix_ms(started_at) + (s * 1000.0) as u64);
+    let deadline = deadline_unix_ms
+        .map(|d| started + Duration::from_millis(d.saturating_sub(unix_ms(SystemTime::now()))));
     tracing::info!(%run_id, suite = %suite.name, target = %target.name, items = check.items, "run starting");
 
     // Subscribe before publishing: results of this run from the first on.
@@ -190,15 +277,8 @@ pub async fn run(
         .get_stream(subjects::STREAM_JOBS)
         .await
         .map_err(nats_err)?;
-    put_run_state(
-        &js,
-        &run_id,
-        &suite.name,
-        &target.name,
-        "running",
-        check.items,
-    )
-    .await;
+    let mut recorder = StateRecorder::new(&js, &run_id, state).await;
+    recorder.flush().await;
 
     // Read and render on a blocking thread; shards flow through a bounded channel.
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
@@ -216,25 +296,30 @@ pub async fn run(
             items: Vec::new(),
             deadline_unix_ms,
             keep_output_chars: suite.keep_output_chars,
+            cache: crate::continuous::cache_policy(&suite, &target, config.no_cache),
         },
         subject: subjects::jobs(&suite.pool),
+        skip_below,
     };
     let dispatch_progress = Arc::new(DispatchProgress::default());
     let mut dispatcher = {
         let (js, progress) = (js.clone(), dispatch_progress.clone());
         let max_payload = client.server_info().max_payload;
         let max_in_flight = config.max_in_flight_publishes;
-        tokio::spawn(async move {
-            dispatch::dispatch(
-                &js,
-                template,
-                shard_rx,
-                max_in_flight,
-                max_payload,
-                progress,
-            )
-            .await
-        })
+        tokio::spawn(
+            async move {
+                dispatch::dispatch(
+                    &js,
+                    template,
+                    shard_rx,
+                    max_in_flight,
+                    max_payload,
+                    progress,
+                )
+                .await
+            }
+            .in_current_span(),
+        )
     };
     let mut dispatch_done = false;
 
@@ -268,10 +353,16 @@ pub async fn run(
                     Ok(result) if result.run_id == run_id => {
                         let outcome = aggregate.add_job_result(&result);
                         duplicates_dropped += outcome.duplicates;
+                        if let Some(m) = &config.metrics {
+                            m.observe_result(&result, outcome.duplicates);
+                        }
                     }
                     Ok(other) => tracing::warn!(expected = %run_id, got = %other.run_id, "result of another run on this run's subject"),
                     Err(e) => {
                         malformed_results += 1;
+                        if let Some(m) = &config.metrics {
+                            m.malformed_results.inc();
+                        }
                         tracing::warn!(subject = %message.subject, error = %e, "malformed result ignored");
                     }
                 }
@@ -284,7 +375,14 @@ pub async fn run(
             done = &mut dispatcher, if !dispatch_done => {
                 dispatch_done = true;
                 match done {
-                    Ok(Ok(jobs)) => tracing::info!(%run_id, jobs, "every job published"),
+                    Ok(Ok(jobs)) => {
+                        tracing::info!(%run_id, jobs, "every job published");
+                        if let Some(m) = &config.metrics {
+                            m.jobs_dispatched.inc_by(jobs);
+                        }
+                        recorder.set_dispatched(jobs, true);
+                        recorder.flush().await;
+                    }
                     Ok(Err(e)) => return Err(e.into()),
                     Err(e) => return Err(RunError::Dataset(e.to_string())),
                 }
@@ -297,8 +395,10 @@ pub async fn run(
                 break;
             }
             _ = tick.tick() => {
-                let event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, dispatch_done, started, check.items);
+                let event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, dispatch_done, started);
                 publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
+                recorder.set_dispatched(dispatch_progress.high_water.load(Ordering::Relaxed), false);
+                recorder.flush().await;
             }
         }
     }
@@ -317,8 +417,29 @@ pub async fn run(
         finished_at,
     };
     let mut summary = aggregate.summary(&meta);
+    summary.trace_id = vigil_protocol::trace_context::ids(&tracing::Span::current().context())
+        .map(|(trace_id, _)| trace_id);
+    summary.manifest = Some(crate::manifest::build(
+        &suite,
+        &check,
+        &target,
+        &client.server_info().version,
+        aggregate.response_models(),
+    ));
+    crate::continuous::compare_with_baseline(
+        &js,
+        &suite,
+        &renderer,
+        &aggregate,
+        &mut summary,
+        config.baseline.as_deref(),
+    )
+    .await;
     gates::apply(&suite.gates, &mut summary);
     publish_summary(&js, &summary).await?;
+    if let Err(e) = crate::alerts::publish(&js, &summary).await {
+        tracing::warn!(error = %e, "could not publish alerts");
+    }
     let mut event = progress_event(
         &run_id,
         &suite.name,
@@ -327,24 +448,22 @@ pub async fn run(
         &dispatch_progress,
         true,
         started,
-        check.items,
     );
     event.phase = RunPhase::Finished;
     publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
-    put_run_state(
-        &js,
-        &run_id,
-        &suite.name,
-        &target.name,
-        "finished",
-        check.items,
-    )
-    .await;
-    tracing::info!(%run_id, passed = summary.passed, duplicates_dropped, "run finished");
+    recorder.set_status(resume::STATUS_FINISHED);
+    recorder.flush().await;
+    let server_duplicates = dispatch_progress.duplicates.load(Ordering::Relaxed);
+    // The numbers the fault tests read: nothing counted twice, and how often it was tried.
+    tracing::info!(
+        %run_id, passed = summary.passed, items = summary.items_total, scored = summary.items_scored,
+        failed = summary.items_failed, duplicates_dropped, server_duplicates, malformed_results,
+        resumed_from_job = skip_below, "run finished"
+    );
     Ok(RunOutcome {
         summary,
         duplicates_dropped,
-        server_duplicates: dispatch_progress.duplicates.load(Ordering::Relaxed),
+        server_duplicates,
         malformed_results,
     })
 }
@@ -383,13 +502,8 @@ async fn fail_dead_job(
     run_id: &str,
     aggregate: &mut Aggregator,
 ) {
-    #[derive(serde::Deserialize)]
-    struct Advisory {
-        stream_seq: u64,
-        #[serde(default)]
-        deliveries: u64,
-    }
-    let Ok(advisory) = serde_json::from_slice::<Advisory>(advisory) else {
+    let Some(advisory) = vigil_protocol::advisory::MaxDeliveriesAdvisory::decode(advisory) else {
+        tracing::debug!("unreadable max-deliveries advisory ignored");
         return;
     };
     let Ok(message) = jobs.get_raw_message(advisory.stream_seq).await else {
@@ -419,8 +533,8 @@ fn progress_event(
     dispatch: &DispatchProgress,
     dispatch_done: bool,
     started: Instant,
-    total: u64,
 ) -> ProgressEvent {
+    let total = aggregate.items_total();
     let elapsed = started.elapsed().as_secs_f64().max(1e-9);
     let done = aggregate.done();
     let rate = done as f64 / elapsed;
@@ -456,7 +570,7 @@ async fn publish_progress(
         let _ = client
             .publish_with_headers(
                 subject.to_string(),
-                dispatch::job_headers(&event.run_id),
+                vigil_protocol::headers::message_headers(&event.run_id),
                 payload.into(),
             )
             .await;
@@ -466,7 +580,7 @@ async fn publish_progress(
 async fn publish_summary(js: &jetstream::Context, summary: &RunSummary) -> Result<(), RunError> {
     let payload = vigil_protocol::encode(summary).map_err(nats_err)?;
     let publish = PublishMessage::build()
-        .headers(dispatch::job_headers(&summary.run_id))
+        .headers(vigil_protocol::headers::message_headers(&summary.run_id))
         .message_id(format!("{}/summary", summary.run_id))
         .payload(payload.into());
     let subject = subjects::run_summary(&summary.suite, &summary.target);
@@ -476,21 +590,4 @@ async fn publish_summary(js: &jetstream::Context, summary: &RunSummary) -> Resul
         .await
         .map_err(nats_err)?;
     Ok(())
-}
-
-async fn put_run_state(
-    js: &jetstream::Context,
-    run_id: &str,
-    suite: &str,
-    target: &str,
-    status: &str,
-    items: u64,
-) {
-    let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await else {
-        return;
-    };
-    let state = serde_json::json!({ "suite": suite, "target": target, "status": status, "items_total": items });
-    if let Err(e) = kv.put(run_id, state.to_string().into()).await {
-        tracing::warn!(error = %e, "could not record run state");
-    }
 }

@@ -77,6 +77,21 @@ pub struct Suite {
     pub deadline_s: Option<f64>,
     /// Characters of each output kept in item results (default 2000).
     pub keep_output_chars: u32,
+    /// The response cache (`cache: {enabled, ttl_s}`); default: on for
+    /// targets at temperature 0, entries kept forever.
+    pub cache: CacheConfig,
+}
+
+/// The suite's `cache:` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// On or off for every target; `None`: on where the temperature is 0.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Entries older than this many seconds are not reused.
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
 }
 
 /// The format of a suite file.
@@ -453,6 +468,8 @@ struct RawSuite {
     deadline_s: Option<f64>,
     #[serde(default)]
     keep_output_chars: Option<u32>,
+    #[serde(default)]
+    cache: CacheConfig,
 }
 
 #[derive(Deserialize)]
@@ -673,6 +690,7 @@ impl Checker<'_> {
         )?;
         for (i, gate) in raw.gates.iter().enumerate() {
             self.gate(i, gate, &scorers)?;
+            self.qa_gate(i, gate, &dataset)?;
         }
         let shard_size = raw.shard_size.unwrap_or(DEFAULT_SHARD_SIZE);
         if !(1..=MAX_SHARD_SIZE).contains(&shard_size) {
@@ -706,6 +724,7 @@ impl Checker<'_> {
             pool,
             deadline_s: raw.deadline_s,
             keep_output_chars: raw.keep_output_chars.unwrap_or(DEFAULT_KEEP_OUTPUT_CHARS),
+            cache: raw.cache,
         })
     }
 
@@ -1125,8 +1144,11 @@ impl Checker<'_> {
                 ));
             }
         }
-        if gate.min.is_none() && gate.max.is_none() {
-            return Err(self.err(format!("gates[{i}]"), "a gate needs `min`, `max` or both"));
+        if gate.min.is_none() && gate.max.is_none() && gate.max_regression.is_none() {
+            return Err(self.err(
+                format!("gates[{i}]"),
+                "a gate needs `min`, `max` or `max_regression`",
+            ));
         }
         for (key, v) in [("min", gate.min), ("max", gate.max)] {
             if let Some(v) = v
@@ -1139,6 +1161,50 @@ impl Checker<'_> {
             && lo > hi
         {
             return Err(self.err(at("min"), format!("min {lo} is above max {hi}")));
+        }
+        Ok(())
+    }
+}
+
+impl Checker<'_> {
+    /// The continuous-QA keys of a gate: `slice_gap` names a dataset tag and
+    /// a scorer metric; `max_regression` is a non-negative scorer metric bound.
+    fn qa_gate(&self, i: usize, gate: &GateSpec, dataset: &DatasetSpec) -> Result<(), SuiteError> {
+        let scorer_metric = !RUN_METRICS.contains(&gate.metric.as_str());
+        if let Some(tag) = &gate.slice_gap {
+            if !dataset.tags.contains(tag) {
+                return Err(self.err(
+                    format!("gates[{i}].slice_gap"),
+                    format!(
+                        "`{tag}` is not a dataset tag (dataset.tags: [{}])",
+                        dataset.tags.join(", ")
+                    ),
+                ));
+            }
+            if !scorer_metric {
+                return Err(self.err(
+                    format!("gates[{i}].metric"),
+                    "a slice gap needs a scorer metric",
+                ));
+            }
+            if gate.max_regression.is_some() {
+                return Err(self.err(
+                    format!("gates[{i}]"),
+                    "use `slice_gap` or `max_regression`, not both",
+                ));
+            }
+        }
+        if let Some(x) = gate.max_regression {
+            if !(x.is_finite() && x >= 0.0) {
+                return Err(self.err(format!("gates[{i}].max_regression"), "must be a number ≥ 0"));
+            }
+            let field = gate.metric.rsplit_once('.').map(|(_, f)| f);
+            if !scorer_metric || !matches!(field, Some("pass_rate" | "mean")) {
+                return Err(self.err(
+                    format!("gates[{i}].metric"),
+                    "a regression gate needs `<scorer>.pass_rate` or `<scorer>.mean`",
+                ));
+            }
         }
         Ok(())
     }

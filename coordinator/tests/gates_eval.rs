@@ -50,6 +50,7 @@ fn gate(metric: &str, min: Option<f64>, max: Option<f64>) -> GateSpec {
         metric: metric.into(),
         min,
         max,
+        ..Default::default()
     }
 }
 

@@ -248,7 +248,7 @@ fn gates_must_name_a_metric_and_a_bound() {
     );
     let e = yaml_err(&GOOD.replace("    min: 0.9\n", ""));
     assert!(
-        e.contains("gates[0]: a gate needs `min`, `max` or both"),
+        e.contains("gates[0]: a gate needs `min`, `max` or `max_regression`"),
         "{e}"
     );
     let e = yaml_err(&GOOD.replace("    min: 0.9\n", "    min: 0.9\n    max: 0.5\n"));

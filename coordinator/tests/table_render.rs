@@ -77,16 +77,19 @@ fn contains_the_key_numbers() {
                 metric: "exact.pass_rate".into(),
                 min: Some(0.8),
                 max: None,
+                ..Default::default()
             },
             GateSpec {
                 metric: "error_rate".into(),
                 min: None,
                 max: Some(0.01),
+                ..Default::default()
             },
             GateSpec {
                 metric: "ghost.mean".into(),
                 min: Some(0.5),
                 max: None,
+                ..Default::default()
             },
         ],
         &mut s,
@@ -162,6 +165,7 @@ fn verdicts() {
             metric: "exact.pass_rate".into(),
             min: Some(0.5),
             max: None,
+            ..Default::default()
         }],
         &mut s,
     );

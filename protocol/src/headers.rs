@@ -21,3 +21,21 @@ pub const RUN_ID: &str = "Vigil-Run-Id";
 pub fn job_msg_id(run_id: &str, job_index: u64) -> String {
     format!("{run_id}/{job_index}")
 }
+
+/// The headers every vigil message carries (`Content-Type`, `Vigil-Schema`)
+/// and the run it belongs to (`Vigil-Run-Id`). One builder for coordinator
+/// and worker, so the two sides cannot drift apart.
+///
+/// ```
+/// let h = vigil_protocol::headers::message_headers("r1");
+/// assert_eq!(h.get("Vigil-Schema").unwrap().as_str(), vigil_protocol::SCHEMA_VERSION.to_string());
+/// assert_eq!(h.get("Vigil-Run-Id").unwrap().as_str(), "r1");
+/// ```
+#[cfg(feature = "nats")]
+pub fn message_headers(run_id: &str) -> async_nats::HeaderMap {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(CONTENT_TYPE, crate::CONTENT_TYPE);
+    headers.insert(SCHEMA, crate::SCHEMA_VERSION.to_string().as_str());
+    headers.insert(RUN_ID, run_id);
+    headers
+}

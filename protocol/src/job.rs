@@ -33,6 +33,8 @@ pub struct Job {
     pub deadline_unix_ms: Option<u64>,
     /// How many characters of each output to keep in the result (0: none).
     pub keep_output_chars: u32,
+    /// Whether the worker may answer from the response cache (`None`: no cache).
+    pub cache: Option<crate::CachePolicy>,
 }
 
 /// One dataset item, rendered.

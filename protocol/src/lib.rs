@@ -19,15 +19,19 @@
 //! assert_eq!(back.done, 3);
 //! ```
 
+pub mod advisory;
 pub mod codec;
 pub mod headers;
 pub mod job;
 pub mod progress;
+pub mod qa;
 pub mod result;
 pub mod subjects;
 pub mod summary;
 #[cfg(feature = "nats")]
 pub mod topology;
+#[cfg(feature = "nats")]
+pub mod trace_context;
 
 pub use codec::{CodecError, decode, encode};
 pub use job::{
@@ -35,6 +39,7 @@ pub use job::{
     ScorerSpec, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
+pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};
 pub use result::{ErrorKind, ItemError, ItemResult, JobResult, Score, TokenUsage};
 pub use summary::{GateOutcome, LatencySummary, RunSummary, ScoreSummary, TokenTotals};
 

@@ -58,6 +58,12 @@ pub struct RunSummary {
     pub vigil_version: String,
     /// The run's trace id, when tracing is on.
     pub trace_id: Option<String>,
+    /// What determined the run (suite, dataset, templates, scorers, model, versions).
+    pub manifest: Option<crate::Manifest>,
+    /// Per slice: tag → tag value → scorer → summary.
+    pub slices: BTreeMap<String, BTreeMap<String, BTreeMap<String, ScoreSummary>>>,
+    /// The paired comparison with the baseline run, when there was one.
+    pub comparison: Option<crate::Comparison>,
 }
 
 /// One scorer over the scored items of a run.
@@ -122,4 +128,10 @@ pub struct GateOutcome {
     pub value: Option<f64>,
     /// Whether the gate held.
     pub passed: bool,
+    /// For a regression gate: the largest drop tolerated against the baseline.
+    pub max_regression: Option<f64>,
+    /// For a slice-gap gate: the tag whose slices are compared (`value` is the gap).
+    pub slice_gap: Option<String>,
+    /// Why the gate held or failed, in words, when more than the value says it.
+    pub detail: Option<String>,
 }

@@ -65,6 +65,7 @@ fn sample_job() -> Job {
         }],
         deadline_unix_ms: None,
         keep_output_chars: 100,
+        cache: None,
     }
 }
 

@@ -1,10 +1,15 @@
 //! One module per subcommand.
 
+mod compare;
+mod export;
+mod report;
 mod run;
+mod runs;
 mod serve_model;
 mod setup_streams;
 mod stub;
 mod validate;
+mod watch;
 mod worker;
 
 use crate::cli::{Cli, Command};
@@ -19,5 +24,10 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::SetupStreams(args) => setup_streams::run(args).await,
         Command::Stub(args) => stub::run(args).await,
         Command::ServeModel(args) => serve_model::run(args).await,
+        Command::Runs(args) => runs::run(args).await,
+        Command::Compare(args) => compare::run(args).await,
+        Command::Watch(args) => watch::run(args).await,
+        Command::Report(args) => report::run(args).await,
+        Command::Export(args) => export::run(args).await,
     }
 }

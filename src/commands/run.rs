@@ -8,6 +8,7 @@ use anyhow::anyhow;
 use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use vigil_coordinator::resume::ResumeError;
 use vigil_coordinator::run::{RunConfig, RunError, RunOutcome};
 use vigil_coordinator::suite::Suite;
 use vigil_protocol::{ProgressEvent, RunSummary};
@@ -55,6 +56,7 @@ fn run_error(e: RunError) -> Failure {
             | RunError::Suite(_)
             | RunError::Validation(_)
             | RunError::Dataset(_)
+            | RunError::Resume(ResumeError::NotFound { .. } | ResumeError::Mismatch { .. })
     );
     Failure {
         exit: if input {
@@ -76,13 +78,14 @@ pub async fn run(args: RunArgs) -> CommandResult {
     for name in &targets {
         vigil_coordinator::run::find_target(&suite, name).map_err(run_error)?;
     }
-    if args.run_id.is_some() && targets.len() > 1 {
+    if (args.run_id.is_some() || args.resume.is_some()) && targets.len() > 1 {
         return Err(anyhow!(
-            "--run-id needs a single --target (the suite has {})",
+            "--run-id and --resume need a single --target (the suite has {})",
             targets.len()
         ))
         .input_error();
     }
+    let topology = crate::topology_env::topology_from_env().input_error()?;
     let date = args
         .scheduled_date
         .as_deref()
@@ -110,8 +113,34 @@ pub async fn run(args: RunArgs) -> CommandResult {
 
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
+    if let Some(addr) = args.health_addr {
+        let probe = crate::health::ReadyProbe::new(Some(client.clone()));
+        let stop = shutdown.clone();
+        crate::health::serve(addr, probe, async move { stop.cancelled().await })
+            .await
+            .infra_error()?;
+    }
     let workers_stop = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
+    // One set of counters for the in-process workers, one for the runs.
+    let worker_stats = Arc::new(WorkerStats::default());
+    let coordinator_metrics = Arc::new(vigil_coordinator::metrics::CoordinatorMetrics::default());
+    if let Some(addr) = args.metrics_addr {
+        let mut registry = crate::metrics_server::registry();
+        coordinator_metrics.register(&mut registry);
+        if args.workers > 0 {
+            vigil_worker::metrics::register(&mut registry, worker_stats.clone());
+        }
+        crate::metrics_server::poll_consumer(
+            &mut registry,
+            client.clone(),
+            &suite.pool,
+            workers_stop.clone(),
+        );
+        crate::metrics_server::serve(addr, registry, workers_stop.clone())
+            .await
+            .infra_error()?;
+    }
     if args.workers > 0 {
         let mut allow = AllowList::default();
         crate::commands::worker::add_suite_targets(&mut allow, &suite);
@@ -128,13 +157,12 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 concurrency: args.concurrency.max(1),
                 allow: allow.clone(),
                 local: local.clone(),
+                topology: topology.clone(),
                 ..Default::default()
             };
-            let stop = workers_stop.clone();
-            workers.spawn(async move {
-                vigil_worker::pull::run(client, config, Arc::new(WorkerStats::default()), stop)
-                    .await
-            });
+            let (stop, stats) = (workers_stop.clone(), worker_stats.clone());
+            workers
+                .spawn(async move { vigil_worker::pull::run(client, config, stats, stop).await });
         }
     }
 
@@ -147,7 +175,12 @@ pub async fn run(args: RunArgs) -> CommandResult {
         let mut config = RunConfig::new(suite.clone(), name.clone());
         config.progress = Some(tx);
         config.dataset_check = Some(check.clone());
-        config.run_id = match (&args.run_id, &date) {
+        config.metrics = Some(coordinator_metrics.clone());
+        config.topology = topology.clone();
+        config.require_resume = args.resume.is_some();
+        config.baseline = args.baseline.clone();
+        config.no_cache = args.no_cache;
+        config.run_id = match (args.run_id.as_ref().or(args.resume.as_ref()), &date) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),
             (None, None) => None,

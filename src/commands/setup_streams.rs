@@ -10,14 +10,19 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
     let url = args
         .nats
         .nats
-        .ok_or_else(|| anyhow!("--nats URL (or VIGIL_NATS_URL) is required"))
+        .ok_or_else(|| {
+            anyhow!(
+                "--nats URL (or {}) is required",
+                crate::nats_connect::ENV_URL
+            )
+        })
         .input_error()?;
     let client = crate::nats_connect::connect_from_env(&url, "vigil-setup-streams")
         .await
         .infra_error()?;
     let topology = TopologyConfig {
         replicas: args.replicas,
-        ..Default::default()
+        ..crate::topology_env::topology_from_env().input_error()?
     };
     ensure_topology(&client, &topology, &args.pool)
         .await

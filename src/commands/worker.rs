@@ -74,7 +74,12 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
         .nats
         .nats
         .clone()
-        .ok_or_else(|| anyhow!("--nats URL (or VIGIL_NATS_URL) is required"))
+        .ok_or_else(|| {
+            anyhow!(
+                "--nats URL (or {}) is required",
+                crate::nats_connect::ENV_URL
+            )
+        })
         .input_error()?;
     let allow = allow_list(&args.allow, &args.suites)?;
     if allow.is_empty() && args.allow_models.is_empty() {
@@ -97,23 +102,41 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
         concurrency: args.concurrency.max(1),
         allow,
         grace_period: Duration::from_secs_f64(args.grace_period_s.max(0.0)),
+        topology: crate::topology_env::topology_from_env().input_error()?,
+        max_job_bytes: args.max_job_bytes,
         ..Default::default()
     };
+    let shutdown = CancellationToken::new();
+    crate::signals::cancel_on_signal(shutdown.clone());
+    // Liveness answers while the first connect is still under way.
+    let probe = crate::health::ReadyProbe::new(None);
+    if let Some(addr) = args.health_addr {
+        let stop = shutdown.clone();
+        let bound =
+            crate::health::serve(addr, probe.clone(), async move { stop.cancelled().await })
+                .await
+                .infra_error()?;
+        tracing::info!(%bound, "health endpoints up");
+    }
     let client =
         crate::nats_connect::connect_from_env(&url, &format!("vigil-worker-{}", config.worker_id))
             .await
             .infra_error()?;
-    let shutdown = CancellationToken::new();
-    crate::signals::cancel_on_signal(shutdown.clone());
-    if let Some(addr) = args.health_addr {
-        let probe = crate::health::ReadyProbe::new(Some(client.clone()));
-        let stop = shutdown.clone();
-        let bound = crate::health::serve(addr, probe, async move { stop.cancelled().await })
+    probe.set_client(client.clone());
+    let stats = Arc::new(WorkerStats::default());
+    if let Some(addr) = args.metrics_addr {
+        let mut registry = crate::metrics_server::registry();
+        vigil_worker::metrics::register(&mut registry, stats.clone());
+        crate::metrics_server::poll_consumer(
+            &mut registry,
+            client.clone(),
+            &config.pool,
+            shutdown.clone(),
+        );
+        crate::metrics_server::serve(addr, registry, shutdown.clone())
             .await
             .infra_error()?;
-        tracing::info!(%bound, "health endpoints up");
     }
-    let stats = Arc::new(WorkerStats::default());
     vigil_worker::pull::run(client, config, stats, shutdown)
         .await
         .infra_error()?;

@@ -147,22 +147,36 @@ pub struct StubStats {
 
 /// A copy of [`StubStats`] at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[allow(missing_docs)] // the fields mirror StubStats'
 pub struct StubStatsSnapshot {
+    /// Completion requests received.
     pub requests: u64,
+    /// Answered 200 with a valid completion.
     pub ok: u64,
+    /// Answered 500 (random or scripted).
     pub server_errors: u64,
+    /// Of `server_errors`, those scripted by `fail_first_attempts`.
     pub scripted_failures: u64,
+    /// Answered 429 by `rate_limit_rate`.
     pub rate_limited: u64,
+    /// Answered 429 because `max_concurrency` was exceeded.
     pub over_capacity: u64,
+    /// Connections dropped without a response.
     pub resets: u64,
+    /// Requests left hanging.
     pub hangs: u64,
+    /// Answered 200 with invalid JSON.
     pub garbage: u64,
+    /// Answered 200 with no choices.
     pub empty: u64,
+    /// Answered 400 (unreadable request).
     pub bad_requests: u64,
+    /// Requests in flight then.
     pub in_flight: u64,
+    /// The most requests in flight at once.
     pub max_in_flight: u64,
+    /// Requests that carried an Authorization header.
     pub with_authorization: u64,
+    /// Requests that carried none.
     pub without_authorization: u64,
 }
 
@@ -818,6 +832,9 @@ async fn serve_connection(stream: TcpStream, app: Router, shutdown: Cancellation
         });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
+        // hyper's default 30 s header timeout also closes idle keep-alive
+        // connections, which races with pooled clients sending on them.
+        .header_read_timeout(None)
         .serve_connection(io, svc);
     tokio::pin!(conn);
     tokio::select! {

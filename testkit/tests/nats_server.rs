@@ -12,7 +12,12 @@ use vigil_testkit::nats_server::{
 fn alive(pid: u32) -> bool {
     // A zombie still has a /proc entry; look at its state too.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat.split(' ').nth(2).is_some_and(|s| s == "Z"),
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|r| r.split_whitespace().next())
+            .is_none_or(|s| s != "Z"),
         Err(_) => false,
     }
 }

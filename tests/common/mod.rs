@@ -84,3 +84,51 @@ pub fn read_summary(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
         .expect("summary is JSON")
 }
+
+/// Starts a `vigil worker` process on `nats_url` allowed to call `base_url`.
+pub fn spawn_worker(nats_url: &str, base_url: &str, concurrency: usize) -> std::process::Child {
+    vigil()
+        .args([
+            "worker",
+            "--nats",
+            nats_url,
+            "--concurrency",
+            &concurrency.to_string(),
+            "--allow",
+            base_url,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("vigil worker starts")
+}
+
+/// Sends SIGTERM to a child process.
+pub fn sigterm(child: &std::process::Child) {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+}
+
+/// `vigil run SUITE --nats URL --workers N [--out OUT]` (N = 0: only coordinate).
+pub fn coordinate(suite: &Path, nats_url: &str, workers: usize, out: Option<&Path>) -> Command {
+    let mut cmd = vigil();
+    let workers = workers.to_string();
+    cmd.args([
+        "run",
+        suite.to_str().unwrap(),
+        "--nats",
+        nats_url,
+        "--workers",
+        &workers,
+    ]);
+    if let Some(out) = out {
+        cmd.arg("--out").arg(out);
+    }
+    cmd
+}
+
+/// Suite lines that turn the response cache off: tests that count backend
+/// calls (faults, kills, scaling) must see every call reach the backend.
+pub const NO_CACHE: &str = "cache: { enabled: false }\n";

@@ -266,6 +266,21 @@ fn content_text(content: &Value) -> Option<String> {
     }
 }
 
+/// Reads a response body the way a call does: the completion, or the error
+/// kind the item would record. Public for the fuzz targets (bodies come from
+/// the network and must never panic the worker).
+///
+/// ```
+/// use vigil_protocol::{EndpointKind, ErrorKind};
+/// let ok = br#"{"choices":[{"message":{"content":"4"}}]}"#;
+/// assert_eq!(vigil_worker::backend::parse_response(EndpointKind::Chat, ok).unwrap().text, "4");
+/// let empty = br#"{"choices":[]}"#;
+/// assert_eq!(vigil_worker::backend::parse_response(EndpointKind::Chat, empty).unwrap_err(), ErrorKind::EmptyResponse);
+/// ```
+pub fn parse_response(kind: EndpointKind, body: &[u8]) -> Result<Completion, ErrorKind> {
+    parse_completion(kind, body).map_err(|failed| failed.kind)
+}
+
 /// Reads a successful response body into a completion (latency and
 /// attempts filled in by the caller).
 fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Failed> {

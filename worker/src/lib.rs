@@ -3,6 +3,9 @@
 
 pub mod allow;
 pub mod backend;
+pub mod cache;
+pub mod metrics;
 pub mod pull;
 pub mod retry;
 pub mod scorers;
+pub mod telemetry;

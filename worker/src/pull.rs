@@ -11,7 +11,8 @@
 use crate::allow::AllowList;
 use crate::backend::{BackendClient, LocalBackend};
 use crate::retry::AdaptiveLimit;
-use crate::scorers::{self, Scorer};
+use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
+use crate::telemetry;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self, AckKind,
@@ -26,10 +27,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    CONTENT_TYPE, EndpointKind, ErrorKind, Item, ItemError, ItemResult, Job, JobResult,
-    SCHEMA_VERSION, TargetSpec, headers, subjects,
+    ErrorKind, EndpointKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
+    TargetSpec, headers, subjects,
 };
 
 /// How a worker runs.
@@ -107,6 +109,8 @@ pub struct WorkerStats {
     pub nakked: AtomicU64,
     /// Model calls in flight now.
     pub in_flight: AtomicU64,
+    /// Per-item metrics with labels and buckets (failures by kind, latency, scores).
+    pub metrics: crate::metrics::WorkerMetrics,
 }
 
 /// The worker could not start or lost its stream for good.
@@ -134,6 +138,8 @@ struct Shared {
     limits: Mutex<HashMap<String, Arc<AdaptiveLimit>>>,
     stats: Arc<WorkerStats>,
     max_payload: usize,
+    cache: Option<crate::cache::ResponseCache>,
+    scorer_env: ScorerEnv,
 }
 
 /// Runs a worker until `shutdown` is cancelled; returns after the grace period
@@ -167,7 +173,15 @@ pub async fn run(
         worker = %config.worker_id, pool = %config.pool, concurrency = config.concurrency, max_jobs,
         allowed = ?config.allow.prefixes().collect::<Vec<_>>(), "worker started"
     );
+    let cache = match crate::cache::ResponseCache::open(&js, config.topology.replicas).await {
+        Ok(cache) => Some(cache),
+        Err(e) => {
+            tracing::warn!(error = %e, "response cache unavailable; every item calls its backend");
+            None
+        }
+    };
     let shared = Arc::new(Shared {
+        cache,
         max_payload: client.server_info().max_payload,
         client,
         js,
@@ -176,6 +190,7 @@ pub async fn run(
         limits: Mutex::new(HashMap::new()),
         stats,
         config,
+        scorer_env: ScorerEnv::default(),
     });
     let slots = Arc::new(Semaphore::new(max_jobs));
     let hard_stop = CancellationToken::new();
@@ -195,7 +210,9 @@ pub async fn run(
         let batch = consumer
             .batch()
             .max_messages(permits.len())
-            .expires(Duration::from_secs(1))
+            // Short: while a partly filled batch waits out its expiry, slots
+            // freed meanwhile stay idle (the benchmark saw this at C=1024).
+            .expires(Duration::from_millis(250))
             .messages()
             .await;
         let mut batch = match batch {
@@ -287,8 +304,8 @@ async fn handle_message(
     let job = match decode_job(shared, &message) {
         Ok(job) => job,
         Err(reason) => {
-            shared.stats.malformed.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(subject = %message.subject, bytes = message.payload.len(), %reason, "terminating malformed job message");
+            let malformed_total = shared.stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::warn!(subject = %message.subject, bytes = message.payload.len(), %reason, malformed_total, "terminating malformed job message");
             if let Err(e) = acker.ack_with(AckKind::Term).await {
                 tracing::warn!(error = %e, "could not terminate malformed message");
             }
@@ -298,10 +315,16 @@ async fn handle_message(
     if delivered > 1 {
         shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
     }
+    let span = telemetry::job_span(
+        message.headers.as_ref(),
+        &job,
+        delivered,
+        &shared.config.worker_id,
+    );
     let acker = Arc::new(acker);
     let heartbeat = tokio::spawn(keep_alive(acker.clone(), shared.config.topology.ack_wait));
     let outcome = tokio::select! {
-        results = evaluate_job(shared, &job) => Some(results),
+        results = evaluate_job(shared, &job).instrument(span.clone()) => Some(results),
         _ = hard_stop.cancelled() => None,
     };
     heartbeat.abort();
@@ -312,6 +335,9 @@ async fn handle_message(
         return;
     };
     let failed = items.iter().filter(|i| !i.is_scored()).count() as u64;
+    for item in &items {
+        shared.stats.metrics.observe_item(&job.target.model, item);
+    }
     let result = JobResult {
         run_id: job.run_id.clone(),
         job_index: job.job_index,
@@ -319,7 +345,7 @@ async fn handle_message(
         delivery: delivered,
         items,
     };
-    match publish_result(shared, result).await {
+    match publish_result(shared, result).instrument(span).await {
         Ok(()) => {
             // Ack only after the server has the result: a crash in between
             // means a redelivery, and the aggregator drops the duplicate.
@@ -447,7 +473,12 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
             .map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone()))
             .collect();
     };
-    let scorers: Vec<Box<dyn Scorer>> = match job.scorers.iter().map(scorers::build).collect() {
+    let built: Result<Vec<Built>, _> = job
+        .scorers
+        .iter()
+        .map(|spec| scorers::build_for_job(spec, &shared.scorer_env))
+        .collect();
+    let scorers = match built {
         Ok(scorers) => scorers,
         Err(e) => {
             let reason = e.to_string();
@@ -477,33 +508,72 @@ async fn evaluate_item(
     job: &Job,
     item: &Item,
     api_key: Option<&str>,
-    scorers: &[Box<dyn Scorer>],
+    scorers: &[Built],
     limit: &AdaptiveLimit,
 ) -> ItemResult {
-    let _call = shared.calls.acquire().await.expect("semaphore open");
-    shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let call = match (&job.target.kind, &shared.config.local) {
-        (EndpointKind::Local, Some(local)) => local.complete(&job.target, &item.prompt).await,
-        _ => {
-            shared
-                .backend
-                .complete(&job.target, api_key, &item.prompt, limit, &[])
-                .await
+    let lookup = crate::cache::lookup(shared.cache.as_ref(), job, &item.prompt).await;
+    let cached = lookup.hit.is_some();
+    // `Span::none()` when tracing is off: nothing allocated per item.
+    let span = telemetry::model_call_span(&job.target, item);
+    let call = match lookup.hit.clone() {
+        Some(hit) => Ok(hit),
+        None => {
+            let _call = shared.calls.acquire().await.expect("semaphore open");
+            // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
+            if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
+                return failed_item(item, ErrorKind::Deadline, "run deadline passed");
+            }
+            shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+            // A `local` target runs in this process, through the same slots,
+            // cache, span and scorers as an HTTP one.
+            let call = match (&job.target.kind, &shared.config.local) {
+                (EndpointKind::Local, Some(local)) => {
+                    local
+                        .complete(&job.target, &item.prompt)
+                        .instrument(span.clone())
+                        .await
+                }
+                _ => {
+                    shared
+                        .backend
+                        .complete(
+                            &job.target,
+                            api_key,
+                            &item.prompt,
+                            limit,
+                            &telemetry::http_headers(&span),
+                        )
+                        .instrument(span.clone())
+                        .await
+                }
+            };
+            shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Ok(completion) = &call {
+                lookup.store(completion).await;
+            }
+            call
         }
     };
-    shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let (trace_id, span_id) = telemetry::span_ids(&span);
     match call {
         Ok(completion) => {
-            let scores = scorers
-                .iter()
-                .map(|s| {
-                    s.score(
-                        &completion.text,
-                        item.references.get(s.name()).map(String::as_str),
-                    )
-                })
-                .collect();
+            telemetry::record_completion(&span, &completion);
+            let samples = std::slice::from_ref(&completion.text);
+            let mut scores = Vec::with_capacity(scorers.len());
+            for s in scorers {
+                let score_span = telemetry::score_span(&span, s.name());
+                let input = ScoreInput {
+                    output: &completion.text,
+                    reference: item.references.get(s.name()).map(String::as_str),
+                    samples,
+                    item,
+                    job,
+                };
+                let score = s.score(input).instrument(score_span.clone()).await;
+                telemetry::record_score(&score_span, &score);
+                scores.push(score);
+            }
             let keep = job.keep_output_chars as usize;
             let output = (keep > 0).then(|| completion.text.chars().take(keep).collect());
             ItemResult {
@@ -517,27 +587,22 @@ async fn evaluate_item(
                 attempts: completion.attempts,
                 finish_reason: completion.finish_reason,
                 response_model: completion.model,
-                cached: false,
+                cached,
                 tags: item.tags.clone(),
-                trace_id: None,
-                span_id: None,
+                trace_id,
+                span_id,
             }
         }
         Err(failure) => {
+            telemetry::record_failure(&span, &failure);
             tracing::debug!(item = %item.id, kind = %failure.kind, elapsed_ms = started.elapsed().as_millis() as u64, "item failed");
             let mut result = failed_item(item, failure.kind, failure.message);
             result.attempts = failure.attempts;
+            result.trace_id = trace_id;
+            result.span_id = span_id;
             result
         }
     }
-}
-
-/// Builds the standard headers of a vigil message.
-pub fn message_headers() -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(headers::CONTENT_TYPE, CONTENT_TYPE);
-    headers.insert(headers::SCHEMA, SCHEMA_VERSION.to_string().as_str());
-    headers
 }
 
 async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), async_nats::Error> {
@@ -551,8 +616,7 @@ async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), as
         payload = vigil_protocol::encode(&result)?;
         tracing::warn!(run_id = %result.run_id, job = result.job_index, bytes = payload.len(), "result too large for max_payload: outputs dropped");
     }
-    let mut headers = message_headers();
-    headers.insert(headers::RUN_ID, result.run_id.as_str());
+    let headers = headers::message_headers(&result.run_id);
     let publish = PublishMessage::build()
         .headers(headers)
         .message_id(headers::job_msg_id(&result.run_id, result.job_index))

@@ -25,7 +25,8 @@ pub mod normalize;
 pub mod numeric;
 pub mod regex;
 
-use vigil_protocol::{Score, ScorerKind, ScorerSpec};
+use futures::future::BoxFuture;
+use vigil_protocol::{Item, Job, Score, ScorerKind, ScorerSpec};
 
 /// One way of scoring a model output.
 pub trait Scorer: Send + Sync {
@@ -38,6 +39,72 @@ pub trait Scorer: Send + Sync {
     /// spec's threshold when set, else the kind's own rule (value >= 1.0 for
     /// binary scorers).
     fn score(&self, output: &str, reference: Option<&str>) -> Score;
+}
+
+/// What a scorer that does IO sees of one item: the output, its reference,
+/// every sampled output (one unless the suite samples k > 1 completions), the
+/// item and the job it came in.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoreInput<'a> {
+    /// The model output being scored (the first sample).
+    pub output: &'a str,
+    /// The rendered reference for this scorer, when the suite gives one.
+    pub reference: Option<&'a str>,
+    /// All sampled outputs of the item, `output` first.
+    pub samples: &'a [String],
+    /// The item.
+    pub item: &'a Item,
+    /// The job the item came in (target, scorer specs, deadline).
+    pub job: &'a Job,
+}
+
+/// A scorer that does IO: runs a program, calls a judge model or an
+/// embeddings endpoint, talks to an external process. It runs on the worker's
+/// runtime without blocking it; it must never panic and must bound its own
+/// time (a timeout gives a failed [`Score`] with the reason in the detail).
+pub trait IoScorer: Send + Sync {
+    /// The scorer's name in the suite.
+    fn name(&self) -> &str;
+    /// Scores one item.
+    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, Score>;
+}
+
+/// A scorer ready to run: pure scorers are called inline, IO scorers are
+/// awaited.
+pub enum Built {
+    /// A pure function of output and reference.
+    Pure(Box<dyn Scorer>),
+    /// A scorer that does IO.
+    Io(Box<dyn IoScorer>),
+}
+
+impl Built {
+    /// The scorer's name in the suite.
+    pub fn name(&self) -> &str {
+        match self {
+            Built::Pure(s) => s.name(),
+            Built::Io(s) => s.name(),
+        }
+    }
+
+    /// Scores one item.
+    pub async fn score(&self, input: ScoreInput<'_>) -> Score {
+        match self {
+            Built::Pure(s) => s.score(input.output, input.reference),
+            Built::Io(s) => s.score(input).await,
+        }
+    }
+}
+
+/// What IO scorers may use from the worker that runs them. Built once per
+/// worker; cheap to clone.
+#[derive(Clone, Default)]
+pub struct ScorerEnv {}
+
+/// Builds the scorers of a job: pure ones through [`build`], IO ones with
+/// the worker's [`ScorerEnv`].
+pub fn build_for_job(spec: &ScorerSpec, _env: &ScorerEnv) -> Result<Built, ScorerError> {
+    build(spec).map(Built::Pure)
 }
 
 /// Why a scorer could not be built from its spec.

@@ -1,0 +1,249 @@
+//! The measurements: each starts its own stub (and nats-server where it
+//! needs one) so scenarios do not disturb each other, and reports what the
+//! processes involved spent.
+
+use crate::loadgen;
+use crate::procfs::{self, ProcWatch, Usage};
+use crate::spawn::{self, SuiteSpec};
+use anyhow::{Context, anyhow, bail};
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
+
+/// How often processes are sampled.
+const POLL: Duration = Duration::from_millis(50);
+
+/// The stub driven directly.
+#[derive(Debug, Clone)]
+pub struct Ceiling {
+    /// The drive.
+    pub drive: loadgen::Drive,
+    /// Stub CPU seconds during the drive.
+    pub stub_cpu_s: f64,
+    /// Load generator CPU seconds during the drive (this process).
+    pub client_cpu_s: f64,
+}
+
+/// Drives a zero-latency stub with `concurrency` requests in flight.
+pub async fn ceiling(vigil: &Path, concurrency: usize, total: u64) -> anyhow::Result<Ceiling> {
+    let (stub, url) = spawn::stub(vigil, 0).await?;
+    // Warm up: connections, allocator, page cache.
+    loadgen::drive(&url, concurrency, (total / 10).clamp(100, 2_000)).await;
+    let stub_before = procfs::sample(stub.pid).unwrap_or_default();
+    let client_before = procfs::self_cpu_s();
+    let drive = loadgen::drive(&url, concurrency, total).await;
+    let stub_after = procfs::sample(stub.pid).unwrap_or_default();
+    let client_cpu_s = procfs::self_cpu_s() - client_before;
+    stub.terminate(Duration::from_secs(5)).await?;
+    if drive.errors > 0 {
+        bail!("{} of {total} direct requests failed", drive.errors);
+    }
+    Ok(Ceiling {
+        drive,
+        stub_cpu_s: procfs::ticks_to_s(stub_after.cpu_ticks - stub_before.cpu_ticks),
+        client_cpu_s,
+    })
+}
+
+/// What a `vigil run` measured.
+#[derive(Debug, Clone)]
+pub struct RunMeasure {
+    /// Items in the dataset.
+    pub items: u64,
+    /// Items that ended failed (should be 0).
+    pub failed: u64,
+    /// The run's own duration (from its summary): dispatch to last result.
+    pub duration_s: f64,
+    /// From spawning `vigil run` to its exit.
+    pub wall_s: f64,
+    /// CPU and peak RSS by process label.
+    pub usage: Usage,
+    /// From spawning `vigil run` to the first result stored in
+    /// `VIGIL_RESULTS` (embedded runs only).
+    pub first_result_s: Option<f64>,
+}
+
+impl RunMeasure {
+    /// Items per second over the run's own duration.
+    pub fn per_s(&self) -> f64 {
+        self.items as f64 / self.duration_s.max(1e-9)
+    }
+
+    /// CPU microseconds per item of a label.
+    pub fn cpu_us(&self, label: &str) -> f64 {
+        self.usage.cpu_s(label) * 1e6 / self.items.max(1) as f64
+    }
+}
+
+fn summary_numbers(dir: &Path) -> anyhow::Result<(u64, u64, f64, String)> {
+    let s = spawn::read_summary(dir)?;
+    let get = |k: &str| s.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    Ok((
+        get("items_total"),
+        get("items_failed"),
+        s.get("duration_s")
+            .and_then(serde_json::Value::as_f64)
+            .unwrap_or(0.0),
+        s.get("run_id")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+    ))
+}
+
+/// `vigil run` in embedded mode (its own nats-server, one in-process worker)
+/// against a zero-latency stub; also the time to the first stored result.
+pub async fn embedded(
+    vigil: &Path,
+    items: u64,
+    concurrency: usize,
+    shard_size: usize,
+) -> anyhow::Result<RunMeasure> {
+    let dir = tempfile::tempdir()?;
+    let (stub, url) = spawn::stub(vigil, 0).await?;
+    spawn::write_dataset(&dir.path().join("dataset.jsonl"), items)?;
+    let suite = spawn::write_suite(
+        dir.path(),
+        &SuiteSpec {
+            base_url: url,
+            max_concurrency: concurrency,
+            shard_size,
+        },
+    )?;
+    let state = dir.path().join("state");
+    let watch = ProcWatch::start(POLL);
+    watch.track(stub.pid, "stub", false);
+    let spawned_at = SystemTime::now();
+    let started = Instant::now();
+    let run = spawn::run(
+        vigil,
+        dir.path(),
+        &suite,
+        &[
+            "--workers".into(),
+            "1".into(),
+            "--concurrency".into(),
+            concurrency.to_string(),
+            "--state-dir".into(),
+            state.display().to_string(),
+        ],
+    )?;
+    watch.track(run.pid, "vigil", true);
+    run.wait_ok(Duration::from_secs(1800)).await?;
+    let wall_s = started.elapsed().as_secs_f64();
+    let usage = watch.finish();
+    stub.terminate(Duration::from_secs(5)).await?;
+    let (total, failed, duration_s, run_id) = summary_numbers(dir.path())?;
+    let first_result_s = first_result_after(&state.join("nats"), &run_id, spawned_at)
+        .await
+        .context("reading the first result's timestamp from the embedded store")?;
+    Ok(RunMeasure {
+        items: total,
+        failed,
+        duration_s,
+        wall_s,
+        usage,
+        first_result_s: Some(first_result_s),
+    })
+}
+
+/// Opens the store an embedded run left behind and returns how long after
+/// `since` the server stored the run's first result.
+async fn first_result_after(store: &Path, run_id: &str, since: SystemTime) -> anyhow::Result<f64> {
+    let server = NatsServer::start(NatsServerConfig {
+        store_dir: Some(store.to_path_buf()),
+        ..Default::default()
+    })
+    .await?;
+    let client = async_nats::connect(server.url()).await?;
+    let js = async_nats::jetstream::new(client);
+    let stream = js
+        .get_stream(vigil_protocol::subjects::STREAM_RESULTS)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let first = stream
+        .get_first_raw_message_by_subject(vigil_protocol::subjects::results_of_run(run_id), 1)
+        .await
+        .map_err(|e| anyhow!("{e}"))?;
+    let stored_ns = first.time.unix_timestamp_nanos();
+    let since_ns = since.duration_since(UNIX_EPOCH)?.as_nanos() as i128;
+    Ok((stored_ns - since_ns) as f64 / 1e9)
+}
+
+/// A run with separate processes: a testkit nats-server, `vigil run --nats
+/// URL --workers 0` as the coordinator, and `vigil worker` processes.
+#[derive(Debug, Clone)]
+pub struct Separate {
+    /// Dataset size.
+    pub items: u64,
+    /// Stub latency, ms.
+    pub latency_ms: u64,
+    /// Worker processes.
+    pub workers: usize,
+    /// `--concurrency` of each worker.
+    pub worker_concurrency: usize,
+    /// The target's `max_concurrency`.
+    pub max_concurrency: usize,
+    /// Items per job.
+    pub shard_size: usize,
+}
+
+/// Runs a [`Separate`] scenario.
+pub async fn separate(vigil: &Path, spec: &Separate) -> anyhow::Result<RunMeasure> {
+    let dir = tempfile::tempdir()?;
+    let nats = NatsServer::start(NatsServerConfig::default()).await?;
+    let (stub, url) = spawn::stub(vigil, spec.latency_ms).await?;
+    spawn::write_dataset(&dir.path().join("dataset.jsonl"), spec.items)?;
+    let suite = spawn::write_suite(
+        dir.path(),
+        &SuiteSpec {
+            base_url: url.clone(),
+            max_concurrency: spec.max_concurrency,
+            shard_size: spec.shard_size,
+        },
+    )?;
+    let watch = ProcWatch::start(POLL);
+    watch.track(stub.pid, "stub", false);
+    if let Some(pid) = nats.pid() {
+        watch.track(pid, "nats-server", false);
+    }
+    let mut workers = Vec::new();
+    for i in 0..spec.workers {
+        let w = spawn::worker(
+            vigil,
+            dir.path(),
+            i,
+            &nats.url(),
+            spec.worker_concurrency,
+            &url,
+        )?;
+        watch.track(w.pid, "worker", false);
+        workers.push(w);
+    }
+    let started = Instant::now();
+    let run = spawn::run(
+        vigil,
+        dir.path(),
+        &suite,
+        &["--nats".into(), nats.url(), "--workers".into(), "0".into()],
+    )?;
+    watch.track(run.pid, "coordinator", false);
+    let outcome = run.wait_ok(Duration::from_secs(3600)).await;
+    let wall_s = started.elapsed().as_secs_f64();
+    watch.poll_now();
+    for w in workers {
+        w.terminate(Duration::from_secs(10)).await?;
+    }
+    let usage = watch.finish();
+    stub.terminate(Duration::from_secs(5)).await?;
+    outcome?;
+    let (total, failed, duration_s, _) = summary_numbers(dir.path())?;
+    Ok(RunMeasure {
+        items: total,
+        failed,
+        duration_s,
+        wall_s,
+        usage,
+        first_result_s: None,
+    })
+}

@@ -1,0 +1,226 @@
+//! The real processes a scenario runs: `vigil stub`, `vigil run`,
+//! `vigil worker`, and the files they read (an arithmetic dataset and a
+//! suite pointing at the stub).
+
+use anyhow::{Context, anyhow, bail};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Writes `n` arithmetic items (`id`, `question`, `answer`) as JSON lines.
+pub fn write_dataset(path: &Path, n: u64) -> anyhow::Result<()> {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    for i in 0..n {
+        let (a, b) = (i % 97 + 1, i % 13 + 2);
+        writeln!(
+            f,
+            r#"{{"id": "q{i}", "question": "What is {a} + {b}?", "answer": "{}"}}"#,
+            a + b
+        )?;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// How a suite's single target and sharding are set.
+#[derive(Debug, Clone)]
+pub struct SuiteSpec {
+    /// The stub's base URL.
+    pub base_url: String,
+    /// The target's `max_concurrency` (its adaptive limit's ceiling).
+    pub max_concurrency: usize,
+    /// Items per job.
+    pub shard_size: usize,
+}
+
+/// Writes `suite.yaml` over `dataset.jsonl` in `dir` and returns its path.
+pub fn write_suite(dir: &Path, spec: &SuiteSpec) -> anyhow::Result<PathBuf> {
+    let path = dir.join("suite.yaml");
+    let text = format!(
+        r#"name: bench
+dataset:
+  path: dataset.jsonl
+  id_field: id
+prompt:
+  system: "Answer with the number only."
+  user: "{{{{ question }}}}"
+targets:
+  - name: stub
+    kind: chat
+    base_url: {base_url}
+    model: stub-model
+    params: {{ temperature: 0, max_tokens: 16, seed: 7 }}
+    timeout_s: 30
+    max_concurrency: {max_concurrency}
+    max_retries: 1
+scorers:
+  - name: exact
+    kind: exact_match
+    reference: "{{{{ answer }}}}"
+shard_size: {shard_size}
+"#,
+        base_url = spec.base_url,
+        max_concurrency = spec.max_concurrency,
+        shard_size = spec.shard_size,
+    );
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
+/// A child process whose output goes to a log file.
+pub struct Proc {
+    /// The child.
+    pub child: Child,
+    /// Its pid.
+    pub pid: u32,
+    /// Where its stderr goes.
+    pub log: PathBuf,
+}
+
+impl Proc {
+    /// Sends SIGTERM (through `kill`, keeping this crate free of unsafe) and
+    /// waits up to `grace`, then kills.
+    pub async fn terminate(mut self, grace: Duration) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid.to_string())
+            .status()
+            .await;
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            self.child.kill().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the process to exit, at most `limit`; an error names the log.
+    pub async fn wait_ok(mut self, limit: Duration) -> anyhow::Result<()> {
+        let status = match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(status) => status?,
+            Err(_) => {
+                let _ = self.child.kill().await;
+                bail!(
+                    "process {} did not finish within {limit:?}; log: {}",
+                    self.pid,
+                    self.log.display()
+                );
+            }
+        };
+        if !status.success() {
+            bail!(
+                "process {} exited with {status}; log {}:\n{}",
+                self.pid,
+                self.log.display(),
+                tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The last lines of a log file.
+pub fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
+fn command(vigil: &Path, log: &Path) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(vigil);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log)?)
+        .kill_on_drop(true);
+    Ok(cmd)
+}
+
+fn spawned(mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", cmd.as_std().get_program()))?;
+    let pid = child.id().ok_or_else(|| anyhow!("child exited at once"))?;
+    Ok(Proc { child, pid, log })
+}
+
+/// Starts `vigil stub` on a free port; returns it and its base URL.
+pub async fn stub(vigil: &Path, latency_ms: u64) -> anyhow::Result<(Proc, String)> {
+    let mut cmd = Command::new(vigil);
+    cmd.args(["stub", "--listen", "127.0.0.1:0", "--latency-ms"])
+        .arg(latency_ms.to_string())
+        .env("VIGIL_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {} stub", vigil.display()))?;
+    let pid = child.id().ok_or_else(|| anyhow!("stub exited at once"))?;
+    let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
+    let url = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.trim().strip_prefix("stub backend on ") {
+                return Ok::<_, std::io::Error>(Some(url.to_string()));
+            }
+        }
+        Ok(None)
+    })
+    .await
+    .context("the stub did not say where it listens")??
+    .ok_or_else(|| anyhow!("the stub exited before listening"))?;
+    // Keep draining its stderr so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((
+        Proc {
+            child,
+            pid,
+            log: PathBuf::from("(stub stderr drained)"),
+        },
+        url,
+    ))
+}
+
+/// Starts `vigil run SUITE --no-progress --out DIR/summary.json` with the
+/// extra arguments (`--nats URL --workers 0`, or embedded flags).
+pub fn run(vigil: &Path, dir: &Path, suite: &Path, extra: &[String]) -> anyhow::Result<Proc> {
+    let log = dir.join("run.log");
+    let mut cmd = command(vigil, &log)?;
+    cmd.arg("run")
+        .arg(suite)
+        .arg("--no-progress")
+        .arg("--out")
+        .arg(dir.join("summary.json"))
+        .args(extra)
+        .current_dir(dir);
+    spawned(cmd, log)
+}
+
+/// Starts `vigil worker --nats URL --concurrency K --allow BASE_URL`.
+pub fn worker(
+    vigil: &Path,
+    dir: &Path,
+    index: usize,
+    nats: &str,
+    concurrency: usize,
+    base_url: &str,
+) -> anyhow::Result<Proc> {
+    let log = dir.join(format!("worker-{index}.log"));
+    let mut cmd = command(vigil, &log)?;
+    cmd.args(["worker", "--nats", nats, "--concurrency"])
+        .arg(concurrency.to_string())
+        .args(["--allow", base_url, "--grace-period-s", "5"])
+        .env("VIGIL_LOG", "warn");
+    spawned(cmd, log)
+}
+
+/// Reads the summary a run wrote.
+pub fn read_summary(dir: &Path) -> anyhow::Result<serde_json::Value> {
+    let path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("no {}", path.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}

@@ -1,0 +1,141 @@
+//! What happens to a run's summary before it is published: the manifest,
+//! the per-item scores stored for later comparisons, the paired comparison
+//! with the baseline, and (after the gates) the alerts.
+//!
+//! Nothing here may lose a run: a failure to store scores or to find a
+//! baseline is logged and recorded in the comparison's note, never fatal.
+
+use crate::aggregate::Aggregator;
+use crate::compare::{self, CompareOptions};
+use crate::history::{self, BaselineSource};
+use crate::render::Renderer;
+use crate::scores_store;
+use crate::suite::Suite;
+use async_nats::jetstream;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use vigil_protocol::{Comparison, RunSummary};
+
+/// Stores the run's per-item scores and fills `summary.comparison` with the
+/// paired comparison against the baseline (`explicit`, else the pinned one,
+/// else the latest passing run of the same suite and target).
+pub async fn compare_with_baseline(
+    js: &jetstream::Context,
+    suite: &Suite,
+    renderer: &Arc<Renderer>,
+    aggregate: &Aggregator,
+    summary: &mut RunSummary,
+    explicit: Option<&str>,
+) {
+    let scores = aggregate.run_scores(&summary.run_id);
+    if let Err(e) = scores_store::store(js, &scores).await {
+        tracing::warn!(run_id = %summary.run_id, error = %e, "could not store per-item scores");
+    }
+    let baseline = match history::resolve_baseline(
+        js,
+        &summary.suite,
+        &summary.target,
+        explicit,
+        &summary.run_id,
+    )
+    .await
+    {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            tracing::info!(run_id = %summary.run_id, "no baseline yet: nothing to compare with");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "baseline lookup failed");
+            summary.comparison = Some(Comparison {
+                baseline_run_id: explicit.unwrap_or_default().to_string(),
+                baseline_source: BaselineSource::Flag.as_str().into(),
+                note: Some(format!("baseline lookup failed: {e}")),
+                ..Default::default()
+            });
+            return;
+        }
+    };
+    let (base_summary, source) = baseline;
+    let mut comparison = match scores_store::load(js, &base_summary.run_id).await {
+        Ok(base_scores) => compare::compare(&base_scores, &scores, &CompareOptions::default()),
+        Err(e) => Comparison {
+            note: Some(format!("baseline scores unavailable: {e}")),
+            ..Default::default()
+        },
+    };
+    comparison.baseline_run_id = base_summary.run_id.clone();
+    comparison.baseline_source = source.as_str().into();
+    comparison.manifest_diffs =
+        crate::manifest::diff_optional(base_summary.manifest.as_ref(), summary.manifest.as_ref());
+    if !comparison.manifest_diffs.is_empty() {
+        let fields: Vec<&str> = comparison
+            .manifest_diffs
+            .iter()
+            .map(|d| d.field.as_str())
+            .collect();
+        tracing::warn!(baseline = %base_summary.run_id, differs = ?fields, "the baseline's manifest differs");
+    }
+    name_flipped_items(suite, renderer, &mut comparison).await;
+    summary.comparison = Some(comparison);
+}
+
+/// Replaces the `#index` placeholders of flipped items with the items' ids,
+/// by one pass over the dataset (only the listed indices are kept).
+async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison: &mut Comparison) {
+    let wanted: BTreeSet<u64> = comparison
+        .tests
+        .iter()
+        .flat_map(|t| t.flipped_to_fail.iter().chain(&t.flipped_to_pass))
+        .filter_map(|s| s.strip_prefix('#')?.parse().ok())
+        .collect();
+    if wanted.is_empty() {
+        return;
+    }
+    let (spec, renderer) = (suite.dataset.clone(), renderer.clone());
+    let ids = tokio::task::spawn_blocking(move || {
+        let mut ids = BTreeMap::new();
+        let Ok(records) = crate::dataset::open(&spec) else {
+            return ids;
+        };
+        for record in records.flatten() {
+            if wanted.contains(&record.index)
+                && let Ok(id) = renderer.item_id(&record)
+            {
+                ids.insert(format!("#{}", record.index), id);
+            }
+        }
+        ids
+    })
+    .await
+    .unwrap_or_default();
+    for t in &mut comparison.tests {
+        for name in t
+            .flipped_to_fail
+            .iter_mut()
+            .chain(t.flipped_to_pass.iter_mut())
+        {
+            if let Some(id) = ids.get(name.as_str()) {
+                *name = id.clone();
+            }
+        }
+    }
+}
+
+/// The cache policy of a run: the suite's `cache.enabled`, else on for a
+/// target at temperature 0; `--no-cache` turns it off.
+pub fn cache_policy(
+    suite: &Suite,
+    target: &crate::suite::TargetConfig,
+    no_cache: bool,
+) -> Option<vigil_protocol::CachePolicy> {
+    let enabled = !no_cache
+        && suite
+            .cache
+            .enabled
+            .unwrap_or(target.params.temperature == Some(0.0));
+    enabled.then_some(vigil_protocol::CachePolicy {
+        enabled: true,
+        ttl_s: suite.cache.ttl_s,
+    })
+}

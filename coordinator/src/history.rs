@@ -1,0 +1,251 @@
+//! Run history: the summaries in `VIGIL_RUNS` (`vigil.runs.<suite>.<target>`),
+//! the baseline a run is compared with, and the stream's retention.
+//!
+//! The default baseline is the latest passing run of the same suite and
+//! target; a pinned baseline (KV key `baseline.<suite>.<target>` in the
+//! `vigil-runs` bucket, set by `vigil runs pin`) wins over it, and an explicit
+//! `--baseline RUN` over both.
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use futures::StreamExt;
+use std::time::Duration;
+use vigil_protocol::{RunSummary, subjects};
+
+/// Reading or writing the history failed.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    /// A NATS operation failed.
+    #[error("NATS: {0}")]
+    Nats(String),
+    /// No run with this id is in the history.
+    #[error("no run `{0}` in VIGIL_RUNS (see `vigil runs list`)")]
+    NotFound(String),
+}
+
+fn nats(e: impl std::fmt::Display) -> HistoryError {
+    HistoryError::Nats(e.to_string())
+}
+
+/// One summary of the history with its stream sequence.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// The stream sequence (publication order).
+    pub seq: u64,
+    /// The summary.
+    pub summary: RunSummary,
+}
+
+/// The subject filter of a suite/target selection.
+///
+/// ```
+/// use vigil_coordinator::history::filter;
+/// assert_eq!(filter(None, None), "vigil.runs.>");
+/// assert_eq!(filter(Some("arith"), None), "vigil.runs.arith.*");
+/// assert_eq!(filter(None, Some("stub")), "vigil.runs.*.stub");
+/// ```
+pub fn filter(suite: Option<&str>, target: Option<&str>) -> String {
+    match (suite, target) {
+        (None, None) => subjects::RUNS_ALL.to_string(),
+        (Some(s), Some(t)) => subjects::run_summary(s, t),
+        (s, t) => format!(
+            "vigil.runs.{}.{}",
+            s.map(subjects::sanitize_token)
+                .unwrap_or_else(|| "*".into()),
+            t.map(subjects::sanitize_token)
+                .unwrap_or_else(|| "*".into())
+        ),
+    }
+}
+
+/// Every summary of the selection, oldest first (undecodable ones skipped).
+pub async fn list(
+    js: &jetstream::Context,
+    suite: Option<&str>,
+    target: Option<&str>,
+) -> Result<Vec<HistoryEntry>, HistoryError> {
+    let mut stream = js.get_stream(subjects::STREAM_RUNS).await.map_err(nats)?;
+    if stream.info().await.map_err(nats)?.state.messages == 0 {
+        return Ok(Vec::new());
+    }
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter(suite, target),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut out = Vec::new();
+    loop {
+        // An empty selection never delivers: a quiet second means the end.
+        let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+        let Ok(Some(message)) = next else { break };
+        let message = message.map_err(nats)?;
+        let info = message.info().map_err(nats)?;
+        let (seq, pending) = (info.stream_sequence, info.pending);
+        if let Ok(summary) = vigil_protocol::decode::<RunSummary>(&message.payload) {
+            out.push(HistoryEntry { seq, summary });
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(out)
+}
+
+/// The summary of run `run_id`.
+pub async fn find(js: &jetstream::Context, run_id: &str) -> Result<RunSummary, HistoryError> {
+    // The run-state KV says where the summary is; without it, scan everything.
+    let (suite, target) = match run_state(js, run_id).await {
+        Some((s, t)) => (Some(s), Some(t)),
+        None => (None, None),
+    };
+    list(js, suite.as_deref(), target.as_deref())
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| e.summary.run_id == run_id)
+        .map(|e| e.summary)
+        .ok_or_else(|| HistoryError::NotFound(run_id.to_string()))
+}
+
+async fn run_state(js: &jetstream::Context, run_id: &str) -> Option<(String, String)> {
+    let kv = js.get_key_value(subjects::KV_RUNS).await.ok()?;
+    let bytes = kv.get(run_id).await.ok()??;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    Some((
+        v["suite"].as_str()?.to_string(),
+        v["target"].as_str()?.to_string(),
+    ))
+}
+
+/// The KV key of a pinned baseline: `baseline.<suite>.<target>`.
+pub fn pin_key(suite: &str, target: &str) -> String {
+    format!(
+        "baseline.{}.{}",
+        subjects::sanitize_token(suite),
+        subjects::sanitize_token(target)
+    )
+}
+
+/// Pins `summary`'s run as the baseline of its suite and target.
+pub async fn pin(js: &jetstream::Context, summary: &RunSummary) -> Result<(), HistoryError> {
+    let kv = js.get_key_value(subjects::KV_RUNS).await.map_err(nats)?;
+    kv.put(
+        pin_key(&summary.suite, &summary.target),
+        summary.run_id.clone().into(),
+    )
+    .await
+    .map_err(nats)?;
+    Ok(())
+}
+
+/// The pinned baseline run id of a suite and target.
+pub async fn pinned(js: &jetstream::Context, suite: &str, target: &str) -> Option<String> {
+    let kv = js.get_key_value(subjects::KV_RUNS).await.ok()?;
+    let bytes = kv.get(pin_key(suite, target)).await.ok()??;
+    String::from_utf8(bytes.to_vec())
+        .ok()
+        .filter(|s| !s.is_empty())
+}
+
+/// How the baseline of a run was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaselineSource {
+    /// `--baseline RUN`.
+    Flag,
+    /// `vigil runs pin`.
+    Pinned,
+    /// The latest passing run of the same suite and target.
+    LatestPassing,
+}
+
+impl BaselineSource {
+    /// The name written in the comparison.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BaselineSource::Flag => "flag",
+            BaselineSource::Pinned => "pinned",
+            BaselineSource::LatestPassing => "latest_passing",
+        }
+    }
+}
+
+/// The baseline of a run of `suite` against `target` (never the run itself).
+pub async fn resolve_baseline(
+    js: &jetstream::Context,
+    suite: &str,
+    target: &str,
+    explicit: Option<&str>,
+    current_run_id: &str,
+) -> Result<Option<(RunSummary, BaselineSource)>, HistoryError> {
+    if let Some(id) = explicit {
+        return Ok(Some((find(js, id).await?, BaselineSource::Flag)));
+    }
+    if let Some(id) = pinned(js, suite, target).await
+        && id != current_run_id
+    {
+        match find(js, &id).await {
+            Ok(s) => return Ok(Some((s, BaselineSource::Pinned))),
+            Err(e) => {
+                tracing::warn!(baseline = %id, error = %e, "pinned baseline not found; using the latest passing run")
+            }
+        }
+    }
+    Ok(list(js, Some(suite), Some(target))
+        .await?
+        .into_iter()
+        .rev()
+        .map(|e| e.summary)
+        .find(|s| s.passed && s.run_id != current_run_id)
+        .map(|s| (s, BaselineSource::LatestPassing)))
+}
+
+/// Sets how long summaries are kept in `VIGIL_RUNS` (zero: forever).
+pub async fn set_retention(js: &jetstream::Context, max_age: Duration) -> Result<(), HistoryError> {
+    let mut stream = js.get_stream(subjects::STREAM_RUNS).await.map_err(nats)?;
+    let mut config = stream.info().await.map_err(nats)?.config.clone();
+    if config.max_age != max_age {
+        config.max_age = max_age;
+        js.update_stream(config).await.map_err(nats)?;
+    }
+    Ok(())
+}
+
+/// Every item result of run `run_id` from `VIGIL_RESULTS`, one per item
+/// (the first result of an item wins, as in the aggregator), by index.
+pub async fn item_results(
+    js: &jetstream::Context,
+    run_id: &str,
+) -> Result<Vec<vigil_protocol::ItemResult>, HistoryError> {
+    let stream = js
+        .get_stream(subjects::STREAM_RESULTS)
+        .await
+        .map_err(nats)?;
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: subjects::results_of_run(run_id),
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(nats)?;
+    let mut messages = consumer.messages().await.map_err(nats)?;
+    let mut by_index = std::collections::BTreeMap::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
+        let Ok(Some(message)) = next else { break };
+        let message = message.map_err(nats)?;
+        let pending = message.info().map_err(nats)?.pending;
+        if let Ok(result) = vigil_protocol::decode::<vigil_protocol::JobResult>(&message.payload) {
+            for item in result.items {
+                by_index.entry(item.index).or_insert(item);
+            }
+        }
+        if pending == 0 {
+            break;
+        }
+    }
+    Ok(by_index.into_values().collect())
+}

@@ -1,0 +1,73 @@
+//! Reports of a run for people and for CI: a self-contained HTML page
+//! ([`html`]: summary, per-slice table, flipped items, the main metric's
+//! trend over the history, latency histogram; charts as inline SVG), JUnit
+//! XML ([`junit`]: one test case per gate) and a Markdown summary
+//! ([`markdown`], for a pull-request comment or `$GITHUB_STEP_SUMMARY`).
+
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod svg;
+
+use vigil_protocol::RunSummary;
+
+/// What a report is made of.
+#[derive(Debug, Clone, Default)]
+pub struct ReportInput {
+    /// The run.
+    pub summary: RunSummary,
+    /// Earlier and later runs of the same suite and target, oldest first
+    /// (the run itself included), for the trend chart.
+    pub history: Vec<RunSummary>,
+    /// Backend latencies of the run's scored, uncached items, milliseconds.
+    pub latencies_ms: Vec<f64>,
+}
+
+/// The main metric of a run: the first scorer's pass rate.
+pub fn main_metric(summary: &RunSummary) -> Option<(String, f64)> {
+    summary
+        .scores
+        .iter()
+        .next()
+        .map(|(name, s)| (format!("{name}.pass_rate"), s.pass_rate))
+}
+
+/// Escapes text for HTML and XML content and attributes.
+///
+/// ```
+/// assert_eq!(vigil_coordinator::report::escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+/// ```
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if (c as u32) < 0x20 && !matches!(c, '\n' | '\t' | '\r') => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A gate's condition in words (`exact.pass_rate ≥ 0.9`).
+pub fn gate_condition(g: &vigil_protocol::GateOutcome) -> String {
+    let mut parts = Vec::new();
+    let metric = match &g.slice_gap {
+        Some(tag) => format!("gap of {} across {tag}", g.metric),
+        None => g.metric.clone(),
+    };
+    if let Some(min) = g.min {
+        parts.push(format!("{metric} >= {min}"));
+    }
+    if let Some(max) = g.max {
+        parts.push(format!("{metric} <= {max}"));
+    }
+    if let Some(x) = g.max_regression {
+        parts.push(format!("{metric}: no significant drop > {x} vs baseline"));
+    }
+    parts.join(", ")
+}

@@ -1,0 +1,225 @@
+//! Run state in the `vigil-runs` KV bucket, and resuming a run whose
+//! coordinator died (DESIGN §4.3).
+//!
+//! While a run dispatches, its coordinator records a dispatch high-water mark:
+//! the job index below which every job's publish is acknowledged by the
+//! server. Job indices are a deterministic function of the dataset (and the
+//! server's max_payload, which decides shard splits), so a resumed coordinator
+//! re-reads the same dataset, skips every job below the mark and publishes the
+//! rest; a job above the mark that was already published is dropped by the
+//! server's `Nats-Msg-Id` dedup (or, past the duplicate window, evaluated
+//! again and dropped by the aggregator). The aggregate itself is rebuilt by
+//! replaying `vigil.results.<run_id>.>` from the start, which the run's
+//! ordered consumer does anyway.
+//!
+//! A resumed run must evaluate the same thing: the suite file and dataset
+//! SHA-256 recorded at the start must match, else the resume is refused.
+
+use async_nats::jetstream::{self, kv};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// `status` of a run that is (or was, when its coordinator died) in progress.
+pub const STATUS_RUNNING: &str = "running";
+/// `status` of a run whose summary is published.
+pub const STATUS_FINISHED: &str = "finished";
+
+/// What the `vigil-runs` bucket holds under a run id (JSON).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct RunState {
+    /// The suite's name.
+    pub suite: String,
+    /// The target's name.
+    pub target: String,
+    /// `running` or `finished`.
+    pub status: String,
+    /// Items in the dataset.
+    pub items_total: u64,
+    /// SHA-256 of the suite file when the run started.
+    pub suite_sha256: String,
+    /// SHA-256 of the dataset file when the run started.
+    pub dataset_sha256: String,
+    /// When the run first started, Unix milliseconds (kept across resumes).
+    pub started_at_unix_ms: u64,
+    /// The dispatch high-water mark: every job with a lower index is published.
+    pub dispatched_jobs: u64,
+    /// Whether every job is published.
+    pub dispatch_done: bool,
+    /// How many times the run was resumed.
+    pub resumes: u32,
+}
+
+impl RunState {
+    /// When the run first started.
+    pub fn started_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.started_at_unix_ms)
+    }
+}
+
+/// A run cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// `--resume` named a run the bucket does not know.
+    #[error(
+        "no run `{run_id}` in the `vigil-runs` bucket: nothing to resume (was it started against this NATS server?)"
+    )]
+    NotFound {
+        /// The run id asked for.
+        run_id: String,
+    },
+    /// The recorded run evaluated something else.
+    #[error(
+        "cannot resume run `{run_id}`: its {what} was `{recorded}` when it started and is `{now}` now; \
+         a resumed run must evaluate the same suite and dataset (start a new run instead)"
+    )]
+    Mismatch {
+        /// The run.
+        run_id: String,
+        /// What differs (suite file sha256, dataset sha256, suite name, target, item count).
+        what: &'static str,
+        /// The recorded value.
+        recorded: String,
+        /// The current value.
+        now: String,
+    },
+    /// The bucket could not be read.
+    #[error("cannot read run state of `{run_id}`: {reason}")]
+    Read {
+        /// The run.
+        run_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Reads a run's state; `Ok(None)` when the bucket has no such run.
+pub async fn load(js: &jetstream::Context, run_id: &str) -> Result<Option<RunState>, ResumeError> {
+    let read_err = |reason: String| ResumeError::Read {
+        run_id: run_id.to_string(),
+        reason,
+    };
+    let store = js
+        .get_key_value(vigil_protocol::subjects::KV_RUNS)
+        .await
+        .map_err(|e| read_err(e.to_string()))?;
+    let Some(bytes) = store
+        .get(run_id)
+        .await
+        .map_err(|e| read_err(e.to_string()))?
+    else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| read_err(format!("unreadable state: {e}")))
+}
+
+/// Checks that a recorded run evaluated what `now` describes.
+///
+/// ```
+/// use vigil_coordinator::resume::{RunState, check_same};
+/// let recorded = RunState { suite: "s".into(), target: "t".into(), items_total: 3,
+///     suite_sha256: "a".into(), dataset_sha256: "b".into(), ..Default::default() };
+/// assert!(check_same("r", &recorded, &recorded).is_ok());
+/// let edited = RunState { suite_sha256: "c".into(), ..recorded.clone() };
+/// assert!(check_same("r", &recorded, &edited).is_err());
+/// ```
+pub fn check_same(run_id: &str, recorded: &RunState, now: &RunState) -> Result<(), ResumeError> {
+    let pairs: [(&'static str, String, String); 5] = [
+        ("suite name", recorded.suite.clone(), now.suite.clone()),
+        ("target", recorded.target.clone(), now.target.clone()),
+        (
+            "suite file sha256",
+            recorded.suite_sha256.clone(),
+            now.suite_sha256.clone(),
+        ),
+        (
+            "dataset sha256",
+            recorded.dataset_sha256.clone(),
+            now.dataset_sha256.clone(),
+        ),
+        (
+            "item count",
+            recorded.items_total.to_string(),
+            now.items_total.to_string(),
+        ),
+    ];
+    for (what, recorded, now) in pairs {
+        if recorded != now {
+            return Err(ResumeError::Mismatch {
+                run_id: run_id.to_string(),
+                what,
+                recorded,
+                now,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Writes a run's state as it changes; failures are logged, never fatal (the
+/// state only makes a later resume cheaper; results are the source of truth).
+#[derive(Debug)]
+pub struct StateRecorder {
+    store: Option<kv::Store>,
+    run_id: String,
+    state: RunState,
+    written: Option<RunState>,
+}
+
+impl StateRecorder {
+    /// A recorder for `state` under `run_id`.
+    pub async fn new(js: &jetstream::Context, run_id: &str, state: RunState) -> Self {
+        let store = match js.get_key_value(vigil_protocol::subjects::KV_RUNS).await {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(error = %e, "no run state bucket: this run cannot be resumed");
+                None
+            }
+        };
+        StateRecorder {
+            store,
+            run_id: run_id.to_string(),
+            state,
+            written: None,
+        }
+    }
+
+    /// The state as last set.
+    pub fn state(&self) -> &RunState {
+        &self.state
+    }
+
+    /// Records the dispatch high-water mark (written on the next [`flush`](Self::flush)).
+    pub fn set_dispatched(&mut self, jobs: u64, done: bool) {
+        self.state.dispatched_jobs = self.state.dispatched_jobs.max(jobs);
+        self.state.dispatch_done |= done;
+    }
+
+    /// Sets the status (written on the next [`flush`](Self::flush)).
+    pub fn set_status(&mut self, status: &str) {
+        self.state.status = status.to_string();
+    }
+
+    /// Writes the state if it changed since the last write.
+    pub async fn flush(&mut self) {
+        if self.written.as_ref() == Some(&self.state) {
+            return;
+        }
+        let Some(store) = &self.store else { return };
+        let bytes = match serde_json::to_vec(&self.state) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot encode run state");
+                return;
+            }
+        };
+        match store.put(&self.run_id, bytes.into()).await {
+            Ok(_) => self.written = Some(self.state.clone()),
+            Err(e) => {
+                tracing::warn!(error = %e, run_id = %self.run_id, "could not record run state")
+            }
+        }
+    }
+}

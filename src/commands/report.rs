@@ -1,0 +1,53 @@
+//! `vigil report RUN --out DIR`: report.html (self-contained, inline SVG
+//! charts), junit.xml and summary.md.
+
+use crate::cli::ReportArgs;
+use crate::commands::runs::{history_error, open_store};
+use crate::exit::{CommandResult, Exit, ExitContext};
+use anyhow::anyhow;
+use vigil_coordinator::history;
+use vigil_coordinator::report::{ReportInput, html, junit, markdown};
+
+pub async fn run(args: ReportArgs) -> CommandResult {
+    let store = open_store(&args.store, "vigil-report").await?;
+    let summary = history::find(&store.js, &args.run)
+        .await
+        .map_err(history_error)?;
+    let runs = history::list(&store.js, Some(&summary.suite), Some(&summary.target))
+        .await
+        .map_err(history_error)?
+        .into_iter()
+        .map(|e| e.summary)
+        .collect();
+    // Results may have expired (results_max_age): the histogram is then empty.
+    let latencies_ms = history::item_results(&store.js, &summary.run_id)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| i.is_scored() && !i.cached)
+        .map(|i| i.latency_ms)
+        .collect();
+    let input = ReportInput {
+        summary,
+        history: runs,
+        latencies_ms,
+    };
+    std::fs::create_dir_all(&args.out)
+        .map_err(|e| anyhow!("cannot create {}: {e}", args.out.display()))
+        .infra_error()?;
+    for (name, text) in [
+        ("report.html", html::render(&input)),
+        ("junit.xml", junit::render(&input.summary)),
+        ("summary.md", markdown::render(&input.summary)),
+    ] {
+        let path = args.out.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
+            .infra_error()?;
+    }
+    println!(
+        "wrote report.html, junit.xml and summary.md to {}",
+        args.out.display()
+    );
+    Ok(Exit::Ok)
+}

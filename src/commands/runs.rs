@@ -1,0 +1,146 @@
+//! `vigil runs list|show|pin|retention`: the run history in `VIGIL_RUNS`.
+//!
+//! Every history command reads either the server named by `--nats`, or,
+//! without it, the embedded mode's store under `--state-dir` (the same one
+//! `vigil run` writes to), through [`open_store`].
+
+use crate::cli::{RunsArgs, RunsCommand, StoreArgs};
+use crate::embedded::EmbeddedNats;
+use crate::exit::{CommandResult, Exit, ExitContext, Failure};
+use async_nats::jetstream;
+use vigil_coordinator::history::{self, HistoryError};
+use vigil_protocol::RunSummary;
+use vigil_protocol::topology::{TopologyConfig, ensure_topology};
+
+/// A connection to the history, and the embedded server behind it if any.
+pub struct Store {
+    /// The client.
+    pub client: async_nats::Client,
+    /// JetStream on it, topology ensured.
+    pub js: jetstream::Context,
+    _embedded: Option<EmbeddedNats>,
+}
+
+/// Connects to `--nats`, or starts the embedded mode's server on its store.
+pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> {
+    let embedded = match &args.nats.nats {
+        Some(_) => None,
+        None => Some(EmbeddedNats::start(&args.state_dir).await.infra_error()?),
+    };
+    let url = match (&args.nats.nats, &embedded) {
+        (Some(url), _) => url.clone(),
+        (None, Some(e)) => e.server.url(),
+        (None, None) => unreachable!("embedded server started above"),
+    };
+    let client = crate::nats_connect::connect_from_env(&url, name)
+        .await
+        .infra_error()?;
+    let js = ensure_topology(
+        &client,
+        &TopologyConfig::default(),
+        vigil_protocol::subjects::DEFAULT_POOL,
+    )
+    .await
+    .infra_error()?;
+    Ok(Store {
+        client,
+        js,
+        _embedded: embedded,
+    })
+}
+
+/// A history error with its exit code: an unknown run is the user's input.
+pub fn history_error(e: HistoryError) -> Failure {
+    let exit = match e {
+        HistoryError::NotFound(_) => Exit::Input,
+        HistoryError::Nats(_) => Exit::Infrastructure,
+    };
+    Failure {
+        exit,
+        error: e.into(),
+    }
+}
+
+/// The main metric of a summary: the first scorer's pass rate.
+pub fn main_metric(s: &RunSummary) -> Option<(&str, f64)> {
+    s.scores
+        .iter()
+        .next()
+        .map(|(name, score)| (name.as_str(), score.pass_rate))
+}
+
+pub async fn run(args: RunsArgs) -> CommandResult {
+    match args.command {
+        RunsCommand::List {
+            suite,
+            target,
+            json,
+            store,
+        } => {
+            let store = open_store(&store, "vigil-runs").await?;
+            let entries = history::list(&store.js, suite.as_deref(), target.as_deref())
+                .await
+                .map_err(history_error)?;
+            if json {
+                for e in &entries {
+                    println!("{}", serde_json::to_string(&e.summary).infra_error()?);
+                }
+            } else {
+                println!(
+                    "{:<36}  {:<16} {:<16} {:<24} {:>7} {:>9}  VERDICT",
+                    "RUN", "SUITE", "TARGET", "FINISHED", "ITEMS", "MAIN"
+                );
+                for e in &entries {
+                    let s = &e.summary;
+                    let main = main_metric(s)
+                        .map(|(n, v)| format!("{n}={v:.3}"))
+                        .unwrap_or_default();
+                    println!(
+                        "{:<36}  {:<16} {:<16} {:<24} {:>7} {:>9}  {}",
+                        s.run_id,
+                        s.suite,
+                        s.target,
+                        s.finished_at,
+                        s.items_total,
+                        main,
+                        if s.passed { "passed" } else { "FAILED" }
+                    );
+                }
+            }
+            Ok(Exit::Ok)
+        }
+        RunsCommand::Show { run, store } => {
+            let store = open_store(&store, "vigil-runs").await?;
+            let summary = history::find(&store.js, &run)
+                .await
+                .map_err(history_error)?;
+            println!("{}", serde_json::to_string_pretty(&summary).infra_error()?);
+            Ok(Exit::Ok)
+        }
+        RunsCommand::Pin { run, store } => {
+            let store = open_store(&store, "vigil-runs").await?;
+            let summary = history::find(&store.js, &run)
+                .await
+                .map_err(history_error)?;
+            history::pin(&store.js, &summary)
+                .await
+                .map_err(history_error)?;
+            println!(
+                "pinned {} as the baseline of {}/{} ({})",
+                summary.run_id,
+                summary.suite,
+                summary.target,
+                history::pin_key(&summary.suite, &summary.target)
+            );
+            Ok(Exit::Ok)
+        }
+        RunsCommand::Retention { max_age, store } => {
+            let store = open_store(&store, "vigil-runs").await?;
+            history::set_retention(&store.js, max_age.into())
+                .await
+                .map_err(history_error)?;
+            println!("VIGIL_RUNS keeps summaries for {max_age} (0s: forever)");
+            Ok(Exit::Ok)
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Topology knobs from the environment, read the same way by `vigil run`,
+//! `vigil worker` and `vigil setup-streams`.
+//!
+//! A consumer's AckWait and MaxDeliver are fixed when it is created (the first
+//! process to call `ensure_topology` wins), so every process of a deployment
+//! should see the same values. They exist mainly for fault tests, which want
+//! redeliveries within seconds instead of the default 30 s:
+//!
+//! - `VIGIL_ACK_WAIT_S`: seconds a worker may hold a job without a progress ack (default 30).
+//! - `VIGIL_MAX_DELIVER`: deliveries of one job before it is given up (default 5).
+//! - `VIGIL_JOBS_MAX_MSGS`: most jobs waiting in `VIGIL_JOBS` before dispatch waits (default 1,000,000).
+
+use anyhow::{Context, anyhow};
+use std::time::Duration;
+use vigil_protocol::topology::TopologyConfig;
+
+/// The default topology with the environment's overrides applied.
+pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {
+    let mut topology = TopologyConfig::default();
+    if let Some(value) = var("VIGIL_ACK_WAIT_S") {
+        let secs: f64 = value
+            .parse()
+            .with_context(|| format!("VIGIL_ACK_WAIT_S={value}: not a number"))?;
+        if !(secs.is_finite() && secs >= 0.1) {
+            return Err(anyhow!("VIGIL_ACK_WAIT_S={value}: must be at least 0.1"));
+        }
+        topology.ack_wait = Duration::from_secs_f64(secs);
+    }
+    if let Some(value) = var("VIGIL_MAX_DELIVER") {
+        let n: i64 = value
+            .parse()
+            .with_context(|| format!("VIGIL_MAX_DELIVER={value}: not an integer"))?;
+        if n < 1 {
+            return Err(anyhow!("VIGIL_MAX_DELIVER={value}: must be at least 1"));
+        }
+        topology.max_deliver = n;
+    }
+    if let Some(value) = var("VIGIL_JOBS_MAX_MSGS") {
+        let n: i64 = value
+            .parse()
+            .with_context(|| format!("VIGIL_JOBS_MAX_MSGS={value}: not an integer"))?;
+        if n < 1 {
+            return Err(anyhow!("VIGIL_JOBS_MAX_MSGS={value}: must be at least 1"));
+        }
+        topology.jobs_max_msgs = n;
+    }
+    Ok(topology)
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
