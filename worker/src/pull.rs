@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    ErrorKind, EndpointKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
+    EndpointKind, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
     TargetSpec, headers, subjects,
 };
 
