@@ -38,6 +38,8 @@ pub enum Command {
     SetupStreams(SetupStreamsArgs),
     /// Serve the OpenAI-compatible stub backend (for examples, tests, benchmarks).
     Stub(StubArgs),
+    /// Serve a local GGUF model over OpenAI-compatible /v1/chat/completions and /v1/completions.
+    ServeModel(ServeModelArgs),
     /// Read the run history, pin a baseline, set retention.
     Runs(RunsArgs),
     /// Compare two runs item by item (paired tests, Holm-corrected).
@@ -268,6 +270,10 @@ pub struct WorkerArgs {
     /// other command fail their items.
     #[arg(long = "allow-scorer-command", value_name = "COMMAND")]
     pub allow_scorer_command: Vec<String>,
+    /// A GGUF model file this worker may load for `local` targets. Repeatable;
+    /// also read comma-separated from VIGIL_ALLOW_MODEL.
+    #[arg(long = "allow-model", value_name = "FILE")]
+    pub allow_models: Vec<PathBuf>,
     /// Seconds in-flight jobs may finish after SIGTERM before they are handed back.
     #[arg(long, default_value_t = 25.0, env = "VIGIL_GRACE_PERIOD_S")]
     pub grace_period_s: f64,
@@ -280,6 +286,23 @@ pub struct WorkerArgs {
     /// Largest job payload accepted, bytes; larger ones are terminated as malformed.
     #[arg(long, default_value_t = 8 * 1024 * 1024, env = "VIGIL_MAX_JOB_BYTES", hide = true)]
     pub max_job_bytes: usize,
+}
+
+/// `vigil serve-model`.
+#[derive(Debug, Args)]
+pub struct ServeModelArgs {
+    /// The GGUF model file.
+    #[arg(long, value_name = "FILE")]
+    pub model: PathBuf,
+    /// Port to listen on (0: any free port, printed at start).
+    #[arg(long, default_value_t = 8090)]
+    pub port: u16,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Generations run at once (default: one per core, at most 2).
+    #[arg(long)]
+    pub concurrency: Option<usize>,
 }
 
 /// `vigil validate`.

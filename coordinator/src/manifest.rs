@@ -47,8 +47,13 @@ pub fn build(
         endpoint_kind: match target.kind {
             vigil_protocol::EndpointKind::Chat => "chat".into(),
             vigil_protocol::EndpointKind::Completions => "completions".into(),
+            vigil_protocol::EndpointKind::Local => "local".into(),
         },
-        base_url: without_userinfo(&target.base_url),
+        // A local target's model file stands where a server's URL would.
+        base_url: match &target.model_path {
+            Some(path) => path.display().to_string(),
+            None => without_userinfo(&target.base_url),
+        },
         model: target.model.clone(),
         sampling: serde_json::to_string(&target.params).unwrap_or_default(),
         response_models,

@@ -166,6 +166,16 @@ impl Renderer {
     /// Renders one record into an item for a target of `kind`.
     pub fn render(&self, record: &Record, kind: EndpointKind) -> Result<Item, RenderError> {
         let ctx = minijinja::Value::from_serialize(&record.fields);
+        // A local model takes either form: chat when the suite has a chat prompt.
+        let kind = match kind {
+            EndpointKind::Local
+                if self.messages.is_none() && self.system.is_none() && self.user.is_none() =>
+            {
+                EndpointKind::Completions
+            }
+            EndpointKind::Local => EndpointKind::Chat,
+            other => other,
+        };
         let prompt = match kind {
             EndpointKind::Chat => {
                 let mut out = Vec::with_capacity(2);
@@ -195,7 +205,7 @@ impl Renderer {
                 }
                 Prompt::Chat(out)
             }
-            EndpointKind::Completions => match &self.completion {
+            EndpointKind::Completions | EndpointKind::Local => match &self.completion {
                 Some(t) => Prompt::Completion(self.eval(t, &ctx, record)?),
                 None => {
                     return Err(self.error(

@@ -201,6 +201,8 @@ pub struct TargetConfig {
     pub max_concurrency: u32,
     /// Retries of retryable failures (default 3).
     pub max_retries: u32,
+    /// The GGUF file of a `local` target (resolved: see [`resolve_model_path`]).
+    pub model_path: Option<PathBuf>,
 }
 
 impl TargetConfig {
@@ -210,7 +212,7 @@ impl TargetConfig {
     /// # use vigil_coordinator::suite::TargetConfig;
     /// let t = TargetConfig { name: "t".into(), kind: Default::default(), base_url: "http://h/v1".into(),
     ///     model: "m".into(), api_key_env: None, params: Default::default(), timeout_s: 1.5,
-    ///     max_concurrency: 4, max_retries: 1 };
+    ///     max_concurrency: 4, max_retries: 1, model_path: None };
     /// assert_eq!(t.spec().timeout_ms, 1500);
     /// ```
     pub fn spec(&self) -> TargetSpec {
@@ -223,6 +225,10 @@ impl TargetConfig {
             timeout_ms: (self.timeout_s * 1000.0).round() as u64,
             max_concurrency: self.max_concurrency,
             max_retries: self.max_retries,
+            model_path: self
+                .model_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
         }
     }
 
@@ -524,8 +530,12 @@ struct RawTarget {
     name: String,
     #[serde(default)]
     kind: EndpointKind,
+    #[serde(default)]
     base_url: String,
+    #[serde(default)]
     model: String,
+    #[serde(default)]
+    model_path: Option<PathBuf>,
     #[serde(default)]
     api_key_env: Option<String>,
     #[serde(default)]
@@ -794,28 +804,65 @@ impl Checker<'_> {
     fn target(&self, i: usize, raw: RawTarget) -> Result<TargetConfig, SuiteError> {
         let at = |key: &str| format!("targets[{i}].{key}");
         check_token(self, &at("name"), "target", &raw.name)?;
-        match url::Url::parse(&raw.base_url) {
-            Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
-            Ok(u) => {
+        let mut model = raw.model;
+        let model_path = if raw.kind == EndpointKind::Local {
+            let Some(path) = raw.model_path.filter(|p| !p.as_os_str().is_empty()) else {
+                return Err(self.err(
+                    at("model_path"),
+                    "a `local` target needs `model_path`, the GGUF file to run",
+                ));
+            };
+            if !raw.base_url.is_empty() {
                 return Err(self.err(
                     at("base_url"),
-                    format!(
-                        "`{}` is not an http(s) URL (scheme `{}`)",
-                        raw.base_url,
-                        u.scheme()
-                    ),
+                    "a `local` target runs in the worker; give `model_path`, not `base_url`",
                 ));
             }
-            Err(e) => {
+            let path = resolve_model_path(&path, self.path.parent());
+            if model.trim().is_empty() {
+                model = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+            }
+            Some(path)
+        } else {
+            if raw.model_path.is_some() {
+                return Err(self.err(
+                    at("model_path"),
+                    "only `kind: local` targets take `model_path`",
+                ));
+            }
+            if raw.base_url.is_empty() {
                 return Err(self.err(
                     at("base_url"),
-                    format!("`{}` is not a URL: {e}", raw.base_url),
+                    "missing field `base_url` (or use `kind: local` with `model_path`)",
                 ));
             }
-        }
-        if raw.model.trim().is_empty() {
-            return Err(self.err(at("model"), "must not be empty"));
-        }
+            match url::Url::parse(&raw.base_url) {
+                Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host().is_some() => {}
+                Ok(u) => {
+                    return Err(self.err(
+                        at("base_url"),
+                        format!(
+                            "`{}` is not an http(s) URL (scheme `{}`)",
+                            raw.base_url,
+                            u.scheme()
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    return Err(self.err(
+                        at("base_url"),
+                        format!("`{}` is not a URL: {e}", raw.base_url),
+                    ));
+                }
+            }
+            if model.trim().is_empty() {
+                return Err(self.err(at("model"), "must not be empty"));
+            }
+            None
+        };
         if let Some(var) = &raw.api_key_env {
             let ok = !var.is_empty()
                 && !var.starts_with(|c: char| c.is_ascii_digit())
@@ -863,7 +910,7 @@ impl Checker<'_> {
             name: raw.name,
             kind: raw.kind,
             base_url: raw.base_url,
-            model: raw.model,
+            model,
             api_key_env: raw.api_key_env,
             params: SamplingParams {
                 temperature: p.temperature,
@@ -875,6 +922,7 @@ impl Checker<'_> {
             timeout_s,
             max_concurrency,
             max_retries: raw.max_retries.unwrap_or(3),
+            model_path,
         })
     }
 
@@ -906,6 +954,17 @@ impl Checker<'_> {
                     return Err(self.err(
                         "prompt.user",
                         format!("target `{}` (targets[{i}], kind chat) needs `prompt.user`, `prompt.system` or `prompt.messages`", t.name),
+                    ));
+                }
+                EndpointKind::Local
+                    if raw.completion.is_none()
+                        && raw.messages.is_none()
+                        && raw.system.is_none()
+                        && raw.user.is_none() =>
+                {
+                    return Err(self.err(
+                        "prompt.user",
+                        format!("target `{}` (targets[{i}], kind local) needs a chat prompt (`prompt.user`, `prompt.system`, `prompt.messages`) or `prompt.completion`", t.name),
                     ));
                 }
                 EndpointKind::Completions if raw.completion.is_none() => {
@@ -1260,4 +1319,34 @@ fn unique<'a>(
         }
     }
     Ok(())
+}
+
+/// Where a `local` target's `model_path` points: an absolute path as it is;
+/// a bare file name in the models directory (`$VIGIL_HOME/models`, where
+/// `scripts/setup.sh` puts models; `VIGIL_HOME` defaults to `~/.vigil`);
+/// any other relative path from the suite file's directory.
+///
+/// ```
+/// # use std::path::Path;
+/// use vigil_coordinator::suite::resolve_model_path;
+/// assert_eq!(resolve_model_path(Path::new("/m/a.gguf"), None), Path::new("/m/a.gguf"));
+/// assert_eq!(resolve_model_path(Path::new("m/a.gguf"), Some(Path::new("/s"))), Path::new("/s/m/a.gguf"));
+/// assert!(resolve_model_path(Path::new("a.gguf"), Some(Path::new("/s"))).ends_with("models/a.gguf"));
+/// ```
+pub fn resolve_model_path(path: &Path, suite_dir: Option<&Path>) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    if path.components().count() == 1 {
+        let home = std::env::var_os("VIGIL_HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".vigil")))
+            .unwrap_or_else(|| PathBuf::from(".vigil"));
+        return home.join("models").join(path);
+    }
+    match suite_dir {
+        Some(dir) => dir.join(path),
+        None => path.to_path_buf(),
+    }
 }

@@ -45,7 +45,7 @@ fn the_base_suite_is_good() {
 fn bad_enum_value_names_the_field_and_line() {
     let e = yaml_err(&GOOD.replace("kind: chat", "kind: chatt"));
     assert!(
-        e.starts_with("examples/arith.yaml: targets[0].kind: unknown variant `chatt`, expected `chat` or `completions`"),
+        e.starts_with("examples/arith.yaml: targets[0].kind: unknown variant `chatt`, expected one of `chat`, `completions`, `local`"),
         "{e}"
     );
     assert!(e.contains("line 9"), "{e}");

@@ -95,6 +95,9 @@ pub enum EndpointKind {
     Chat,
     /// `POST {base_url}/completions`.
     Completions,
+    /// A GGUF model run inside the worker (`model_path`); chat prompts go
+    /// through the model's chat template, completion prompts as they are.
+    Local,
 }
 
 /// A model endpoint as a job carries it: no API key, only where to call.
@@ -117,6 +120,10 @@ pub struct TargetSpec {
     pub max_concurrency: u32,
     /// Retries after the first attempt for retryable failures.
     pub max_retries: u32,
+    /// The GGUF file of a `local` target; a worker loads it only if its own
+    /// configuration allows that file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<String>,
 }
 
 /// Sampling parameters sent with each request; unset ones are not sent.

@@ -30,9 +30,10 @@ pub struct Manifest {
     pub template_sha256: String,
     /// Each scorer's configuration as JSON text, by scorer name.
     pub scorers: BTreeMap<String, String>,
-    /// The target's endpoint kind (`chat`, `completions`).
+    /// The target's endpoint kind (`chat`, `completions`, `local`).
     pub endpoint_kind: String,
-    /// The target's base URL, with any userinfo removed.
+    /// The target's base URL, with any userinfo removed (a `local` target's
+    /// model file).
     pub base_url: String,
     /// The model the target asks for.
     pub model: String,

@@ -36,6 +36,7 @@ fn sample_job() -> Job {
             timeout_ms: 1000,
             max_concurrency: 4,
             max_retries: 2,
+            ..Default::default()
         },
         scorers: vec![
             ScorerSpec {

@@ -7,6 +7,7 @@ mod export_stream;
 mod report;
 mod run;
 mod runs;
+mod serve_model;
 mod setup_streams;
 mod stub;
 mod validate;
@@ -24,6 +25,7 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Validate(args) => validate::run(args).await,
         Command::SetupStreams(args) => setup_streams::run(args).await,
         Command::Stub(args) => stub::run(args).await,
+        Command::ServeModel(args) => serve_model::run(args).await,
         Command::Runs(args) => runs::run(args).await,
         Command::Compare(args) => compare::run(args).await,
         Command::Watch(args) => watch::run(args).await,

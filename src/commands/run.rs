@@ -94,6 +94,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
     // Everything a run checks before publishing, checked once here for a clear error.
     let (_, check) =
         tokio::task::block_in_place(|| crate::commands::validate::check_suite(&suite))?;
+    if args.workers > 0 {
+        crate::commands::worker::check_suite_models(&suite)?;
+    }
 
     let embedded = match &args.nats.nats {
         Some(_) => None,
@@ -144,6 +147,10 @@ pub async fn run(args: RunArgs) -> CommandResult {
         let scorer_commands =
             vigil_worker::scorers::external::AllowedCommands::parse(&args.allow_scorer_command)
                 .input_error()?;
+        // One engine for every in-process worker: each model loads once.
+        let local = crate::commands::worker::local_engine(
+            crate::commands::worker::suite_models(&suite).collect(),
+        );
         for _ in 0..args.workers {
             let client = crate::nats_connect::connect_from_env(&url, "vigil-embedded-worker")
                 .await
@@ -153,6 +160,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 concurrency: args.concurrency.max(1),
                 allow: allow.clone(),
                 scorer_commands: scorer_commands.clone(),
+                local: local.clone(),
                 topology: topology.clone(),
                 ..Default::default()
             };

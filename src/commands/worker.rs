@@ -27,13 +27,48 @@ pub fn allow_list(
 }
 
 /// Allows every target of a suite, and every judge and embedder its
-/// scorers call, each with its own `api_key_env`.
+/// scorers call, each with its own `api_key_env` (`local` targets are
+/// allowed through [`local_engine`]).
 pub fn add_suite_targets(list: &mut AllowList, suite: &Suite) {
-    for target in suite.targets.iter().chain(suite.scorer_endpoints()) {
+    let http_targets = suite.targets.iter().filter(|t| t.model_path.is_none());
+    for target in http_targets.chain(suite.scorer_endpoints()) {
         list.push(&target.base_url, target.api_key_env.clone(), &|name| {
             std::env::var(name).ok()
         });
     }
+}
+
+/// The model files of a suite's `local` targets.
+pub fn suite_models(suite: &Suite) -> impl Iterator<Item = std::path::PathBuf> + '_ {
+    suite.targets.iter().filter_map(|t| t.model_path.clone())
+}
+
+/// Fails with a clear message when a suite's local model file is missing
+/// here (in-process workers would otherwise fail every item).
+pub fn check_suite_models(suite: &Suite) -> Result<(), crate::exit::Failure> {
+    for path in suite_models(suite) {
+        if !path.is_file() {
+            return Err(anyhow!(
+                "local model {} not found: run scripts/setup.sh (it fetches SmolLM2-135M-Instruct into $VIGIL_HOME/models), or fix the target's model_path",
+                path.display()
+            ))
+            .input_error();
+        }
+    }
+    Ok(())
+}
+
+/// The engine for `local` targets, allowing exactly `models`; `None` when
+/// there are none, so local jobs fail as `backend_not_allowed`.
+pub fn local_engine(
+    models: Vec<std::path::PathBuf>,
+) -> Option<Arc<dyn vigil_worker::backend::LocalBackend>> {
+    if models.is_empty() {
+        return None;
+    }
+    let engine = vigil_local::LocalEngine::new(models, vigil_local::default_concurrency());
+    tracing::info!(models = ?engine.allowed(), "local models allowed");
+    Some(Arc::new(engine))
 }
 
 pub async fn run(args: WorkerArgs) -> CommandResult {
@@ -49,14 +84,26 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
         })
         .input_error()?;
     let allow = allow_list(&args.allow, &args.suites)?;
-    if allow.is_empty() {
+    if allow.is_empty() && args.allow_models.is_empty() {
         tracing::warn!("no --allow entries: every job's items will fail as backend_not_allowed");
     }
     let scorer_commands =
         vigil_worker::scorers::external::AllowedCommands::parse(&args.allow_scorer_command)
             .input_error()?;
+    let mut models = args.allow_models.clone();
+    let from_env = std::env::var("VIGIL_ALLOW_MODEL").unwrap_or_default();
+    models.extend(
+        from_env
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().into()),
+    );
+    for path in &args.suites {
+        models.extend(suite_models(&Suite::load(path).input_error()?));
+    }
     let config = WorkerConfig {
         scorer_commands,
+        local: local_engine(models),
         pool: args.pool.clone(),
         concurrency: args.concurrency.max(1),
         allow,

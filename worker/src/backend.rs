@@ -52,6 +52,22 @@ pub struct CallFailure {
     pub attempts: u32,
 }
 
+/// An in-process model for targets of kind `local` (the `vigil-local` crate
+/// implements it, so this crate carries no model code). The worker calls it
+/// where it would call the HTTP client: same concurrency, scoring, results.
+pub trait LocalBackend: Send + Sync + std::fmt::Debug {
+    /// Whether this worker's own configuration allows loading the model file
+    /// a job names (a job is data, never authority).
+    fn allows(&self, model_path: &str) -> bool;
+
+    /// Generates the answer to `prompt` with `target`'s sampling parameters.
+    fn complete<'a>(
+        &'a self,
+        target: &'a TargetSpec,
+        prompt: &'a Prompt,
+    ) -> futures::future::BoxFuture<'a, Result<Completion, CallFailure>>;
+}
+
 /// A pooled HTTP client for OpenAI-compatible backends.
 #[derive(Debug, Clone)]
 pub struct BackendClient {
@@ -207,6 +223,15 @@ fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
                 ),
             ));
         }
+        (EndpointKind::Local, _) => {
+            return Err(Failed::new(
+                ErrorKind::ClientError,
+                format!(
+                    "target `{}` is a local model, not an HTTP endpoint",
+                    target.name
+                ),
+            ));
+        }
         (EndpointKind::Completions, Prompt::Chat(_)) => {
             return Err(Failed::new(
                 ErrorKind::ClientError,
@@ -305,7 +330,7 @@ fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Faile
         ));
     };
     let text = match kind {
-        EndpointKind::Chat => first
+        EndpointKind::Chat | EndpointKind::Local => first
             .get("message")
             .and_then(|m| m.get("content"))
             .and_then(content_text),
@@ -402,7 +427,7 @@ impl BackendClient {
         let secrets = Secrets::new(api_key, &target.base_url);
         let body = request_body(target, prompt).map_err(|f| f.into_failure(0, &secrets))?;
         let path = match target.kind {
-            EndpointKind::Chat => "chat/completions",
+            EndpointKind::Chat | EndpointKind::Local => "chat/completions",
             EndpointKind::Completions => "completions",
         };
         let kind = target.kind;

@@ -2,8 +2,8 @@
 //! when everything that determines it is the same.
 //!
 //! The key is the SHA-256 (hex) of a canonical JSON document holding every
-//! input of the HTTP request: the endpoint kind, the base URL, the model, the
-//! rendered prompt and every sampling parameter (temperature, top_p,
+//! input of the HTTP request: the endpoint kind, the base URL (a `local`
+//! target's model file instead), the model, the rendered prompt and every sampling parameter (temperature, top_p,
 //! max_tokens, seed, stop). The request body is a pure function of these, so
 //! equal keys mean equal requests. The API key is not part of it (it never
 //! changes what a model answers, and must never be hashed into a shared store).
@@ -71,9 +71,11 @@ fn now_ms() -> u64 {
 /// t.timeout_ms = 5; // transport settings are not
 /// assert_eq!(key(&t, &p), key(&t, &p));
 /// assert_eq!(k1.len(), 64);
+/// t.model_path = Some("a.gguf".into()); // a local target's model file is
+/// assert_ne!(k1, key(&t, &p));
 /// ```
 pub fn key(target: &TargetSpec, prompt: &Prompt) -> String {
-    let doc = json!({
+    let mut doc = json!({
         "v": 1,
         "kind": target.kind,
         "base_url": target.base_url.trim_end_matches('/'),
@@ -81,6 +83,11 @@ pub fn key(target: &TargetSpec, prompt: &Prompt) -> String {
         "prompt": prompt,
         "params": target.params,
     });
+    // A `local` target has no URL: its model file stands for the server.
+    // Added only when set, so the keys of HTTP targets stay as they were.
+    if let Some(path) = &target.model_path {
+        doc["model_path"] = json!(path);
+    }
     hex::encode(Sha256::digest(doc.to_string().as_bytes()))
 }
 

@@ -9,7 +9,7 @@
 //! left so another worker takes it at once.
 
 use crate::allow::AllowList;
-use crate::backend::BackendClient;
+use crate::backend::{BackendClient, LocalBackend};
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION, TargetSpec, headers,
-    subjects,
+    EndpointKind, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
+    TargetSpec, headers, subjects,
 };
 
 /// How a worker runs.
@@ -60,6 +60,9 @@ pub struct WorkerConfig {
     pub max_job_bytes: usize,
     /// The external scorer commands this worker may run.
     pub scorer_commands: scorers::external::AllowedCommands,
+    /// The in-process engine for `local` targets, with the model files this
+    /// worker allows (`None`: every local job fails as `backend_not_allowed`).
+    pub local: Option<Arc<dyn LocalBackend>>,
 }
 
 impl Default for WorkerConfig {
@@ -74,6 +77,7 @@ impl Default for WorkerConfig {
             worker_id: default_worker_id(),
             max_job_bytes: 8 * 1024 * 1024,
             scorer_commands: Default::default(),
+            local: None,
         }
     }
 }
@@ -457,7 +461,22 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
             .map(|i| failed_item(i, ErrorKind::Deadline, "run deadline passed"))
             .collect();
     }
-    let Some(api_key) = shared.config.allow.lookup(&job.target.base_url) else {
+    let api_key = if job.target.kind == EndpointKind::Local {
+        let path = job.target.model_path.as_deref().unwrap_or("");
+        if !shared.config.local.as_ref().is_some_and(|l| l.allows(path)) {
+            let reason = format!(
+                "model file `{path}` is not allowed on this worker (start the worker with --allow-model {path})"
+            );
+            return job
+                .items
+                .iter()
+                .map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone()))
+                .collect();
+        }
+        None
+    } else if let Some(api_key) = shared.config.allow.lookup(&job.target.base_url) {
+        api_key
+    } else {
         let reason = format!(
             "backend {} is not in this worker's allow list (start the worker with --allow {})",
             job.target.base_url, job.target.base_url
@@ -618,17 +637,29 @@ async fn call_model(
         return Err(None);
     }
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-    let call = shared
-        .backend
-        .complete(
-            target,
-            api_key,
-            &item.prompt,
-            limit,
-            &telemetry::http_headers(span),
-        )
-        .instrument(span.clone())
-        .await;
+    // A `local` target runs in this process, through the same slots, cache,
+    // span and scorers as an HTTP one.
+    let call = match (&target.kind, &shared.config.local) {
+        (EndpointKind::Local, Some(local)) => {
+            local
+                .complete(target, &item.prompt)
+                .instrument(span.clone())
+                .await
+        }
+        _ => {
+            shared
+                .backend
+                .complete(
+                    target,
+                    api_key,
+                    &item.prompt,
+                    limit,
+                    &telemetry::http_headers(span),
+                )
+                .instrument(span.clone())
+                .await
+        }
+    };
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     if let Ok(completion) = &call {
         lookup.store(completion).await;

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use vigil_protocol::{EndpointKind, Item, Job, Score, TargetSpec, trace_context};
+use vigil_protocol::{EndpointKind, Item, Job, Prompt, Score, TargetSpec, trace_context};
 
 use crate::backend::{CallFailure, Completion};
 
@@ -63,10 +63,11 @@ pub fn record_trace_id(span: &Span) {
     }
 }
 
-/// `chat` or `text_completion`: the GenAI operation of a target.
+/// `chat` or `text_completion`: the GenAI operation of a target (a `local`
+/// target's is `chat`; [`model_call_span`] names it by the prompt's form).
 pub fn operation(kind: EndpointKind) -> &'static str {
     match kind {
-        EndpointKind::Chat => "chat",
+        EndpointKind::Chat | EndpointKind::Local => "chat",
         EndpointKind::Completions => "text_completion",
     }
 }
@@ -88,9 +89,15 @@ pub fn model_call_span(target: &TargetSpec, item: &Item) -> Span {
     if !enabled() {
         return Span::none();
     }
-    let op = operation(target.kind);
+    // A local model takes either form of prompt: the span names the one sent.
+    let op = match (target.kind, &item.prompt) {
+        (EndpointKind::Local, Prompt::Completion(_)) => "text_completion",
+        (kind, _) => operation(kind),
+    };
     // Only the host and port of the URL: userinfo (a credential) never goes in.
+    // A local model has no server: the attributes stay unset.
     let (address, port) = server(&target.base_url);
+    let address = (!address.is_empty()).then(|| tracing::field::display(address));
     tracing::info_span!(
         "gen_ai.call",
         otel.name = format!("{op} {}", target.model),
@@ -104,7 +111,7 @@ pub fn model_call_span(target: &TargetSpec, item: &Item) -> Span {
         gen_ai.response.model = Empty,
         gen_ai.usage.input_tokens = Empty,
         gen_ai.usage.output_tokens = Empty,
-        server.address = %address,
+        server.address = address,
         server.port = port,
         error.type = Empty,
         vigil.item.id = %item.id,

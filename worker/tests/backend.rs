@@ -141,6 +141,7 @@ fn target(base_url: &str, kind: EndpointKind, max_retries: u32) -> TargetSpec {
         timeout_ms: 5_000,
         max_concurrency: 8,
         max_retries,
+        ..Default::default()
     }
 }
 

@@ -345,6 +345,13 @@ pub fn build(
         scorer: spec.name.clone(),
         message,
     };
+    if params.judge.kind == EndpointKind::Local {
+        return Err(invalid(
+            "a local model cannot judge in-process: serve it with `vigil serve-model` \
+             and name that server as a chat judge"
+                .into(),
+        ));
+    }
     let (lo, hi) = (params.scale_min, params.scale_max);
     if !(lo.is_finite() && hi.is_finite() && lo < hi) {
         return Err(invalid(format!("the scale {lo}–{hi} is empty")));
@@ -386,7 +393,8 @@ impl LlmJudge {
     ) -> Result<String, String> {
         let judge = &self.params.judge;
         let prompt = match judge.kind {
-            EndpointKind::Chat => {
+            // `Local` judges are refused in `build`; chat is the nearest shape.
+            EndpointKind::Chat | EndpointKind::Local => {
                 let mut messages = Vec::with_capacity(2);
                 if let Some(system) = &self.params.system {
                     messages.push(ChatMessage {
