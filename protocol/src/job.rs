@@ -162,11 +162,12 @@ fn lenient_kind<'de, D: serde::Deserializer<'de>>(de: D) -> Result<ScorerKind, D
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Lenient {
-        Known(ScorerKind),
+        // Boxed: ScorerKind is large and this enum only lives for a moment.
+        Known(Box<ScorerKind>),
         Other { kind: String },
     }
     Ok(match Lenient::deserialize(de)? {
-        Lenient::Known(kind) => kind,
+        Lenient::Known(kind) => *kind,
         Lenient::Other { kind } => ScorerKind::Unknown { name: kind },
     })
 }
