@@ -3,6 +3,7 @@
 #
 #   bash scripts/run-example.sh             # a real model: SmolLM2-135M-Instruct on examples/quickstart.yaml
 #   bash scripts/run-example.sh arithmetic  # examples/arithmetic.yaml against the stub model server
+#   bash scripts/run-example.sh support     # also: summarise, codegen (use-case scorers, on the stub)
 #
 # The quickstart runs the model inside vigil's worker on the CPU (no model
 # server, no GPU), through an embedded nats-server; the arithmetic example
@@ -29,7 +30,7 @@ quickstart)
     [ -x "$vigil" ] || cargo build --release --locked --bin vigil
     exec "$vigil" run examples/quickstart.yaml --out .vigil/quickstart-summary.json "$@"
     ;;
-arithmetic)
+arithmetic | support | summarise | codegen)
     [ -x "$vigil" ] || cargo build --release --locked --bin vigil
     "$vigil" stub --listen 127.0.0.1:8089 >/dev/null 2>&1 &
     stub=$!
@@ -38,10 +39,10 @@ arithmetic)
         (exec 3<>/dev/tcp/127.0.0.1/8089) 2>/dev/null && break
         sleep 0.1
     done
-    "$vigil" run examples/arithmetic.yaml --workers 2 --out .vigil/arithmetic-summary.json "$@"
+    "$vigil" run "examples/$example.yaml" --workers 2 --out ".vigil/$example-summary.json" "$@"
     ;;
 *)
-    echo "run-example: unknown example '$example' (quickstart or arithmetic)" >&2
+    echo "run-example: unknown example '$example' (quickstart, arithmetic, support, summarise, codegen)" >&2
     exit 2
     ;;
 esac
