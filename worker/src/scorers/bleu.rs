@@ -4,7 +4,7 @@
 //! n-gram statistics ([`BleuStats`]) so the coordinator can report corpus
 //! BLEU exactly as `sacrebleu.corpus_bleu` would over the run.
 
-use super::{Common, Scorer};
+use super::{Common, ReferenceScorer};
 use regex::Regex;
 use std::collections::HashMap;
 use std::sync::LazyLock;
@@ -163,19 +163,12 @@ impl Bleu {
     }
 }
 
-impl Scorer for Bleu {
-    fn name(&self) -> &str {
-        &self.common.name
+impl ReferenceScorer for Bleu {
+    fn common(&self) -> &Common {
+        &self.common
     }
 
-    fn needs_reference(&self) -> bool {
-        true
-    }
-
-    fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else {
-            return self.common.no_reference();
-        };
+    fn score_against(&self, output: &str, reference: &str) -> Score {
         let hyp = tokens(output, self.lowercase, self.tokenizer);
         let refs = tokens(reference, self.lowercase, self.tokenizer);
         let st = stats(&hyp, &refs);
@@ -200,6 +193,7 @@ impl Scorer for Bleu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorers::Scorer;
 
     fn bleu(smooth: BleuSmoothing) -> Bleu {
         Bleu::new(

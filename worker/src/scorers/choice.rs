@@ -6,7 +6,7 @@
 //! the most to the least explicit and refuses to guess when a sentence names
 //! several letters.
 
-use super::{Common, Scorer, ScorerError, quote};
+use super::{Common, ReferenceScorer, ScorerError, quote};
 use regex::Regex;
 use std::sync::LazyLock;
 use vigil_protocol::Score;
@@ -145,19 +145,12 @@ impl Choice {
     }
 }
 
-impl Scorer for Choice {
-    fn name(&self) -> &str {
-        &self.common.name
+impl ReferenceScorer for Choice {
+    fn common(&self) -> &Common {
+        &self.common
     }
 
-    fn needs_reference(&self) -> bool {
-        true
-    }
-
-    fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else {
-            return self.common.no_reference();
-        };
+    fn score_against(&self, output: &str, reference: &str) -> Score {
         let Some(want) = extract_choice(reference, &self.choices) else {
             return self.common.verdict(
                 0.0,
@@ -187,6 +180,7 @@ impl Scorer for Choice {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorers::Scorer;
 
     const ABCD: [char; 4] = ['A', 'B', 'C', 'D'];
 

@@ -11,7 +11,7 @@
 //! the same way, without the regex.
 
 use super::normalize::normalize;
-use super::{Common, Scorer, ScorerError, quote};
+use super::{Common, ReferenceScorer, ScorerError, quote};
 use vigil_protocol::{LabelMatch, LabelSpec, Normalization, OTHER_LABEL, Score};
 
 /// Longest label text kept, in characters (open label sets take the text
@@ -144,19 +144,12 @@ fn find_word(text: &str, term: &str) -> Option<usize> {
     None
 }
 
-impl Scorer for Classification {
-    fn name(&self) -> &str {
-        &self.common.name
+impl ReferenceScorer for Classification {
+    fn common(&self) -> &Common {
+        &self.common
     }
 
-    fn needs_reference(&self) -> bool {
-        true
-    }
-
-    fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else {
-            return self.common.no_reference();
-        };
+    fn score_against(&self, output: &str, reference: &str) -> Score {
         let predicted = self
             .extract(output)
             .and_then(|t| self.map(t, self.mode))
@@ -191,6 +184,7 @@ impl Scorer for Classification {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorers::Scorer;
     use vigil_protocol::scorer_params::label_normalization;
 
     fn labels(spec: &[(&str, &[&str])]) -> Vec<LabelSpec> {

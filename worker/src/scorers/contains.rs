@@ -1,7 +1,7 @@
 //! `contains`: the output contains the reference after normalisation.
 
 use super::normalize::normalize;
-use super::{Common, Scorer, quote};
+use super::{Common, ReferenceScorer, quote};
 use vigil_protocol::{Normalization, Score};
 
 /// Scores 1 when the normalised output contains the normalised reference.
@@ -18,19 +18,12 @@ impl Contains {
     }
 }
 
-impl Scorer for Contains {
-    fn name(&self) -> &str {
-        &self.common.name
+impl ReferenceScorer for Contains {
+    fn common(&self) -> &Common {
+        &self.common
     }
 
-    fn needs_reference(&self) -> bool {
-        true
-    }
-
-    fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else {
-            return self.common.no_reference();
-        };
+    fn score_against(&self, output: &str, reference: &str) -> Score {
         let want = normalize(reference, &self.normalize);
         // An empty reference is contained in everything: a rendering bug in
         // the suite, not a pass.
@@ -51,6 +44,7 @@ impl Scorer for Contains {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorers::Scorer;
 
     fn scorer(normalize: Normalization) -> Contains {
         Contains::new(

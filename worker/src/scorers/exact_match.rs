@@ -1,7 +1,7 @@
 //! `exact_match`: the output equals the reference after normalisation.
 
 use super::normalize::normalize;
-use super::{Common, Scorer, quote};
+use super::{Common, ReferenceScorer, quote};
 use vigil_protocol::{Normalization, Score};
 
 /// Scores 1 when output and reference are equal after normalisation.
@@ -18,19 +18,12 @@ impl ExactMatch {
     }
 }
 
-impl Scorer for ExactMatch {
-    fn name(&self) -> &str {
-        &self.common.name
+impl ReferenceScorer for ExactMatch {
+    fn common(&self) -> &Common {
+        &self.common
     }
 
-    fn needs_reference(&self) -> bool {
-        true
-    }
-
-    fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else {
-            return self.common.no_reference();
-        };
+    fn score_against(&self, output: &str, reference: &str) -> Score {
         let got = normalize(output, &self.normalize);
         let want = normalize(reference, &self.normalize);
         if got == want {
@@ -47,6 +40,7 @@ impl Scorer for ExactMatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorers::Scorer;
 
     fn scorer(normalize: Normalization) -> ExactMatch {
         ExactMatch::new(

@@ -53,6 +53,33 @@ pub trait Scorer: Send + Sync {
     fn score(&self, output: &str, reference: Option<&str>) -> Score;
 }
 
+/// A pure scorer that compares the output with a reference. Implementing it
+/// gives [`Scorer`]: the name comes from [`Common`], and an item without a
+/// reference fails with "no reference" before `score_against` is called.
+pub trait ReferenceScorer: Send + Sync {
+    /// The scorer's name and threshold.
+    fn common(&self) -> &Common;
+    /// Scores one output against its reference.
+    fn score_against(&self, output: &str, reference: &str) -> Score;
+}
+
+impl<T: ReferenceScorer> Scorer for T {
+    fn name(&self) -> &str {
+        &self.common().name
+    }
+
+    fn needs_reference(&self) -> bool {
+        true
+    }
+
+    fn score(&self, output: &str, reference: Option<&str>) -> Score {
+        match reference {
+            Some(reference) => self.score_against(output, reference),
+            None => self.common().no_reference(),
+        }
+    }
+}
+
 /// What a scorer that does IO sees of one item: the output, its reference,
 /// every sampled output (one unless the suite samples k > 1 completions), the
 /// item and the job it came in.

@@ -5,7 +5,7 @@
 //! number right after the last "answer is" / "answer:", and otherwise the
 //! last number in the output (chain-of-thought ends with its answer).
 
-use super::{Common, Scorer, ScorerError, quote};
+use super::{Common, ReferenceScorer, ScorerError, quote};
 use regex::Regex;
 use std::sync::LazyLock;
 use vigil_protocol::Score;
@@ -172,19 +172,12 @@ impl Numeric {
     }
 }
 
-impl Scorer for Numeric {
-    fn name(&self) -> &str {
-        &self.common.name
+impl ReferenceScorer for Numeric {
+    fn common(&self) -> &Common {
+        &self.common
     }
 
-    fn needs_reference(&self) -> bool {
-        true
-    }
-
-    fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else {
-            return self.common.no_reference();
-        };
+    fn score_against(&self, output: &str, reference: &str) -> Score {
         let Some(want) = extract_number(reference) else {
             return self
                 .common
@@ -209,6 +202,7 @@ impl Scorer for Numeric {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorers::Scorer;
 
     fn value(text: &str) -> Option<f64> {
         extract_number(text).map(|n| n.value)

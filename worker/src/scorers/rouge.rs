@@ -4,7 +4,7 @@
 //! them, tokenizer included: lowercase, every run of characters other than
 //! `[a-z0-9]` becomes a space, split on whitespace. No stemming.
 
-use super::{Common, Scorer};
+use super::{Common, ReferenceScorer};
 use std::collections::HashMap;
 use vigil_protocol::{RougeVariant, Score};
 
@@ -140,19 +140,12 @@ impl Rouge {
     }
 }
 
-impl Scorer for Rouge {
-    fn name(&self) -> &str {
-        &self.common.name
+impl ReferenceScorer for Rouge {
+    fn common(&self) -> &Common {
+        &self.common
     }
 
-    fn needs_reference(&self) -> bool {
-        true
-    }
-
-    fn score(&self, output: &str, reference: Option<&str>) -> Score {
-        let Some(reference) = reference else {
-            return self.common.no_reference();
-        };
+    fn score_against(&self, output: &str, reference: &str) -> Score {
         let [r1, r2, rl] = scores(reference, output);
         let value = match self.variant {
             RougeVariant::Rouge1 => r1.fmeasure,
@@ -175,6 +168,7 @@ impl Scorer for Rouge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scorers::Scorer;
 
     fn toks(s: &str) -> Vec<String> {
         tokenize(s)
