@@ -303,14 +303,7 @@ async fn embedded_history_is_read_without_nats() {
     write_arith_dataset(&dir.path().join("dataset.jsonl"), 40, 0);
     let suite = write_suite(dir.path(), &stub.base_url(), "");
     let state = dir.path().join(".vigil");
-    let out = dir.path().join("s.json");
-    let o = run(vigil()
-        .args(["run", suite.to_str().unwrap(), "--no-progress", "--out"])
-        .arg(&out)
-        .arg("--state-dir")
-        .arg(&state));
-    assert_eq!(o.status.code(), Some(0));
-    let run_id = read_summary(&out)["run_id"].as_str().unwrap().to_string();
+    let run_id = run_embedded(&suite, &state);
     let list = run(vigil()
         .args(["runs", "list", "--json", "--state-dir"])
         .arg(&state));

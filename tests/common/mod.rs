@@ -90,6 +90,19 @@ pub fn edit_suite(suite: &Path, from: &str, to: &str) {
     std::fs::write(suite, text.replace(from, to)).unwrap();
 }
 
+/// `vigil run SUITE --no-progress` in embedded mode with its history under
+/// `state` (`--state-dir`); expects exit 0 and returns the run id.
+pub fn run_embedded(suite: &Path, state: &Path) -> String {
+    let out = suite.with_file_name("s.json");
+    let o = run(vigil()
+        .args(["run", suite.to_str().unwrap(), "--no-progress", "--out"])
+        .arg(&out)
+        .arg("--state-dir")
+        .arg(state));
+    assert_eq!(o.status.code(), Some(0));
+    read_summary(&out)["run_id"].as_str().unwrap().to_string()
+}
+
 /// Reads the JSON summary written by `--out`.
 pub fn read_summary(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
