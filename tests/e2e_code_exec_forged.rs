@@ -212,7 +212,7 @@ try:
     open("{marker}", "w").write("ran outside: " + " ".join(found))
 except OSError:
     pass
-sys.stderr.write(" | ".join(found) + "\n")
+sys.stderr.write("found: " + " | ".join(found) + "\n")
 sys.exit(1)
 "#,
         secret = secret.display(),
@@ -330,7 +330,8 @@ async fn forged_code_exec_jobs_get_nothing_out_as_root_and_unprivileged() {
             "{}",
             score.detail
         );
-        assert!(score.detail.starts_with("exit 1"), "{}", score.detail);
+        // It ran, and found nothing (its last line of stderr is the detail).
+        assert_eq!(score.detail, "exit 1: found:");
         let everything = format!("{item:?}");
         for leak in [HOST_SECRET, FAKE_KEY, "server_id", "root:x:0"] {
             assert!(

@@ -258,7 +258,8 @@ impl Sandbox {
     /// that in-process workers together run at most one program per CPU,
     /// never share a uid, and probe the host once.
     pub fn shared(mode: SandboxMode) -> Arc<Sandbox> {
-        static SHARED: OnceLock<Mutex<Vec<(SandboxMode, Arc<Sandbox>)>>> = OnceLock::new();
+        type ByMode = Vec<(SandboxMode, Arc<Sandbox>)>;
+        static SHARED: OnceLock<Mutex<ByMode>> = OnceLock::new();
         let mut all = SHARED
             .get_or_init(Default::default)
             .lock()
