@@ -13,6 +13,7 @@
 
 #[path = "common/cluster.rs"]
 mod cluster;
+mod common;
 
 use cluster::Proc;
 use futures::StreamExt;
@@ -344,4 +345,69 @@ async fn forged_code_exec_jobs_get_nothing_out_as_root_and_unprivileged() {
         assert!(w.child.try_wait().unwrap().is_none(), "the worker died");
         w.kill9();
     }
+}
+
+/// The in-process workers of `vigil run` run programs only for a suite with
+/// a `code_exec` scorer: during a run of a suite without one, a forged
+/// `code_exec` job on the same pool fails `not_allowed`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_process_workers_of_a_suite_without_code_exec_refuse_forged_programs() {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    // Slow answers and one call at a time keep the run going (40 × 300 ms).
+    let stub = StubServer::start(StubConfig {
+        latency: Duration::from_millis(300),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    common::write_arith_dataset(&dir.path().join("dataset.jsonl"), 40, 0);
+    let suite = common::write_suite(dir.path(), &stub.base_url(), common::NO_CACHE);
+    let url = nats.url();
+    let out = dir.path().join("summary.json");
+    let mut run = Proc::spawn(
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--nats",
+            &url,
+            "--workers",
+            "1",
+            "--concurrency",
+            "1",
+            "--no-progress",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+        &dir.path().join("run.log"),
+    );
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    cluster::wait_until("the run's job stream", Duration::from_secs(30), || async {
+        js.get_stream(subjects::STREAM_JOBS).await.is_ok()
+    })
+    .await;
+    let marker = dir.path().join("marker.txt");
+    let program = format!("open({:?}, 'w').write('ran')\n", marker.to_string_lossy());
+    let item = forge(
+        &url,
+        &forged_job("forged-in-run", &stub.base_url(), &program),
+    )
+    .await;
+    let err = item.error.expect("an item error");
+    assert_eq!(err.kind, ErrorKind::NotAllowed, "{}", err.message);
+    assert!(!marker.exists(), "a program ran");
+    assert!(
+        run.child.try_wait().unwrap().is_none(),
+        "the run ended before the forged job was answered: the test proves nothing"
+    );
+    assert_eq!(
+        run.wait_exit(Duration::from_secs(60)),
+        Some(0),
+        "{}",
+        run.log_text()
+    );
+    assert_eq!(common::read_summary(&out)["items_scored"], 40);
 }
