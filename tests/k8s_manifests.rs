@@ -583,7 +583,10 @@ fn dockerfile_runs_vigil_as_the_manifests_user() {
         .find(|l| l.contains("apt-get install"))
         .expect("the runtime stage installs packages");
     for package in ["python3", "bubblewrap"] {
-        assert!(installs.split_whitespace().any(|w| w == package), "{installs}");
+        assert!(
+            installs.split_whitespace().any(|w| w == package),
+            "{installs}"
+        );
     }
     assert!(text.contains("--locked") && text.contains("--bin vigil"));
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();

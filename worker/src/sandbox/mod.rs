@@ -10,19 +10,20 @@
 //!         --die-with-parent --new-session --cap-drop ALL
 //!         --ro-bind <runtime> …   --proc /proc   --dev /dev   --tmpfs /tmp …
 //!         --remount-ro /
-//!     prlimit --cpu --as --nproc --fsize --nofile --core
-//!       python3 -I -B main.py
+//!     env -u PWD                (bwrap sets PWD; nothing but PATH, HOME, LANG remains)
+//!       prlimit --cpu --as --nproc --fsize --nofile --core
+//!         python3 -I -B main.py
 //! ```
 //!
 //! - Files: the root is an empty tmpfs, read-only, holding only the runtime
 //!   ([`mounts`]: the interpreter, its standard library, its shared
-//!   libraries and `prlimit`, bound read-only where they are on the host), a
+//!   libraries, `prlimit` and `env`, bound read-only where they are on the host), a
 //!   private `/proc` of its own PID namespace, a minimal `/dev`, and a
 //!   size-limited private `/tmp` with the program in `/tmp/vigil-<run id>`
 //!   (its HOME and working directory). No `/etc`, `/home`, `/root`, `/run`,
 //!   `/var`, no secrets, no sockets.
 //! - Network: its own namespace, only loopback.
-//! - Environment: only `PATH`, `HOME`, `LANG` (and `PWD`, set by bwrap).
+//! - Environment: only `PATH`, `HOME`, `LANG`.
 //! - Privileges: a user namespace of its own in which it holds no
 //!   capability (bounding, inheritable, ambient sets empty), no_new_privs,
 //!   no further user namespaces, so it cannot undo the read-only mounts. A
@@ -137,6 +138,7 @@ struct Tools {
     bwrap: Option<PathBuf>,
     setpriv: Option<PathBuf>,
     prlimit: Option<PathBuf>,
+    env: Option<PathBuf>,
 }
 
 impl Isolation {
@@ -515,6 +517,12 @@ fn build_command(
     let home = if iso.sandboxed {
         let work = format!("{WORK_PREFIX}{run_id}");
         argv.extend(bwrap_argv(iso, dir, files, &work, limits)?);
+        let env = iso.tools.env.as_ref().ok_or("env missing")?;
+        argv.extend([
+            env.to_string_lossy().into_owned(),
+            "-u".into(),
+            "PWD".into(),
+        ]);
         // The count is the sandbox's own user namespace's; bwrap's PID 1 is
         // one of them.
         argv.extend(prlimit_argv(
@@ -719,6 +727,7 @@ async fn probe_sandbox(config: &SandboxConfig, runner: &'static dyn Runner) -> I
             bwrap: bwrap_path(),
             setpriv: which("setpriv"),
             prlimit: which("prlimit"),
+            env: which("env"),
         },
         mounts: Vec::new(),
     };
@@ -728,6 +737,8 @@ async fn probe_sandbox(config: &SandboxConfig, runner: &'static dyn Runner) -> I
         )
     } else if iso.tools.prlimit.is_none() {
         Some("prlimit (util-linux) is not installed")
+    } else if iso.tools.env.is_none() {
+        Some("env (coreutils) is not installed")
     } else if root && iso.tools.setpriv.is_none() {
         Some(
             "the worker is root and setpriv (util-linux) is not installed to drop to an unprivileged uid",
@@ -739,12 +750,15 @@ async fn probe_sandbox(config: &SandboxConfig, runner: &'static dyn Runner) -> I
         iso.error = Some(m.to_string());
         return iso;
     }
-    let prlimit = iso.tools.prlimit.clone().unwrap_or_default();
+    let tools = [
+        iso.tools.prlimit.clone().unwrap_or_default(),
+        iso.tools.env.clone().unwrap_or_default(),
+    ];
     let mounts = tokio::task::spawn_blocking({
         move || -> Result<Vec<String>, String> {
             let mut m = RuntimeMounts::default();
             let mut paths = runner.runtime_paths()?;
-            paths.push(prlimit);
+            paths.extend(tools);
             for p in &paths {
                 m.expose(p)?;
                 if p.is_file() {
@@ -847,6 +861,7 @@ async fn probe_unsafe(config: &SandboxConfig, runner: &dyn Runner, why: String) 
             bwrap: None,
             setpriv: which("setpriv"),
             prlimit: which("prlimit"),
+            env: None,
         },
         mounts: Vec::new(),
     };

@@ -160,7 +160,7 @@ for d in sorted(dirs):
 
 /// Checks what the sandbox promises, from inside: no capabilities in any
 /// set, no_new_privs, no network but loopback, no host directories, no
-/// environment but PATH, HOME, LANG (and PWD, which bwrap sets).
+/// environment but PATH, HOME, LANG.
 const PYTHON_SELF_TEST: &str = r#"
 import os, socket, sys
 problems = []
@@ -181,7 +181,7 @@ if names != ["lo"]:
 for d in ("/etc", "/home", "/root", "/run", "/var", "/srv", "/mnt"):
     if os.path.exists(d):
         problems.append("%s is visible" % d)
-extra = sorted(set(os.environ) - {"PATH", "HOME", "LANG", "PWD"})
+extra = sorted(set(os.environ) - {"PATH", "HOME", "LANG"})
 if extra:
     problems.append("environment variables %s" % extra)
 try:
