@@ -767,3 +767,28 @@ async fn the_unsafe_mode_runs_without_isolation_and_says_so() {
     assert_eq!(out.status, Status::TimedOut);
     assert_eq!(leftovers(&out.run_id), 0);
 }
+
+#[test]
+fn the_private_tmp_is_bounded_even_when_a_job_asks_for_no_file_size() {
+    in_both_privilege_modes(
+        "the_private_tmp_is_bounded_even_when_a_job_asks_for_no_file_size",
+        || async {
+            let Some(sb) = sandbox_or_fail_closed().await else {
+                return;
+            };
+            // A tmpfs of size 0 would be unlimited.
+            let program = "import os\nfor d in ('/tmp', '/dev/shm'):\n    s = os.statvfs(d)\n    print(d, s.f_blocks * s.f_frsize)\n";
+            let spec = SandboxLimits {
+                file_mb: Some(0),
+                ..Default::default()
+            };
+            let out = run(&sb, program, spec).await;
+            assert!(out.success(), "{:?}", out.status);
+            for line in out.stdout.lines() {
+                let bytes: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+                assert!(bytes > 0 && bytes <= 1 << 20, "{line}");
+            }
+            assert_eq!(out.stdout.lines().count(), 2);
+        },
+    );
+}

@@ -467,7 +467,8 @@ fn bwrap_argv(
     if iso.private_proc {
         argv.extend(["--proc".into(), "/proc".into()]);
     }
-    let size = limits.file_bytes.to_string();
+    // A tmpfs of size 0 would be unlimited: never less than 1 MiB.
+    let size = limits.file_bytes.max(1 << 20).to_string();
     for arg in [
         "--dev",
         "/dev",
