@@ -733,6 +733,19 @@ fn without_a_sandbox_code_execution_fails_closed() {
             assert!(reason.contains("self-test failed"), "{reason}");
             assert!(iso.describe().starts_with("unavailable: "));
             assert_fails_closed(&sb, &reason).await;
+            // Only the explicit unsafe flag runs programs then, and says so.
+            let unsafe_sb = new_sandbox(SandboxMode::UnsafeFallback);
+            let iso = unsafe_sb.isolation().await.clone();
+            assert!(iso.error.is_none() && !iso.sandboxed, "{iso:?}");
+            let note = iso.note.clone().unwrap();
+            assert!(note.starts_with("UNSAFE, no sandbox (--unsafe-code-exec-without-sandbox; the sandbox self-test failed"), "{note}");
+            let s = score(unsafe_sb, "assert False, 'ran'\n", Default::default()).await;
+            assert!(
+                s.detail
+                    .starts_with("exit 1: AssertionError: ran [UNSAFE, no sandbox"),
+                "{}",
+                s.detail
+            );
         },
     );
 }
