@@ -31,7 +31,8 @@
 //!   (`uid_base + slot`).
 //! - Limits: RLIMIT_NPROC counts the processes of the sandbox's own user
 //!   namespace; the memory total is split into per-process address spaces
-//!   so that all processes together stay within it ([`Limits::split`]).
+//!   so that all processes together stay within it ([`Limits::split`]); no
+//!   cgroup is created (yet), so kernel memory (tmpfs inodes) is not bounded.
 //! - Clean-up: on the wall-clock limit bwrap is killed; the sandbox's PID 1
 //!   dies with it (`--die-with-parent`) and the kernel kills every process
 //!   of its PID namespace.
