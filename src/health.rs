@@ -2,7 +2,10 @@
 //!
 //! - `GET /healthz`: 200 while the process serves HTTP at all (liveness).
 //! - `GET /readyz`: 200 when the NATS client is connected and stream
-//!   `VIGIL_JOBS` exists, else 503 with the reason (readiness).
+//!   `VIGIL_JOBS` exists, else 503 with the reason (readiness). A worker
+//!   adds a line saying whether code execution is available
+//!   (`code_exec: available: …` or `code_exec: unavailable: <what is
+//!   missing>`); it does not change the status, since other jobs still run.
 //!
 //! The readiness answer is cached for [`READY_CACHE`] so that a probe storm
 //! does not turn into a storm of JetStream API requests.
@@ -35,6 +38,7 @@ pub struct ReadyProbe {
 #[derive(Default)]
 struct Inner {
     client: Mutex<Option<async_nats::Client>>,
+    detail: Mutex<Option<String>>,
     cached: tokio::sync::Mutex<Option<(Instant, Result<(), String>)>>,
 }
 
@@ -52,6 +56,16 @@ impl ReadyProbe {
         if let Ok(mut cached) = self.inner.cached.try_lock() {
             *cached = None;
         }
+    }
+
+    /// Sets a line `/readyz` adds to its answer whatever the status.
+    pub fn set_detail(&self, line: impl Into<String>) {
+        *self.inner.detail.lock().expect("probe lock") = Some(line.into());
+    }
+
+    /// The line set by [`ReadyProbe::set_detail`], if any.
+    pub fn detail(&self) -> Option<String> {
+        self.inner.detail.lock().expect("probe lock").clone()
     }
 
     /// `Ok` when ready, else why not. At most one check runs at a time; its
@@ -117,13 +131,18 @@ pub async fn serve(
 }
 
 async fn readyz(State(probe): State<ReadyProbe>) -> (StatusCode, String) {
-    match probe.check().await {
+    let (status, mut body) = match probe.check().await {
         Ok(()) => (StatusCode::OK, "ready\n".to_string()),
         Err(why) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: {why}\n"),
         ),
+    };
+    if let Some(line) = probe.detail() {
+        body.push_str(&line);
+        body.push('\n');
     }
+    (status, body)
 }
 
 #[cfg(test)]
@@ -159,6 +178,7 @@ mod tests {
         let (code, body) = get_status(addr, "/readyz").await;
         assert_eq!(code, 503, "{body}");
         assert!(body.contains("not connected"), "{body}");
+        assert!(!body.contains("code_exec"), "{body}");
         assert_eq!(get_status(addr, "/nope").await.0, 404);
         tx.send(()).unwrap();
         // The listener closes once the server has shut down.

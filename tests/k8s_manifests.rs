@@ -577,6 +577,17 @@ fn dockerfile_runs_vigil_as_the_manifests_user() {
         "runtime stage must run as uid 65532"
     );
     assert!(last_stage.contains(r#"ENTRYPOINT ["/usr/local/bin/vigil"]"#));
+    // code_exec's runtime and sandbox (docs/kubernetes.md, "A pool that runs code_exec").
+    let installs = last_stage
+        .lines()
+        .find(|l| l.contains("apt-get install"))
+        .expect("the runtime stage installs packages");
+    for package in ["python3", "bubblewrap"] {
+        assert!(
+            installs.split_whitespace().any(|w| w == package),
+            "{installs}"
+        );
+    }
     assert!(text.contains("--locked") && text.contains("--bin vigil"));
     let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
     for must in ["target", ".git", ".vigil"] {

@@ -365,9 +365,9 @@ pub struct SandboxLimits {
     pub timeout_s: Option<f64>,
     /// CPU seconds.
     pub cpu_s: Option<f64>,
-    /// Address space, MiB.
+    /// Memory of the whole sandbox, MiB (all its processes together).
     pub memory_mb: Option<u64>,
-    /// Processes (and threads) the program may have at once.
+    /// Processes (and threads) the program may have at once, all together.
     pub processes: Option<u32>,
     /// Largest file it may write, MiB.
     pub file_mb: Option<u64>,

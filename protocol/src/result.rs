@@ -111,6 +111,12 @@ pub enum ErrorKind {
     MaxDeliveries,
     /// The run's deadline passed before the item was evaluated.
     Deadline,
+    /// The job asks for something this worker does not allow at all (running
+    /// programs for `code_exec` without `--allow-code-exec`); nothing was run.
+    NotAllowed,
+    /// Code execution is allowed but its sandbox cannot be set up on this
+    /// host; the reason names what is missing. Nothing was run.
+    SandboxUnavailable,
     /// Anything else, with its name.
     #[default]
     Unknown,
@@ -133,6 +139,8 @@ impl ErrorKind {
             ErrorKind::Scorer => "scorer",
             ErrorKind::MaxDeliveries => "max_deliveries",
             ErrorKind::Deadline => "deadline",
+            ErrorKind::NotAllowed => "not_allowed",
+            ErrorKind::SandboxUnavailable => "sandbox_unavailable",
             ErrorKind::Unknown => "unknown",
             ErrorKind::Other(name) => name,
         }
@@ -153,6 +161,8 @@ impl From<String> for ErrorKind {
             "scorer" => ErrorKind::Scorer,
             "max_deliveries" => ErrorKind::MaxDeliveries,
             "deadline" => ErrorKind::Deadline,
+            "not_allowed" => ErrorKind::NotAllowed,
+            "sandbox_unavailable" => ErrorKind::SandboxUnavailable,
             "unknown" => ErrorKind::Unknown,
             _ => ErrorKind::Other(name),
         }

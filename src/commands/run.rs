@@ -113,8 +113,21 @@ pub async fn run(args: RunArgs) -> CommandResult {
 
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
+    // In-process workers run programs only for a suite that has code_exec
+    // scorers: its author wrote them (and the jobs this run publishes).
+    let uses_code_exec = suite
+        .scorers
+        .iter()
+        .any(|s| matches!(s.kind, vigil_protocol::ScorerKind::CodeExec { .. }));
+    let code_exec = crate::commands::worker::code_exec_mode(
+        uses_code_exec,
+        uses_code_exec && args.unsafe_code_exec_without_sandbox,
+    );
     if let Some(addr) = args.health_addr {
         let probe = crate::health::ReadyProbe::new(Some(client.clone()));
+        if args.workers > 0 {
+            crate::commands::worker::report_code_exec(code_exec, Some(&probe)).await;
+        }
         let stop = shutdown.clone();
         crate::health::serve(addr, probe, async move { stop.cancelled().await })
             .await
@@ -162,6 +175,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 scorer_commands: scorer_commands.clone(),
                 local: local.clone(),
                 topology: topology.clone(),
+                code_exec,
                 ..Default::default()
             };
             let (stop, stats) = (workers_stop.clone(), worker_stats.clone());

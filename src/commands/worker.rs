@@ -71,6 +71,41 @@ pub fn local_engine(
     Some(Arc::new(engine))
 }
 
+/// How a worker treats `code_exec`: `None` (never runs programs) unless
+/// allowed; the unsafe flag implies the allowance.
+pub fn code_exec_mode(
+    allow: bool,
+    unsafe_without_sandbox: bool,
+) -> Option<vigil_worker::sandbox::SandboxMode> {
+    use vigil_worker::sandbox::SandboxMode;
+    match (allow, unsafe_without_sandbox) {
+        (_, true) => Some(SandboxMode::UnsafeFallback),
+        (true, false) => Some(SandboxMode::Required),
+        (false, false) => None,
+    }
+}
+
+/// Probes the code sandbox of `mode` (logged once) and tells `probe` what
+/// `/readyz` should say about code execution.
+pub async fn report_code_exec(
+    mode: Option<vigil_worker::sandbox::SandboxMode>,
+    probe: Option<&crate::health::ReadyProbe>,
+) {
+    let line = match mode {
+        Some(mode) => format!(
+            "code_exec: {}",
+            vigil_worker::sandbox::Sandbox::shared(mode)
+                .isolation()
+                .await
+                .describe()
+        ),
+        None => "code_exec: not allowed (start the worker with --allow-code-exec)".to_string(),
+    };
+    if let Some(probe) = probe {
+        probe.set_detail(line);
+    }
+}
+
 pub async fn run(args: WorkerArgs) -> CommandResult {
     let url = args
         .nats
@@ -110,6 +145,7 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
         grace_period: Duration::from_secs_f64(args.grace_period_s.max(0.0)),
         topology: crate::topology_env::topology_from_env().input_error()?,
         max_job_bytes: args.max_job_bytes,
+        code_exec: code_exec_mode(args.allow_code_exec, args.unsafe_code_exec_without_sandbox),
         ..Default::default()
     };
     let shutdown = CancellationToken::new();
@@ -124,6 +160,7 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
                 .infra_error()?;
         tracing::info!(%bound, "health endpoints up");
     }
+    report_code_exec(config.code_exec, Some(&probe)).await;
     let client =
         crate::nats_connect::connect_from_env(&url, &format!("vigil-worker-{}", config.worker_id))
             .await

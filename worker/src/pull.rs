@@ -63,6 +63,9 @@ pub struct WorkerConfig {
     /// The in-process engine for `local` targets, with the model files this
     /// worker allows (`None`: every local job fails as `backend_not_allowed`).
     pub local: Option<Arc<dyn LocalBackend>>,
+    /// Whether `code_exec` runs programs, and how (`None`, the default:
+    /// never; its items fail as `not_allowed`).
+    pub code_exec: Option<crate::sandbox::SandboxMode>,
 }
 
 impl Default for WorkerConfig {
@@ -78,6 +81,7 @@ impl Default for WorkerConfig {
             max_job_bytes: 8 * 1024 * 1024,
             scorer_commands: Default::default(),
             local: None,
+            code_exec: None,
         }
     }
 }
@@ -185,14 +189,28 @@ pub async fn run(
         }
     };
     let backend = BackendClient::new();
+    let sandbox = match config.code_exec {
+        Some(mode) => {
+            // Probed (and logged) once, before the first job.
+            let sandbox = crate::sandbox::Sandbox::shared(mode);
+            sandbox.isolation().await;
+            Some(sandbox)
+        }
+        None => {
+            tracing::info!(
+                "code_exec disabled (no --allow-code-exec): its items fail as not_allowed"
+            );
+            None
+        }
+    };
     let scorer_env = ScorerEnv {
+        sandbox,
         io: scorers::io_env::IoEnv::new(
             backend.clone(),
             config.allow.clone(),
             cache.clone(),
             config.scorer_commands.clone(),
         ),
-        ..Default::default()
     };
     let shared = Arc::new(Shared {
         cache,
@@ -495,11 +513,11 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
     let scorers = match built {
         Ok(scorers) => scorers,
         Err(e) => {
-            let reason = e.to_string();
+            let (kind, reason) = (e.kind(), e.to_string());
             return job
                 .items
                 .iter()
-                .map(|i| failed_item(i, ErrorKind::Scorer, reason.clone()))
+                .map(|i| failed_item(i, kind.clone(), reason.clone()))
                 .collect();
         }
     };

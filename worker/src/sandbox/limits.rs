@@ -12,9 +12,11 @@ pub struct Limits {
     /// CPU seconds (RLIMIT_CPU soft; the hard limit is one second more, so
     /// the program gets SIGXCPU, then SIGKILL).
     pub cpu_s: u64,
-    /// Address space, bytes (RLIMIT_AS).
+    /// Memory of the whole sandbox, bytes: split into the address space
+    /// (RLIMIT_AS) of each of its processes, see [`Limits::split`].
     pub memory_bytes: u64,
-    /// Processes and threads at once (RLIMIT_NPROC, per sandbox uid).
+    /// Processes and threads at once in the whole sandbox (RLIMIT_NPROC in
+    /// the sandbox's own user namespace), see [`Limits::split`].
     pub processes: u32,
     /// Largest file written, bytes (RLIMIT_FSIZE; also the size of each
     /// private tmpfs).
@@ -24,6 +26,10 @@ pub struct Limits {
 }
 
 const MIB: u64 = 1024 * 1024;
+
+/// The least address space one process of a sandbox gets when the memory
+/// total is split (CPython starts in about 20 MiB).
+pub const MIN_PROCESS_MEMORY: u64 = 64 * MIB;
 
 impl Default for Limits {
     /// 10 s wall, 10 s CPU, 1 GiB address space, 32 processes, 16 MiB files,
@@ -98,13 +104,31 @@ impl Limits {
         }
     }
 
-    /// `prlimit` options (util-linux) for these limits; `nproc` is the
-    /// RLIMIT_NPROC value to set (the process limit, or more when the
-    /// sandbox shares its uid with the worker).
+    /// How the memory total is kept without a cgroup: at most this many
+    /// processes, each with this much address space, so that together they
+    /// never exceed `memory_bytes`. Each process gets at least
+    /// [`MIN_PROCESS_MEMORY`]; a small total allows fewer processes.
+    ///
+    /// ```
+    /// use vigil_worker::sandbox::limits::Limits;
+    /// let l = Limits { memory_bytes: 256 << 20, processes: 32, ..Default::default() };
+    /// assert_eq!(l.split(), (4, 64 << 20));
+    /// let l = Limits { memory_bytes: 1 << 30, processes: 2, ..Default::default() };
+    /// assert_eq!(l.split(), (2, 512 << 20));
+    /// ```
+    pub fn split(&self) -> (u32, u64) {
+        let most = (self.memory_bytes / MIN_PROCESS_MEMORY).max(1);
+        let processes = u64::from(self.processes).clamp(1, most);
+        (processes as u32, self.memory_bytes / processes)
+    }
+
+    /// `prlimit` options (util-linux) for these limits, the address space
+    /// per process from [`Limits::split`]; `nproc` is the RLIMIT_NPROC value
+    /// to set (the split's process count, plus what else shares the count).
     pub fn prlimit_args(&self, nproc: u64) -> Vec<String> {
         vec![
             format!("--cpu={}:{}", self.cpu_s, self.cpu_s + 1),
-            format!("--as={}", self.memory_bytes),
+            format!("--as={}", self.split().1),
             format!("--nproc={nproc}"),
             format!("--fsize={}", self.file_bytes),
             format!("--nofile={}", self.open_files),
@@ -114,12 +138,13 @@ impl Limits {
 
     /// One line naming the limits, for details and logs.
     pub fn describe(&self) -> String {
+        let (processes, each) = self.split();
         format!(
-            "wall {:.1}s, cpu {}s, memory {} MiB, {} processes, files {} MiB",
+            "wall {:.1}s, cpu {}s per process, memory {} MiB in at most {processes} processes of {} MiB, files {} MiB",
             self.wall.as_secs_f64(),
             self.cpu_s,
             self.memory_bytes / MIB,
-            self.processes,
+            each / MIB,
             self.file_bytes / MIB
         )
     }

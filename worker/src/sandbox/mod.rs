@@ -1,45 +1,61 @@
 //! A sandbox for running untrusted programs (the `code_exec` scorer).
 //!
-//! Each run gets its own directory, an empty environment (nothing of the
-//! worker's, so no API keys), resource limits and, where the host allows it,
-//! its own network, PID and mount namespaces. The workspace forbids unsafe
-//! code, so nothing is set up in the child with `pre_exec`: the run is a
-//! chain of well-known util-linux wrappers, each of which execs the next.
+//! A program arrives in a job, and a job is data, never authority: the
+//! sandbox must hold whatever the program does. It is built from Debian's
+//! `bubblewrap` (`bwrap`), so that nothing of it is hand-written mount code:
 //!
 //! ```text
-//! unshare --net --pid --fork --kill-child --mount --mount-proc [--user --map-root-user]
-//!   sh -c INIT          (root read-only, private tmpfs on /tmp /var/tmp /dev/shm /run/lock,
-//!                        the program copied into /tmp/work)
-//!     setpriv --reuid U --regid U --clear-groups --no-new-privs      (only when root)
+//! setpriv --reuid U --regid U --clear-groups --no-new-privs   (only when the worker is root)
+//!   bwrap --unshare-user --disable-userns --unshare-{ipc,pid,net,uts,cgroup}
+//!         --die-with-parent --new-session --cap-drop ALL
+//!         --ro-bind <runtime> …   --proc /proc   --dev /dev   --tmpfs /tmp …
+//!         --remount-ro /
+//!     env -u PWD                (bwrap sets PWD; nothing but PATH, HOME, LANG remains)
 //!       prlimit --cpu --as --nproc --fsize --nofile --core
 //!         python3 -I -B main.py
 //! ```
 //!
-//! - No network: the new network namespace has only a loopback that is down.
-//! - Fork bombs: RLIMIT_NPROC counts the processes of a real uid and does not
-//!   bind root. A root worker therefore runs each program as an unprivileged
-//!   uid of its own (`uid_base + slot`, one per concurrent sandbox), so the
-//!   limit binds and counts only that sandbox. A non-root worker's programs
-//!   share its uid: the limit is set to the uid's current task count plus the
-//!   process limit.
-//! - Timeouts and clean-up: on the wall-clock limit the `unshare` process is
-//!   killed; `--kill-child` kills the namespace's init, and the kernel kills
-//!   every process of a PID namespace whose init dies, so nothing survives
-//!   and nothing is left to reap.
-//! - Without namespaces (`unshare` missing or refused), the chain starts at
-//!   `setpriv`/`prlimit` in a new process group; at the end the group (and,
-//!   when root, every process of the sandbox uid) is killed. The network and
-//!   /tmp are then not isolated: every score's detail and a warning in the
-//!   log say so.
+//! - Files: the root is an empty tmpfs, read-only, holding only the runtime
+//!   ([`mounts`]: the interpreter, its standard library, its shared
+//!   libraries, `prlimit` and `env`, bound read-only where they are on the host), a
+//!   private `/proc` of its own PID namespace, a minimal `/dev`, and a
+//!   size-limited private `/tmp` with the program in `/tmp/vigil-<run id>`
+//!   (its HOME and working directory). No `/etc`, `/home`, `/root`, `/run`,
+//!   `/var`, no secrets, no sockets.
+//! - Network: its own namespace, only loopback.
+//! - Environment: only `PATH`, `HOME`, `LANG`.
+//! - Privileges: a user namespace of its own in which it holds no
+//!   capability (bounding, inheritable, ambient sets empty), no_new_privs,
+//!   no further user namespaces, so it cannot undo the read-only mounts. A
+//!   root worker first drops to an unprivileged uid of its own per slot
+//!   (`uid_base + slot`).
+//! - Limits: RLIMIT_NPROC counts the processes of the sandbox's own user
+//!   namespace; the memory total is split into per-process address spaces
+//!   so that all processes together stay within it ([`Limits::split`]); no
+//!   cgroup is created (yet), so kernel memory (tmpfs inodes) is not bounded.
+//! - Clean-up: on the wall-clock limit bwrap is killed; the sandbox's PID 1
+//!   dies with it (`--die-with-parent`) and the kernel kills every process
+//!   of its PID namespace.
+//!
+//! It fails closed: the first use probes the host (tools present, then a
+//! self-test program in the full sandbox checks capabilities, network,
+//! visible directories and environment from inside). If that fails, every
+//! run fails with the reason, and the worker reports it (log, `/readyz`,
+//! item errors of kind `sandbox_unavailable`). Only
+//! [`SandboxMode::UnsafeFallback`] (`--unsafe-code-exec-without-sandbox`)
+//! then runs programs without isolation: `[setpriv] prlimit python3` in a
+//! process group of its own, with every score's detail saying so.
 //!
 //! Runs are bounded by a semaphore (one per CPU by default) and awaited on
 //! tokio's process support, so they never block the worker's runtime.
 
 pub mod limits;
+pub mod mounts;
 pub mod runner;
 
 use limits::Limits;
-use runner::Runner;
+use mounts::RuntimeMounts;
+use runner::{Runner, SELF_TEST_OK};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -47,6 +63,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{OnceCell, Semaphore};
+
+/// Whether programs may run without the sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum SandboxMode {
+    /// Only in the sandbox; where it cannot be set up, nothing runs.
+    #[default]
+    Required,
+    /// In the sandbox where it can be set up, else without isolation
+    /// (`--unsafe-code-exec-without-sandbox`).
+    UnsafeFallback,
+    /// Never isolated (tests of the unsafe path).
+    Unsafe,
+}
 
 /// How a [`Sandbox`] runs programs.
 #[derive(Debug, Clone)]
@@ -61,9 +90,8 @@ pub struct SandboxConfig {
     pub caps: Limits,
     /// Where each run's directory is created (default: the temp directory).
     pub scratch: PathBuf,
-    /// Use namespaces when the host allows them (tests turn this off to
-    /// exercise the fallback).
-    pub namespaces: bool,
+    /// Whether programs may run without the sandbox.
+    pub mode: SandboxMode,
 }
 
 impl Default for SandboxConfig {
@@ -83,33 +111,68 @@ impl Default for SandboxConfig {
             defaults: Limits::default(),
             caps: Limits::caps(),
             scratch: std::env::temp_dir(),
-            namespaces: true,
+            mode: SandboxMode::Required,
         }
     }
 }
 
-/// What isolation the host gives, found once by a probe run.
+/// What isolation the host gives, found once by a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Isolation {
-    /// Network, PID and mount namespaces (private /tmp, read-only root).
-    pub namespaces: bool,
-    /// The namespaces sit in a user namespace (the worker is not root).
-    pub user_namespace: bool,
+    /// Programs run in the bubblewrap sandbox.
+    pub sandboxed: bool,
     /// Programs run as a per-slot unprivileged uid (the worker is root).
     pub drop_uid: bool,
-    /// What is not isolated on this host, when something is not.
+    /// The sandbox has a `/proc` of its own PID namespace (else none at all:
+    /// the host refused to mount one, as in a container with masked paths).
+    pub private_proc: bool,
+    /// What is not isolated, when programs run without the sandbox.
     pub note: Option<String>,
     /// Why programs cannot run at all, when they cannot.
     pub error: Option<String>,
     tools: Tools,
+    mounts: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Tools {
-    sh: PathBuf,
-    unshare: Option<PathBuf>,
+    bwrap: Option<PathBuf>,
     setpriv: Option<PathBuf>,
     prlimit: Option<PathBuf>,
+    env: Option<PathBuf>,
+}
+
+impl Isolation {
+    /// Whether programs can run (in the sandbox, or unsafely when allowed).
+    pub fn available(&self) -> bool {
+        self.error.is_none()
+    }
+
+    /// One line for logs and `/readyz`.
+    pub fn describe(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("unavailable: {e}");
+        }
+        if !self.sandboxed {
+            return format!(
+                "available WITHOUT SANDBOX: {}",
+                self.note.as_deref().unwrap_or("")
+            );
+        }
+        format!(
+            "available: bubblewrap sandbox ({}{}, memory kept by per-process limits, no cgroup)",
+            if self.drop_uid {
+                "unprivileged uid per slot"
+            } else {
+                "the worker's uid in a user namespace"
+            },
+            if self.private_proc {
+                ", private /proc"
+            } else {
+                ", no /proc"
+            }
+        )
+    }
 }
 
 /// How a run ended.
@@ -136,10 +199,10 @@ pub struct Outcome {
     pub stderr: String,
     /// Wall-clock time.
     pub elapsed: Duration,
-    /// A random id, in the program's environment as `VIGIL_SANDBOX` (tests
-    /// find leftover processes by it).
+    /// A random id, part of the program's `HOME` (tests find leftover
+    /// processes by it).
     pub run_id: String,
-    /// What was not isolated, when something was not.
+    /// What was not isolated, when the program ran without the sandbox.
     pub isolation_note: Option<String>,
 }
 
@@ -179,6 +242,9 @@ impl std::fmt::Debug for Sandbox {
 
 const MAX_CAPTURE: usize = 64 * 1024;
 
+/// Where the program's directory is inside the sandbox (`run_id` appended).
+const WORK_PREFIX: &str = "/tmp/vigil-";
+
 impl Sandbox {
     /// A sandbox with its own slots.
     pub fn new(config: SandboxConfig) -> Sandbox {
@@ -191,13 +257,25 @@ impl Sandbox {
         }
     }
 
-    /// The sandbox every worker of this process shares, so that in-process
-    /// workers together run at most one program per CPU and never share a uid.
-    pub fn shared() -> Arc<Sandbox> {
-        static SHARED: OnceLock<Arc<Sandbox>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| Arc::new(Sandbox::new(SandboxConfig::default())))
-            .clone()
+    /// The sandbox every worker of this process with this `mode` shares, so
+    /// that in-process workers together run at most one program per CPU,
+    /// never share a uid, and probe the host once.
+    pub fn shared(mode: SandboxMode) -> Arc<Sandbox> {
+        type ByMode = Vec<(SandboxMode, Arc<Sandbox>)>;
+        static SHARED: OnceLock<Mutex<ByMode>> = OnceLock::new();
+        let mut all = SHARED
+            .get_or_init(Default::default)
+            .lock()
+            .expect("shared sandboxes lock");
+        if let Some((_, sb)) = all.iter().find(|(m, _)| *m == mode) {
+            return sb.clone();
+        }
+        let sb = Arc::new(Sandbox::new(SandboxConfig {
+            mode,
+            ..Default::default()
+        }));
+        all.push((mode, sb.clone()));
+        sb
     }
 
     /// Its configuration.
@@ -205,23 +283,28 @@ impl Sandbox {
         &self.config
     }
 
-    /// The isolation this host gives (probed on first use, then remembered).
+    /// The isolation this host gives (probed on first use and logged once,
+    /// then remembered).
     pub async fn isolation(&self) -> &Isolation {
         self.isolation
             .get_or_init(|| async {
                 let iso = probe(&self.config).await;
-                match (&iso.error, &iso.note) {
-                    (Some(e), _) => tracing::error!(error = %e, "code sandbox unavailable"),
-                    (None, Some(n)) => tracing::warn!(note = %n, "code sandbox: partial isolation"),
-                    (None, None) => tracing::info!(
-                        drop_uid = iso.drop_uid,
-                        user_namespace = iso.user_namespace,
-                        "code sandbox: network, pid and mount namespaces"
-                    ),
+                let what = iso.describe();
+                if iso.error.is_some() {
+                    tracing::error!(code_exec = %what, "code sandbox unavailable: code_exec items fail as sandbox_unavailable");
+                } else if !iso.sandboxed {
+                    tracing::warn!(code_exec = %what, "code_exec runs programs WITHOUT A SANDBOX");
+                } else {
+                    tracing::info!(code_exec = %what, "code sandbox ready");
                 }
                 iso
             })
             .await
+    }
+
+    /// The isolation, if the host has been probed already.
+    pub fn isolation_now(&self) -> Option<&Isolation> {
+        self.isolation.get()
     }
 
     /// Runs `program` with `runner` under `limits`. Never panics: problems
@@ -229,12 +312,8 @@ impl Sandbox {
     pub async fn run(&self, runner: &dyn Runner, program: &str, limits: &Limits) -> Outcome {
         let iso = self.isolation().await.clone();
         if let Some(e) = &iso.error {
-            return Outcome::failed(e.clone(), iso.note.clone());
+            return Outcome::failed(format!("sandbox unavailable: {e}"), iso.note.clone());
         }
-        let command = match runner.command() {
-            Ok(c) => c,
-            Err(e) => return Outcome::failed(e, iso.note.clone()),
-        };
         let _permit = self.permits.acquire().await.expect("semaphore open");
         let slot = self
             .free_slots
@@ -247,19 +326,7 @@ impl Sandbox {
             slot,
         };
         let uid = self.config.uid_base + slot;
-        let dir = match prepare_dir(&self.config.scratch, runner, program, &iso, uid).await {
-            Ok(d) => d,
-            Err(e) => {
-                return Outcome::failed(
-                    format!("cannot prepare the sandbox directory: {e}"),
-                    iso.note.clone(),
-                );
-            }
-        };
-        let outcome = execute(&iso, dir.path(), &command, limits, uid).await;
-        // Removing a directory full of files is blocking work.
-        let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
-        outcome
+        run_in(&iso, &self.config.scratch, runner, program, limits, uid).await
     }
 }
 
@@ -276,130 +343,212 @@ impl Drop for SlotGuard<'_> {
     }
 }
 
-async fn prepare_dir(
+/// One run as `uid`: its directory, the chain, the clean-up.
+async fn run_in(
+    iso: &Isolation,
     scratch: &Path,
     runner: &dyn Runner,
     program: &str,
-    iso: &Isolation,
+    limits: &Limits,
     uid: u32,
+) -> Outcome {
+    let command = match runner.command() {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, iso.note.clone()),
+    };
+    let run_id = hex::encode(rand::random::<[u8; 8]>());
+    let files = runner.files(program);
+    let dir = match prepare_dir(scratch, &files, &run_id, iso.drop_uid.then_some(uid)).await {
+        Ok(d) => d,
+        Err(e) => {
+            return Outcome::failed(
+                format!("cannot prepare the sandbox directory: {e}"),
+                iso.note.clone(),
+            );
+        }
+    };
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    let outcome = execute(iso, dir.path(), &names, &command, limits, uid, run_id).await;
+    // Removing a directory full of files is blocking work.
+    let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
+    outcome
+}
+
+/// A directory on the host with the program's files, readable by `owner`
+/// (the uid a root worker drops to). In the sandbox its files are bound
+/// read-only; without the sandbox the program works in it.
+async fn prepare_dir(
+    scratch: &Path,
+    files: &[(String, String)],
+    run_id: &str,
+    owner: Option<u32>,
 ) -> std::io::Result<tempfile::TempDir> {
     let dir = tempfile::Builder::new()
-        .prefix("vigil-sandbox-")
+        .prefix(&format!("vigil-{run_id}-"))
         .tempdir_in(scratch)?;
-    for (name, text) in runner.files(program) {
+    for (name, text) in files {
         tokio::fs::write(dir.path().join(name), text).await?;
     }
-    if iso.drop_uid {
-        // Without namespaces the program works in this directory as `uid`.
+    if let Some(uid) = owner {
         std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))?;
+        for (name, _) in files {
+            std::os::unix::fs::chown(dir.path().join(name), Some(uid), Some(uid))?;
+        }
     }
     Ok(dir)
 }
 
-/// The mount set-up inside the namespaces: everything read-only, private
-/// size-limited tmpfs where the world may write, the program's files copied
-/// into a tmpfs (so the files it writes count against that size, not the
-/// worker's disk). `$1..` is the command.
-fn init_script(tmpfs_bytes: u64, owner: Option<u32>) -> String {
-    let chown = owner
-        .map(|u| format!("chown -R {u}:{u} /tmp/work\n"))
-        .unwrap_or_default();
-    format!(
-        "set -e\n\
-         mount -o remount,bind,ro /\n\
-         for d in /tmp /var/tmp /dev/shm /run/lock; do\n\
-           if [ -d \"$d\" ]; then mount -t tmpfs -o size={tmpfs_bytes},mode=1777,nosuid,nodev vigil \"$d\"; fi\n\
-         done\n\
-         mkdir /tmp/work\n\
-         cp -R ./. /tmp/work/\n\
-         {chown}cd /tmp/work\n\
-         set +e\n\
-         \"$@\"\n\
-         exit $?\n"
-    )
-}
-
-fn env_for(cmd: &mut tokio::process::Command, home: &str, run_id: &str) {
+fn env_for(cmd: &mut tokio::process::Command, home: &str) {
     cmd.env_clear()
         .env("PATH", "/usr/local/bin:/usr/bin:/bin")
         .env("HOME", home)
-        .env("TMPDIR", "/tmp")
-        .env("LANG", "C.UTF-8")
-        .env("VIGIL_SANDBOX", run_id);
+        .env("LANG", "C.UTF-8");
 }
 
-/// The `setpriv … prlimit … command` part of the chain.
-fn inner_argv(
+/// `setpriv …` when the worker is root: the rest of the chain runs as `uid`.
+fn drop_uid_argv(iso: &Isolation, uid: u32) -> Result<Vec<String>, String> {
+    if !iso.drop_uid {
+        return Ok(Vec::new());
+    }
+    let setpriv = iso.tools.setpriv.as_ref().ok_or("setpriv missing")?;
+    Ok(vec![
+        setpriv.to_string_lossy().into_owned(),
+        format!("--reuid={uid}"),
+        format!("--regid={uid}"),
+        "--clear-groups".into(),
+        "--no-new-privs".into(),
+        "--".into(),
+    ])
+}
+
+/// `prlimit … -- command`; `nproc` is the RLIMIT_NPROC value.
+fn prlimit_argv(
     iso: &Isolation,
     command: &[String],
     limits: &Limits,
-    uid: u32,
+    nproc: u64,
 ) -> Result<Vec<String>, String> {
-    let mut argv = Vec::new();
-    if iso.drop_uid {
-        let setpriv = iso.tools.setpriv.as_ref().ok_or("setpriv missing")?;
-        argv.extend([
-            setpriv.to_string_lossy().into_owned(),
-            format!("--reuid={uid}"),
-            format!("--regid={uid}"),
-            "--clear-groups".into(),
-            "--no-new-privs".into(),
-            "--".into(),
-        ]);
-    }
     let prlimit = iso.tools.prlimit.as_ref().ok_or("prlimit missing")?;
-    let nproc = if iso.drop_uid {
-        u64::from(limits.processes)
-    } else {
-        // Shared uid: the limit counts the worker's own tasks too.
-        tasks_of_uid(current_uid()) + u64::from(limits.processes)
-    };
-    argv.push(prlimit.to_string_lossy().into_owned());
+    let mut argv = vec![prlimit.to_string_lossy().into_owned()];
     argv.extend(limits.prlimit_args(nproc));
     argv.push("--".into());
     argv.extend(command.iter().cloned());
     Ok(argv)
 }
 
+/// The bwrap options of the sandbox (see the module documentation).
+fn bwrap_argv(
+    iso: &Isolation,
+    dir: &Path,
+    files: &[&str],
+    work: &str,
+    limits: &Limits,
+) -> Result<Vec<String>, String> {
+    let bwrap = iso.tools.bwrap.as_ref().ok_or("bwrap missing")?;
+    let mut argv: Vec<String> = [
+        "--unshare-user",
+        "--disable-userns",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--hostname",
+        "sandbox",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    argv.insert(0, bwrap.to_string_lossy().into_owned());
+    argv.extend(iso.mounts.iter().cloned());
+    if iso.private_proc {
+        argv.extend(["--proc".into(), "/proc".into()]);
+    }
+    // A tmpfs of size 0 would be unlimited: never less than 1 MiB.
+    let size = limits.file_bytes.max(1 << 20).to_string();
+    for arg in [
+        "--dev",
+        "/dev",
+        "--size",
+        &size,
+        "--tmpfs",
+        "/dev/shm",
+        "--remount-ro",
+        "/dev",
+        "--size",
+        &size,
+        "--tmpfs",
+        "/tmp",
+        "--dir",
+        work,
+    ] {
+        argv.push(arg.into());
+    }
+    for name in files {
+        argv.extend([
+            "--ro-bind".into(),
+            dir.join(name).to_string_lossy().into_owned(),
+            format!("{work}/{name}"),
+        ]);
+    }
+    argv.extend([
+        "--remount-ro".into(),
+        "/".into(),
+        "--chdir".into(),
+        work.into(),
+        "--".into(),
+    ]);
+    Ok(argv)
+}
+
 fn build_command(
     iso: &Isolation,
     dir: &Path,
+    files: &[&str],
     command: &[String],
     limits: &Limits,
     uid: u32,
     run_id: &str,
 ) -> Result<tokio::process::Command, String> {
-    let inner = inner_argv(iso, command, limits, uid)?;
-    let mut cmd = if iso.namespaces {
-        let unshare = iso.tools.unshare.as_ref().ok_or("unshare missing")?;
-        let mut cmd = tokio::process::Command::new(unshare);
-        if iso.user_namespace {
-            cmd.args(["--user", "--map-root-user"]);
-        }
-        cmd.args([
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount",
-            "--mount-proc",
-            "--",
+    let (processes, _) = limits.split();
+    let mut argv = drop_uid_argv(iso, uid)?;
+    let home = if iso.sandboxed {
+        let work = format!("{WORK_PREFIX}{run_id}");
+        argv.extend(bwrap_argv(iso, dir, files, &work, limits)?);
+        let env = iso.tools.env.as_ref().ok_or("env missing")?;
+        argv.extend([
+            env.to_string_lossy().into_owned(),
+            "-u".into(),
+            "PWD".into(),
         ]);
-        cmd.arg(&iso.tools.sh)
-            .arg("-c")
-            .arg(init_script(limits.file_bytes, iso.drop_uid.then_some(uid)))
-            .arg("vigil-sandbox")
-            .args(&inner);
-        env_for(&mut cmd, "/tmp/work", run_id);
-        cmd
+        // The count is the sandbox's own user namespace's; bwrap's PID 1 is
+        // one of them.
+        argv.extend(prlimit_argv(
+            iso,
+            command,
+            limits,
+            u64::from(processes) + 1,
+        )?);
+        work
     } else {
-        let mut cmd = tokio::process::Command::new(&inner[0]);
-        cmd.args(&inner[1..]);
-        env_for(&mut cmd, &dir.to_string_lossy(), run_id);
-        cmd.process_group(0);
-        cmd
+        let nproc = if iso.drop_uid {
+            u64::from(processes)
+        } else {
+            // Shared uid: the limit counts the worker's own tasks too.
+            tasks_of_uid(current_uid()) + u64::from(processes)
+        };
+        argv.extend(prlimit_argv(iso, command, limits, nproc)?);
+        dir.to_string_lossy().into_owned()
     };
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..]);
+    env_for(&mut cmd, &home);
     cmd.current_dir(dir)
+        .process_group(0)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -410,13 +559,14 @@ fn build_command(
 async fn execute(
     iso: &Isolation,
     dir: &Path,
+    files: &[&str],
     command: &[String],
     limits: &Limits,
     uid: u32,
+    run_id: String,
 ) -> Outcome {
-    let run_id = hex::encode(rand::random::<[u8; 8]>());
     let note = iso.note.clone();
-    let mut cmd = match build_command(iso, dir, command, limits, uid, &run_id) {
+    let mut cmd = match build_command(iso, dir, files, command, limits, uid, &run_id) {
         Ok(c) => c,
         Err(e) => return Outcome::failed(e, note),
     };
@@ -435,8 +585,8 @@ async fn execute(
                 Status::Signaled(sig)
             } else {
                 let code = status.code().unwrap_or(-1);
-                // The init shell reports a signal as 128 + n.
-                if iso.namespaces && code > 128 && code < 128 + 65 {
+                // bwrap reports its child's death by a signal as 128 + n.
+                if iso.sandboxed && code > 128 && code < 128 + 65 {
                     Status::Signaled(code - 128)
                 } else {
                     Status::Exited(code)
@@ -445,14 +595,14 @@ async fn execute(
         }
         Ok(Err(e)) => Status::Failed(format!("waiting for the sandbox failed: {e}")),
         Err(_) => {
-            // Namespaces: killing unshare kills the namespace's init, and
-            // with it every process in the namespace.
+            // Sandboxed: killing bwrap kills the sandbox's PID 1, and with
+            // it every process of its PID namespace.
             let _ = child.start_kill();
             let _ = child.wait().await;
             Status::TimedOut
         }
     };
-    if !iso.namespaces {
+    if !iso.sandboxed {
         kill_leftovers(iso, pid, uid).await;
     }
     let elapsed = started.elapsed();
@@ -565,81 +715,202 @@ fn tasks_of_uid(uid: u32) -> u64 {
     total
 }
 
-/// Finds the tools and tries the full chain once with `true`.
-async fn probe(config: &SandboxConfig) -> Isolation {
+/// Finds the tools and the runtime, then runs the runner's self-test in the
+/// sandbox (with a private `/proc`, else without one).
+async fn probe_sandbox(config: &SandboxConfig, runner: &'static dyn Runner) -> Isolation {
     let root = current_uid() == 0;
-    let tools = Tools {
-        sh: which("sh").unwrap_or_else(|| PathBuf::from("/bin/sh")),
-        unshare: which("unshare"),
-        setpriv: which("setpriv"),
-        prlimit: which("prlimit"),
-    };
     let mut iso = Isolation {
-        namespaces: false,
-        user_namespace: !root,
+        sandboxed: true,
         drop_uid: root,
+        private_proc: true,
         note: None,
         error: None,
-        tools,
+        tools: Tools {
+            bwrap: bwrap_path(),
+            setpriv: which("setpriv"),
+            prlimit: which("prlimit"),
+            env: which("env"),
+        },
+        mounts: Vec::new(),
+    };
+    let missing = if iso.tools.bwrap.is_none() {
+        Some(
+            "bubblewrap (bwrap) is not installed (or not where VIGIL_BWRAP says): install the bubblewrap package",
+        )
+    } else if iso.tools.prlimit.is_none() {
+        Some("prlimit (util-linux) is not installed")
+    } else if iso.tools.env.is_none() {
+        Some("env (coreutils) is not installed")
+    } else if root && iso.tools.setpriv.is_none() {
+        Some(
+            "the worker is root and setpriv (util-linux) is not installed to drop to an unprivileged uid",
+        )
+    } else {
+        None
+    };
+    if let Some(m) = missing {
+        iso.error = Some(m.to_string());
+        return iso;
+    }
+    let tools = [
+        iso.tools.prlimit.clone().unwrap_or_default(),
+        iso.tools.env.clone().unwrap_or_default(),
+    ];
+    let mounts = tokio::task::spawn_blocking({
+        move || -> Result<Vec<String>, String> {
+            let mut m = RuntimeMounts::default();
+            let mut paths = runner.runtime_paths()?;
+            paths.extend(tools);
+            for p in &paths {
+                m.expose(p)?;
+                if p.is_file() {
+                    let real =
+                        std::fs::canonicalize(p).map_err(|e| format!("{}: {e}", p.display()))?;
+                    m.expose_interpreter(&real)?;
+                }
+            }
+            m.copy_root_links();
+            Ok(m.bwrap_args())
+        }
+    })
+    .await;
+    iso.mounts = match mounts {
+        Ok(Ok(m)) => m,
+        Ok(Err(e)) => {
+            iso.error = Some(format!(
+                "cannot find the {} runtime: {e}",
+                runner.language()
+            ));
+            return iso;
+        }
+        Err(e) => {
+            iso.error = Some(format!("probe failed: {e}"));
+            return iso;
+        }
+    };
+    let mut first_error = None;
+    for private_proc in [true, false] {
+        iso.private_proc = private_proc;
+        match self_test(&iso, config, runner).await {
+            Ok(()) => return iso,
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    iso.error = Some(format!(
+        "the sandbox self-test failed{}: {}",
+        if root {
+            ""
+        } else {
+            " (user namespaces are needed)"
+        },
+        first_error.unwrap_or_default()
+    ));
+    iso
+}
+
+/// `VIGIL_BWRAP` when set (an existing file), else `bwrap` on PATH.
+fn bwrap_path() -> Option<PathBuf> {
+    match std::env::var_os("VIGIL_BWRAP").filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+        None => which("bwrap"),
+    }
+}
+
+/// Runs the runner's self-test program with the default limits.
+async fn self_test(
+    iso: &Isolation,
+    config: &SandboxConfig,
+    runner: &dyn Runner,
+) -> Result<(), String> {
+    let out = run_in(
+        iso,
+        &config.scratch,
+        runner,
+        runner.self_test(),
+        &config.defaults,
+        config.uid_base,
+    )
+    .await;
+    if out.success() && out.stdout.contains(SELF_TEST_OK) {
+        return Ok(());
+    }
+    let why = out
+        .stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{:?}", out.status));
+    Err(crate::scorers::short(&why, 160))
+}
+
+/// Without the sandbox: `[setpriv] prlimit` only, tried once with the
+/// runner's self-test program (its isolation checks are expected to fail).
+async fn probe_unsafe(config: &SandboxConfig, runner: &dyn Runner, why: String) -> Isolation {
+    let root = current_uid() == 0;
+    let mut iso = Isolation {
+        sandboxed: false,
+        drop_uid: root,
+        private_proc: false,
+        note: Some(format!(
+            "UNSAFE, no sandbox ({why}): the program sees the host's files and network"
+        )),
+        error: None,
+        tools: Tools {
+            bwrap: None,
+            setpriv: which("setpriv"),
+            prlimit: which("prlimit"),
+            env: None,
+        },
+        mounts: Vec::new(),
     };
     if iso.tools.prlimit.is_none() {
-        iso.error = Some("prlimit (util-linux) not found: programs cannot run with limits".into());
-        return iso;
-    }
-    if root && iso.tools.setpriv.is_none() {
-        iso.error = Some("the worker is root and setpriv (util-linux) is missing: programs would run as root without a process limit".into());
-        return iso;
-    }
-    let Some(truth) = which("true") else {
-        iso.error = Some("`true` not found".into());
-        return iso;
-    };
-    let limits = config.defaults.clone();
-    let uid = config.uid_base;
-    let try_chain = |iso: &Isolation| {
-        let iso = iso.clone();
-        let truth = truth.clone();
-        let limits = limits.clone();
-        let scratch = config.scratch.clone();
-        async move {
-            let dir = tempfile::Builder::new()
-                .prefix("vigil-sandbox-probe-")
-                .tempdir_in(&scratch)
-                .map_err(|e| format!("cannot create a directory in {}: {e}", scratch.display()))?;
-            if iso.drop_uid {
-                std::os::unix::fs::chown(dir.path(), Some(uid), Some(uid))
-                    .map_err(|e| format!("cannot chown to uid {uid}: {e}"))?;
-            }
-            let command = [truth.to_string_lossy().into_owned()];
-            let out = execute(&iso, dir.path(), &command, &limits, uid).await;
-            if out.success() {
-                Ok(())
-            } else {
-                Err(format!("{:?}: {}", out.status, out.stderr.trim()))
-            }
-        }
-    };
-    if config.namespaces && iso.tools.unshare.is_some() {
-        let mut with_ns = iso.clone();
-        with_ns.namespaces = true;
-        match try_chain(&with_ns).await {
-            Ok(()) => return with_ns,
-            Err(e) => {
-                iso.note = Some(format!(
-                    "no network isolation and shared /tmp: namespaces unavailable ({})",
-                    crate::scorers::short(&e, 120)
-                ));
-            }
-        }
+        iso.error = Some("prlimit (util-linux) is not installed".into());
+    } else if root && iso.tools.setpriv.is_none() {
+        iso.error = Some("the worker is root and setpriv (util-linux) is not installed".into());
     } else {
-        iso.note = Some(if config.namespaces {
-            "no network isolation and shared /tmp: unshare (util-linux) not found".into()
-        } else {
-            "no network isolation and shared /tmp: namespaces turned off".into()
-        });
-    }
-    if let Err(e) = try_chain(&iso).await {
-        iso.error = Some(format!("the sandbox does not start: {e}"));
+        let out = run_in(
+            &iso,
+            &config.scratch,
+            runner,
+            "pass\n",
+            &config.defaults,
+            config.uid_base,
+        )
+        .await;
+        if !out.success() {
+            iso.error = Some(format!(
+                "programs do not start: {:?} {}",
+                out.status,
+                crate::scorers::short(out.stderr.trim(), 120)
+            ));
+        }
     }
     iso
+}
+
+/// Probes the host for the runner the sandbox serves (Python).
+async fn probe(config: &SandboxConfig) -> Isolation {
+    let runner = runner::runner_for("python").expect("the python runner");
+    match config.mode {
+        SandboxMode::Unsafe => probe_unsafe(config, runner, "sandbox turned off".into()).await,
+        SandboxMode::Required => probe_sandbox(config, runner).await,
+        SandboxMode::UnsafeFallback => {
+            let iso = probe_sandbox(config, runner).await;
+            match &iso.error {
+                None => iso,
+                Some(e) => {
+                    probe_unsafe(
+                        config,
+                        runner,
+                        format!("--unsafe-code-exec-without-sandbox; {e}"),
+                    )
+                    .await
+                }
+            }
+        }
+    }
 }

@@ -29,7 +29,8 @@ pub struct CodeExec {
 }
 
 /// Builds a `code_exec` scorer from its spec; errors for other kinds and
-/// unknown languages.
+/// unknown languages, then, before any program could run, when the worker
+/// does not allow code execution or its sandbox is unavailable.
 pub fn build(spec: &ScorerSpec, env: &ScorerEnv) -> Result<CodeExec, ScorerError> {
     let ScorerKind::CodeExec {
         language,
@@ -43,18 +44,32 @@ pub fn build(spec: &ScorerSpec, env: &ScorerEnv) -> Result<CodeExec, ScorerError
             message: format!("kind `{}` is not code_exec", spec.kind.name()),
         });
     };
-    let sandbox = env.sandbox.clone().unwrap_or_else(Sandbox::shared);
-    CodeExec::new(
-        Common {
-            name: spec.name.clone(),
-            threshold: spec.threshold,
-        },
-        language,
-        *k,
-        *include_prompt,
-        limits,
-        sandbox,
-    )
+    let common = Common {
+        name: spec.name.clone(),
+        threshold: spec.threshold,
+    };
+    if runner_for(language).is_none() {
+        return Err(unknown_language(&common, language));
+    }
+    let Some(sandbox) = env.sandbox.clone() else {
+        return Err(ScorerError::CodeExecNotAllowed {
+            scorer: spec.name.clone(),
+        });
+    };
+    if let Some(e) = sandbox.isolation_now().and_then(|i| i.error.clone()) {
+        return Err(ScorerError::SandboxUnavailable {
+            scorer: spec.name.clone(),
+            reason: e,
+        });
+    }
+    CodeExec::new(common, language, *k, *include_prompt, limits, sandbox)
+}
+
+fn unknown_language(common: &Common, language: &str) -> ScorerError {
+    ScorerError::InvalidParams {
+        scorer: common.name.clone(),
+        message: format!("no runner for language `{language}` (known: python)"),
+    }
 }
 
 impl CodeExec {
@@ -68,10 +83,7 @@ impl CodeExec {
         limits: &SandboxLimits,
         sandbox: Arc<Sandbox>,
     ) -> Result<CodeExec, ScorerError> {
-        let runner = runner_for(language).ok_or_else(|| ScorerError::InvalidParams {
-            scorer: common.name.clone(),
-            message: format!("no runner for language `{language}` (known: python)"),
-        })?;
+        let runner = runner_for(language).ok_or_else(|| unknown_language(&common, language))?;
         let limits = Limits::from_spec(limits, &sandbox.config().defaults, &sandbox.config().caps);
         Ok(CodeExec {
             common,

@@ -139,8 +139,9 @@ impl Built {
 /// worker; cheap to clone.
 #[derive(Clone, Default)]
 pub struct ScorerEnv {
-    /// The sandbox `code_exec` runs programs in; `None`: the one this
-    /// process shares ([`crate::sandbox::Sandbox::shared`]).
+    /// The sandbox `code_exec` runs programs in; `None`: this worker does
+    /// not run programs (no `--allow-code-exec`), and `code_exec` items fail
+    /// as `not_allowed`.
     pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
     /// Backend client, allow list, response cache and external processes
     /// of the judge, embedding and external scorers.
@@ -166,7 +167,9 @@ pub fn build_for_job(spec: &ScorerSpec, env: &ScorerEnv) -> Result<Built, Scorer
 /// lists decide (a judge's endpoint, an external command) is not an error here.
 pub fn check(spec: &ScorerSpec) -> Result<(), ScorerError> {
     match build_for_job(spec, &ScorerEnv::default()) {
-        Ok(_) | Err(ScorerError::NotAllowed { .. }) => Ok(()),
+        Ok(_) | Err(ScorerError::NotAllowed { .. } | ScorerError::CodeExecNotAllowed { .. }) => {
+            Ok(())
+        }
         Err(e) => Err(e),
     }
 }
@@ -215,6 +218,22 @@ pub enum ScorerError {
         /// What is not allowed, and how to allow it.
         message: String,
     },
+    /// A `code_exec` scorer on a worker that does not run programs.
+    #[error(
+        "scorer `{scorer}`: this worker does not run programs for code_exec (start it with --allow-code-exec)"
+    )]
+    CodeExecNotAllowed {
+        /// The scorer's name.
+        scorer: String,
+    },
+    /// A `code_exec` scorer on a worker whose code sandbox cannot be set up.
+    #[error("scorer `{scorer}`: code sandbox unavailable on this worker: {reason}")]
+    SandboxUnavailable {
+        /// The scorer's name.
+        scorer: String,
+        /// What is missing (from the sandbox's probe).
+        reason: String,
+    },
     /// The job names a kind this worker does not know.
     #[error("scorer `{scorer}`: kind `{kind}` is not supported by this worker")]
     UnsupportedKind {
@@ -223,6 +242,19 @@ pub enum ScorerError {
         /// The kind's name as the job gave it.
         kind: String,
     },
+}
+
+impl ScorerError {
+    /// The item error kind of items whose scorer could not be built:
+    /// `not_allowed` and `sandbox_unavailable` for `code_exec` on a worker
+    /// that will not or cannot run programs, else `scorer`.
+    pub fn kind(&self) -> vigil_protocol::ErrorKind {
+        match self {
+            ScorerError::CodeExecNotAllowed { .. } => vigil_protocol::ErrorKind::NotAllowed,
+            ScorerError::SandboxUnavailable { .. } => vigil_protocol::ErrorKind::SandboxUnavailable,
+            _ => vigil_protocol::ErrorKind::Scorer,
+        }
+    }
 }
 
 /// Builds the scorer a spec describes.
