@@ -83,6 +83,10 @@ pub struct StubConfig {
     pub max_concurrency: Option<usize>,
     /// The first N requests for each distinct prompt are answered 500.
     pub fail_first_attempts: u32,
+    /// Every request whose prompt text contains this is answered 500 (a
+    /// backend that always fails on some items; two stubs that differ only
+    /// here serve a baseline and a candidate that fails those items).
+    pub fail_marker: Option<String>,
     /// Seeds the per-request fault draws.
     pub seed: u64,
     /// The model named when a request names none, and in `/v1/models`.
@@ -103,6 +107,7 @@ impl Default for StubConfig {
             empty_rate: 0.0,
             max_concurrency: None,
             fail_first_attempts: 0,
+            fail_marker: None,
             seed: 0,
             model: "stub-model".to_string(),
         }
@@ -118,7 +123,7 @@ pub struct StubStats {
     pub ok: AtomicU64,
     /// Answered 500 (random or scripted).
     pub server_errors: AtomicU64,
-    /// Of `server_errors`, those scripted by `fail_first_attempts`.
+    /// Of `server_errors`, those scripted by `fail_first_attempts` or `fail_marker`.
     pub scripted_failures: AtomicU64,
     /// Answered 429 by `rate_limit_rate`.
     pub rate_limited: AtomicU64,
@@ -156,7 +161,7 @@ pub struct StubStatsSnapshot {
     pub ok: u64,
     /// Answered 500 (random or scripted).
     pub server_errors: u64,
-    /// Of `server_errors`, those scripted by `fail_first_attempts`.
+    /// Of `server_errors`, those scripted by `fail_first_attempts` or `fail_marker`.
     pub scripted_failures: u64,
     /// Answered 429 by `rate_limit_rate`.
     pub rate_limited: u64,
@@ -756,7 +761,12 @@ async fn complete(
     // Each request gets its own RNG: deterministic for a seed and arrival order,
     // and no lock shared between requests.
     let mut rng = SmallRng::seed_from_u64(st.cfg.seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let scripted = st.scripted_failure(asked.key);
+    let scripted = st.scripted_failure(asked.key)
+        || st
+            .cfg
+            .fail_marker
+            .as_deref()
+            .is_some_and(|m| asked.text.contains(m));
     let fault = draw(&st.cfg, &mut rng);
     let mut delay = st.cfg.latency;
     if !st.cfg.latency_jitter.is_zero() {

@@ -72,7 +72,8 @@ async fn score(sb: Arc<Sandbox>, program: &str, spec: SandboxLimits) -> Score {
             item: &item,
             job: &job,
         })
-        .await;
+        .await
+        .expect("the sandbox runs the program (a sandbox error is an item error)");
     eprintln!("score {} passed {} detail {}", s.value, s.passed, s.detail);
     s
 }
