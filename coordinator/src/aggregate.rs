@@ -193,6 +193,9 @@ impl Aggregator {
                 self.cached += 1;
             }
             if let Some(error) = &item.error {
+                // Its tags still place it in its slices, for the per-slice
+                // paired tests (the slice summaries count scored items only).
+                self.slices.begin_item(item.index, &item.tags);
                 self.count_error(item.index, &error.kind);
                 continue;
             }

@@ -465,7 +465,10 @@ fn model_side_failures_are_fails_in_the_pairs_and_scorer_errors_are_left_out() {
                 vec![score("exact", 1.0, true), score("judge", 0.5, true)],
                 1.0,
             ),
-            failed(1, ErrorKind::Timeout),
+            ItemResult {
+                tags: [("lang".to_string(), "fr".to_string())].into(),
+                ..failed(1, ErrorKind::Timeout)
+            },
             failed(2, ErrorKind::Scorer),
         ],
     ));
@@ -479,6 +482,8 @@ fn model_side_failures_are_fails_in_the_pairs_and_scorer_errors_are_left_out() {
         // The scorer could not score: no verdict on the model.
         assert!(s.values[2].is_nan(), "{}", s.name);
     }
+    // A failed item keeps its tags: per-slice paired tests see it.
+    assert_eq!(scores.slices()["lang"]["fr"], [1]);
     // In the summary every failed item counts, whatever its kind.
     let s = agg.summary(&meta(1));
     assert_eq!((s.scores["exact"].n, s.scores["exact"].n_scored), (4, 1));
