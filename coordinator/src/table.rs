@@ -166,7 +166,7 @@ pub fn render(summary: &RunSummary) -> String {
     }
     if let Some(c) = &s.comparison {
         out.push('\n');
-        out.push_str(&render_comparison(c, &s.run_id));
+        out.push_str(&render_comparison(c, &s.run_id, false));
     }
     let verdict = if s.passed { "PASS" } else { "FAIL" };
     if !s.passed && s.items_scored == 0 {
@@ -181,7 +181,9 @@ pub fn render(summary: &RunSummary) -> String {
 /// manifest differences, the note (how items were paired, or why they could
 /// not be), one row per test (difference, 95% interval, Holm-adjusted p,
 /// flips; `*` marks a significant difference) and the flipped items.
-/// `vigil compare` prints it, and the run table ends with it.
+/// `vigil compare` prints it with every slice test (`all_slices`); the run
+/// table ends with it, showing the run-level tests and only the significant
+/// slice tests (a line counts the others).
 ///
 /// ```
 /// use vigil_protocol::{Comparison, MetricComparison};
@@ -189,11 +191,11 @@ pub fn render(summary: &RunSummary) -> String {
 ///     tests: vec![MetricComparison { scorer: "exact".into(), metric: "pass_rate".into(), diff: -0.3,
 ///         significant: true, flipped_to_fail: vec!["q1".into()], ..Default::default() }],
 ///     ..Default::default() };
-/// let text = vigil_coordinator::table::render_comparison(&c, "c");
+/// let text = vigil_coordinator::table::render_comparison(&c, "c", true);
 /// assert!(text.contains("baseline  b (latest_passing)"));
 /// assert!(text.contains("exact pass->fail: q1"));
 /// ```
-pub fn render_comparison(c: &Comparison, candidate: &str) -> String {
+pub fn render_comparison(c: &Comparison, candidate: &str, all_slices: bool) -> String {
     let mut out = String::new();
     if c.baseline_source.is_empty() {
         let _ = writeln!(out, "baseline  {}", c.baseline_run_id);
@@ -221,7 +223,9 @@ pub fn render_comparison(c: &Comparison, candidate: &str) -> String {
         "{:<10} {:<10} {:<18} {:>6} {:>8} {:>8} {:>8} {:>18} {:>8} {:>4} {:>4}",
         "SCORER", "METRIC", "SLICE", "N", "BASE", "CAND", "DIFF", "95% CI", "P_HOLM", "P>F", "F>P"
     );
-    for t in &c.tests {
+    let shown =
+        |t: &&vigil_protocol::MetricComparison| all_slices || t.slice.is_none() || t.significant;
+    for t in c.tests.iter().filter(shown) {
         let _ = writeln!(
             out,
             "{:<10} {:<10} {:<18} {:>6} {:>8.4} {:>8.4} {:>+8.4} {:>18} {:>8.4} {:>4} {:>4}{}",
@@ -237,6 +241,13 @@ pub fn render_comparison(c: &Comparison, candidate: &str) -> String {
             t.pass_to_fail,
             t.fail_to_pass,
             if t.significant { "  *" } else { "" }
+        );
+    }
+    let hidden = c.tests.iter().filter(|t| !shown(t)).count();
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "({hidden} slice tests without a significant difference not shown; `vigil compare` lists them)"
         );
     }
     for t in c.tests.iter().filter(|t| t.slice.is_none()) {

@@ -211,21 +211,32 @@ fn the_comparison_with_the_baseline_is_on_the_terminal() {
             candidate: "bb".into(),
         }],
         note: Some("104 items paired by id (0 added, 0 removed)".into()),
-        tests: vec![MetricComparison {
-            scorer: "exact".into(),
-            metric: "pass_rate".into(),
-            n: 104,
-            baseline: 0.9,
-            candidate: 0.7788,
-            diff: -0.1212,
-            ci_low: -0.2,
-            ci_high: -0.05,
-            p_adjusted: 0.001,
-            significant: true,
-            pass_to_fail: 13,
-            flipped_to_fail: vec!["q3".into(), "q7".into()],
-            ..Default::default()
-        }],
+        tests: vec![
+            MetricComparison {
+                scorer: "exact".into(),
+                metric: "pass_rate".into(),
+                n: 104,
+                baseline: 0.9,
+                candidate: 0.7788,
+                diff: -0.1212,
+                ci_low: -0.2,
+                ci_high: -0.05,
+                p_adjusted: 0.001,
+                significant: true,
+                pass_to_fail: 13,
+                flipped_to_fail: vec!["q3".into(), "q7".into()],
+                ..Default::default()
+            },
+            MetricComparison {
+                scorer: "exact".into(),
+                metric: "pass_rate".into(),
+                slice: Some("lang=fr".into()),
+                n: 50,
+                diff: -0.01,
+                p_adjusted: 0.9,
+                ..Default::default()
+            },
+        ],
         ..Default::default()
     });
     let text = render(&s);
@@ -237,8 +248,10 @@ fn the_comparison_with_the_baseline_is_on_the_terminal() {
         "note: 104 items paired by id (0 added, 0 removed)",
         "-0.1212 [-0.2000, -0.0500]   0.0010   13    0  *",
         "exact pass->fail: q3, q7",
+        "(1 slice tests without a significant difference not shown; `vigil compare` lists them)",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
+    assert!(!text.contains("lang=fr"), "{text}");
     assert!(text.trim_end().ends_with("verdict: FAIL"), "{text}");
 }
