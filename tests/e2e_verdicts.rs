@@ -105,10 +105,24 @@ fn workers(dir: &Path, nats: &NatsServer, allow: &[String]) -> Vec<Proc> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_failing_30_percent_of_the_items_fails_the_run_and_its_gate() {
+    fails_the_run_and_its_gate(failing_stub(), "server_error").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_timing_out_on_30_percent_of_the_items_fails_the_run_and_its_gate() {
+    let hanging = StubConfig {
+        hang_marker: Some(MARK.into()),
+        ..Default::default()
+    };
+    fails_the_run_and_its_gate(hanging, "timeout").await;
+}
+
+/// A run against a backend that fails 30 of the 100 items with `kind`.
+async fn fails_the_run_and_its_gate(stub: StubConfig, kind: &str) {
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
         .unwrap();
-    let stub = StubServer::start(failing_stub()).await.unwrap();
+    let stub = StubServer::start(stub).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     write_marked_dataset(&dir.path().join("dataset.jsonl"), 0..ITEMS);
     let suite = write_suite(
@@ -116,6 +130,7 @@ async fn a_backend_failing_30_percent_of_the_items_fails_the_run_and_its_gate() 
         &stub.base_url(),
         &format!("{NO_CACHE}gates:\n  - {{ metric: exact.pass_rate, min: 0.9 }}\n"),
     );
+    edit_suite(&suite, "timeout_s: 5", "timeout_s: 1");
     let _workers = workers(dir.path(), &nats, &[stub.base_url()]);
     let client = async_nats::connect(nats.url()).await.unwrap();
     let mut alerts = client.subscribe("vigil.alerts.>").await.unwrap();
@@ -128,7 +143,7 @@ async fn a_backend_failing_30_percent_of_the_items_fails_the_run_and_its_gate() 
         (s["items_scored"].as_u64(), s["items_failed"].as_u64()),
         (Some(70), Some(30))
     );
-    assert_eq!(s["errors"], serde_json::json!({ "server_error": 30 }));
+    assert_eq!(s["errors"], serde_json::json!({ kind: 30 }));
     let exact = &s["scores"]["exact"];
     assert_eq!(exact["pass_rate"], 0.7);
     assert_eq!(exact["n"], ITEMS as u64);

@@ -4,7 +4,8 @@
 //! Answers are deterministic functions of the prompt (see [`answer`]); faults
 //! (500, 429, dropped connections, hangs, invalid JSON, empty choices) are drawn
 //! per request from a seeded RNG, or scripted with
-//! [`StubConfig::fail_first_attempts`].
+//! [`StubConfig::fail_first_attempts`], or keyed on the prompt with
+//! [`StubConfig::fail_marker`] (500) and [`StubConfig::hang_marker`] (hang).
 //!
 //! The routes are axum handlers, but connections are served with hyper
 //! directly (one task per connection) instead of `axum::serve`: that is what
@@ -87,6 +88,9 @@ pub struct StubConfig {
     /// backend that always fails on some items; two stubs that differ only
     /// here serve a baseline and a candidate that fails those items).
     pub fail_marker: Option<String>,
+    /// Every request whose prompt text contains this hangs for [`HANG_FOR`]
+    /// (a backend that times out on some items).
+    pub hang_marker: Option<String>,
     /// Seeds the per-request fault draws.
     pub seed: u64,
     /// The model named when a request names none, and in `/v1/models`.
@@ -108,6 +112,7 @@ impl Default for StubConfig {
             max_concurrency: None,
             fail_first_attempts: 0,
             fail_marker: None,
+            hang_marker: None,
             seed: 0,
             model: "stub-model".to_string(),
         }
@@ -761,13 +766,14 @@ async fn complete(
     // Each request gets its own RNG: deterministic for a seed and arrival order,
     // and no lock shared between requests.
     let mut rng = SmallRng::seed_from_u64(st.cfg.seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let scripted = st.scripted_failure(asked.key)
-        || st
-            .cfg
-            .fail_marker
-            .as_deref()
-            .is_some_and(|m| asked.text.contains(m));
-    let fault = draw(&st.cfg, &mut rng);
+    let marked =
+        |marker: &Option<String>| marker.as_deref().is_some_and(|m| asked.text.contains(m));
+    let scripted = st.scripted_failure(asked.key) || marked(&st.cfg.fail_marker);
+    let fault = if marked(&st.cfg.hang_marker) {
+        Some(Fault::Hang)
+    } else {
+        draw(&st.cfg, &mut rng)
+    };
     let mut delay = st.cfg.latency;
     if !st.cfg.latency_jitter.is_zero() {
         delay += st.cfg.latency_jitter.mul_f64(rng.random::<f64>());
