@@ -161,7 +161,7 @@ async fn judge_grades_are_cached_and_a_changed_rubric_misses() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_unreachable_judge_fails_its_scores_with_a_reason_and_the_run_finishes() {
+async fn an_unreachable_judge_gives_scorer_errors_with_a_reason_and_the_run_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
@@ -185,32 +185,36 @@ async fn an_unreachable_judge_fails_its_scores_with_a_reason_and_the_run_finishe
     rubric: "Say something. [[reply: I like it a lot.]] {{{{ output }}}}""#
     );
     let suite = arith_suite(dir.path(), &stub.base_url(), &scorers);
-    let summary = run_suite(&suite, &nats, &dir.path().join("s.json"), &[]);
-    assert_eq!(
-        summary["items_scored"], ITEMS as u64,
-        "the model's answers count"
-    );
-    assert_eq!(summary["scores"]["exact"]["pass_rate"], 1.0);
+    // A judge that cannot grade gives no score, not a 0 that reads as a
+    // model failure: each item fails with a `scorer` error naming the
+    // scorers and their reasons, and the run (nothing scored, every item
+    // spent from the error budget) fails.
+    let summary = run_expecting(&suite, &nats, &dir.path().join("s.json"), &[], 1);
+    assert_eq!(summary["items_scored"], 0);
+    assert_eq!(summary["items_failed"], ITEMS as u64);
+    assert_eq!(summary["errors"], serde_json::json!({ "scorer": ITEMS }));
     for name in ["judge", "garbled"] {
-        assert_eq!(summary["scores"][name]["mean"], 0.0, "{name}");
-        assert_eq!(summary["scores"][name]["n"], ITEMS as u64, "{name}");
+        assert_eq!(summary["scores"][name]["n_scored"], 0, "{name}");
     }
     let items = item_results(&nats.url(), summary["run_id"].as_str().unwrap()).await;
     assert_eq!(items.len(), ITEMS);
     for item in items.values() {
-        let dead = score(item, "judge");
+        assert!(item.scores.is_empty(), "{item:?}");
+        let error = item.error.as_ref().expect("a scorer error");
+        assert_eq!(error.kind.as_str(), "scorer");
         assert!(
-            dead.detail.starts_with("judge call failed: connection"),
+            error
+                .message
+                .starts_with("scorer `judge`: judge call failed: connection"),
             "{}",
-            dead.detail
+            error.message
         );
-        let garbled = score(item, "garbled");
         assert!(
-            garbled
-                .detail
-                .starts_with("judge answer unparseable (no score found): `I like it a lot.`"),
+            error.message.contains(
+                "; scorer `garbled`: judge answer unparseable (no score found): `I like it a lot.`"
+            ),
             "{}",
-            garbled.detail
+            error.message
         );
     }
 }
@@ -393,13 +397,17 @@ async fn external_scorer_answers_survives_hangs_and_crashes_and_needs_an_allow()
     );
 
     let allow = format!("python3 {}", script.display());
-    let s1 = run_suite(
+    // The hung and the crashed scorer calls are scorer errors, not scores
+    // of 0: 2 of 5 items failed, beyond the error budget (exit 1).
+    let s1 = run_expecting(
         &suite,
         &nats,
         &dir.path().join("s1.json"),
         &["--allow-scorer-command", &allow],
+        1,
     );
-    assert_eq!(s1["items_scored"], rows.len() as u64);
+    assert_eq!(s1["items_scored"], rows.len() as u64 - 2);
+    assert_eq!(s1["errors"], serde_json::json!({ "scorer": 2 }));
     let items = item_results(&nats.url(), s1["run_id"].as_str().unwrap()).await;
     let words = |id: &str| score(&items[id], "words").clone();
     assert_eq!(words("two").value, 0.5);
@@ -408,26 +416,23 @@ async fn external_scorer_answers_survives_hangs_and_crashes_and_needs_an_allow()
     assert_eq!(words("four").value, 1.0);
     assert_eq!(words("one").value, 0.25);
     assert!(!words("one").passed);
-    let hang = words("hang");
+    let error = |id: &str| {
+        let e = items[id]
+            .error
+            .clone()
+            .unwrap_or_else(|| panic!("{id} failed"));
+        assert_eq!(e.kind.as_str(), "scorer");
+        assert!(items[id].scores.is_empty());
+        e.message
+    };
+    let hang = error("hang");
     assert!(
-        !hang.passed
-            && hang
-                .detail
-                .starts_with("no answer within 5000 ms; the process was killed"),
-        "{}",
-        hang.detail
+        hang.starts_with("scorer `words`: no answer within 5000 ms; the process was killed"),
+        "{hang}"
     );
-    let crash = words("crash");
-    assert!(
-        !crash.passed && crash.detail.contains("exit status: 7"),
-        "{}",
-        crash.detail
-    );
-    assert!(
-        crash.detail.contains("scorer: giving up on crash"),
-        "{}",
-        crash.detail
-    );
+    let crash = error("crash");
+    assert!(crash.contains("exit status: 7"), "{crash}");
+    assert!(crash.contains("scorer: giving up on crash"), "{crash}");
 }
 
 #[test]

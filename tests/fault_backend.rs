@@ -31,15 +31,15 @@ fn suite_text(
 }
 
 /// Starts `workers` worker processes (`concurrency` calls each), runs the
-/// coordinator on `suite` until it exits 0 (at most `limit`), and returns the
-/// summary and the workers, still running.
+/// coordinator on `suite` until it exits with `exit` (at most `limit`), and
+/// returns the summary and the workers, still running.
 fn run_with_workers(
     dir: &std::path::Path,
     nats: &NatsServer,
     stub: &StubServer,
     (workers, concurrency): (usize, usize),
     suite: &std::path::Path,
-    limit: Duration,
+    (limit, exit): (Duration, i32),
 ) -> (serde_json::Value, Vec<Proc>) {
     let (url, base) = (nats.url(), stub.base_url());
     let workers = (0..workers)
@@ -57,7 +57,7 @@ fn run_with_workers(
         .collect();
     let out = dir.join("summary.json");
     let mut c = coordinator(dir, "coordinator", suite, &url, &out, &[]);
-    assert_eq!(c.wait_exit(limit), Some(0), "{}", c.log_text());
+    assert_eq!(c.wait_exit(limit), Some(exit), "{}", c.log_text());
     (read_summary(&out), workers)
 }
 
@@ -90,14 +90,21 @@ async fn every_backend_fault_at_once_ends_in_a_summary_that_adds_up() {
         &stub,
         (2, 64),
         &suite,
-        Duration::from_secs(60),
+        // Far more than 2% of the items fail: the error budget fails the run.
+        (Duration::from_secs(60), 1),
     );
     let (scored, failed) = (
         s["items_scored"].as_u64().unwrap(),
         s["items_failed"].as_u64().unwrap(),
     );
     assert_eq!(scored + failed, n as u64, "every item accounted once");
-    assert_eq!(s["scores"]["exact"]["n"], scored);
+    // Every item is in the denominator; the survivors are `n_scored`.
+    assert_eq!(s["scores"]["exact"]["n"], n as u64);
+    assert_eq!(s["scores"]["exact"]["n_scored"], scored);
+    assert_eq!(s["passed"], false);
+    let budget = s["gates"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(budget["metric"], "error_budget", "{s}");
+    assert_eq!(budget["passed"], false, "{budget}");
     let errors = s["errors"].as_object().unwrap();
     assert_eq!(
         errors.values().map(|v| v.as_u64().unwrap()).sum::<u64>(),
@@ -174,7 +181,7 @@ async fn rate_limits_shrink_the_worker_and_every_item_still_gets_scored() {
         &stub,
         (1, 64),
         &suite,
-        Duration::from_secs(60),
+        (Duration::from_secs(60), 0),
     );
     let stats = stub.stats().snapshot();
     eprintln!(
@@ -213,7 +220,8 @@ async fn the_deadline_ends_the_run_and_workers_skip_expired_jobs() {
         &stub,
         (1, 8),
         &suite,
-        Duration::from_secs(60),
+        // Items failed by the deadline are spent from the error budget.
+        (Duration::from_secs(60), 1),
     );
     let scored = s["items_scored"].as_u64().unwrap();
     let deadline = s["errors"]["deadline"].as_u64().unwrap_or(0);

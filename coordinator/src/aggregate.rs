@@ -150,9 +150,19 @@ impl Aggregator {
         true
     }
 
-    fn count_error(&mut self, kind: &str) {
+    /// Counts item `index` as failed with `kind`. A model-side failure
+    /// ([`ErrorKind::is_model_side`]) is also a 0, not passed, in every
+    /// scorer's per-item values, so paired comparisons count it as a fail;
+    /// other failures stay without a score there (left out of the pairs).
+    fn count_error(&mut self, index: u64, kind: &ErrorKind) {
         self.failed += 1;
-        *self.errors.entry(kind.to_string()).or_insert(0) += 1;
+        *self.errors.entry(kind.as_str().to_string()).or_insert(0) += 1;
+        if kind.is_model_side() {
+            let n = self.items_total as usize;
+            for agg in &mut self.scorers {
+                agg.per_item(n).0[index as usize] = 0.0;
+            }
+        }
     }
 
     /// Adds a job's results; items already counted (same index) are duplicates
@@ -183,7 +193,10 @@ impl Aggregator {
                 self.cached += 1;
             }
             if let Some(error) = &item.error {
-                self.count_error(error.kind.as_str());
+                // Its tags still place it in its slices, for the per-slice
+                // paired tests (the slice summaries count scored items only).
+                self.slices.begin_item(item.index, &item.tags);
+                self.count_error(item.index, &error.kind);
                 continue;
             }
             if !item.cached {
@@ -210,14 +223,8 @@ impl Aggregator {
                 if score.passed {
                     agg.passed += 1;
                 }
-                let items_total = self.items_total as usize;
-                let per_item = agg
-                    .item_scores
-                    .get_or_insert_with(|| vec![f32::NAN; items_total]);
+                let (per_item, bits) = agg.per_item(self.items_total as usize);
                 per_item[item.index as usize] = value as f32;
-                let bits = agg
-                    .item_passed
-                    .get_or_insert_with(|| vec![0; items_total.div_ceil(64)]);
                 if score.passed {
                     bits[(item.index / 64) as usize] |= 1 << (item.index % 64);
                 }
@@ -250,7 +257,7 @@ impl Aggregator {
             }
             self.ids.set(index, &id, self.items_total);
             tracing::trace!(index, item_id = %id, kind = %kind, "item failed without a result");
-            self.count_error(kind.as_str());
+            self.count_error(index, &kind);
             newly += 1;
         }
         if newly > 0 {
@@ -368,7 +375,7 @@ impl Aggregator {
             .scorer_names
             .iter()
             .zip(&self.scorers)
-            .map(|(name, agg)| (name.clone(), score_summary(agg)))
+            .map(|(name, agg)| (name.clone(), score_summary(agg, self.failed)))
             .collect();
         let slices = self
             .slices
@@ -419,32 +426,80 @@ impl Aggregator {
     }
 }
 
-fn score_summary(agg: &ScorerAgg) -> ScoreSummary {
-    ScoreSummary {
-        corpus_bleu: agg.bleu.as_ref().map(|b| b.corpus()),
-        classification: agg.confusion.as_ref().map(|c| c.summary()),
-        ..summarize(&agg.values, agg.passed)
+impl ScorerAgg {
+    /// The per-item values and pass bits of a run of `n` items, allocated
+    /// (no score, not passed) on first use.
+    fn per_item(&mut self, n: usize) -> (&mut Vec<f32>, &mut Vec<u64>) {
+        (
+            self.item_scores.get_or_insert_with(|| vec![f32::NAN; n]),
+            self.item_passed
+                .get_or_insert_with(|| vec![0; n.div_ceil(64)]),
+        )
     }
 }
 
-/// A score summary from a scorer's values and pass count.
-pub fn summarize(values: &Welford, passed: u64) -> ScoreSummary {
-    let n = values.count();
-    let (mean_ci_low, mean_ci_high) = mean_interval(values, CONFIDENCE);
-    let (ci_low, ci_high) = wilson_interval(passed, n, CONFIDENCE);
+fn score_summary(agg: &ScorerAgg, failed: u64) -> ScoreSummary {
     ScoreSummary {
-        mean: values.mean(),
-        mean_ci_low,
-        mean_ci_high,
-        pass_rate: if n == 0 {
+        corpus_bleu: agg.bleu.as_ref().map(|b| b.corpus()),
+        classification: agg.confusion.as_ref().map(|c| c.summary()),
+        ..summarize_with_failed(&agg.values, agg.passed, failed)
+    }
+}
+
+/// A score summary from a scorer's values and pass count, over the scored
+/// items only (per-slice summaries): the headline figures equal the
+/// `*_scored` ones.
+pub fn summarize(values: &Welford, passed: u64) -> ScoreSummary {
+    summarize_with_failed(values, passed, 0)
+}
+
+/// A score summary over every item: the scorer's values and pass count plus
+/// `failed` items that count as 0 and not passed in the headline figures
+/// (`mean`, `pass_rate`, their intervals, `n`); the `*_scored` figures
+/// leave them out.
+///
+/// ```
+/// use vigil_coordinator::aggregate::summarize_with_failed;
+/// use vigil_coordinator::stats::Welford;
+/// let mut w = Welford::new();
+/// for _ in 0..7 { w.push(1.0); }
+/// let s = summarize_with_failed(&w, 7, 3);
+/// assert_eq!((s.n, s.n_scored, s.pass_rate, s.pass_rate_scored), (10, 7, 0.7, 1.0));
+/// assert!((s.mean - 0.7).abs() < 1e-12 && s.mean_scored == 1.0);
+/// ```
+pub fn summarize_with_failed(values: &Welford, passed: u64, failed: u64) -> ScoreSummary {
+    let rate = |passed: u64, n: u64| {
+        if n == 0 {
             0.0
         } else {
             passed as f64 / n as f64
-        },
+        }
+    };
+    let n_scored = values.count();
+    let (mean_scored_ci_low, mean_scored_ci_high) = mean_interval(values, CONFIDENCE);
+    let (pass_rate_scored_ci_low, pass_rate_scored_ci_high) =
+        wilson_interval(passed, n_scored, CONFIDENCE);
+    let mut all = Welford::constant(0.0, failed);
+    all.merge(values);
+    let n = all.count();
+    let (mean_ci_low, mean_ci_high) = mean_interval(&all, CONFIDENCE);
+    let (ci_low, ci_high) = wilson_interval(passed, n, CONFIDENCE);
+    ScoreSummary {
+        mean: all.mean(),
+        mean_ci_low,
+        mean_ci_high,
+        pass_rate: rate(passed, n),
         ci_low,
         ci_high,
         n,
         passed,
+        mean_scored: values.mean(),
+        mean_scored_ci_low,
+        mean_scored_ci_high,
+        pass_rate_scored: rate(passed, n_scored),
+        pass_rate_scored_ci_low,
+        pass_rate_scored_ci_high,
+        n_scored,
         ..Default::default()
     }
 }

@@ -9,7 +9,7 @@ use crate::aggregate::Aggregator;
 use crate::compare::{self, CompareOptions};
 use crate::history::{self, BaselineSource};
 use crate::render::Renderer;
-use crate::scores_store;
+use crate::scores_store::{self, RunScores};
 use crate::suite::Suite;
 use async_nats::jetstream;
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,7 +27,8 @@ pub async fn compare_with_baseline(
     summary: &mut RunSummary,
     explicit: Option<&str>,
 ) {
-    let scores = aggregate.run_scores(&summary.run_id);
+    let mut scores = aggregate.run_scores(&summary.run_id);
+    fill_missing_ids(suite, renderer, &mut scores).await;
     if let Err(e) = scores_store::store(js, &scores).await {
         tracing::warn!(run_id = %summary.run_id, error = %e, "could not store per-item scores");
     }
@@ -81,21 +82,18 @@ pub async fn compare_with_baseline(
     summary.comparison = Some(comparison);
 }
 
-/// Replaces the `#index` placeholders of flipped items that the results did
-/// not name with the items' ids, by one pass over the dataset (only the
-/// listed indices are kept).
-async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison: &mut Comparison) {
-    let wanted: BTreeSet<u64> = comparison
-        .tests
-        .iter()
-        .flat_map(|t| t.flipped_to_fail.iter().chain(&t.flipped_to_pass))
-        .filter_map(|s| s.strip_prefix('#')?.parse().ok())
-        .collect();
+/// The ids of the items at `wanted` indices, by one pass over the dataset
+/// (only those are kept); none when the dataset cannot be read.
+async fn dataset_ids(
+    suite: &Suite,
+    renderer: &Arc<Renderer>,
+    wanted: BTreeSet<u64>,
+) -> BTreeMap<u64, String> {
     if wanted.is_empty() {
-        return;
+        return BTreeMap::new();
     }
     let (spec, renderer) = (suite.dataset.clone(), renderer.clone());
-    let ids = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut ids = BTreeMap::new();
         let Ok(records) = crate::dataset::open(&spec) else {
             return ids;
@@ -104,13 +102,39 @@ async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison:
             if wanted.contains(&record.index)
                 && let Ok(id) = renderer.item_id(&record)
             {
-                ids.insert(format!("#{}", record.index), id);
+                ids.insert(record.index, id);
             }
         }
         ids
     })
     .await
-    .unwrap_or_default();
+    .unwrap_or_default()
+}
+
+/// Gives the stored scores the ids of items that failed without a result
+/// (deadline, max deliveries), so later comparisons pair them by id too.
+async fn fill_missing_ids(suite: &Suite, renderer: &Arc<Renderer>, scores: &mut RunScores) {
+    let total = scores.items_total;
+    let wanted: BTreeSet<u64> = (0..total)
+        .filter(|&i| scores.ids.get(i).is_none())
+        .collect();
+    for (index, id) in dataset_ids(suite, renderer, wanted).await {
+        scores.ids.set(index, &id, total);
+    }
+}
+
+/// Replaces the `#index` placeholders of flipped items that the results did
+/// not name with the items' ids, by one pass over the dataset (only the
+/// listed indices are kept).
+async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison: &mut Comparison) {
+    let wanted: BTreeSet<u64> = crate::item_ids::unnamed_flipped(comparison)
+        .into_iter()
+        .collect();
+    let ids: BTreeMap<String, String> = dataset_ids(suite, renderer, wanted)
+        .await
+        .into_iter()
+        .map(|(index, id)| (format!("#{index}"), id))
+        .collect();
     for t in &mut comparison.tests {
         for name in t
             .flipped_to_fail

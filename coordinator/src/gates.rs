@@ -67,6 +67,13 @@ pub const SCORE_FIELDS: &[&str] = &[
     "mean_ci_high",
     "n",
     "passed",
+    "mean_scored",
+    "mean_scored_ci_low",
+    "mean_scored_ci_high",
+    "pass_rate_scored",
+    "pass_rate_scored_ci_low",
+    "pass_rate_scored_ci_high",
+    "n_scored",
 ];
 
 /// The value of `metric` in `summary`, or `None` when the run has no such
@@ -134,6 +141,13 @@ pub fn score_field(s: &vigil_protocol::ScoreSummary, field: &str) -> Option<f64>
         "mean_ci_high" => Some(s.mean_ci_high),
         "n" => Some(s.n as f64),
         "passed" => Some(s.passed as f64),
+        "mean_scored" => Some(s.mean_scored),
+        "mean_scored_ci_low" => Some(s.mean_scored_ci_low),
+        "mean_scored_ci_high" => Some(s.mean_scored_ci_high),
+        "pass_rate_scored" => Some(s.pass_rate_scored),
+        "pass_rate_scored_ci_low" => Some(s.pass_rate_scored_ci_low),
+        "pass_rate_scored_ci_high" => Some(s.pass_rate_scored_ci_high),
+        "n_scored" => Some(s.n_scored as f64),
         _ => None,
     }
 }
@@ -222,13 +236,18 @@ fn evaluate_one(gate: &GateSpec, summary: &RunSummary) -> GateOutcome {
     out
 }
 
-/// Whether a regression gate holds, and why.
+/// Whether a regression gate holds, and why. Only "no baseline yet" (no
+/// comparison at all) passes without a test; a baseline that could not be
+/// paired (no common items, scores gone, lookup failed) fails with the reason.
 fn regression_check(summary: &RunSummary, metric: &str, max_drop: f64) -> (bool, String) {
     let Some(comparison) = &summary.comparison else {
-        return (true, "no baseline to compare with".into());
+        return (
+            true,
+            "no baseline yet: nothing to compare with (passes)".into(),
+        );
     };
     let Some((scorer, field)) = metric.rsplit_once('.') else {
-        return (true, format!("`{metric}` is not a scorer metric"));
+        return (false, format!("`{metric}` is not a scorer metric"));
     };
     let tests = || {
         comparison
@@ -246,8 +265,11 @@ fn regression_check(summary: &RunSummary, metric: &str, max_drop: f64) -> (bool,
             .clone()
             .unwrap_or_else(|| format!("no paired test of `{metric}`"));
         return (
-            true,
-            format!("not compared with {}: {why}", comparison.baseline_run_id),
+            false,
+            format!(
+                "cannot compare with baseline {}: {why}",
+                comparison.baseline_run_id
+            ),
         );
     };
     let failed = crate::compare::is_significant_regression(t, max_drop);
@@ -265,17 +287,60 @@ fn regression_check(summary: &RunSummary, metric: &str, max_drop: f64) -> (bool,
     )
 }
 
-/// Fills `summary.gates` and sets `summary.passed`: every gate held and at
-/// least one item was scored (a run that scored nothing never passes).
+/// The suite's `error_budget` when it sets none: 2% of the items may fail.
+pub const DEFAULT_ERROR_BUDGET: f64 = 0.02;
+
+/// The metric name of the run-level error budget's outcome.
+pub const ERROR_BUDGET: &str = "error_budget";
+
+/// The outcome of the run-level error budget: at most `budget` (a fraction
+/// of `items_total`, rounded down to whole items) may have failed, whatever
+/// their kind. The value is the fraction that failed.
+///
+/// ```
+/// use vigil_coordinator::gates::error_budget;
+/// use vigil_protocol::RunSummary;
+/// let s = RunSummary { items_total: 100, items_failed: 2, ..Default::default() };
+/// assert!(error_budget(0.02, &s).passed);
+/// let s = RunSummary { items_total: 100, items_failed: 3, ..Default::default() };
+/// let out = error_budget(0.02, &s);
+/// assert!(!out.passed);
+/// assert_eq!(out.detail.as_deref(), Some("3 of 100 items failed; the error budget allows 2 (0.02)"));
+/// ```
+pub fn error_budget(budget: f64, summary: &RunSummary) -> GateOutcome {
+    let (failed, total) = (summary.items_failed, summary.items_total);
+    // The epsilon keeps 0.29 × 100 at 29 items, not 28.999….
+    let allowed = (budget * total as f64 + 1e-9).floor() as u64;
+    GateOutcome {
+        metric: ERROR_BUDGET.into(),
+        max: Some(budget),
+        value: metric_value(summary, "error_rate"),
+        passed: failed <= allowed,
+        detail: Some(format!(
+            "{failed} of {total} items failed; the error budget allows {allowed} ({budget})"
+        )),
+        ..Default::default()
+    }
+}
+
+/// Fills `summary.gates` and sets `summary.passed`: every gate held, the
+/// error budget (when given: the suite's `error_budget`) held, and at least
+/// one item was scored (a run that scored nothing never passes). The error
+/// budget's outcome comes last among the gates, named [`ERROR_BUDGET`].
 ///
 /// ```
 /// use vigil_coordinator::gates::{apply, GateSpec};
 /// use vigil_protocol::RunSummary;
 /// let mut s = RunSummary { items_total: 1, items_scored: 1, ..Default::default() };
-/// apply(&[GateSpec { metric: "error_rate".into(), max: Some(0.0), ..Default::default() }], &mut s);
+/// apply(&[GateSpec { metric: "error_rate".into(), max: Some(0.0), ..Default::default() }], Some(0.02), &mut s);
 /// assert!(s.passed);
+/// assert_eq!(s.gates[1].metric, "error_budget");
 /// ```
-pub fn apply(gates: &[GateSpec], summary: &mut RunSummary) {
+pub fn apply(gates: &[GateSpec], error_budget_fraction: Option<f64>, summary: &mut RunSummary) {
     summary.gates = evaluate(gates, summary);
+    if let Some(budget) = error_budget_fraction {
+        let outcome = error_budget(budget, summary);
+        summary.gates.push(outcome);
+    }
     summary.passed = summary.gates.iter().all(|g| g.passed) && summary.items_scored > 0;
 }

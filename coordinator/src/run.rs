@@ -436,7 +436,7 @@ async fn run_in_span(
         config.baseline.as_deref(),
     )
     .await;
-    gates::apply(&suite.gates, &mut summary);
+    gates::apply(&suite.gates, Some(suite.error_budget), &mut summary);
     publish_summary(&js, &summary).await?;
     if let Err(e) = crate::alerts::publish(&js, &summary).await {
         tracing::warn!(error = %e, "could not publish alerts");

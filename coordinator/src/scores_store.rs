@@ -13,11 +13,11 @@
 //! str = u32 length + UTF-8 bytes
 //! ```
 //!
-//! Items are paired by their index (position in the dataset), not by id: the
-//! manifest's dataset SHA-256 says whether two runs index the same items. The
-//! trailing ids section only names items (flipped items in a comparison). It
-//! was added without a version bump: readers that predate it stop after the
-//! tags and ignore it, and files without it decode with no ids.
+//! Comparisons pair items by the trailing ids section (and name flipped items
+//! with it); only files without it pair by index. A model-side failure is
+//! stored as value 0, not passed; no verdict (a scorer error) as NaN. The ids
+//! section was added without a version bump: readers that predate it stop
+//! after the tags and ignore it, and files without it decode with no ids.
 
 use crate::item_ids::ItemIds;
 use async_nats::jetstream;

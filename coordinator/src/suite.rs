@@ -86,6 +86,9 @@ pub struct Suite {
     pub pool: String,
     /// Seconds after the start of a run after which unfinished items fail as `deadline`.
     pub deadline_s: Option<f64>,
+    /// The largest fraction of the items that may fail (any error kind)
+    /// before the run fails whatever its scores (default 0.02, 0..=1).
+    pub error_budget: f64,
     /// Characters of each output kept in item results (default 2000).
     pub keep_output_chars: u32,
     /// The response cache (`cache: {enabled, ttl_s}`); default: on for
@@ -492,6 +495,8 @@ struct RawSuite {
     #[serde(default)]
     deadline_s: Option<f64>,
     #[serde(default)]
+    error_budget: Option<f64>,
+    #[serde(default)]
     keep_output_chars: Option<u32>,
     #[serde(default)]
     cache: CacheConfig,
@@ -739,6 +744,15 @@ impl Checker<'_> {
                 format!("must be a positive number of seconds, got {d}"),
             ));
         }
+        let error_budget = raw
+            .error_budget
+            .unwrap_or(crate::gates::DEFAULT_ERROR_BUDGET);
+        if !(0.0..=1.0).contains(&error_budget) {
+            return Err(self.err(
+                "error_budget",
+                format!("must be a fraction of the items between 0 and 1, got {error_budget}"),
+            ));
+        }
         Ok(Suite {
             name: raw.name,
             path: self.path.to_path_buf(),
@@ -751,6 +765,7 @@ impl Checker<'_> {
             shard_size,
             pool,
             deadline_s: raw.deadline_s,
+            error_budget,
             keep_output_chars: raw.keep_output_chars.unwrap_or(DEFAULT_KEEP_OUTPUT_CHARS),
             cache: raw.cache,
             samples,

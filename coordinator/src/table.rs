@@ -1,7 +1,7 @@
 //! The terminal report of a run: a compact, aligned, colourless table.
 
 use std::fmt::Write as _;
-use vigil_protocol::{GateOutcome, RunSummary};
+use vigil_protocol::{Comparison, GateOutcome, RunSummary};
 
 /// [`columns`] for the other table modules.
 pub(crate) fn columns_pub(rows: &[Vec<String>]) -> String {
@@ -99,6 +99,7 @@ pub fn render(summary: &RunSummary) -> String {
             "pass rate [95% Wilson CI]".to_string(),
             "passed".to_string(),
             "n".to_string(),
+            "scored only: pass rate (n)".to_string(),
         ]];
         for (name, sc) in &s.scores {
             rows.push(vec![
@@ -110,6 +111,7 @@ pub fn render(summary: &RunSummary) -> String {
                 format!("{:.4} [{:.4}, {:.4}]", sc.pass_rate, sc.ci_low, sc.ci_high),
                 sc.passed.to_string(),
                 sc.n.to_string(),
+                format!("{:.4} ({})", sc.pass_rate_scored, sc.n_scored),
             ]);
         }
         out.push_str(&columns(&rows));
@@ -156,16 +158,115 @@ pub fn render(summary: &RunSummary) -> String {
                         None => "= n/a (no such metric)".to_string(),
                     },
                     bounds(g),
+                    g.detail.clone().unwrap_or_default(),
                 ]
             })
             .collect();
         out.push_str(&columns(&rows));
+    }
+    if let Some(c) = &s.comparison {
+        out.push('\n');
+        out.push_str(&render_comparison(c, &s.run_id, false));
     }
     let verdict = if s.passed { "PASS" } else { "FAIL" };
     if !s.passed && s.items_scored == 0 {
         let _ = writeln!(out, "verdict: {verdict} (no item was scored)");
     } else {
         let _ = writeln!(out, "verdict: {verdict}");
+    }
+    out
+}
+
+/// A paired comparison as text: which baseline and how it was chosen, the
+/// manifest differences, the note (how items were paired, or why they could
+/// not be), one row per test (difference, 95% interval, Holm-adjusted p,
+/// flips; `*` marks a significant difference) and the flipped items.
+/// `vigil compare` prints it with every slice test (`all_slices`); the run
+/// table ends with it, showing the run-level tests and only the significant
+/// slice tests (a line counts the others).
+///
+/// ```
+/// use vigil_protocol::{Comparison, MetricComparison};
+/// let c = Comparison { baseline_run_id: "b".into(), baseline_source: "latest_passing".into(),
+///     tests: vec![MetricComparison { scorer: "exact".into(), metric: "pass_rate".into(), diff: -0.3,
+///         significant: true, flipped_to_fail: vec!["q1".into()], ..Default::default() }],
+///     ..Default::default() };
+/// let text = vigil_coordinator::table::render_comparison(&c, "c", true);
+/// assert!(text.contains("baseline  b (latest_passing)"));
+/// assert!(text.contains("exact pass->fail: q1"));
+/// ```
+pub fn render_comparison(c: &Comparison, candidate: &str, all_slices: bool) -> String {
+    let mut out = String::new();
+    if c.baseline_source.is_empty() {
+        let _ = writeln!(out, "baseline  {}", c.baseline_run_id);
+    } else {
+        let _ = writeln!(
+            out,
+            "baseline  {} ({})",
+            c.baseline_run_id, c.baseline_source
+        );
+    }
+    let _ = writeln!(out, "candidate {candidate}");
+    if c.manifest_diffs.is_empty() {
+        out.push_str("manifests: identical determinants\n");
+    } else {
+        out.push_str("manifests DIFFER:\n");
+        for d in &c.manifest_diffs {
+            let _ = writeln!(out, "  {}: {} -> {}", d.field, d.baseline, d.candidate);
+        }
+    }
+    if let Some(note) = &c.note {
+        let _ = writeln!(out, "note: {note}");
+    }
+    let _ = writeln!(
+        out,
+        "{:<10} {:<10} {:<18} {:>6} {:>8} {:>8} {:>8} {:>18} {:>8} {:>4} {:>4}",
+        "SCORER", "METRIC", "SLICE", "N", "BASE", "CAND", "DIFF", "95% CI", "P_HOLM", "P>F", "F>P"
+    );
+    let shown =
+        |t: &&vigil_protocol::MetricComparison| all_slices || t.slice.is_none() || t.significant;
+    for t in c.tests.iter().filter(shown) {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<10} {:<18} {:>6} {:>8.4} {:>8.4} {:>+8.4} {:>18} {:>8.4} {:>4} {:>4}{}",
+            t.scorer,
+            t.metric,
+            t.slice.as_deref().unwrap_or("(all)"),
+            t.n,
+            t.baseline,
+            t.candidate,
+            t.diff,
+            format!("[{:+.4}, {:+.4}]", t.ci_low, t.ci_high),
+            t.p_adjusted,
+            t.pass_to_fail,
+            t.fail_to_pass,
+            if t.significant { "  *" } else { "" }
+        );
+    }
+    let hidden = c.tests.iter().filter(|t| !shown(t)).count();
+    if hidden > 0 {
+        let _ = writeln!(
+            out,
+            "({hidden} slice tests without a significant difference not shown; `vigil compare` lists them)"
+        );
+    }
+    for t in c.tests.iter().filter(|t| t.slice.is_none()) {
+        if !t.flipped_to_fail.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} pass->fail: {}",
+                t.scorer,
+                t.flipped_to_fail.join(", ")
+            );
+        }
+        if !t.flipped_to_pass.is_empty() {
+            let _ = writeln!(
+                out,
+                "{} fail->pass: {}",
+                t.scorer,
+                t.flipped_to_pass.join(", ")
+            );
+        }
     }
     out
 }

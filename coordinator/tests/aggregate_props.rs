@@ -125,8 +125,10 @@ fn duplicated_job_results_count_once() {
     assert!(agg.is_complete());
     let s = agg.summary(&meta(2));
     let exact = &s.scores["exact"];
-    assert_eq!((exact.n, exact.passed), (3, 2));
-    assert!((exact.mean - 2.0 / 3.0).abs() < 1e-12);
+    // The failed item is in the denominator (a 0, not passed).
+    assert_eq!((exact.n, exact.n_scored, exact.passed), (4, 3, 2));
+    assert!((exact.mean - 0.5).abs() < 1e-12);
+    assert!((exact.mean_scored - 2.0 / 3.0).abs() < 1e-12);
     assert_eq!(s.tokens.input, 30);
     assert_eq!(s.errors.get("timeout"), Some(&1));
     assert_eq!(s.items_scored + s.items_failed, s.items_total);
@@ -365,24 +367,51 @@ fn summary_fields_and_intervals() {
     assert_eq!(s.tokens.output, 200);
 
     let e = &s.scores["exact"];
-    assert_eq!((e.n, e.passed), (100, 81));
-    assert_eq!(e.pass_rate, 0.81);
-    assert_eq!((e.ci_low, e.ci_high), wilson_interval(81, 100, 0.95));
-    assert!((e.ci_low - 0.7222).abs() < 1e-4 && (e.ci_high - 0.8749).abs() < 1e-4);
-    assert_eq!(e.mean, 0.81);
-    assert!(e.mean_ci_low < 0.81 && 0.81 < e.mean_ci_high);
+    // Every item is in the headline figures: the 10 failed ones count as
+    // 0, not passed.
+    assert_eq!((e.n, e.passed), (110, 81));
+    assert_eq!(e.pass_rate, 81.0 / 110.0);
+    assert_eq!((e.ci_low, e.ci_high), wilson_interval(81, 110, 0.95));
+    assert!((e.mean - 81.0 / 110.0).abs() < 1e-12);
+    let p: f64 = 81.0 / 110.0;
+    let t = vigil_coordinator::stats::student_t_quantile(0.95, 109);
+    let half = t * (p * (1.0 - p) * 110.0 / 109.0).sqrt() / 110f64.sqrt();
+    assert!((e.mean_ci_low - (p - half)).abs() < 1e-6, "{e:?}");
+    assert!((e.mean_ci_high - (p + half)).abs() < 1e-6, "{e:?}");
+    // The survivors only, under their own names.
+    assert_eq!(e.n_scored, 100);
+    assert_eq!(e.pass_rate_scored, 0.81);
+    assert_eq!(
+        (e.pass_rate_scored_ci_low, e.pass_rate_scored_ci_high),
+        wilson_interval(81, 100, 0.95)
+    );
+    assert!(
+        (e.pass_rate_scored_ci_low - 0.7222).abs() < 1e-4
+            && (e.pass_rate_scored_ci_high - 0.8749).abs() < 1e-4
+    );
+    assert_eq!(e.mean_scored, 0.81);
     // For 0/1 scores: mean ± t(99)·s/√n with s² = p(1−p)·n/(n−1).
     let half = 1.98421695159 * (0.81f64 * 0.19 * 100.0 / 99.0).sqrt() / 10.0;
-    assert!((e.mean_ci_low - (0.81 - half)).abs() < 1e-9);
-    assert!((e.mean_ci_high - (0.81 + half)).abs() < 1e-9);
+    assert!((e.mean_scored_ci_low - (0.81 - half)).abs() < 1e-9);
+    assert!((e.mean_scored_ci_high - (0.81 + half)).abs() < 1e-9);
 
-    // A scorer that never scored: present, n = 0, widest intervals.
+    // A scorer that never scored: present, its survivors n = 0 with the
+    // widest intervals; the failed items alone in its denominator.
     let never = &s.scores["never"];
     assert_eq!(
-        (never.n, never.pass_rate, never.ci_low, never.ci_high),
+        (
+            never.n_scored,
+            never.pass_rate_scored,
+            never.pass_rate_scored_ci_low,
+            never.pass_rate_scored_ci_high
+        ),
         (0, 0.0, 0.0, 1.0)
     );
-    assert_eq!((never.mean_ci_low, never.mean_ci_high), (0.0, 1.0));
+    assert_eq!(
+        (never.mean_scored_ci_low, never.mean_scored_ci_high),
+        (0.0, 1.0)
+    );
+    assert_eq!((never.n, never.pass_rate), (10, 0.0));
 
     // Latency: the 90 uncached items, 1..=90 ms.
     assert!((s.latency_ms.p50 - 45.0).abs() < 0.05, "{:?}", s.latency_ms);
@@ -423,4 +452,42 @@ fn a_million_items_aggregate_completely() {
     assert!(agg.is_complete());
     assert_eq!(agg.summary(&meta(10)).scores["exact"].n, total);
     assert_eq!(agg.item_scores("exact").unwrap().len(), total as usize);
+}
+
+#[test]
+fn model_side_failures_are_fails_in_the_pairs_and_scorer_errors_are_left_out() {
+    let mut agg = Aggregator::new(4, vec!["exact".into(), "judge".into()]);
+    agg.add_job_result(&job(
+        0,
+        vec![
+            scored(
+                0,
+                vec![score("exact", 1.0, true), score("judge", 0.5, true)],
+                1.0,
+            ),
+            ItemResult {
+                tags: [("lang".to_string(), "fr".to_string())].into(),
+                ..failed(1, ErrorKind::Timeout)
+            },
+            failed(2, ErrorKind::Scorer),
+        ],
+    ));
+    agg.fail_items([(3, "item-3".to_string())], ErrorKind::Deadline, "late");
+    let scores = agg.run_scores("run-1");
+    for s in &scores.scorers {
+        assert!(!s.values[0].is_nan(), "{}", s.name);
+        // The model timed out or never answered: a fail of the item.
+        assert_eq!((s.values[1], s.passed(1)), (0.0, false), "{}", s.name);
+        assert_eq!((s.values[3], s.passed(3)), (0.0, false), "{}", s.name);
+        // The scorer could not score: no verdict on the model.
+        assert!(s.values[2].is_nan(), "{}", s.name);
+    }
+    // A failed item keeps its tags: per-slice paired tests see it.
+    assert_eq!(scores.slices()["lang"]["fr"], [1]);
+    // In the summary every failed item counts, whatever its kind.
+    let s = agg.summary(&meta(1));
+    assert_eq!((s.scores["exact"].n, s.scores["exact"].n_scored), (4, 1));
+    assert_eq!(s.scores["exact"].pass_rate, 0.25);
+    assert_eq!(s.scores["judge"].mean, 0.125);
+    assert_eq!(s.scores["judge"].mean_scored, 0.5);
 }

@@ -45,42 +45,66 @@ fn sample(rng: &mut SplitMix64, p: &[f64], drop: f64) -> Vec<bool> {
         .collect()
 }
 
-/// Share of trials in which the comparison flags a significant regression.
-fn flagged_share(trials: usize, n: usize, drop_points: f64, seed: u64) -> f64 {
+/// What the comparisons of `trials` seeded simulated pairs of runs flagged.
+struct Flagged {
+    /// Share with a significant difference in either direction.
+    any: f64,
+    /// Share with a significant drop.
+    regression: f64,
+}
+
+fn flagged_share(trials: usize, n: usize, drop_points: f64, seed: u64) -> Flagged {
     let mut rng = SplitMix64::new(seed);
     let opts = CompareOptions::default();
-    let mut flagged = 0;
+    let (mut any, mut regression) = (0, 0);
     for _ in 0..trials {
         let p = latent(&mut rng, n);
         let mean = p.iter().sum::<f64>() / n as f64;
         let a = sample(&mut rng, &p, 0.0);
         let b = sample(&mut rng, &p, drop_points / mean);
         let c = compare(&run_of(&a), &run_of(&b), &opts);
-        if is_significant_regression(&c.tests[0], 0.0) {
-            flagged += 1;
-        }
+        let t = &c.tests[0];
+        any += t.significant as usize;
+        regression += is_significant_regression(t, 0.0) as usize;
     }
-    flagged as f64 / trials as f64
+    Flagged {
+        any: any as f64 / trials as f64,
+        regression: regression as f64 / trials as f64,
+    }
 }
 
+/// Trials per simulated claim: enough that the binomial noise of a 5% rate
+/// (sd 0.7 points) stays well inside the 2%..8% band.
+const TRIALS: usize = 1000;
+
 #[test]
-fn an_a_a_comparison_flags_a_regression_in_at_most_5_percent_of_trials() {
-    let share = flagged_share(200, 1000, 0.0, 1);
+fn an_a_a_comparison_raises_a_false_alarm_in_2_to_8_percent_of_trials() {
+    // A false alarm in either direction counts: an A/A "improvement" is as
+    // wrong as an A/A "regression". The two-sided level is 5%; McNemar's
+    // exact test is a little conservative, and a rate far below 5% would
+    // mean a test that has lost its power, so the band is two-sided too.
+    let share = flagged_share(TRIALS, 1000, 0.0, 1);
     eprintln!(
-        "A/A: regression flagged in {:.1}% of 200 trials",
-        share * 100.0
+        "A/A: significant difference (either direction) in {:.1}% of {TRIALS} trials, regression in {:.1}%",
+        share.any * 100.0,
+        share.regression * 100.0
     );
-    assert!(share <= 0.05, "false-alarm rate {share}");
+    assert!(
+        (0.02..=0.08).contains(&share.any),
+        "two-sided false-alarm rate {}",
+        share.any
+    );
+    assert!(share.regression <= share.any);
 }
 
 #[test]
 fn a_true_drop_of_5_points_on_1000_items_is_flagged_in_at_least_80_percent_of_trials() {
-    let share = flagged_share(200, 1000, 0.05, 2);
+    let share = flagged_share(TRIALS, 1000, 0.05, 2);
     eprintln!(
-        "5-point drop: flagged in {:.1}% of 200 trials",
-        share * 100.0
+        "power: a 5-point drop on 1,000 items flagged as a regression in {:.1}% of {TRIALS} trials",
+        share.regression * 100.0
     );
-    assert!(share >= 0.8, "power {share}");
+    assert!(share.regression >= 0.8, "power {}", share.regression);
 }
 
 #[test]

@@ -75,7 +75,7 @@ fn a_regression_gate_fails_only_on_a_significant_drop_beyond_the_limit() {
     ];
     for (diff, significant, limit, holds) in cases {
         let mut s = with_test(summary(0.9), diff, significant);
-        apply(&[regression_gate(limit)], &mut s);
+        apply(&[regression_gate(limit)], None, &mut s);
         assert_eq!(
             s.gates[0].passed, holds,
             "diff {diff} significant {significant}: {:?}",
@@ -85,7 +85,7 @@ fn a_regression_gate_fails_only_on_a_significant_drop_beyond_the_limit() {
     }
     // Without a baseline there is nothing to regress from: the gate holds and says why.
     let mut s = summary(0.9);
-    apply(&[regression_gate(0.0)], &mut s);
+    apply(&[regression_gate(0.0)], None, &mut s);
     assert!(s.gates[0].passed);
     assert!(
         s.gates[0]
@@ -105,16 +105,16 @@ fn a_slice_gap_gate_bounds_the_largest_gap_between_slices() {
         ..Default::default()
     };
     let mut s = summary(0.9);
-    apply(&[gate(0.1)], &mut s);
+    apply(&[gate(0.1)], None, &mut s);
     assert!((s.gates[0].value.unwrap() - 0.15).abs() < 1e-12);
     assert!(!s.gates[0].passed, "0.15 > 0.1");
-    apply(&[gate(0.2)], &mut s);
+    apply(&[gate(0.2)], None, &mut s);
     assert!(s.gates[0].passed);
     let missing = GateSpec {
         slice_gap: Some("tier".into()),
         ..gate(0.2)
     };
-    apply(&[missing], &mut s);
+    apply(&[missing], None, &mut s);
     assert!(
         !s.gates[0].passed,
         "a tag without slices cannot show it is fair"
@@ -150,4 +150,57 @@ fn suites_declare_regression_and_slice_gap_gates_and_the_cache() {
     assert!(e.contains("regression gate needs"), "{e}");
     let e = load("gates:\n  - { metric: exact.pass_rate, max_regression: -1 }\n").unwrap_err();
     assert!(e.contains("max_regression"), "{e}");
+}
+
+#[test]
+fn a_regression_gate_with_a_baseline_that_cannot_be_paired_fails_with_the_reason() {
+    let mut s = summary(0.9);
+    s.comparison = Some(Comparison {
+        baseline_run_id: "b-1".into(),
+        note: Some("baseline scores unavailable: no stored scores for run b-1".into()),
+        ..Default::default()
+    });
+    apply(&[regression_gate(0.05)], None, &mut s);
+    assert!(!s.gates[0].passed);
+    assert!(!s.passed);
+    let detail = s.gates[0].detail.as_deref().unwrap();
+    assert!(
+        detail.contains("cannot compare with baseline b-1: baseline scores unavailable"),
+        "{detail}"
+    );
+}
+
+#[test]
+fn suites_set_an_error_budget_between_0_and_1() {
+    assert_eq!(load("").unwrap().error_budget, 0.02, "the default");
+    assert_eq!(load("error_budget: 0.1\n").unwrap().error_budget, 0.1);
+    for bad in ["1.5", "-0.1", ".nan"] {
+        let e = load(&format!("error_budget: {bad}\n")).unwrap_err();
+        assert!(e.contains("error_budget: must be a fraction"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn the_error_budget_fails_a_run_whatever_its_scores() {
+    let mut s = summary(0.9);
+    s.items_total = 100;
+    s.items_failed = 3;
+    apply(&[], Some(0.02), &mut s);
+    let budget = s.gates.last().unwrap();
+    assert_eq!(budget.metric, "error_budget");
+    assert_eq!(
+        (budget.value, budget.max, budget.passed),
+        (Some(0.03), Some(0.02), false)
+    );
+    assert!(!s.passed);
+    // The budget in whole items, without rounding error: 29 of 100 at 0.29.
+    s.items_failed = 29;
+    apply(&[], Some(0.29), &mut s);
+    assert!(s.passed, "{:?}", s.gates);
+    // The alert names it like a gate.
+    s.items_failed = 30;
+    apply(&[], Some(0.29), &mut s);
+    let alerts = vigil_coordinator::alerts::alerts_of(&s);
+    assert_eq!(alerts.len(), 1);
+    assert_eq!(alerts[0].gate, "error_budget");
 }

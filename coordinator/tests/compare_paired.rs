@@ -109,3 +109,68 @@ fn runs_of_different_sizes_are_not_paired() {
     assert!(c.tests.is_empty());
     assert!(c.note.unwrap().contains("different item counts"));
 }
+
+/// A 0/1 run whose items have these ids and verdicts.
+fn run_with_ids(items: &[(&str, bool)]) -> RunScores {
+    let v: Vec<f32> = items.iter().map(|&(_, p)| p as u8 as f32).collect();
+    let p: Vec<bool> = items.iter().map(|&(_, p)| p).collect();
+    let mut r = run(&v, &p, &vec![NO_TAG; items.len()]);
+    for (i, (id, _)) in items.iter().enumerate() {
+        r.ids.set(i as u64, id, r.items_total);
+    }
+    r
+}
+
+#[test]
+fn a_reordered_run_pairs_by_id_and_a_real_flip_is_found_by_id() {
+    let base: Vec<(String, bool)> = (0..40).map(|i| (format!("q{i}"), i % 3 != 0)).collect();
+
+    let mut reversed = base.clone();
+    reversed.reverse();
+    let c = compare(
+        &run_with_ids(&as_ref(&base)),
+        &run_with_ids(&as_ref(&reversed)),
+        &CompareOptions::default(),
+    );
+    let t = &c.tests[0];
+    assert_eq!((c.paired_items, c.paired_by.as_str()), (40, "id"));
+    assert_eq!((t.pass_to_fail, t.fail_to_pass, t.diff), (0, 0, 0.0));
+    assert_eq!(
+        c.note.as_deref(),
+        Some("40 items paired by id (0 added, 0 removed)")
+    );
+    // q4 passed in the baseline and fails in the candidate, at another index.
+    let q4 = reversed.iter().position(|(id, _)| id == "q4").unwrap();
+    reversed[q4].1 = false;
+    let c = compare(
+        &run_with_ids(&as_ref(&base)),
+        &run_with_ids(&as_ref(&reversed)),
+        &CompareOptions::default(),
+    );
+    let t = &c.tests[0];
+    assert_eq!((t.pass_to_fail, t.fail_to_pass), (1, 0));
+    assert_eq!(
+        t.flipped_to_fail,
+        [format!("#{q4}")],
+        "named by candidate index"
+    );
+}
+
+#[test]
+fn runs_with_ids_pair_their_common_items_and_count_the_rest() {
+    let a = run_with_ids(&[("a", true), ("b", true), ("c", false)]);
+    let b = run_with_ids(&[("d", true), ("c", true), ("a", true), ("e", false)]);
+    let c = compare(&a, &b, &CompareOptions::default());
+    assert_eq!((c.paired_items, c.items_added, c.items_removed), (2, 2, 1));
+    assert_eq!(c.tests[0].n, 2);
+    assert_eq!(c.tests[0].fail_to_pass, 1, "c went fail -> pass");
+    // No common id: nothing is paired, and the note says why.
+    let other = run_with_ids(&[("x", true), ("y", true), ("z", true)]);
+    let c = compare(&a, &other, &CompareOptions::default());
+    assert!(c.tests.is_empty());
+    assert!(c.note.unwrap().contains("no item id of the candidate"));
+}
+
+fn as_ref(v: &[(String, bool)]) -> Vec<(&str, bool)> {
+    v.iter().map(|(id, p)| (id.as_str(), *p)).collect()
+}

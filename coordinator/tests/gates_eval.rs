@@ -150,6 +150,7 @@ fn apply_sets_verdict() {
             gate("exact.pass_rate", Some(0.75), None),
             gate("error_rate", None, Some(0.1)),
         ],
+        None,
         &mut s,
     );
     assert_eq!(s.gates.len(), 2);
@@ -160,13 +161,14 @@ fn apply_sets_verdict() {
             gate("exact.pass_rate", Some(0.75), None),
             gate("exact.ci_low", Some(0.75), None),
         ],
+        None,
         &mut s,
     );
     assert!(!s.passed);
     assert_eq!(s.gates.len(), 2, "apply replaces earlier outcomes");
 
     // No gates: passes when something was scored.
-    apply(&[], &mut s);
+    apply(&[], None, &mut s);
     assert!(s.passed && s.gates.is_empty());
 
     // Nothing scored never passes, even with every gate holding.
@@ -175,7 +177,7 @@ fn apply_sets_verdict() {
         items_failed: 5,
         ..Default::default()
     };
-    apply(&[gate("items_failed", Some(0.0), None)], &mut none);
+    apply(&[gate("items_failed", Some(0.0), None)], None, &mut none);
     assert!(none.gates[0].passed);
     assert!(!none.passed);
 }

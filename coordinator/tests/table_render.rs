@@ -75,7 +75,7 @@ fn contains_the_key_numbers() {
         &[
             GateSpec {
                 metric: "exact.pass_rate".into(),
-                min: Some(0.8),
+                min: Some(0.75),
                 max: None,
                 ..Default::default()
             },
@@ -92,6 +92,7 @@ fn contains_the_key_numbers() {
                 ..Default::default()
             },
         ],
+        Some(0.02),
         &mut s,
     );
     let text = render(&s);
@@ -106,11 +107,14 @@ fn contains_the_key_numbers() {
         "4 failed",
         "8.0s",
         "13.0 items/s",
-        // exact: mean 0.81, Wilson 81/100 = [0.7222, 0.8749]
-        "0.8100 [0.7222, 0.8749]",
+        // exact over all 104 items (the 4 failed count as fails): 81/104,
+        // Wilson [0.6900, 0.8479]; over the 100 scored: 0.81
+        "0.7788 [0.6900, 0.8479]",
+        "0.8100 (100)",
         "fuzzy_match_long_name",
-        "0.5000 [0.5000, 0.5000]", // constant scores: a point interval
-        "1.0000 [0.9630, 1.0000]", // 100/100 passes, Wilson
+        "0.4808 [",                // 0.5 on 100 items, 0 on the 4 failed
+        "0.9615 [0.9053, 0.9849]", // 100/104 passes, Wilson
+        "1.0000 (100)",            // every scored item passed
         "p50 50.0",
         "p95 95.0",
         "p99 99.0",
@@ -119,8 +123,11 @@ fn contains_the_key_numbers() {
         "server_error 1",
         "timeout 3",
         "✓  exact.pass_rate",
-        "= 0.8100",
-        ">= 0.8",
+        "= 0.7788",
+        ">= 0.75",
+        // 4 of 104 failed, the budget allows 2.
+        "✗  error_budget",
+        "4 of 104 items failed; the error budget allows 2 (0.02)",
         "✗  error_rate",
         "= 0.0385",
         "<= 0.01",
@@ -151,10 +158,13 @@ fn columns_are_aligned() {
     // The second column starts at the same char position in every row.
     let col = |line: &str, needle: &str| line.find(needle).unwrap();
     let at = col(header, "mean [95% CI]");
-    assert_eq!(col(exact, "0.8100"), at, "\n{header}\n{exact}");
-    assert_eq!(col(fuzzy, "0.5000"), at, "\n{header}\n{fuzzy}");
+    assert_eq!(col(exact, "0.7788"), at, "\n{header}\n{exact}");
+    assert_eq!(col(fuzzy, "0.4808"), at, "\n{header}\n{fuzzy}");
     let pass_at = col(header, "pass rate");
-    assert_eq!(col(exact, "0.8100 [0.7222"), pass_at);
+    assert_eq!(col(exact, "0.7788 [0.6900"), pass_at);
+    let scored_at = col(header, "scored only");
+    assert_eq!(col(exact, "0.8100 (100)"), scored_at);
+    assert_eq!(col(fuzzy, "1.0000 (100)"), scored_at);
 }
 
 #[test]
@@ -167,6 +177,7 @@ fn verdicts() {
             max: None,
             ..Default::default()
         }],
+        None,
         &mut s,
     );
     let text = render(&s);
@@ -185,4 +196,62 @@ fn verdicts() {
         "{text}"
     );
     assert!(text.contains("scores: none"));
+}
+
+#[test]
+fn the_comparison_with_the_baseline_is_on_the_terminal() {
+    use vigil_protocol::{Comparison, ManifestDiff, MetricComparison};
+    let mut s = run();
+    s.comparison = Some(Comparison {
+        baseline_run_id: "0190-base".into(),
+        baseline_source: "pinned".into(),
+        manifest_diffs: vec![ManifestDiff {
+            field: "dataset_sha256".into(),
+            baseline: "aa".into(),
+            candidate: "bb".into(),
+        }],
+        note: Some("104 items paired by id (0 added, 0 removed)".into()),
+        tests: vec![
+            MetricComparison {
+                scorer: "exact".into(),
+                metric: "pass_rate".into(),
+                n: 104,
+                baseline: 0.9,
+                candidate: 0.7788,
+                diff: -0.1212,
+                ci_low: -0.2,
+                ci_high: -0.05,
+                p_adjusted: 0.001,
+                significant: true,
+                pass_to_fail: 13,
+                flipped_to_fail: vec!["q3".into(), "q7".into()],
+                ..Default::default()
+            },
+            MetricComparison {
+                scorer: "exact".into(),
+                metric: "pass_rate".into(),
+                slice: Some("lang=fr".into()),
+                n: 50,
+                diff: -0.01,
+                p_adjusted: 0.9,
+                ..Default::default()
+            },
+        ],
+        ..Default::default()
+    });
+    let text = render(&s);
+    for needle in [
+        "baseline  0190-base (pinned)",
+        "candidate 0190-abcd",
+        "manifests DIFFER:",
+        "dataset_sha256: aa -> bb",
+        "note: 104 items paired by id (0 added, 0 removed)",
+        "-0.1212 [-0.2000, -0.0500]   0.0010   13    0  *",
+        "exact pass->fail: q3, q7",
+        "(1 slice tests without a significant difference not shown; `vigil compare` lists them)",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    assert!(!text.contains("lang=fr"), "{text}");
+    assert!(text.trim_end().ends_with("verdict: FAIL"), "{text}");
 }

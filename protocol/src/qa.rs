@@ -69,8 +69,16 @@ pub struct Comparison {
     pub baseline_source: String,
     /// What differs between the two manifests (empty: same determinants).
     pub manifest_diffs: Vec<ManifestDiff>,
-    /// Items present in both runs with a score (the pairs).
+    /// Items present in both runs (the pairs; a test's `n` leaves out the
+    /// pairs where either run has no score from that scorer).
     pub paired_items: u64,
+    /// How items were paired: `id` (both runs stored item ids) or `index`
+    /// (runs stored without ids, of the same size); empty when not paired.
+    pub paired_by: String,
+    /// Items of the candidate that the baseline does not have.
+    pub items_added: u64,
+    /// Items of the baseline that the candidate does not have.
+    pub items_removed: u64,
     /// The family-wise significance level of the Holm procedure.
     pub alpha: f64,
     /// Bootstrap resamples used for continuous scores and intervals.
@@ -79,7 +87,9 @@ pub struct Comparison {
     pub seed: u64,
     /// One entry per scorer, metric and slice tested.
     pub tests: Vec<MetricComparison>,
-    /// Why no paired comparison could be made, when it could not.
+    /// How the items were paired (how many, by id or index, added,
+    /// removed), or why no paired comparison could be made; and anything
+    /// else a reader must know about the comparison.
     pub note: Option<String>,
 }
 

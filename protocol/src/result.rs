@@ -105,7 +105,9 @@ pub enum ErrorKind {
     EmptyResponse,
     /// The job named a backend this worker's configuration does not allow.
     BackendNotAllowed,
-    /// A scorer could not run (bad schema, unknown kind).
+    /// A scorer could not compute a score (bad parameters, unknown kind,
+    /// judge or embedder unreachable, external process crashed, sandbox
+    /// error): the message names the scorer and the reason.
     Scorer,
     /// The job failed on every delivery up to MaxDeliver.
     MaxDeliveries,
@@ -146,6 +148,40 @@ impl ErrorKind {
         }
     }
 }
+
+impl ErrorKind {
+    /// Whether the failure is the model's side of the item (its backend
+    /// timed out, refused, answered nothing usable, or the item never got
+    /// an answer before the deadline or the last delivery), as opposed to
+    /// the evaluation's side (a scorer that could not score, a sandbox or
+    /// backend this worker does not allow, a job it could not read).
+    /// Paired comparisons count a model-side failure as a fail of the
+    /// item in that run and leave the others out of the pairs. Matched by
+    /// name, so a kind this version only knows as [`ErrorKind::Other`]
+    /// is classified too; an unknown name counts as model-side.
+    ///
+    /// ```
+    /// use vigil_protocol::ErrorKind;
+    /// assert!(ErrorKind::Timeout.is_model_side());
+    /// assert!(!ErrorKind::Scorer.is_model_side());
+    /// assert!(!ErrorKind::from("sandbox_unavailable".to_string()).is_model_side());
+    /// ```
+    pub fn is_model_side(&self) -> bool {
+        !NOT_MODEL_SIDE.contains(&self.as_str())
+    }
+}
+
+/// Error kinds that say nothing about the model (see [`ErrorKind::is_model_side`]).
+pub const NOT_MODEL_SIDE: &[&str] = &[
+    "scorer",
+    "not_allowed",
+    "sandbox_unavailable",
+    "backend_not_allowed",
+    "unsupported_schema",
+    "malformed",
+    "unknown_kind",
+    "cancelled",
+];
 
 impl From<String> for ErrorKind {
     fn from(name: String) -> Self {

@@ -66,26 +66,48 @@ pub struct RunSummary {
     pub comparison: Option<crate::Comparison>,
 }
 
-/// One scorer over the scored items of a run.
+/// One scorer over a run.
+///
+/// The headline figures (`mean`, `pass_rate`, their intervals, `n`) count
+/// every item of the run that this scorer scored or that failed: a failed
+/// item (any [`crate::ItemError`]) counts as not passed with value 0, so
+/// timeouts cannot raise a pass rate by leaving the denominator. The
+/// survivor-only figures, over the items this scorer actually scored, are
+/// the `*_scored` fields. Per-slice summaries count scored items only (their
+/// `*_scored` fields equal the headline ones).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct ScoreSummary {
-    /// Mean value.
+    /// Mean value over `n` items (a failed item counts 0).
     pub mean: f64,
     /// 95% confidence interval of the mean (Student t), low end.
     pub mean_ci_low: f64,
     /// 95% confidence interval of the mean, high end.
     pub mean_ci_high: f64,
-    /// Fraction of items that passed.
+    /// Fraction of the `n` items that passed (a failed item did not).
     pub pass_rate: f64,
     /// 95% Wilson score interval of the pass rate, low end.
     pub ci_low: f64,
     /// 95% Wilson score interval of the pass rate, high end.
     pub ci_high: f64,
-    /// Items scored by this scorer.
+    /// Items in the denominator: scored by this scorer, plus every failed item.
     pub n: u64,
     /// Items that passed.
     pub passed: u64,
+    /// Mean value over the items this scorer scored (survivors only).
+    pub mean_scored: f64,
+    /// 95% interval of `mean_scored`, low end.
+    pub mean_scored_ci_low: f64,
+    /// 95% interval of `mean_scored`, high end.
+    pub mean_scored_ci_high: f64,
+    /// Pass rate over the items this scorer scored (survivors only).
+    pub pass_rate_scored: f64,
+    /// 95% Wilson interval of `pass_rate_scored`, low end.
+    pub pass_rate_scored_ci_low: f64,
+    /// 95% Wilson interval of `pass_rate_scored`, high end.
+    pub pass_rate_scored_ci_high: f64,
+    /// Items this scorer scored.
+    pub n_scored: u64,
     /// Corpus BLEU over the run (bleu scorers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub corpus_bleu: Option<crate::CorpusBleu>,

@@ -4,7 +4,8 @@
 //! Answers are deterministic functions of the prompt (see [`answer`]); faults
 //! (500, 429, dropped connections, hangs, invalid JSON, empty choices) are drawn
 //! per request from a seeded RNG, or scripted with
-//! [`StubConfig::fail_first_attempts`].
+//! [`StubConfig::fail_first_attempts`], or keyed on the prompt with
+//! [`StubConfig::fail_marker`] (500) and [`StubConfig::hang_marker`] (hang).
 //!
 //! The routes are axum handlers, but connections are served with hyper
 //! directly (one task per connection) instead of `axum::serve`: that is what
@@ -83,6 +84,13 @@ pub struct StubConfig {
     pub max_concurrency: Option<usize>,
     /// The first N requests for each distinct prompt are answered 500.
     pub fail_first_attempts: u32,
+    /// Every request whose prompt text contains this is answered 500 (a
+    /// backend that always fails on some items; two stubs that differ only
+    /// here serve a baseline and a candidate that fails those items).
+    pub fail_marker: Option<String>,
+    /// Every request whose prompt text contains this hangs for [`HANG_FOR`]
+    /// (a backend that times out on some items).
+    pub hang_marker: Option<String>,
     /// Seeds the per-request fault draws.
     pub seed: u64,
     /// The model named when a request names none, and in `/v1/models`.
@@ -103,6 +111,8 @@ impl Default for StubConfig {
             empty_rate: 0.0,
             max_concurrency: None,
             fail_first_attempts: 0,
+            fail_marker: None,
+            hang_marker: None,
             seed: 0,
             model: "stub-model".to_string(),
         }
@@ -118,7 +128,7 @@ pub struct StubStats {
     pub ok: AtomicU64,
     /// Answered 500 (random or scripted).
     pub server_errors: AtomicU64,
-    /// Of `server_errors`, those scripted by `fail_first_attempts`.
+    /// Of `server_errors`, those scripted by `fail_first_attempts` or `fail_marker`.
     pub scripted_failures: AtomicU64,
     /// Answered 429 by `rate_limit_rate`.
     pub rate_limited: AtomicU64,
@@ -156,7 +166,7 @@ pub struct StubStatsSnapshot {
     pub ok: u64,
     /// Answered 500 (random or scripted).
     pub server_errors: u64,
-    /// Of `server_errors`, those scripted by `fail_first_attempts`.
+    /// Of `server_errors`, those scripted by `fail_first_attempts` or `fail_marker`.
     pub scripted_failures: u64,
     /// Answered 429 by `rate_limit_rate`.
     pub rate_limited: u64,
@@ -756,8 +766,14 @@ async fn complete(
     // Each request gets its own RNG: deterministic for a seed and arrival order,
     // and no lock shared between requests.
     let mut rng = SmallRng::seed_from_u64(st.cfg.seed ^ idx.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let scripted = st.scripted_failure(asked.key);
-    let fault = draw(&st.cfg, &mut rng);
+    let marked =
+        |marker: &Option<String>| marker.as_deref().is_some_and(|m| asked.text.contains(m));
+    let scripted = st.scripted_failure(asked.key) || marked(&st.cfg.fail_marker);
+    let fault = if marked(&st.cfg.hang_marker) {
+        Some(Fault::Hang)
+    } else {
+        draw(&st.cfg, &mut rng)
+    };
     let mut delay = st.cfg.latency;
     if !st.cfg.latency_jitter.is_zero() {
         delay += st.cfg.latency_jitter.mul_f64(rng.random::<f64>());

@@ -588,6 +588,7 @@ async fn evaluate_item(
             telemetry::record_completion(&span, &completion);
             let samples = samples.as_slice();
             let mut scores = Vec::with_capacity(scorers.len());
+            let mut unscored = None;
             for s in scorers {
                 let score_span = telemetry::score_span(&span, s.name());
                 let input = ScoreInput {
@@ -597,16 +598,39 @@ async fn evaluate_item(
                     item,
                     job,
                 };
-                let score = s.score(input).instrument(score_span.clone()).await;
-                telemetry::record_score(&score_span, &score);
-                scores.push(score);
+                match s.score(input).instrument(score_span.clone()).await {
+                    Ok(score) => {
+                        telemetry::record_score(&score_span, &score);
+                        scores.push(score);
+                    }
+                    // A scorer that could not score fails the item (not the
+                    // model): no score, an item error naming each such scorer.
+                    Err(failure) => {
+                        tracing::debug!(item = %item.id, scorer = s.name(), reason = %failure.message, "scorer could not score");
+                        match &mut unscored {
+                            None => {
+                                unscored = Some(ItemError {
+                                    kind: failure.kind,
+                                    message: failure.message,
+                                })
+                            }
+                            Some(error) => {
+                                error.message.push_str("; ");
+                                error.message.push_str(&failure.message);
+                            }
+                        }
+                    }
+                }
+            }
+            if unscored.is_some() {
+                scores.clear();
             }
             let keep = job.keep_output_chars as usize;
             let output = (keep > 0).then(|| completion.text.chars().take(keep).collect());
             ItemResult {
                 index: item.index,
                 id: item.id.clone(),
-                error: None,
+                error: unscored,
                 output,
                 scores,
                 latency_ms: completion.latency_ms,

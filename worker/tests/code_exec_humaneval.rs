@@ -81,7 +81,8 @@ async fn score_all(
                     item,
                     job,
                 })
-                .await;
+                .await
+                .expect("the sandbox runs the program (a sandbox error is an item error)");
             (item.id.clone(), score)
         }))
         .buffer_unordered(16)

@@ -59,7 +59,8 @@ async fn pass_at_k_counts_passing_samples_with_the_unbiased_estimator() {
                 item: &item,
                 job: &job,
             })
-            .await;
+            .await
+            .expect("the sandbox runs the program (a sandbox error is an item error)");
         assert!((s.value - want).abs() < 1e-12, "k={k}: {}", s.value);
         assert!(s.passed, "threshold 0.5");
         assert_eq!(s.detail, detail);

@@ -219,7 +219,8 @@ async fn score(sb: Arc<Sandbox>, program: &str, limits: SandboxLimits) -> Score 
             item: &item,
             job: &job,
         })
-        .await;
+        .await
+        .expect("the sandbox runs the program (a sandbox error is an item error)");
     eprintln!("score {} passed {} detail {}", s.value, s.passed, s.detail);
     s
 }

@@ -1,7 +1,12 @@
 //! Paired comparison of two runs over the same items.
 //!
-//! For every scorer (and every slice of every tag) the candidate is compared
-//! with the baseline on the items both scored:
+//! Items are paired by id when both runs stored ids, by index (position in
+//! the dataset) only for runs stored without ids and of the same size
+//! ([`pair_items`]). An item that failed on the model's side counts as a 0,
+//! not passed, in its run (the aggregator stores it so); an item without a
+//! score for another reason (a scorer error) is left out of that scorer's
+//! pairs. For every scorer (and every slice of every tag) the candidate is
+//! compared with the baseline on the pairs:
 //! - pass rate: McNemar's exact test on the discordant pairs, with the
 //!   Agresti–Min interval of the paired difference ([`mcnemar`]);
 //! - mean, for scorers whose values are not all 0 or 1: the seeded paired
@@ -16,6 +21,7 @@ pub mod holm;
 pub mod mcnemar;
 
 use crate::scores_store::{RunScores, ScorerScores};
+use std::collections::HashMap;
 use vigil_protocol::{Comparison, MetricComparison};
 
 /// How to compare.
@@ -57,28 +63,118 @@ fn is_binary(s: &ScorerScores) -> bool {
         .all(|v| v.is_nan() || *v == 0.0 || *v == 1.0)
 }
 
-/// Tests one scorer over the item indices `items` (None: all).
+/// How the items of two runs pair up.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Pairing {
+    /// (baseline index, candidate index) of each pair, in candidate order.
+    pub pairs: Vec<(usize, usize)>,
+    /// `id` or `index`.
+    pub by: &'static str,
+    /// Candidate items the baseline does not have.
+    pub added: u64,
+    /// Baseline items the candidate does not have.
+    pub removed: u64,
+}
+
+impl Pairing {
+    /// The note of a comparison that paired: how many, how, what was added
+    /// and removed.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} items paired by {} ({} added, {} removed)",
+            self.pairs.len(),
+            self.by,
+            self.added,
+            self.removed
+        )
+    }
+}
+
+/// Pairs the items of two runs: by id when both stored ids (an item whose id
+/// is unknown, or is in one run only, is added or removed), else by index
+/// when both have the same number of items. An error says why the runs
+/// cannot be paired (different sizes without ids, no common id).
+///
+/// ```
+/// use vigil_coordinator::compare::pair_items;
+/// use vigil_coordinator::scores_store::RunScores;
+/// let run = |ids: &[&str]| { let mut r = RunScores { items_total: ids.len() as u64, ..Default::default() };
+///     for (i, id) in ids.iter().enumerate() { r.ids.set(i as u64, id, r.items_total) } r };
+/// let p = pair_items(&run(&["a", "b", "c"]), &run(&["c", "a", "d"])).unwrap();
+/// assert_eq!((p.pairs, p.by, p.added, p.removed), (vec![(2, 0), (0, 1)], "id", 1, 1));
+/// assert!(pair_items(&run(&["a"]), &run(&["b"])).is_err());
+/// ```
+pub fn pair_items(baseline: &RunScores, candidate: &RunScores) -> Result<Pairing, String> {
+    let (nb, nc) = (
+        baseline.items_total as usize,
+        candidate.items_total as usize,
+    );
+    if baseline.ids.is_empty() || candidate.ids.is_empty() {
+        if nb != nc {
+            return Err(format!(
+                "the runs have different item counts ({nb} vs {nc}) and {} stored without item ids: items cannot be paired",
+                if baseline.ids.is_empty() {
+                    "the baseline was"
+                } else {
+                    "the candidate was"
+                }
+            ));
+        }
+        return Ok(Pairing {
+            pairs: (0..nc).map(|i| (i, i)).collect(),
+            by: "index",
+            ..Default::default()
+        });
+    }
+    // Id → baseline index (the first, if a run repeats an id), and whether
+    // it is taken, so no baseline item pairs twice.
+    let mut by_id: HashMap<&str, (usize, bool)> = HashMap::with_capacity(nb);
+    for i in 0..nb {
+        if let Some(id) = baseline.ids.get(i as u64) {
+            by_id.entry(id).or_insert((i, false));
+        }
+    }
+    let mut pairing = Pairing {
+        by: "id",
+        ..Default::default()
+    };
+    for ci in 0..nc {
+        match candidate
+            .ids
+            .get(ci as u64)
+            .and_then(|id| by_id.get_mut(id))
+        {
+            Some((bi, taken)) if !*taken => {
+                *taken = true;
+                pairing.pairs.push((*bi, ci));
+            }
+            _ => pairing.added += 1,
+        }
+    }
+    pairing.removed = (nb - pairing.pairs.len()) as u64;
+    if pairing.pairs.is_empty() {
+        return Err(format!(
+            "no item id of the candidate ({nc} items) is in the baseline ({nb} items): items cannot be paired"
+        ));
+    }
+    Ok(pairing)
+}
+
+/// Tests one scorer over `pairs` (baseline index, candidate index); pairs
+/// where either run has no score from it are left out.
 fn test_scorer(
     base: &ScorerScores,
     cand: &ScorerScores,
-    items: Option<&[usize]>,
+    pairs: &[(usize, usize)],
     slice: Option<String>,
     opts: &CompareOptions,
     out: &mut Vec<MetricComparison>,
 ) {
-    let n_items = base.values.len().min(cand.values.len());
-    let all: Vec<usize>;
-    let indices: &[usize] = match items {
-        Some(items) => items,
-        None => {
-            all = (0..n_items).collect();
-            &all
-        }
-    };
-    let pairs: Vec<usize> = indices
+    let scored = |s: &ScorerScores, i: usize| s.values.get(i).is_some_and(|v| !v.is_nan());
+    let pairs: Vec<(usize, usize)> = pairs
         .iter()
         .copied()
-        .filter(|&i| i < n_items && !base.values[i].is_nan() && !cand.values[i].is_nan())
+        .filter(|&(bi, ci)| scored(base, bi) && scored(cand, ci))
         .collect();
     let n = pairs.len() as u64;
     if n == 0 {
@@ -86,8 +182,8 @@ fn test_scorer(
     }
     let (mut base_pass, mut cand_pass, mut b, mut c) = (0u64, 0u64, 0u64, 0u64);
     let (mut to_fail, mut to_pass) = (Vec::new(), Vec::new());
-    for &i in &pairs {
-        let (bp, cp) = (base.passed(i), cand.passed(i));
+    for &(bi, i) in &pairs {
+        let (bp, cp) = (base.passed(bi), cand.passed(i));
         base_pass += bp as u64;
         cand_pass += cp as u64;
         if bp && !cp {
@@ -126,18 +222,19 @@ fn test_scorer(
     }
     let diffs: Vec<f64> = pairs
         .iter()
-        .map(|&i| cand.values[i] as f64 - base.values[i] as f64)
+        .map(|&(bi, ci)| cand.values[ci] as f64 - base.values[bi] as f64)
         .collect();
-    let mean_of =
-        |s: &ScorerScores| pairs.iter().map(|&i| s.values[i] as f64).sum::<f64>() / n as f64;
+    let mean_of = |values: &[f32], side: fn(&(usize, usize)) -> usize| {
+        pairs.iter().map(|p| values[side(p)] as f64).sum::<f64>() / n as f64
+    };
     let r = bootstrap::paired_bootstrap(&diffs, opts.resamples, opts.seed, CONFIDENCE);
     out.push(MetricComparison {
         scorer: base.name.clone(),
         metric: "mean".into(),
         slice,
         n,
-        baseline: mean_of(base),
-        candidate: mean_of(cand),
+        baseline: mean_of(&base.values, |p| p.0),
+        candidate: mean_of(&cand.values, |p| p.1),
         diff: r.diff,
         ci_low: r.ci_low,
         ci_high: r.ci_high,
@@ -154,9 +251,20 @@ fn adjust(tests: &mut [MetricComparison], alpha: f64) {
     }
 }
 
-/// Compares `candidate` with `baseline` item by item. The returned
-/// comparison has no baseline id, source or manifest diffs: the caller knows
-/// them. Runs of different sizes are not paired (the note says why).
+/// Appends a sentence to a comparison's note.
+pub fn add_note(comparison: &mut Comparison, note: impl Into<String>) {
+    let note = note.into();
+    comparison.note = Some(match comparison.note.take() {
+        Some(before) => format!("{before}; {note}"),
+        None => note,
+    });
+}
+
+/// Compares `candidate` with `baseline` item by item ([`pair_items`]). The
+/// returned comparison has no baseline id, source or manifest diffs: the
+/// caller knows them. The note says how many items were paired, added and
+/// removed, or why none could be (then there are no tests). Flipped items
+/// are named `#index` by their index in the candidate.
 ///
 /// ```
 /// use vigil_coordinator::compare::{compare, CompareOptions};
@@ -182,12 +290,22 @@ pub fn compare(baseline: &RunScores, candidate: &RunScores, opts: &CompareOption
         seed: opts.seed,
         ..Default::default()
     };
-    if baseline.items_total != candidate.items_total {
-        comparison.note = Some(format!(
-            "the runs have different item counts ({} vs {}): items cannot be paired",
-            baseline.items_total, candidate.items_total
-        ));
-        return comparison;
+    let pairing = match pair_items(baseline, candidate) {
+        Ok(pairing) => pairing,
+        Err(why) => {
+            comparison.note = Some(why);
+            return comparison;
+        }
+    };
+    comparison.paired_items = pairing.pairs.len() as u64;
+    comparison.paired_by = pairing.by.into();
+    comparison.items_added = pairing.added;
+    comparison.items_removed = pairing.removed;
+    comparison.note = Some(pairing.describe());
+    // Candidate index → its pair, for the slices (tagged by candidate index).
+    let mut pair_of = vec![None; candidate.items_total as usize];
+    for &(bi, ci) in &pairing.pairs {
+        pair_of[ci] = Some((bi, ci));
     }
     let mut overall = Vec::new();
     let mut sliced = Vec::new();
@@ -200,13 +318,17 @@ pub fn compare(baseline: &RunScores, candidate: &RunScores, opts: &CompareOption
         let Some(base) = baseline.scorer(&cand.name) else {
             continue;
         };
-        test_scorer(base, cand, None, None, opts, &mut overall);
+        test_scorer(base, cand, &pairing.pairs, None, opts, &mut overall);
         for (key, values) in &slices {
             for (value, items) in values {
+                let pairs: Vec<(usize, usize)> = items
+                    .iter()
+                    .filter_map(|&ci| pair_of.get(ci).copied().flatten())
+                    .collect();
                 test_scorer(
                     base,
                     cand,
-                    Some(items),
+                    &pairs,
                     Some(format!("{key}={value}")),
                     opts,
                     &mut sliced,
@@ -214,9 +336,8 @@ pub fn compare(baseline: &RunScores, candidate: &RunScores, opts: &CompareOption
             }
         }
     }
-    comparison.paired_items = overall.iter().map(|t| t.n).max().unwrap_or(0);
     if overall.is_empty() {
-        comparison.note = Some("no scorer has scores in both runs".into());
+        add_note(&mut comparison, "no scorer has scores in both runs");
     }
     adjust(&mut overall, opts.alpha);
     adjust(&mut sliced, opts.alpha);
@@ -230,9 +351,12 @@ pub fn compare(baseline: &RunScores, candidate: &RunScores, opts: &CompareOption
         let total = sliced.len();
         sliced.sort_by(|a, b| a.p_adjusted.total_cmp(&b.p_adjusted));
         sliced.truncate(MAX_SLICE_TESTS);
-        comparison.note = Some(format!(
-            "{MAX_SLICE_TESTS} of {total} slice tests kept (the smallest adjusted p-values)"
-        ));
+        add_note(
+            &mut comparison,
+            format!(
+                "{MAX_SLICE_TESTS} of {total} slice tests kept (the smallest adjusted p-values)"
+            ),
+        );
     }
     overall.extend(sliced);
     comparison.tests = overall;

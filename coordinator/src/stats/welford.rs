@@ -29,6 +29,23 @@ impl Welford {
         Self::default()
     }
 
+    /// `count` copies of the value `x`, in constant time (failed items
+    /// scored 0, merged into a scorer's values).
+    ///
+    /// ```
+    /// use vigil_coordinator::stats::Welford;
+    /// let mut w = Welford::constant(0.0, 2);
+    /// w.push(1.0); w.push(1.0);
+    /// assert!((w.mean() - 0.5).abs() < 1e-12 && w.count() == 4);
+    /// ```
+    pub fn constant(x: f64, count: u64) -> Self {
+        Welford {
+            count,
+            mean: if count == 0 { 0.0 } else { x },
+            m2: 0.0,
+        }
+    }
+
     /// Adds one value.
     pub fn push(&mut self, x: f64) {
         self.count += 1;

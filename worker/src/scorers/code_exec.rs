@@ -9,14 +9,14 @@
 //! block, else the first fenced block, else the whole text), then the tests.
 
 use super::pass_at_k::pass_at_k;
-use super::{Common, IoScorer, ScoreInput, ScorerEnv, ScorerError, short};
+use super::{Common, IoScorer, ScoreInput, ScoreOutcome, ScorerEnv, ScorerError, short};
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runner::{Runner, runner_for};
 use crate::sandbox::{Outcome, Sandbox, Status};
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Arc;
-use vigil_protocol::{Prompt, SandboxLimits, Score, ScorerKind, ScorerSpec};
+use vigil_protocol::{Prompt, SandboxLimits, ScorerKind, ScorerSpec};
 
 /// The `code_exec` scorer.
 pub struct CodeExec {
@@ -141,7 +141,7 @@ impl CodeExec {
         }
     }
 
-    async fn score_samples(&self, input: ScoreInput<'_>) -> Score {
+    async fn score_samples(&self, input: ScoreInput<'_>) -> ScoreOutcome {
         let samples: Vec<&str> = if input.samples.is_empty() {
             vec![input.output]
         } else {
@@ -164,6 +164,13 @@ impl CodeExec {
                 .map(|p| self.sandbox.run(self.runner, p, &self.limits)),
         )
         .await;
+        // The sandbox could not run a program: no verdict on the model.
+        if let Some(o) = outcomes
+            .iter()
+            .find(|o| matches!(o.status, Status::Failed(_)))
+        {
+            return Err(self.common.failed(self.reason(o)));
+        }
         let by_program: HashMap<&str, &Outcome> = distinct.iter().copied().zip(&outcomes).collect();
         let n = programs.len() as u64;
         let passed = programs
@@ -192,7 +199,7 @@ impl CodeExec {
         if let Some(note) = outcomes.iter().find_map(|o| o.isolation_note.as_deref()) {
             detail = format!("{} [{}]", short(&detail, 120), note);
         }
-        self.common.verdict(value, detail)
+        Ok(self.common.verdict(value, detail))
     }
 }
 
@@ -201,7 +208,7 @@ impl IoScorer for CodeExec {
         &self.common.name
     }
 
-    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, Score> {
+    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, ScoreOutcome> {
         Box::pin(self.score_samples(input))
     }
 }

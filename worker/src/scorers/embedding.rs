@@ -10,7 +10,7 @@
 //! `embeddings`) under the scorer's span.
 
 use super::io_env::IoEnv;
-use super::{Common, IoScorer, ScoreInput, ScorerError};
+use super::{Common, IoScorer, ScoreInput, ScoreOutcome, ScorerError};
 use crate::backend::{CallFailure, Completion, Failed, excerpt};
 use crate::telemetry;
 use futures::future::BoxFuture;
@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use tracing::field::Empty;
 use vigil_protocol::io_scorers::EmbeddingParams;
-use vigil_protocol::{ErrorKind, Score, ScorerSpec, TargetSpec, TokenUsage};
+use vigil_protocol::{ErrorKind, ScorerSpec, TargetSpec, TokenUsage};
 
 /// The pass mark when the suite sets none.
 pub const DEFAULT_THRESHOLD: f64 = 0.8;
@@ -156,8 +156,8 @@ pub fn build(
 }
 
 impl EmbeddingSimilarity {
-    fn fail(&self, reason: impl Into<String>) -> Score {
-        self.common.failed(reason)
+    fn fail(&self, reason: impl Into<String>) -> ScoreOutcome {
+        Err(self.common.failed(reason))
     }
 
     /// The embeddings of `texts`, from the cache where allowed, the rest in one request.
@@ -257,17 +257,17 @@ impl IoScorer for EmbeddingSimilarity {
         &self.common.name
     }
 
-    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, Score> {
+    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, ScoreOutcome> {
         Box::pin(async move {
             let Some(reference) = input.reference else {
-                return self.common.no_reference();
+                return Ok(self.common.no_reference());
             };
             let vectors = match self.embed([input.output, reference], &input).await {
                 Ok(v) => v,
                 Err(failure) => return self.fail(format!("embedding call failed: {failure}")),
             };
             match cosine(&vectors[0], &vectors[1]) {
-                Ok(cos) => self.common.verdict(cos, format!("cosine {cos:.4}")),
+                Ok(cos) => Ok(self.common.verdict(cos, format!("cosine {cos:.4}"))),
                 Err(e) => self.fail(format!("no similarity: {e}")),
             }
         })

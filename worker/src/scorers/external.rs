@@ -27,7 +27,7 @@
 //! environment, so its API keys never reach the process.
 
 use super::io_env::{IoEnv, IoStats};
-use super::{IoScorer, MAX_DETAIL, ScoreInput, ScorerError, quote, short};
+use super::{Common, IoScorer, MAX_DETAIL, ScoreInput, ScoreOutcome, ScorerError, quote, short};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -353,8 +353,7 @@ async fn finish(mut running: Running, kill: bool) -> (String, String) {
 
 /// The `external` scorer of one job.
 pub struct External {
-    name: String,
-    threshold: Option<f64>,
+    common: Common,
     timeout: Duration,
     process: Arc<Process>,
 }
@@ -388,8 +387,10 @@ pub fn build(
         ms => ms,
     };
     Ok(External {
-        name: spec.name.clone(),
-        threshold: spec.threshold,
+        common: Common {
+            name: spec.name.clone(),
+            threshold: spec.threshold,
+        },
         timeout: Duration::from_millis(timeout),
         process: env.processes().get(&params.command),
     })
@@ -398,7 +399,7 @@ pub fn build(
 impl External {
     fn score_of(&self, value: f64, passed: bool, detail: String) -> Score {
         Score {
-            scorer: self.name.clone(),
+            scorer: self.common.name.clone(),
             value,
             passed,
             detail: short(&detail, MAX_DETAIL),
@@ -406,12 +407,13 @@ impl External {
         }
     }
 
-    fn fail(&self, reason: impl Into<String>) -> Score {
-        self.score_of(0.0, false, reason.into())
+    fn fail(&self, reason: impl Into<String>) -> ScoreOutcome {
+        Err(self.common.failed(reason))
     }
 
-    /// Reads an answer line into a score.
-    fn read(&self, answer: &str) -> Score {
+    /// Reads an answer line into a score; an answer with an `error`, or one
+    /// that is not a score, is a [`super::ScoreFailure`].
+    fn read(&self, answer: &str) -> ScoreOutcome {
         let Ok(Value::Object(map)) = serde_json::from_str::<Value>(answer) else {
             return self.fail(format!("answer is not a JSON object: {}", quote(answer)));
         };
@@ -432,26 +434,29 @@ impl External {
             .map(|d| d.as_str().map_or_else(|| d.to_string(), str::to_string))
             .unwrap_or_default();
         // The suite's threshold decides when set; else the process; else 0.5.
-        let passed = match (self.threshold, map.get("passed").and_then(Value::as_bool)) {
+        let passed = match (
+            self.common.threshold,
+            map.get("passed").and_then(Value::as_bool),
+        ) {
             (Some(t), _) => value >= t,
             (None, Some(p)) => p,
             (None, None) => value >= DEFAULT_THRESHOLD,
         };
-        self.score_of(value, passed, detail)
+        Ok(self.score_of(value, passed, detail))
     }
 }
 
 impl IoScorer for External {
     fn name(&self) -> &str {
-        &self.name
+        &self.common.name
     }
 
-    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, Score> {
+    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, ScoreOutcome> {
         Box::pin(async move {
             let request = json!({
                 "id": input.item.id,
                 "index": input.item.index,
-                "scorer": self.name,
+                "scorer": self.common.name,
                 "output": input.output,
                 "reference": input.reference,
                 "prompt": super::llm_judge::prompt_text(&input.item.prompt),
@@ -473,6 +478,7 @@ impl IoScorer for External {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vigil_protocol::ErrorKind;
 
     fn process(script: &str) -> (Arc<Process>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -569,18 +575,32 @@ for line in sys.stdin:
     #[test]
     fn answers_become_scores() {
         let s = External {
-            name: "x".into(),
-            threshold: None,
+            common: Common {
+                name: "x".into(),
+                threshold: None,
+            },
             timeout: Duration::from_secs(1),
             process: Processes::new(Arc::new(IoStats::default())).get(&["true".into()]),
         };
-        let r = s.read(r#"{"value": 0.7, "detail": "ok"}"#);
+        let r = s.read(r#"{"value": 0.7, "detail": "ok"}"#).unwrap();
         assert_eq!((r.value, r.passed, r.detail.as_str()), (0.7, true, "ok"));
-        assert!(!s.read(r#"{"value": 0.9, "passed": false}"#).passed);
-        assert!(s.read(r#"{"error": "boom"}"#).detail.contains("boom"));
-        assert!(s.read(r#"{"value": 2}"#).detail.contains("outside"));
-        assert!(s.read("hello").detail.contains("not a JSON object"));
-        assert!(s.read(r#"{"passed": true}"#).detail.contains("no numeric"));
+        assert!(!s.read(r#"{"value": 0.9, "passed": false}"#).unwrap().passed);
+        // What is not a score is a scorer error naming the scorer, never a 0.
+        let failure = |answer: &str| s.read(answer).unwrap_err();
+        assert_eq!(failure(r#"{"error": "boom"}"#).kind, ErrorKind::Scorer);
+        assert!(failure(r#"{"error": "boom"}"#).message.contains("boom"));
+        assert!(failure(r#"{"value": 2}"#).message.contains("outside"));
+        assert!(failure("hello").message.contains("not a JSON object"));
+        assert!(
+            failure(r#"{"passed": true}"#)
+                .message
+                .contains("no numeric")
+        );
+        assert!(
+            failure("hello")
+                .message
+                .starts_with(&format!("scorer `{}`", s.common.name))
+        );
     }
 
     #[test]

@@ -18,13 +18,13 @@
 //! item's score (value 0, not passed) with the reason in the detail.
 
 use super::io_env::{IoEnv, call_judge};
-use super::{Common, IoScorer, ScoreInput, ScorerError, quote};
+use super::{Common, IoScorer, ScoreInput, ScoreOutcome, ScorerError, quote};
 use futures::future::BoxFuture;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
 use vigil_protocol::io_scorers::{Fill, JudgeMode, JudgeParams, fill};
-use vigil_protocol::{ChatMessage, EndpointKind, Prompt, Score, ScorerSpec};
+use vigil_protocol::{ChatMessage, EndpointKind, Prompt, ScorerSpec};
 
 /// The pass mark when the suite sets none: half way up the scale.
 pub const DEFAULT_THRESHOLD: f64 = 0.5;
@@ -380,8 +380,8 @@ pub fn build(
 }
 
 impl LlmJudge {
-    fn fail(&self, reason: impl Into<String>) -> Score {
-        self.common.failed(reason)
+    fn fail(&self, reason: impl Into<String>) -> ScoreOutcome {
+        Err(self.common.failed(reason))
     }
 
     /// One question to the judge: its answer's text, or why there is none.
@@ -427,7 +427,7 @@ impl LlmJudge {
         .map_err(|f| format!("judge call failed: {f}"))
     }
 
-    async fn single(&self, rubric: &str, input: ScoreInput<'_>) -> Score {
+    async fn single(&self, rubric: &str, input: ScoreInput<'_>) -> ScoreOutcome {
         let text = fill(
             rubric,
             &Fill {
@@ -450,7 +450,7 @@ impl LlmJudge {
                 } else {
                     format!("judge: {} on {lo}–{hi}: {}", grade.raw, grade.rationale)
                 };
-                self.common.verdict(grade.value, detail)
+                Ok(self.common.verdict(grade.value, detail))
             }
             Err(e) => self.fail(format!(
                 "judge answer unparseable ({e}): {}",
@@ -459,9 +459,9 @@ impl LlmJudge {
         }
     }
 
-    async fn pairwise(&self, rubric: &str, input: ScoreInput<'_>) -> Score {
+    async fn pairwise(&self, rubric: &str, input: ScoreInput<'_>) -> ScoreOutcome {
         let Some(reference) = input.reference else {
-            return self.common.no_reference();
+            return Ok(self.common.no_reference());
         };
         let prompt = prompt_text(&input.item.prompt);
         let order = |a: &'static str| {
@@ -538,7 +538,7 @@ impl LlmJudge {
                 second.name()
             )
         };
-        self.common.verdict(value, detail)
+        Ok(self.common.verdict(value, detail))
     }
 }
 
@@ -547,7 +547,7 @@ impl IoScorer for LlmJudge {
         &self.common.name
     }
 
-    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, Score> {
+    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, ScoreOutcome> {
         Box::pin(async move {
             let Some(rubric) = input.item.scorer_prompts.get(&self.common.name) else {
                 return self.fail("no rubric for this item (the job carries none: is the coordinator older than this worker?)");

@@ -38,7 +38,7 @@ pub mod rouge;
 pub mod toxicity;
 
 use futures::future::BoxFuture;
-use vigil_protocol::{Item, Job, Score, ScorerKind, ScorerSpec};
+use vigil_protocol::{ErrorKind, Item, Job, Score, ScorerKind, ScorerSpec};
 
 /// One way of scoring a model output.
 pub trait Scorer: Send + Sync {
@@ -97,15 +97,31 @@ pub struct ScoreInput<'a> {
     pub job: &'a Job,
 }
 
+/// Why a scorer could not compute a score for an item (its judge or
+/// embedder unreachable or answering nothing usable, its external process
+/// crashed, its sandbox failing). The item then fails with this kind and
+/// message instead of scoring 0: an outage of the scorer is not a failure of
+/// the model, and is counted against the run's error budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreFailure {
+    /// The item error's kind ([`ErrorKind::Scorer`] unless more specific).
+    pub kind: ErrorKind,
+    /// The reason, naming the scorer; never contains secrets.
+    pub message: String,
+}
+
+/// What an [`IoScorer`] gives for one item.
+pub type ScoreOutcome = Result<Score, ScoreFailure>;
+
 /// A scorer that does IO: runs a program, calls a judge model or an
 /// embeddings endpoint, talks to an external process. It runs on the worker's
 /// runtime without blocking it; it must never panic and must bound its own
-/// time (a timeout gives a failed [`Score`] with the reason in the detail).
+/// time (a timeout gives a [`ScoreFailure`] with the reason).
 pub trait IoScorer: Send + Sync {
     /// The scorer's name in the suite.
     fn name(&self) -> &str;
-    /// Scores one item.
-    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, Score>;
+    /// Scores one item, or says why it could not.
+    fn score<'a>(&'a self, input: ScoreInput<'a>) -> BoxFuture<'a, ScoreOutcome>;
 }
 
 /// A scorer ready to run: pure scorers are called inline, IO scorers are
@@ -126,10 +142,10 @@ impl Built {
         }
     }
 
-    /// Scores one item.
-    pub async fn score(&self, input: ScoreInput<'_>) -> Score {
+    /// Scores one item, or says why it could not (IO scorers only).
+    pub async fn score(&self, input: ScoreInput<'_>) -> ScoreOutcome {
         match self {
-            Built::Pure(s) => s.score(input.output, input.reference),
+            Built::Pure(s) => Ok(s.score(input.output, input.reference)),
             Built::Io(s) => s.score(input).await,
         }
     }
@@ -389,22 +405,44 @@ impl Common {
         }
     }
 
-    /// The score of an item whose reference is missing: 0, failed, whatever
-    /// the threshold (a threshold of 0 must not pass an unscoreable item).
+    /// The score of an item whose reference is missing (the dataset's doing,
+    /// the same in every run): 0, failed, whatever the threshold (a threshold
+    /// of 0 must not pass an unscoreable item).
     pub fn no_reference(&self) -> Score {
-        self.failed("no reference")
-    }
-
-    /// A score that could not be computed (a judge that cannot be reached,
-    /// an answer with no score in it): 0 and failed whatever the threshold,
-    /// with the reason as the detail.
-    pub fn failed(&self, reason: impl Into<String>) -> Score {
         Score {
             scorer: self.name.clone(),
             value: 0.0,
             passed: false,
-            detail: short(&reason.into(), MAX_DETAIL),
+            detail: "no reference".into(),
             ..Default::default()
+        }
+    }
+
+    /// A score that could not be computed (a judge that cannot be reached,
+    /// an answer with no score in it, a crashed external process): no score
+    /// but an item error of kind `scorer` whose message names the scorer
+    /// and the reason.
+    ///
+    /// ```
+    /// use vigil_worker::scorers::Common;
+    /// let c = Common { name: "judge".into(), threshold: None };
+    /// let f = c.failed("judge call failed: connection refused");
+    /// assert_eq!(f.kind, vigil_protocol::ErrorKind::Scorer);
+    /// assert_eq!(f.message, "scorer `judge`: judge call failed: connection refused");
+    /// ```
+    pub fn failed(&self, reason: impl Into<String>) -> ScoreFailure {
+        self.failed_with(ErrorKind::Scorer, reason)
+    }
+
+    /// [`Common::failed`] with a more specific kind (for example the
+    /// sandbox's).
+    pub fn failed_with(&self, kind: ErrorKind, reason: impl Into<String>) -> ScoreFailure {
+        ScoreFailure {
+            kind,
+            message: short(
+                &format!("scorer `{}`: {}", self.name, reason.into()),
+                MAX_DETAIL,
+            ),
         }
     }
 }
