@@ -25,6 +25,11 @@ pub struct JobResult {
     pub delivery: u64,
     /// One result per item of the job.
     pub items: Vec<ItemResult>,
+    /// Set when the worker could not read the job well enough to name its
+    /// items (undecodable payload): the coordinator fails every item of the
+    /// job that `items` does not name with this error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
 }
 
 /// What became of one item.
@@ -111,6 +116,18 @@ pub enum ErrorKind {
     MaxDeliveries,
     /// The run's deadline passed before the item was evaluated.
     Deadline,
+    /// The job's `Vigil-Schema` is newer than the worker reads (see
+    /// [`crate::headers::check_schema`]).
+    UnsupportedSchema,
+    /// The job message could not be decoded (not MessagePack, missing fields, bad header).
+    Malformed,
+    /// The job names an endpoint kind the worker does not know.
+    UnknownKind,
+    /// The job message is larger than the worker accepts.
+    Oversized,
+    /// The job left the queue without a result (terminated, deleted, or given
+    /// up while its advisory was missed); found by the coordinator's reconciliation.
+    JobLost,
     /// Anything else, with its name.
     #[default]
     Unknown,
@@ -133,6 +150,11 @@ impl ErrorKind {
             ErrorKind::Scorer => "scorer",
             ErrorKind::MaxDeliveries => "max_deliveries",
             ErrorKind::Deadline => "deadline",
+            ErrorKind::UnsupportedSchema => "unsupported_schema",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::UnknownKind => "unknown_kind",
+            ErrorKind::Oversized => "oversized",
+            ErrorKind::JobLost => "job_lost",
             ErrorKind::Unknown => "unknown",
             ErrorKind::Other(name) => name,
         }
@@ -153,6 +175,11 @@ impl From<String> for ErrorKind {
             "scorer" => ErrorKind::Scorer,
             "max_deliveries" => ErrorKind::MaxDeliveries,
             "deadline" => ErrorKind::Deadline,
+            "unsupported_schema" => ErrorKind::UnsupportedSchema,
+            "malformed" => ErrorKind::Malformed,
+            "unknown_kind" => ErrorKind::UnknownKind,
+            "oversized" => ErrorKind::Oversized,
+            "job_lost" => ErrorKind::JobLost,
             "unknown" => ErrorKind::Unknown,
             _ => ErrorKind::Other(name),
         }
