@@ -50,16 +50,11 @@ pub struct Job {
 /// ```
 /// use vigil_protocol::*;
 /// let job = Job { run_id: "r".into(), job_index: 3, items: vec![Item { index: 7, id: "q7".into(), ..Default::default() }], ..Default::default() };
-/// let mut map: rmpv::Value = rmp_serde::from_slice(&encode(&job).unwrap()).unwrap();
 /// // A newer writer's endpoint kind and an extra field.
-/// for (k, v) in map.as_map_mut().unwrap() {
-///     if k.as_str() == Some("target") {
-///         for (k, v) in v.as_map_mut().unwrap() {
-///             if k.as_str() == Some("kind") { *v = rmpv::Value::from("grpc"); }
-///         }
-///     }
-/// }
-/// let bytes = rmp_serde::to_vec(&map).unwrap();
+/// let mut value = serde_json::to_value(&job).unwrap();
+/// value["target"]["kind"] = "grpc".into();
+/// value["added_later"] = 1.into();
+/// let bytes = encode(&value).unwrap();
 /// assert!(decode::<Job>(&bytes).is_err());
 /// let outline = JobOutline::decode(&bytes).unwrap();
 /// assert_eq!((outline.run_id.as_str(), outline.job_index, outline.items[0].index), ("r", 3, 7));
