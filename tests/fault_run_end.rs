@@ -96,31 +96,72 @@ async fn short_dedup_topology(url: &str) {
         .unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn jobs_a_worker_cannot_read_end_their_run_with_failed_items() {
+/// A run of `jobs` jobs of 32 items dispatched by a coordinator process
+/// (reconciling after `reconcile_s` without progress), with no worker yet.
+struct Dispatched {
+    _nats: NatsServer,
+    _stub: StubServer,
+    dir: tempfile::TempDir,
+    url: String,
+    base: String,
+    out: std::path::PathBuf,
+    coordinator: Proc,
+    js: jetstream::Context,
+    jobs: Vec<Captured>,
+}
+
+async fn dispatched(jobs: u64, reconcile_s: &str, short_dedup: bool) -> Dispatched {
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
         .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let n = 32 * 5; // five jobs
-    write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
+    write_arith_dataset(&dir.path().join("dataset.jsonl"), 32 * jobs as usize, 0);
     let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let (url, base) = (nats.url(), stub.base_url());
-    short_dedup_topology(&url).await;
+    if short_dedup {
+        short_dedup_topology(&url).await;
+    }
     let out = dir.path().join("summary.json");
-    // Reconciliation would fail the replaced jobs as `job_lost`: keep it out of the way.
-    let mut coordinator = coordinator_with_env(
+    let coordinator = coordinator_with_env(
         dir.path(),
         "coordinator",
         &suite,
         &url,
         &out,
         &[],
-        &[("VIGIL_RECONCILE_S", "3600")],
+        &[("VIGIL_RECONCILE_S", reconcile_s)],
     );
     let js = jetstream::new(async_nats::connect(&url).await.unwrap());
-    let jobs = capture_jobs(&js, 5).await;
+    let captured = capture_jobs(&js, jobs).await;
+    Dispatched {
+        _nats: nats,
+        _stub: stub,
+        dir,
+        url,
+        base,
+        out,
+        coordinator,
+        js,
+        jobs: captured,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_a_worker_cannot_read_end_their_run_with_failed_items() {
+    let n = 32 * 5; // five jobs
+    // Reconciliation would fail the replaced jobs as `job_lost`: keep it out of the way.
+    let Dispatched {
+        dir,
+        url,
+        base,
+        out,
+        mut coordinator,
+        js,
+        jobs,
+        _nats,
+        _stub,
+    } = dispatched(5, "3600", true).await;
 
     // Every run has a deadline: 24 h by default.
     let now_ms = SystemTime::now()
@@ -208,27 +249,17 @@ async fn jobs_a_worker_cannot_read_end_their_run_with_failed_items() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reconciliation_fails_the_items_of_a_job_deleted_from_the_stream() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let stub = StubServer::start(StubConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let n = 32 * 3;
-    write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
-    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
-    let (url, base) = (nats.url(), stub.base_url());
-    let out = dir.path().join("summary.json");
-    let mut coordinator = coordinator_with_env(
-        dir.path(),
-        "coordinator",
-        &suite,
-        &url,
-        &out,
-        &[],
-        &[("VIGIL_RECONCILE_S", "0.5")],
-    );
-    let js = jetstream::new(async_nats::connect(&url).await.unwrap());
-    let jobs = capture_jobs(&js, 3).await;
+    let Dispatched {
+        dir,
+        url,
+        base,
+        out,
+        mut coordinator,
+        js,
+        jobs,
+        _nats,
+        _stub,
+    } = dispatched(3, "0.5", false).await;
     // Reconciliations while the jobs wait for a worker find nothing lost.
     wait_until("a reconciliation", Duration::from_secs(20), || async {
         !coordinator
@@ -333,8 +364,16 @@ async fn a_worker_told_to_stop_while_nats_is_down_exits_within_its_grace_period(
         &["--grace-period-s", "1"],
         &[],
     );
-    wait_until("the worker to start", Duration::from_secs(20), || async {
-        !w.log_events("worker started").is_empty()
+    // The worker is in its pull loop once its pull requests wait on the consumer.
+    let js = jetstream::new(async_nats::connect(&url).await.unwrap());
+    wait_until("the worker to pull", Duration::from_secs(20), || async {
+        let Ok(stream) = js.get_stream("VIGIL_JOBS").await else {
+            return false;
+        };
+        match stream.consumer_info("vigil-workers-default").await {
+            Ok(info) => info.num_waiting > 0,
+            Err(_) => false,
+        }
     })
     .await;
     nats.kill_and_wait().await;

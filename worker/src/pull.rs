@@ -153,7 +153,11 @@ pub async fn run(
     stats: Arc<WorkerStats>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let js = ensure_topology(&client, &config.topology, &config.pool).await?;
+    // Setting up waits on the server: a stop meanwhile wins.
+    let js = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        js = ensure_topology(&client, &config.topology, &config.pool) => js?,
+    };
     let consumer_name = subjects::worker_consumer(&config.pool);
     let consumer: PullConsumer = async {
         js.get_stream(subjects::STREAM_JOBS)
@@ -177,7 +181,12 @@ pub async fn run(
         allowed = ?config.allow.prefixes().collect::<Vec<_>>(),
         scorer_commands = ?config.scorer_commands.lines(), "worker started"
     );
-    let cache = match crate::cache::ResponseCache::open(&js, config.topology.replicas).await {
+    // Opening the bucket waits on the server: a stop meanwhile wins.
+    let opened = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        opened = crate::cache::ResponseCache::open(&js, config.topology.replicas) => opened,
+    };
+    let cache = match opened {
         Ok(cache) => Some(cache),
         Err(e) => {
             tracing::warn!(error = %e, "response cache unavailable; every item calls its backend");
