@@ -9,9 +9,10 @@ mod cluster;
 mod common;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, message::PublishMessage};
+use async_nats::jetstream::{self, AckKind, message::PublishMessage};
 use cluster::*;
 use common::*;
+use futures::StreamExt;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
@@ -287,6 +288,102 @@ async fn reconciliation_fails_the_items_of_a_job_deleted_from_the_stream() {
             .contains("job 1 left the queue without a result"),
         "{}",
         coordinator.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_fails_the_jobs_given_up_while_no_coordinator_watched() {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    let stub = StubServer::start(StubConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 64; // two jobs
+    write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
+    let url = nats.url();
+    let client = async_nats::connect(&url).await.unwrap();
+    let topology = vigil_protocol::topology::TopologyConfig {
+        max_deliver: 2,
+        ack_wait: Duration::from_secs(2),
+        ..Default::default()
+    };
+    let js = vigil_protocol::topology::ensure_topology(&client, &topology, "default")
+        .await
+        .unwrap();
+    let run_id = "0190f0e0-0000-7000-8000-00000000beef";
+    let out = dir.path().join("summary.json");
+    let mut first = coordinator(
+        dir.path(),
+        "first",
+        &suite,
+        &url,
+        &out,
+        &["--run-id", run_id],
+    );
+    // Killed once both jobs are published and recorded as such.
+    let runs = js.get_key_value("vigil-runs").await.unwrap();
+    wait_until("dispatch recorded", Duration::from_secs(30), || async {
+        match runs.get(run_id).await {
+            Ok(Some(state)) => {
+                let state: serde_json::Value = serde_json::from_slice(&state).unwrap();
+                state["dispatch_done"] == true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    first.kill9();
+    // A broken worker: every delivery nak'd, until the server gives both jobs
+    // up. Its advisories reach no coordinator.
+    let consumer: jetstream::consumer::PullConsumer = js
+        .get_stream("VIGIL_JOBS")
+        .await
+        .unwrap()
+        .get_consumer("vigil-workers-default")
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    for _ in 0..4 {
+        let message = messages.next().await.unwrap().unwrap();
+        message.ack_with(AckKind::Nak(None)).await.unwrap();
+    }
+    drop(messages);
+    let stream = js.get_stream("VIGIL_JOBS").await.unwrap();
+    wait_until("both jobs given up", Duration::from_secs(20), || async {
+        let info = stream.consumer_info("vigil-workers-default").await.unwrap();
+        info.num_pending == 0 && info.num_ack_pending == 0
+    })
+    .await;
+
+    let mut resumed = coordinator_with_env(
+        dir.path(),
+        "resumed",
+        &suite,
+        &url,
+        &out,
+        &["--resume", run_id],
+        &[("VIGIL_RECONCILE_S", "0.5")],
+    );
+    let code = resumed.wait_exit(Duration::from_secs(60));
+    assert!(
+        matches!(code, Some(0 | 1)),
+        "the resumed run ended: {code:?}\n{}",
+        resumed.log_text()
+    );
+    let s = read_summary(&out);
+    assert_eq!(s["items_failed"], n, "{s}");
+    assert_eq!(s["errors"]["max_deliveries"], n, "{s}");
+    assert!(
+        resumed.log_text().contains("will not be delivered again"),
+        "{}",
+        resumed.log_text()
+    );
+    assert_eq!(
+        stub.stats()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
     );
 }
 

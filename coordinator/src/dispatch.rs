@@ -83,9 +83,18 @@ impl JobLedger {
         self.by_seq.get(&seq).copied()
     }
 
-    /// `(job_index, stream sequence)` of every job this process published.
+    /// `(job_index, stream sequence)` of every job whose message is known.
     pub fn sequences(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
         self.seqs.iter().map(|(&job, &seq)| (job, seq))
+    }
+
+    /// The jobs below `job_index` whose items are known but whose message is
+    /// not (a resumed run's jobs that an earlier coordinator published).
+    pub fn unseen_below(&self, job_index: u64) -> impl Iterator<Item = (u64, Range<u64>)> + '_ {
+        self.items
+            .range(..job_index)
+            .filter(|(job, _)| !self.seqs.contains_key(job))
+            .map(|(&job, items)| (job, items.clone()))
     }
 }
 

@@ -346,12 +346,15 @@ async fn run_in_span(
     let events_subject = subjects::events(&run_id);
     let deadline_sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(deadline_sleep);
-    let reconciler = Reconciler {
+    let mut reconciler = Reconciler {
         jobs: &jobs_stream,
         results: &results_stream,
+        subject: subjects::jobs(&suite.pool),
         consumer: subjects::worker_consumer(&suite.pool),
         run_id: &run_id,
         ledger: &dispatch_progress,
+        resumed_below: skip_below,
+        earlier_jobs_found: false,
     };
     // Jobs failed as a whole whose items dispatch has not reached yet (a resumed run).
     let mut whole_job_failures: Vec<(u64, vigil_protocol::ItemError)> = Vec::new();
@@ -578,9 +581,15 @@ fn fail_whole_jobs(
 struct Reconciler<'a> {
     jobs: &'a jetstream::stream::Stream,
     results: &'a jetstream::stream::Stream,
+    /// `vigil.jobs.<pool>`.
+    subject: String,
     consumer: String,
     run_id: &'a str,
     ledger: &'a DispatchProgress,
+    /// A resumed run: jobs below this index were published by an earlier coordinator.
+    resumed_below: u64,
+    /// Whether the messages of those jobs have been looked up in the stream.
+    earlier_jobs_found: bool,
 }
 
 impl Reconciler<'_> {
@@ -592,7 +601,30 @@ impl Reconciler<'_> {
     /// or in flight) fails as `max_deliveries` and its message is deleted.
     /// Returns the items failed. Checks that fail (server unreachable) are
     /// skipped, to be tried at the next reconciliation.
-    async fn reconcile(&self, aggregate: &mut Aggregator) -> u64 {
+    async fn reconcile(&mut self, aggregate: &mut Aggregator) -> u64 {
+        let mut failed = 0;
+        if self.resumed_below > 0 && !self.earlier_jobs_found {
+            self.earlier_jobs_found = self.find_earlier_jobs().await;
+        }
+        if self.earlier_jobs_found {
+            // An earlier coordinator's job not in the stream was acked (its
+            // result is there) or left the queue without one.
+            let unseen: Vec<(u64, std::ops::Range<u64>)> = {
+                let ledger = self.ledger.ledger.lock().expect("ledger lock");
+                ledger
+                    .unseen_below(self.resumed_below)
+                    .filter(|(_, items)| items.clone().any(|i| !aggregate.is_counted(i)))
+                    .collect()
+            };
+            for (job, items) in unseen {
+                if self.has_result(job).await == Some(false) {
+                    let reason = format!(
+                        "job {job} left the queue without a result while no coordinator watched"
+                    );
+                    failed += self.fail(aggregate, job, items, ErrorKind::JobLost, &reason);
+                }
+            }
+        }
         let outstanding: Vec<(u64, u64, std::ops::Range<u64>)> = {
             let ledger = self.ledger.ledger.lock().expect("ledger lock");
             ledger
@@ -602,7 +634,6 @@ impl Reconciler<'_> {
                 .collect()
         };
         let mut present = Vec::new();
-        let mut failed = 0;
         for (job, seq, items) in outstanding {
             match self.jobs.get_raw_message(seq).await {
                 // A worker publishes a job's result before it acks the job:
@@ -644,6 +675,40 @@ impl Reconciler<'_> {
             let _ = self.jobs.delete_message(seq).await;
         }
         failed
+    }
+
+    /// Finds the messages of the jobs an earlier coordinator of this run
+    /// published (a resumed run), walking the pool's subject through the
+    /// jobs stream once; `false` if the walk could not finish.
+    async fn find_earlier_jobs(&self) -> bool {
+        let mut seq = 1;
+        loop {
+            let message = match self
+                .jobs
+                .get_first_raw_message_by_subject(&self.subject, seq)
+                .await
+            {
+                Ok(message) => message,
+                Err(e) if matches!(e.kind(), LastRawMessageErrorKind::NoMessageFound) => {
+                    return true;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot look up the jobs of an earlier coordinator");
+                    return false;
+                }
+            };
+            seq = message.sequence + 1;
+            let job = message
+                .headers
+                .get(vigil_protocol::headers::MSG_ID)
+                .and_then(|id| vigil_protocol::headers::parse_job_msg_id(id.as_str()))
+                .filter(|(run, job)| *run == self.run_id && *job < self.resumed_below)
+                .map(|(_, job)| job);
+            if let Some(job) = job {
+                let mut ledger = self.ledger.ledger.lock().expect("ledger lock");
+                ledger.published(job, message.sequence);
+            }
+        }
     }
 
     /// Whether the job's result is in the results stream (`None`: unknown).
