@@ -9,10 +9,9 @@ mod cluster;
 mod common;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, message::PublishMessage};
+use async_nats::jetstream::{self, message::PublishMessage};
 use cluster::*;
 use common::*;
-use futures::StreamExt;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
@@ -302,15 +301,7 @@ async fn a_resumed_run_fails_the_jobs_given_up_while_no_coordinator_watched() {
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
     let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let url = nats.url();
-    let client = async_nats::connect(&url).await.unwrap();
-    let topology = vigil_protocol::topology::TopologyConfig {
-        max_deliver: 2,
-        ack_wait: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let js = vigil_protocol::topology::ensure_topology(&client, &topology, "default")
-        .await
-        .unwrap();
+    let js = topology_with_max_deliver(&url, 2).await;
     let run_id = "0190f0e0-0000-7000-8000-00000000beef";
     let out = dir.path().join("summary.json");
     let mut first = coordinator(
@@ -336,19 +327,8 @@ async fn a_resumed_run_fails_the_jobs_given_up_while_no_coordinator_watched() {
     first.kill9();
     // A broken worker: every delivery nak'd, until the server gives both jobs
     // up. Its advisories reach no coordinator.
-    let consumer: jetstream::consumer::PullConsumer = js
-        .get_stream("VIGIL_JOBS")
-        .await
-        .unwrap()
-        .get_consumer("vigil-workers-default")
-        .await
-        .unwrap();
-    let mut messages = consumer.messages().await.unwrap();
-    for _ in 0..4 {
-        let message = messages.next().await.unwrap().unwrap();
-        message.ack_with(AckKind::Nak(None)).await.unwrap();
-    }
-    drop(messages);
+    let broken = nak_every_delivery(&js, 4).await;
+    assert_eq!(broken.await.unwrap(), 4, "2 jobs x MaxDeliver 2");
     let stream = js.get_stream("VIGIL_JOBS").await.unwrap();
     wait_until("both jobs given up", Duration::from_secs(20), || async {
         let info = stream.consumer_info("vigil-workers-default").await.unwrap();
