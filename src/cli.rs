@@ -274,7 +274,8 @@ pub struct WorkerArgs {
     /// also read comma-separated from VIGIL_ALLOW_MODEL.
     #[arg(long = "allow-model", value_name = "FILE")]
     pub allow_models: Vec<PathBuf>,
-    /// Seconds in-flight jobs may finish after SIGTERM before they are handed back.
+    /// Seconds in-flight jobs may finish after SIGTERM before they are handed
+    /// back; the worker exits at most 2 s later, even with NATS unreachable.
     #[arg(long, default_value_t = 25.0, env = "VIGIL_GRACE_PERIOD_S")]
     pub grace_period_s: f64,
     /// Serve /healthz and /readyz here.
@@ -283,7 +284,7 @@ pub struct WorkerArgs {
     /// Serve Prometheus metrics on /metrics here.
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
-    /// Largest job payload accepted, bytes; larger ones are terminated as malformed.
+    /// Largest job payload accepted, bytes; the items of larger ones fail as `oversized`.
     #[arg(long, default_value_t = 8 * 1024 * 1024, env = "VIGIL_MAX_JOB_BYTES", hide = true)]
     pub max_job_bytes: usize,
 }
