@@ -9,6 +9,11 @@
 //! - `VIGIL_ACK_WAIT_S`: seconds a worker may hold a job without a progress ack (default 30).
 //! - `VIGIL_MAX_DELIVER`: deliveries of one job before it is given up (default 5).
 //! - `VIGIL_JOBS_MAX_MSGS`: most jobs waiting in `VIGIL_JOBS` before dispatch waits (default 1,000,000).
+//!
+//! And one knob of `vigil run` alone:
+//!
+//! - `VIGIL_RECONCILE_S`: seconds without progress before a run checks the jobs stream for
+//!   outstanding jobs that left it without a result (default 60).
 
 use anyhow::{Context, anyhow};
 use std::time::Duration;
@@ -17,14 +22,8 @@ use vigil_protocol::topology::TopologyConfig;
 /// The default topology with the environment's overrides applied.
 pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {
     let mut topology = TopologyConfig::default();
-    if let Some(value) = var("VIGIL_ACK_WAIT_S") {
-        let secs: f64 = value
-            .parse()
-            .with_context(|| format!("VIGIL_ACK_WAIT_S={value}: not a number"))?;
-        if !(secs.is_finite() && secs >= 0.1) {
-            return Err(anyhow!("VIGIL_ACK_WAIT_S={value}: must be at least 0.1"));
-        }
-        topology.ack_wait = Duration::from_secs_f64(secs);
+    if let Some(ack_wait) = seconds_var("VIGIL_ACK_WAIT_S")? {
+        topology.ack_wait = ack_wait;
     }
     if let Some(value) = var("VIGIL_MAX_DELIVER") {
         let n: i64 = value
@@ -45,6 +44,29 @@ pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {
         topology.jobs_max_msgs = n;
     }
     Ok(topology)
+}
+
+/// How long a run waits without progress before it reconciles its
+/// outstanding jobs with the jobs stream: `VIGIL_RECONCILE_S`, default 60 s.
+pub fn reconcile_after_from_env() -> anyhow::Result<Duration> {
+    Ok(
+        seconds_var("VIGIL_RECONCILE_S")?
+            .unwrap_or(vigil_coordinator::run::DEFAULT_RECONCILE_AFTER),
+    )
+}
+
+/// A duration in seconds (at least 0.1) from the environment, if set.
+fn seconds_var(name: &str) -> anyhow::Result<Option<Duration>> {
+    let Some(value) = var(name) else {
+        return Ok(None);
+    };
+    let secs: f64 = value
+        .parse()
+        .with_context(|| format!("{name}={value}: not a number"))?;
+    if !(secs.is_finite() && secs >= 0.1) {
+        return Err(anyhow!("{name}={value}: must be at least 0.1"));
+    }
+    Ok(Some(Duration::from_secs_f64(secs)))
 }
 
 fn var(name: &str) -> Option<String> {

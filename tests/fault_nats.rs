@@ -1,6 +1,7 @@
 //! A restarted nats-server (same port, same store) mid-run: the workers'
-//! pull loops and the coordinator's results subscription reconnect, and the
-//! run completes with every item exactly once.
+//! pull loops and the coordinator's results subscription reconnect, the
+//! coordinator reconciles its outstanding jobs, and the run completes with
+//! every item exactly once.
 
 #[path = "common/cluster.rs"]
 mod cluster;
@@ -55,6 +56,14 @@ async fn a_restarted_nats_server_loses_nothing() {
         assert_eq!(s["scores"][scorer]["n"], n);
         assert!((s["scores"][scorer]["pass_rate"].as_f64().unwrap() - expected).abs() < 1e-12);
     }
+    // The coordinator reconciled its outstanding jobs after the reconnect,
+    // and found nothing lost (every item was scored above).
+    let reconciled = coordinator.log_events("reconciled outstanding jobs with the jobs stream");
+    assert!(
+        reconciled.iter().any(|e| e["reconnected"] == true),
+        "{}",
+        coordinator.log_text()
+    );
     let f = &coordinator.log_events("run finished")[0];
     eprintln!(
         "NATS RESTART TEST: items {n}, server duplicates {}, aggregator duplicates {}",

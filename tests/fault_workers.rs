@@ -6,10 +6,9 @@
 mod cluster;
 mod common;
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 use cluster::*;
 use common::*;
-use futures::StreamExt;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
@@ -229,36 +228,9 @@ async fn a_poison_job_ends_at_max_deliver_and_its_items_fail_with_the_reason() {
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
     let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
     let url = nats.url();
-    let client = async_nats::connect(&url).await.unwrap();
-    // The topology with a low MaxDeliver, as `vigil setup-streams` would make it.
-    let topology = vigil_protocol::topology::TopologyConfig {
-        max_deliver: 3,
-        ack_wait: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let js = vigil_protocol::topology::ensure_topology(&client, &topology, "default")
-        .await
-        .unwrap();
+    let js = topology_with_max_deliver(&url, 3).await;
     // A broken worker: pulls every job and naks it, every time.
-    let consumer: jetstream::consumer::PullConsumer = js
-        .get_stream("VIGIL_JOBS")
-        .await
-        .unwrap()
-        .get_consumer("vigil-workers-default")
-        .await
-        .unwrap();
-    let broken = tokio::spawn(async move {
-        let mut nakked = 0u64;
-        let mut messages = consumer.messages().await.unwrap();
-        while let Some(Ok(message)) = messages.next().await {
-            message.ack_with(AckKind::Nak(None)).await.unwrap();
-            nakked += 1;
-            if nakked == 6 {
-                break;
-            }
-        }
-        nakked
-    });
+    let broken = nak_every_delivery(&js, 6).await;
     let out = dir.path().join("summary.json");
     let mut coordinator = coordinator(dir.path(), "coordinator", &suite, &url, &out, &[]);
     let code = coordinator.wait_exit(Duration::from_secs(30));

@@ -11,8 +11,10 @@ use async_nats::jetstream::{self, message::PublishMessage};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use vigil_protocol::{Item, Job, headers};
@@ -42,6 +44,58 @@ pub struct DispatchProgress {
     /// The high-water mark: every job with a lower index is acknowledged by
     /// the server (or was skipped on resume). What a resumed run starts from.
     pub high_water: AtomicU64,
+    /// Which items each job holds, and where its message is in `VIGIL_JOBS`.
+    pub ledger: Mutex<JobLedger>,
+}
+
+/// What the coordinator remembers of each job (a few dozen bytes per job,
+/// never the items): the item indexes it holds, and for the jobs this process
+/// published, the stream sequence of its message. With it, a job that comes
+/// back failed as a whole, or whose message vanished, fails exactly its items.
+#[derive(Debug, Default)]
+pub struct JobLedger {
+    items: BTreeMap<u64, Range<u64>>,
+    seqs: BTreeMap<u64, u64>,
+    by_seq: HashMap<u64, u64>,
+}
+
+impl JobLedger {
+    /// Records that job `job_index` holds the item indexes `items`.
+    pub fn planned(&mut self, job_index: u64, items: Range<u64>) {
+        self.items.insert(job_index, items);
+    }
+
+    /// Records that job `job_index` is message `seq` of `VIGIL_JOBS`.
+    pub fn published(&mut self, job_index: u64, seq: u64) {
+        if let Some(old) = self.seqs.insert(job_index, seq) {
+            self.by_seq.remove(&old);
+        }
+        self.by_seq.insert(seq, job_index);
+    }
+
+    /// The item indexes of a job, once dispatch has reached it.
+    pub fn items_of(&self, job_index: u64) -> Option<Range<u64>> {
+        self.items.get(&job_index).cloned()
+    }
+
+    /// The job at stream sequence `seq`, if this process published it.
+    pub fn job_at(&self, seq: u64) -> Option<u64> {
+        self.by_seq.get(&seq).copied()
+    }
+
+    /// `(job_index, stream sequence)` of every job whose message is known.
+    pub fn sequences(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.seqs.iter().map(|(&job, &seq)| (job, seq))
+    }
+
+    /// The jobs below `job_index` whose items are known but whose message is
+    /// not (a resumed run's jobs that an earlier coordinator published).
+    pub fn unseen_below(&self, job_index: u64) -> impl Iterator<Item = (u64, Range<u64>)> + '_ {
+        self.items
+            .range(..job_index)
+            .filter(|(job, _)| !self.seqs.contains_key(job))
+            .map(|(&job, items)| (job, items.clone()))
+    }
 }
 
 /// Dispatch could not finish.
@@ -78,17 +132,21 @@ pub enum DispatchError {
 
 /// Splits shards that do not fit `max_bytes` and encodes them, in order.
 /// Job indices are assigned from `next_index`, so the same dataset always
-/// gives the same jobs (what a resumed run relies on).
+/// gives the same jobs (what a resumed run relies on). Each job comes with
+/// its item indexes (a shard holds consecutive items, and so does each part).
 pub fn encode_jobs(
     template: &Job,
     items: Vec<Item>,
     next_index: &mut u64,
     max_bytes: usize,
-) -> Result<Vec<(u64, Bytes, u64)>, DispatchError> {
+) -> Result<Vec<(u64, Bytes, Range<u64>)>, DispatchError> {
     let mut out = Vec::new();
     let mut stack = vec![items];
     while let Some(items) = stack.pop() {
-        let count = items.len() as u64;
+        let range = match (items.first(), items.last()) {
+            (Some(first), Some(last)) => first.index..last.index + 1,
+            _ => 0..0,
+        };
         let job = Job {
             job_index: *next_index,
             items,
@@ -111,7 +169,7 @@ pub fn encode_jobs(
             stack.push(items);
             continue;
         }
-        out.push((*next_index, Bytes::from(bytes), count));
+        out.push((*next_index, Bytes::from(bytes), range));
         *next_index += 1;
     }
     Ok(out)
@@ -148,7 +206,9 @@ pub async fn dispatch(
         tokio::select! {
             shard = shards.recv(), if shards_open && in_flight.len() < max_in_flight.max(1) => {
                 let Some(items) = shard else { shards_open = false; continue };
-                for (job_index, payload, count) in encode_jobs(&template.job, items, &mut next_index, max_bytes)? {
+                for (job_index, payload, range) in encode_jobs(&template.job, items, &mut next_index, max_bytes)? {
+                    let count = range.end - range.start;
+                    progress.ledger.lock().expect("ledger lock").planned(job_index, range);
                     if job_index < template.skip_below {
                         progress.items.fetch_add(count, Ordering::Relaxed);
                         continue;
@@ -196,6 +256,11 @@ async fn publish_job(
                 if ack.duplicate {
                     progress.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
+                progress
+                    .ledger
+                    .lock()
+                    .expect("ledger lock")
+                    .published(job_index, ack.sequence);
                 progress.jobs.fetch_add(1, Ordering::Relaxed);
                 progress.items.fetch_add(items, Ordering::Relaxed);
                 return Ok(job_index);

@@ -15,6 +15,7 @@ pub mod history;
 pub mod item_ids;
 pub mod manifest;
 pub mod metrics;
+mod reconcile;
 pub mod render;
 pub mod report;
 pub mod resume;

@@ -2,11 +2,15 @@
 //!
 //! The order matters for never losing an item: the results subscription is
 //! opened (replaying from the start of the run's subject) before the first job
-//! is published, and the run ends only when every item index is accounted,
-//! by a result, by the max-deliveries advisory, or by the deadline.
+//! is published, and the run ends only when every item index is accounted:
+//! by a result (a worker answers even a job it cannot read), by the
+//! max-deliveries advisory, by reconciliation (a job whose message left the
+//! queue without a result), or by the deadline (default 24 h). A dataset
+//! error found during dispatch ends the run at once.
 
 use crate::aggregate::{Aggregator, SummaryMeta};
 use crate::dispatch::{self, DispatchProgress, JobTemplate};
+use crate::reconcile::{Reconciler, fail_whole_jobs};
 use crate::render::Renderer;
 use crate::resume::{self, ResumeError, RunState, StateRecorder};
 use crate::suite::{Suite, TargetConfig};
@@ -54,7 +58,14 @@ pub struct RunConfig {
     pub baseline: Option<String>,
     /// Never answer from the response cache.
     pub no_cache: bool,
+    /// How long without progress (and after every reconnect) before the run
+    /// checks the jobs stream for outstanding jobs that left it without a
+    /// result (default 60 s; `VIGIL_RECONCILE_S` in the binary).
+    pub reconcile_after: Duration,
 }
+
+/// The default of [`RunConfig::reconcile_after`].
+pub const DEFAULT_RECONCILE_AFTER: Duration = Duration::from_secs(60);
 
 impl RunConfig {
     /// A config with defaults for everything but the suite and target.
@@ -71,6 +82,7 @@ impl RunConfig {
             require_resume: false,
             baseline: None,
             no_cache: false,
+            reconcile_after: DEFAULT_RECONCILE_AFTER,
         }
     }
 }
@@ -247,11 +259,11 @@ async fn run_in_span(
     // A resumed run keeps its first start: its deadline and duration count from there.
     let started_at = state.started_at();
     let started = Instant::now();
-    let deadline_unix_ms = suite
-        .deadline_s
-        .map(|s| unix_ms(started_at) + (s * 1000.0) as u64);
-    let deadline = deadline_unix_ms
-        .map(|d| started + Duration::from_millis(d.saturating_sub(unix_ms(SystemTime::now()))));
+    let deadline_unix_ms = unix_ms(started_at).saturating_add((suite.deadline_s() * 1000.0) as u64);
+    // Capped at a century: an Instant cannot hold the far future.
+    let deadline = started
+        + Duration::from_millis(deadline_unix_ms.saturating_sub(unix_ms(SystemTime::now())))
+            .min(Duration::from_secs(100 * 365 * 86_400));
     tracing::info!(%run_id, suite = %suite.name, target = %target.name, items = check.items, "run starting");
 
     // Subscribe before publishing: results of this run from the first on.
@@ -282,7 +294,7 @@ async fn run_in_span(
 
     // Read and render on a blocking thread; shards flow through a bounded channel.
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
-    let producer = {
+    let mut producer = {
         let (suite, renderer, kind) = (suite.clone(), renderer.clone(), target.kind);
         tokio::task::spawn_blocking(move || produce_shards(&suite, &renderer, kind, shard_tx))
     };
@@ -294,7 +306,7 @@ async fn run_in_span(
             target: target.spec(),
             scorers: suite.scorer_specs(),
             items: Vec::new(),
-            deadline_unix_ms,
+            deadline_unix_ms: Some(deadline_unix_ms),
             keep_output_chars: suite.keep_output_chars,
             cache: crate::continuous::cache_policy(&suite, &target, config.no_cache),
             samples: suite.samples,
@@ -323,6 +335,7 @@ async fn run_in_span(
         )
     };
     let mut dispatch_done = false;
+    let mut producer_done = false;
 
     let scorer_names = suite.scorers.iter().map(|s| s.name.clone()).collect();
     let mut aggregate = Aggregator::new(check.items, scorer_names);
@@ -330,13 +343,20 @@ async fn run_in_span(
     let mut malformed_results = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let events_subject = subjects::events(&run_id);
-    let deadline_sleep = async {
-        match deadline {
-            Some(at) => tokio::time::sleep_until(at.into()).await,
-            None => std::future::pending().await,
-        }
-    };
+    let deadline_sleep = tokio::time::sleep_until(deadline.into());
     tokio::pin!(deadline_sleep);
+    let mut reconciler = Reconciler::new(
+        &jobs_stream,
+        &results_stream,
+        &suite.pool,
+        &run_id,
+        &dispatch_progress,
+        skip_below,
+    );
+    // Jobs failed as a whole whose items dispatch has not reached yet (a resumed run).
+    let mut whole_job_failures: Vec<(u64, vigil_protocol::ItemError)> = Vec::new();
+    let mut last_progress = (aggregate.done(), Instant::now());
+    let mut connects_seen = client.statistics().connects.load(Ordering::Relaxed);
 
     while !aggregate.is_complete() {
         tokio::select! {
@@ -357,6 +377,10 @@ async fn run_in_span(
                         if let Some(m) = &config.metrics {
                             m.observe_result(&result, outcome.duplicates);
                         }
+                        if let Some(error) = result.error {
+                            whole_job_failures.push((result.job_index, error));
+                            fail_whole_jobs(&mut whole_job_failures, &dispatch_progress, &mut aggregate);
+                        }
                     }
                     Ok(other) => tracing::warn!(expected = %run_id, got = %other.run_id, "result of another run on this run's subject"),
                     Err(e) => {
@@ -370,7 +394,7 @@ async fn run_in_span(
             }
             advisory = advisories.next() => {
                 if let Some(advisory) = advisory {
-                    fail_dead_job(&jobs_stream, &advisory.payload, &run_id, &mut aggregate).await;
+                    reconciler.fail_dead_job(&advisory.payload, &mut aggregate).await;
                 }
             }
             done = &mut dispatcher, if !dispatch_done => {
@@ -388,6 +412,22 @@ async fn run_in_span(
                     Err(e) => return Err(RunError::Dataset(e.to_string())),
                 }
             }
+            // A dataset error during dispatch (the file changed after
+            // validation) ends the run now: its remaining items would never
+            // be published, and waiting for them would never end.
+            done = &mut producer, if !producer_done => {
+                producer_done = true;
+                let error = match done {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(e) => Some(RunError::Dataset(e.to_string())),
+                };
+                if let Some(e) = error {
+                    dispatcher.abort();
+                    tracing::error!(%run_id, error = %e, "dataset error during dispatch: the run ends");
+                    return Err(e);
+                }
+            }
             _ = &mut deadline_sleep => {
                 let missing: Vec<(u64, String)> = aggregate.missing().map(|i| (i, String::new())).collect();
                 let count = aggregate.fail_items(missing, ErrorKind::Deadline, "the run's deadline passed before the item was evaluated");
@@ -396,6 +436,18 @@ async fn run_in_span(
                 break;
             }
             _ = tick.tick() => {
+                fail_whole_jobs(&mut whole_job_failures, &dispatch_progress, &mut aggregate);
+                let connects = client.statistics().connects.load(Ordering::Relaxed);
+                let reconnected = connects > connects_seen;
+                connects_seen = connects;
+                if aggregate.done() != last_progress.0 {
+                    last_progress = (aggregate.done(), Instant::now());
+                }
+                if reconnected || last_progress.1.elapsed() >= config.reconcile_after {
+                    let failed = reconciler.reconcile(&mut aggregate).await;
+                    tracing::info!(%run_id, reconnected, items_failed = failed, "reconciled outstanding jobs with the jobs stream");
+                    last_progress = (aggregate.done(), Instant::now());
+                }
                 let event = progress_event(&run_id, &suite.name, &target.name, &aggregate, &dispatch_progress, dispatch_done, started);
                 publish_progress(&client, &events_subject, &event, config.progress.as_ref()).await;
                 recorder.set_dispatched(dispatch_progress.high_water.load(Ordering::Relaxed), false);
@@ -403,7 +455,7 @@ async fn run_in_span(
             }
         }
     }
-    if let Ok(Err(e)) = producer.await {
+    if !producer_done && let Ok(Err(e)) = producer.await {
         // Every item is accounted, but the dataset could not be re-read to the end.
         tracing::warn!(error = %e, "dataset producer ended with an error");
     }
@@ -494,36 +546,6 @@ fn produce_shards(
         let _ = tx.blocking_send(shard);
     }
     Ok(())
-}
-
-/// The server gave a job up after MaxDeliver: fail its items, drop the message.
-async fn fail_dead_job(
-    jobs: &jetstream::stream::Stream,
-    advisory: &[u8],
-    run_id: &str,
-    aggregate: &mut Aggregator,
-) {
-    let Some(advisory) = vigil_protocol::advisory::MaxDeliveriesAdvisory::decode(advisory) else {
-        tracing::debug!("unreadable max-deliveries advisory ignored");
-        return;
-    };
-    let Ok(message) = jobs.get_raw_message(advisory.stream_seq).await else {
-        return;
-    };
-    let Ok(job) = vigil_protocol::decode::<Job>(&message.payload) else {
-        return;
-    };
-    if job.run_id != run_id {
-        return; // another run's coordinator handles it
-    }
-    let reason = format!(
-        "job {} failed on all {} deliveries",
-        job.job_index, advisory.deliveries
-    );
-    let items = job.items.iter().map(|i| (i.index, i.id.clone()));
-    let failed = aggregate.fail_items(items, ErrorKind::MaxDeliveries, &reason);
-    tracing::warn!(%run_id, job = job.job_index, items = failed, "{reason}");
-    let _ = jobs.delete_message(advisory.stream_seq).await;
 }
 
 fn progress_event(

@@ -39,6 +39,8 @@ pub const DEFAULT_SHARD_SIZE: usize = 32;
 pub const MAX_SHARD_SIZE: usize = 10_000;
 /// Default characters of each output kept in results.
 pub const DEFAULT_KEEP_OUTPUT_CHARS: u32 = 2000;
+/// Default `deadline_s`: every run ends within 24 hours.
+pub const DEFAULT_DEADLINE_S: f64 = 86_400.0;
 /// The scorer kinds a suite may name, in the order error messages list them.
 pub const SCORER_KINDS: &[&str] = &[
     "exact_match",
@@ -84,7 +86,8 @@ pub struct Suite {
     pub shard_size: usize,
     /// The worker pool that runs the jobs (default `default`).
     pub pool: String,
-    /// Seconds after the start of a run after which unfinished items fail as `deadline`.
+    /// Seconds after the start of a run after which unfinished items fail as
+    /// `deadline` (`None`: [`DEFAULT_DEADLINE_S`]; see [`Suite::deadline_s`]).
     pub deadline_s: Option<f64>,
     /// The largest fraction of the items that may fail (any error kind)
     /// before the run fails whatever its scores (default 0.02, 0..=1).
@@ -286,6 +289,12 @@ impl Suite {
         };
         let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
         Checker { path }.suite(raw, sha256)
+    }
+
+    /// Seconds after its start when a run's unfinished items fail as
+    /// `deadline`: `deadline_s`, else [`DEFAULT_DEADLINE_S`].
+    pub fn deadline_s(&self) -> f64 {
+        self.deadline_s.unwrap_or(DEFAULT_DEADLINE_S)
     }
 
     /// The target named `name`.

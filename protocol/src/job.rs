@@ -41,6 +41,74 @@ pub struct Job {
     pub samples: u32,
 }
 
+/// The envelope of a [`Job`]: the fields that name what a job is about
+/// (`run_id`, `job_index`, `target.kind`, each item's `index` and `id`). No
+/// schema version changes them, so a worker that cannot read a job as a
+/// whole (newer schema, unknown endpoint kind, a field it cannot decode)
+/// decodes this instead and fails the items it names with a reason.
+///
+/// ```
+/// use vigil_protocol::*;
+/// let job = Job { run_id: "r".into(), job_index: 3, items: vec![Item { index: 7, id: "q7".into(), ..Default::default() }], ..Default::default() };
+/// // A newer writer's endpoint kind and an extra field.
+/// let mut value = serde_json::to_value(&job).unwrap();
+/// value["target"]["kind"] = "grpc".into();
+/// value["added_later"] = 1.into();
+/// let bytes = encode(&value).unwrap();
+/// assert!(decode::<Job>(&bytes).is_err());
+/// let outline = JobOutline::decode(&bytes).unwrap();
+/// assert_eq!((outline.run_id.as_str(), outline.job_index, outline.items[0].index), ("r", 3, 7));
+/// assert_eq!(outline.target.kind, "grpc");
+/// assert!(!outline.knows_kind());
+/// ```
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default)]
+pub struct JobOutline {
+    /// The run.
+    pub run_id: String,
+    /// The job's index in the run.
+    pub job_index: u64,
+    /// The target's endpoint kind, as written.
+    pub target: TargetOutline,
+    /// The items' indexes and ids.
+    pub items: Vec<ItemOutline>,
+}
+
+/// The part of a [`TargetSpec`] a [`JobOutline`] reads.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default)]
+pub struct TargetOutline {
+    /// The endpoint kind's name (`chat`, `completions`, `local`, or one this version does not know).
+    pub kind: String,
+}
+
+/// The part of an [`Item`] a [`JobOutline`] reads.
+#[derive(Debug, Clone, PartialEq, Deserialize, Default)]
+#[serde(default)]
+pub struct ItemOutline {
+    /// Position in the dataset.
+    pub index: u64,
+    /// The item's id.
+    pub id: String,
+}
+
+impl JobOutline {
+    /// Decodes the envelope of a job payload; `None` if even that fails.
+    pub fn decode(payload: &[u8]) -> Option<Self> {
+        crate::decode(payload).ok()
+    }
+
+    /// Whether `target.kind` is an [`EndpointKind`] this version knows
+    /// (an absent kind is the default, `chat`).
+    pub fn knows_kind(&self) -> bool {
+        self.target.kind.is_empty()
+            || serde_json::from_value::<EndpointKind>(serde_json::Value::String(
+                self.target.kind.clone(),
+            ))
+            .is_ok()
+    }
+}
+
 /// One dataset item, rendered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]

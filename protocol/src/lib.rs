@@ -38,8 +38,8 @@ pub mod trace_context;
 
 pub use codec::{CodecError, decode, encode};
 pub use job::{
-    ChatMessage, EndpointKind, Item, Job, Normalization, Prompt, SamplingParams, SandboxLimits,
-    ScorerKind, ScorerSpec, TargetSpec,
+    ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Normalization, Prompt,
+    SamplingParams, SandboxLimits, ScorerKind, ScorerSpec, TargetOutline, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
 pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};
@@ -54,6 +54,11 @@ pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu,
 /// [`RunSummary::schema`]. It changes only when a reader of the previous
 /// version would misread a message; added optional fields do not change it.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// The oldest reader schema that decodes what this version writes, sent as
+/// `Vigil-Schema-Min` (see [`headers::check_schema`]). A version that only
+/// adds optional fields keeps it; one an older reader would misread raises it.
+pub const SCHEMA_MIN_VERSION: u32 = 1;
 
 /// The `Content-Type` header value of every vigil message.
 pub const CONTENT_TYPE: &str = "application/msgpack";

@@ -25,6 +25,11 @@ pub struct JobResult {
     pub delivery: u64,
     /// One result per item of the job.
     pub items: Vec<ItemResult>,
+    /// Set when the worker could not read the job well enough to name its
+    /// items (undecodable payload): the coordinator fails every item of the
+    /// job that `items` does not name with this error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ItemError>,
 }
 
 /// What became of one item.
@@ -119,6 +124,18 @@ pub enum ErrorKind {
     /// Code execution is allowed but its sandbox cannot be set up on this
     /// host; the reason names what is missing. Nothing was run.
     SandboxUnavailable,
+    /// The job's `Vigil-Schema` is newer than the worker reads (see
+    /// [`crate::headers::check_schema`]).
+    UnsupportedSchema,
+    /// The job message could not be decoded (not MessagePack, missing fields, bad header).
+    Malformed,
+    /// The job names an endpoint kind the worker does not know.
+    UnknownKind,
+    /// The job message is larger than the worker accepts.
+    Oversized,
+    /// The job left the queue without a result (terminated, deleted, or given
+    /// up while its advisory was missed); found by the coordinator's reconciliation.
+    JobLost,
     /// Anything else, with its name.
     #[default]
     Unknown,
@@ -143,6 +160,11 @@ impl ErrorKind {
             ErrorKind::Deadline => "deadline",
             ErrorKind::NotAllowed => "not_allowed",
             ErrorKind::SandboxUnavailable => "sandbox_unavailable",
+            ErrorKind::UnsupportedSchema => "unsupported_schema",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::UnknownKind => "unknown_kind",
+            ErrorKind::Oversized => "oversized",
+            ErrorKind::JobLost => "job_lost",
             ErrorKind::Unknown => "unknown",
             ErrorKind::Other(name) => name,
         }
@@ -181,6 +203,8 @@ pub const NOT_MODEL_SIDE: &[&str] = &[
     "malformed",
     "unknown_kind",
     "cancelled",
+    "oversized",
+    "job_lost",
 ];
 
 impl From<String> for ErrorKind {
@@ -199,6 +223,11 @@ impl From<String> for ErrorKind {
             "deadline" => ErrorKind::Deadline,
             "not_allowed" => ErrorKind::NotAllowed,
             "sandbox_unavailable" => ErrorKind::SandboxUnavailable,
+            "unsupported_schema" => ErrorKind::UnsupportedSchema,
+            "malformed" => ErrorKind::Malformed,
+            "unknown_kind" => ErrorKind::UnknownKind,
+            "oversized" => ErrorKind::Oversized,
+            "job_lost" => ErrorKind::JobLost,
             "unknown" => ErrorKind::Unknown,
             _ => ErrorKind::Other(name),
         }

@@ -114,9 +114,23 @@ fn job_result_is_a_map_with_named_fields() {
             },
             ..Default::default()
         }],
+        error: None,
     };
     let map = as_map(&encode(&result).unwrap());
     assert_eq!(map["delivery"].as_u64(), Some(2));
+    assert!(
+        !map.contains_key("error"),
+        "a job-level error is written only when set"
+    );
+    let failed = JobResult {
+        error: Some(ItemError {
+            kind: ErrorKind::Malformed,
+            message: "not MessagePack".into(),
+        }),
+        ..Default::default()
+    };
+    let failed_map = as_map(&encode(&failed).unwrap());
+    assert_eq!(failed_map["error"]["kind"].as_str(), Some("malformed"));
     let item = &map["items"].as_array().unwrap()[0];
     assert_eq!(item["error"]["kind"].as_str(), Some("rate_limited"));
     assert_eq!(item["usage"]["input"].as_u64(), Some(3));

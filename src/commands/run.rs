@@ -86,6 +86,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
         .input_error();
     }
     let topology = crate::topology_env::topology_from_env().input_error()?;
+    let reconcile_after = crate::topology_env::reconcile_after_from_env().input_error()?;
     let date = args
         .scheduled_date
         .as_deref()
@@ -198,6 +199,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
         config.require_resume = args.resume.is_some();
         config.baseline = args.baseline.clone();
         config.no_cache = args.no_cache;
+        config.reconcile_after = reconcile_after;
         config.run_id = match (args.run_id.as_ref().or(args.resume.as_ref()), &date) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),

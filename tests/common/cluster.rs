@@ -193,3 +193,51 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The streams and the default pool's worker consumer with a low MaxDeliver
+/// and a 2 s AckWait, as `vigil setup-streams` would make them.
+pub async fn topology_with_max_deliver(
+    url: &str,
+    max_deliver: i64,
+) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(url).await.unwrap();
+    let topology = vigil_protocol::topology::TopologyConfig {
+        max_deliver,
+        ack_wait: Duration::from_secs(2),
+        ..Default::default()
+    };
+    vigil_protocol::topology::ensure_topology(&client, &topology, "default")
+        .await
+        .unwrap()
+}
+
+/// A broken worker: pulls jobs of the default pool and naks every delivery,
+/// `deliveries` times; the task returns how many it nak'd.
+pub async fn nak_every_delivery(
+    js: &async_nats::jetstream::Context,
+    deliveries: u64,
+) -> tokio::task::JoinHandle<u64> {
+    use futures::StreamExt;
+    let consumer: async_nats::jetstream::consumer::PullConsumer = js
+        .get_stream("VIGIL_JOBS")
+        .await
+        .unwrap()
+        .get_consumer("vigil-workers-default")
+        .await
+        .unwrap();
+    tokio::spawn(async move {
+        let mut nakked = 0u64;
+        let mut messages = consumer.messages().await.unwrap();
+        while let Some(Ok(message)) = messages.next().await {
+            message
+                .ack_with(async_nats::jetstream::AckKind::Nak(None))
+                .await
+                .unwrap();
+            nakked += 1;
+            if nakked == deliveries {
+                break;
+            }
+        }
+        nakked
+    })
+}

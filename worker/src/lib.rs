@@ -11,3 +11,4 @@ pub mod sampling;
 pub mod sandbox;
 pub mod scorers;
 pub mod telemetry;
+pub mod unreadable;

@@ -1,6 +1,7 @@
 //! The worker's pull loop: jobs in, results out, nothing lost.
 //!
-//! Per job: decode (malformed → `+TERM`, counted) → keep it alive with `+WPI`
+//! Per job: decode (a job it cannot read is answered with failed items, then
+//! `+TERM`, counted: see [`crate::unreadable`]) → keep it alive with `+WPI`
 //! progress acks while it runs → evaluate its items under the worker's
 //! concurrency limit and the target's adaptive limit → publish the
 //! [`JobResult`] (deduplicated by `Nats-Msg-Id`) → ack. A job whose result
@@ -13,7 +14,6 @@ use crate::backend::{BackendClient, LocalBackend};
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
-use async_nats::HeaderMap;
 use async_nats::jetstream::{
     self, AckKind,
     consumer::PullConsumer,
@@ -30,8 +30,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    EndpointKind, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, SCHEMA_VERSION,
-    TargetSpec, headers, subjects,
+    EndpointKind, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, TargetSpec, headers,
+    subjects,
 };
 
 /// How a worker runs.
@@ -157,7 +157,11 @@ pub async fn run(
     stats: Arc<WorkerStats>,
     shutdown: CancellationToken,
 ) -> Result<(), WorkerError> {
-    let js = ensure_topology(&client, &config.topology, &config.pool).await?;
+    // Setting up waits on the server: a stop meanwhile wins.
+    let js = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        js = ensure_topology(&client, &config.topology, &config.pool) => js?,
+    };
     let consumer_name = subjects::worker_consumer(&config.pool);
     let consumer: PullConsumer = async {
         js.get_stream(subjects::STREAM_JOBS)
@@ -181,7 +185,12 @@ pub async fn run(
         allowed = ?config.allow.prefixes().collect::<Vec<_>>(),
         scorer_commands = ?config.scorer_commands.lines(), "worker started"
     );
-    let cache = match crate::cache::ResponseCache::open(&js, config.topology.replicas).await {
+    // Opening the bucket waits on the server: a stop meanwhile wins.
+    let opened = tokio::select! {
+        _ = shutdown.cancelled() => return Ok(()),
+        opened = crate::cache::ResponseCache::open(&js, config.topology.replicas) => opened,
+    };
+    let cache = match opened {
         Ok(cache) => Some(cache),
         Err(e) => {
             tracing::warn!(error = %e, "response cache unavailable; every item calls its backend");
@@ -245,8 +254,12 @@ pub async fn run(
             // Short: while a partly filled batch waits out its expiry, slots
             // freed meanwhile stay idle (the benchmark saw this at C=1024).
             .expires(Duration::from_millis(250))
-            .messages()
-            .await;
+            .messages();
+        // The pull request can wait on a dead connection: shutdown wins.
+        let batch = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            batch = batch => batch,
+        };
         let mut batch = match batch {
             Ok(batch) => batch,
             Err(e) => {
@@ -297,17 +310,45 @@ pub async fn run(
         grace_s = shared.config.grace_period.as_secs_f64(),
         "worker draining"
     );
+    drain(&shared, tasks, hard_stop).await;
+    tracing::info!("worker stopped");
+    Ok(())
+}
+
+/// How long the naks and acks of a hard stop, and the final flush, may take
+/// beyond the grace period.
+const STOP_MARGIN: Duration = Duration::from_secs(2);
+
+/// Lets in-flight jobs finish for the grace period, then naks the rest and
+/// flushes. Every step is bounded: with the server unreachable, a nak, an
+/// ack or a flush would wait for a reconnect that may never come, and a
+/// worker told to stop must stop (within the grace period plus [`STOP_MARGIN`]).
+async fn drain(shared: &Shared, mut tasks: tokio::task::JoinSet<()>, hard_stop: CancellationToken) {
     let drained = tokio::time::timeout(shared.config.grace_period, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    let margin_end = tokio::time::Instant::now() + STOP_MARGIN;
     if drained.is_err() {
         hard_stop.cancel();
-        while tasks.join_next().await.is_some() {}
+        let handed_back = tokio::time::timeout_at(margin_end, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if handed_back.is_err() {
+            tracing::warn!(
+                jobs = tasks.len(),
+                "jobs not handed back in time (server unreachable?); they return after AckWait"
+            );
+            tasks.shutdown().await;
+        }
     }
-    let _ = shared.client.flush().await;
-    tracing::info!("worker stopped");
-    Ok(())
+    if tokio::time::timeout_at(margin_end, shared.client.flush())
+        .await
+        .is_err()
+    {
+        tracing::warn!("could not flush to the server before stopping (unreachable?)");
+    }
 }
 
 async fn nak_rest_of_batch(batch: &mut jetstream::consumer::pull::Batch, stats: &WorkerStats) {
@@ -317,10 +358,6 @@ async fn nak_rest_of_batch(batch: &mut jetstream::consumer::pull::Batch, stats: 
         stats.nakked.fetch_add(1, Ordering::Relaxed);
         let _ = message.ack_with(AckKind::Nak(None)).await;
     }
-}
-
-fn header_value<'a>(headers: Option<&'a HeaderMap>, name: &str) -> Option<&'a str> {
-    headers.and_then(|h| h.get(name)).map(|v| v.as_str())
 }
 
 async fn handle_message(
@@ -333,14 +370,14 @@ async fn handle_message(
         .map(|i| i.delivered.max(1) as u64)
         .unwrap_or(1);
     let (message, acker) = message.split();
-    let job = match decode_job(shared, &message) {
+    let job = match crate::unreadable::decode_job(
+        message.headers.as_ref(),
+        &message.payload,
+        shared.config.max_job_bytes,
+    ) {
         Ok(job) => job,
-        Err(reason) => {
-            let malformed_total = shared.stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::warn!(subject = %message.subject, bytes = message.payload.len(), %reason, malformed_total, "terminating malformed job message");
-            if let Err(e) = acker.ack_with(AckKind::Term).await {
-                tracing::warn!(error = %e, "could not terminate malformed message");
-            }
+        Err(unreadable) => {
+            answer_unreadable(shared, &message, acker, &unreadable, delivered).await;
             return;
         }
     };
@@ -376,6 +413,7 @@ async fn handle_message(
         worker_id: shared.config.worker_id.clone(),
         delivery: delivered,
         items,
+        error: None,
     };
     match publish_result(shared, result).instrument(span).await {
         Ok(()) => {
@@ -404,30 +442,42 @@ async fn handle_message(
     }
 }
 
-fn decode_job(shared: &Shared, message: &async_nats::Message) -> Result<Job, String> {
-    if message.payload.len() > shared.config.max_job_bytes {
-        return Err(format!(
-            "payload of {} bytes exceeds {}",
-            message.payload.len(),
-            shared.config.max_job_bytes
-        ));
+/// Answers a job this worker cannot read (see [`crate::unreadable`]):
+/// publishes a result failing what it names, then terminates the message. If
+/// that result cannot be published the job is nak'd and comes back (at worst
+/// it ends at MaxDeliver); a message that names no run is only terminated.
+async fn answer_unreadable(
+    shared: &Shared,
+    message: &async_nats::Message,
+    acker: Acker,
+    unreadable: &crate::unreadable::Unreadable,
+    delivered: u64,
+) {
+    let malformed_total = shared.stats.malformed.fetch_add(1, Ordering::Relaxed) + 1;
+    let answer = crate::unreadable::answer(
+        message.headers.as_ref(),
+        &message.payload,
+        unreadable,
+        &shared.config.worker_id,
+        delivered,
+    );
+    let (run_id, job, items) = answer.as_ref().map_or((None, None, 0), |r| {
+        (Some(r.run_id.clone()), Some(r.job_index), r.items.len())
+    });
+    tracing::warn!(subject = %message.subject, bytes = message.payload.len(), reason = %unreadable.reason,
+        kind = %unreadable.kind, ?run_id, ?job, items, malformed_total, "terminating malformed job message");
+    if let Some(result) = answer
+        && let Err(e) = publish_result(shared, result).await
+    {
+        tracing::warn!(error = %e, ?run_id, ?job, "cannot publish the answer to an unreadable job; nak");
+        let _ = acker
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+            .await;
+        return;
     }
-    let schema = header_value(message.headers.as_ref(), headers::SCHEMA);
-    match schema.map(str::parse::<u32>) {
-        Some(Ok(v)) if v == SCHEMA_VERSION => {}
-        Some(Ok(v)) => {
-            return Err(format!(
-                "schema version {v}, this worker reads {SCHEMA_VERSION}"
-            ));
-        }
-        Some(Err(_)) => return Err(format!("unreadable {} header", headers::SCHEMA)),
-        None => return Err(format!("no {} header", headers::SCHEMA)),
+    if let Err(e) = acker.ack_with(AckKind::Term).await {
+        tracing::warn!(error = %e, "could not terminate malformed message");
     }
-    let job: Job = vigil_protocol::decode(&message.payload).map_err(|e| e.to_string())?;
-    if job.run_id.is_empty() {
-        return Err("job has no run_id".into());
-    }
-    Ok(job)
 }
 
 /// Sends `+WPI` at a third of AckWait so a slow job is not redelivered.
