@@ -205,6 +205,13 @@ fn assert_cgroup_as_expected(iso: &vigil_worker::sandbox::Isolation) {
 /// Cgroup directories of run `run_id` still there, anywhere under
 /// `/sys/fs/cgroup`.
 fn cgroup_leftovers(run_id: &str) -> Vec<PathBuf> {
+    assert!(!run_id.is_empty());
+    run_cgroups(run_id)
+}
+
+/// The cgroup directories of runs whose id contains `run_id` (all runs for
+/// ""), anywhere under `/sys/fs/cgroup`.
+fn run_cgroups(run_id: &str) -> Vec<PathBuf> {
     fn walk(dir: &Path, depth: u32, run_id: &str, found: &mut Vec<PathBuf>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
             return;
@@ -221,7 +228,6 @@ fn cgroup_leftovers(run_id: &str) -> Vec<PathBuf> {
             }
         }
     }
-    assert!(!run_id.is_empty());
     let mut found = Vec::new();
     walk(Path::new("/sys/fs/cgroup"), 8, run_id, &mut found);
     found
@@ -634,6 +640,79 @@ print("forked 10", flush=True)
             assert!(out.success(), "{:?}", out.status);
             assert_eq!(out.stdout.trim(), "forked 10");
             assert_eq!(leftovers(&out.run_id), 0, "sleepers survived the run");
+        },
+    );
+}
+
+#[test]
+fn a_runs_cgroup_holds_its_memory_processes_and_cpu() {
+    in_both_privilege_modes(
+        "a_runs_cgroup_holds_its_memory_processes_and_cpu",
+        || async {
+            let Some(sb) = sandbox_or_fail_closed().await else {
+                return;
+            };
+            let iso = sb.isolation().await.clone();
+            let spec = SandboxLimits {
+                memory_mb: Some(333),
+                processes: Some(7),
+                timeout_s: Some(5.0),
+                ..Default::default()
+            };
+            // The program waits (until the wall-clock limit) while the test
+            // finds its cgroup by its memory limit and reads the others.
+            let running = tokio::spawn({
+                let sb = sb.clone();
+                let spec = spec.clone();
+                async move { run(&sb, "import time\ntime.sleep(600)\n", spec).await }
+            });
+            let Some(_) = &iso.cgroup else {
+                // No cgroup (asserted where expected): nothing to find.
+                running.abort();
+                return;
+            };
+            let read = |p: PathBuf| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            let memory = (333u64 << 20).to_string();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let dirs = loop {
+                let name = run_cgroups("").into_iter().find_map(|d| {
+                    let m = read(d.join("memory.max"));
+                    let m1 = read(d.join("memory.limit_in_bytes"));
+                    (m == memory || m1 == memory).then(|| d.file_name().unwrap().to_owned())
+                });
+                if let Some(name) = name {
+                    break run_cgroups(&name.to_string_lossy());
+                }
+                assert!(Instant::now() < deadline, "the run's cgroup never appeared");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            let file = |names: &[&str]| {
+                dirs.iter()
+                    .flat_map(|d| names.iter().map(move |n| d.join(n)))
+                    .find(|p| p.exists())
+                    .map(read)
+            };
+            // bwrap's two processes on top of the program's 7.
+            assert_eq!(file(&["pids.max"]).as_deref(), Some("9"));
+            match (file(&["cpu.max"]), file(&["cpu.cfs_quota_us"])) {
+                (Some(v2), _) => assert_eq!(v2, "100000 100000"),
+                (None, Some(quota)) => {
+                    assert_eq!(quota, "100000");
+                    assert_eq!(file(&["cpu.cfs_period_us"]).as_deref(), Some("100000"));
+                }
+                (None, None) => eprintln!("no cpu controller for the cgroup here"),
+            }
+            if let Some(swap) = file(&["memory.memsw.limit_in_bytes", "memory.swap.max"]) {
+                assert!(swap == memory || swap == "0", "{swap}");
+            }
+            // Stop waiting: the sandbox's wall clock ends it, the cgroup goes.
+            let out = running.await.unwrap();
+            assert_eq!(out.status, Status::TimedOut);
         },
     );
 }

@@ -372,7 +372,13 @@ fn probe_v1(mounts: &[Mount], own: &str, sh: &Path) -> Result<Cgroup, String> {
 }
 
 fn probe_v2(mounts: &[Mount], own: &str, sh: &Path) -> Result<Cgroup, String> {
-    let dir = own_dir(mounts, own, None).ok_or("no cgroup2 mount")?;
+    let mut dir = own_dir(mounts, own, None).ok_or("no cgroup2 mount")?;
+    // Probed before in this process: the worker is in its leaf already.
+    if dir.file_name().is_some_and(|n| n == WORKER_LEAF)
+        && let Some(parent) = dir.parent()
+    {
+        dir = parent.to_path_buf();
+    }
     let listed = |file: &str| -> Vec<String> {
         std::fs::read_to_string(dir.join(file))
             .unwrap_or_default()
