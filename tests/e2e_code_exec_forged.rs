@@ -317,6 +317,21 @@ async fn forged_code_exec_jobs_get_nothing_out_as_root_and_unprivileged() {
             ready.contains("code_exec: available: bubblewrap sandbox"),
             "{ready}"
         );
+        // It names what bounds runs in aggregate: where cgroup v1's memory
+        // hierarchy is mounted (CI), a cgroup exactly when the worker may
+        // create one there (root), else the per-process split.
+        let memory = Path::new("/sys/fs/cgroup/memory");
+        if memory.join("cgroup.procs").exists() {
+            let probe = memory.join(format!("vigil-e2e-writable-{}", std::process::id()));
+            let writable = uid.is_none() && std::fs::create_dir(&probe).is_ok();
+            let _ = std::fs::remove_dir(&probe);
+            let bound = if writable {
+                ", cgroup v1)"
+            } else {
+                ", no cgroup: per-process split)"
+            };
+            assert!(ready.contains(bound), "{ready}");
+        }
         let program = hostile_program(&secret, &marker, nats.port(), w.pid());
         let item = forge(
             &url,

@@ -149,11 +149,88 @@ async fn sandbox_or_fail_closed() -> Option<Arc<Sandbox>> {
     let Some(reason) = iso.error.clone() else {
         assert!(iso.sandboxed);
         assert_eq!(iso.drop_uid, is_root());
+        assert_cgroup_as_expected(&iso);
         return Some(sb);
     };
     assert_fails_closed(&sb, &reason).await;
     eprintln!("FAIL-CLOSED: {reason}");
     None
+}
+
+/// Whether the probe must find a cgroup on this host: where cgroup v1's
+/// `memory` hierarchy is mounted (so no cgroup v2 can have that controller),
+/// exactly when this process may create cgroups in the `memory` and `pids`
+/// hierarchies (root on CI); `None` elsewhere (a cgroup v2 host: delegation
+/// decides).
+fn cgroup_expected() -> Option<bool> {
+    let root = Path::new("/sys/fs/cgroup");
+    if !root.join("memory/cgroup.procs").exists() {
+        return None;
+    }
+    let writable = ["memory", "pids"].iter().all(|h| {
+        let d = root
+            .join(h)
+            .join(format!("vigil-test-writable-{}", std::process::id()));
+        let made = std::fs::create_dir(&d).is_ok();
+        if made {
+            std::fs::remove_dir(&d).unwrap();
+        }
+        made
+    });
+    Some(writable)
+}
+
+/// The sandbox bounds runs with a cgroup where it can have one, and says
+/// which way runs are bounded.
+fn assert_cgroup_as_expected(iso: &vigil_worker::sandbox::Isolation) {
+    match cgroup_expected() {
+        Some(true) => assert!(
+            iso.cgroup.is_some(),
+            "cgroup v1's memory and pids hierarchies are writable here, yet the probe found no cgroup: {:?}",
+            iso.no_cgroup
+        ),
+        Some(false) => {
+            assert!(iso.cgroup.is_none(), "{:?}", iso.cgroup);
+            assert!(iso.no_cgroup.is_some());
+        }
+        None => {}
+    }
+    let bound = match &iso.cgroup {
+        Some(c) => c.describe(),
+        None => "no cgroup: per-process split".to_string(),
+    };
+    assert!(iso.describe().contains(&bound), "{}", iso.describe());
+}
+
+/// Cgroup directories of run `run_id` still there, anywhere under
+/// `/sys/fs/cgroup`.
+fn cgroup_leftovers(run_id: &str) -> Vec<PathBuf> {
+    assert!(!run_id.is_empty());
+    run_cgroups(run_id)
+}
+
+/// The cgroup directories of runs whose id contains `run_id` (all runs for
+/// ""), anywhere under `/sys/fs/cgroup`.
+fn run_cgroups(run_id: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, depth: u32, run_id: &str, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("vigil-run-") && name.contains(run_id) {
+                found.push(e.path());
+            } else if depth > 0 {
+                walk(&e.path(), depth - 1, run_id, found);
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(Path::new("/sys/fs/cgroup"), 8, run_id, &mut found);
+    found
 }
 
 async fn assert_fails_closed(sb: &Arc<Sandbox>, reason: &str) {
@@ -195,6 +272,13 @@ async fn run(sb: &Sandbox, program: &str, spec: SandboxLimits) -> Outcome {
         out.stderr.trim(),
         out.isolation_note
     );
+    if !out.run_id.is_empty() {
+        assert_eq!(
+            cgroup_leftovers(&out.run_id),
+            Vec::<PathBuf>::new(),
+            "the run's cgroup was left behind"
+        );
+    }
     out
 }
 
@@ -397,9 +481,18 @@ fn memory_bomb_hits_the_memory_limit() {
             memory_mb: Some(256),
             ..Default::default()
         };
+        let iso = sb.isolation().await.clone();
         let all_at_once = score(sb.clone(), "x = bytearray(4 * 1024 ** 3)\n", spec.clone()).await;
         assert!(!all_at_once.passed);
-        assert_eq!(all_at_once.detail, "exit 1: MemoryError (memory limit)");
+        // The detail names how memory is kept: the cgroup, or the split.
+        let cgroup = iso.cgroup.as_ref().map(|c| c.describe());
+        assert_eq!(
+            all_at_once.detail,
+            format!(
+                "exit 1: MemoryError (memory limit: {})",
+                limits(spec.clone()).memory_bound(cgroup.as_deref())
+            )
+        );
         let growing = score(
             sb,
             "chunks = []\nwhile True:\n    chunks.append(bytearray(16 * 1024 * 1024))\n",
@@ -419,10 +512,13 @@ fn a_forking_memory_bomb_stays_within_the_sandbox_total() {
             let Some(sb) = sandbox_or_fail_closed().await else {
                 return;
             };
-            // Every process takes what it can in 8 MiB steps and keeps it while
-            // the others take theirs; once all have, the parent gives up.
+            let iso = sb.isolation().await.clone();
+            // Every child takes (and touches) what it can in 8 MiB steps and
+            // reports it, then keeps it until the parent is gone. The parent
+            // waits until each child has reported or died (pidfds), then
+            // names what the children still alive hold.
             let program = r#"
-import os, sys, time
+import os, select, sys
 def hog():
     got, chunks = 0, []
     try:
@@ -431,50 +527,193 @@ def hog():
             got += 8
     except MemoryError:
         pass
-    print("hog", got, flush=True)
-    return chunks
-done_r, done_w = os.pipe()
-children = 0
-for _ in range(64):
+    return got, chunks
+report_r, report_w = os.pipe()
+gate_r, gate_w = os.pipe()
+children = {}
+for i in range(64):
     try:
         pid = os.fork()
     except OSError:
         break
     if pid == 0:
-        held = hog()
-        os.write(done_w, b"x")
-        time.sleep(60)
+        os.close(gate_w)
+        got, chunks = hog()
+        os.write(report_w, b"%d %d\n" % (i, got))
+        os.read(gate_r, 1)
         os._exit(0)
-    children += 1
-held = hog()
-for _ in range(children):
-    os.read(done_r, 1)
+    children[os.pidfd_open(pid)] = (i, pid)
+os.close(gate_r)
+os.close(report_w)
+reported, dead, killed, pending = {}, set(), 0, b""
+while len(set(reported) | dead) < len(children):
+    watched = [f for f, (i, _) in children.items() if i not in dead]
+    ready, _, _ = select.select([report_r] + watched, [], [])
+    for f in ready:
+        if f == report_r:
+            pending += os.read(report_r, 4096)
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                i, got = map(int, line.split())
+                reported[i] = got
+        else:
+            i, pid = children[f]
+            _, status = os.waitpid(pid, 0)
+            dead.add(i)
+            if os.WIFSIGNALED(status) and os.WTERMSIG(status) == 9:
+                killed += 1
+held = sum(got for i, got in reported.items() if i not in dead)
+print("children", len(children), "held", held, "killed", killed, flush=True)
 sys.exit("bomb done")
 "#;
             let total_mb = 512;
             let spec = SandboxLimits {
                 memory_mb: Some(total_mb),
-                processes: Some(32),
-                timeout_s: Some(20.0),
+                processes: Some(10),
+                timeout_s: Some(60.0),
                 ..Default::default()
             };
+            let l = limits(spec.clone());
             let out = run(&sb, program, spec.clone()).await;
-            let taken: Vec<u64> = out
+            let counts: Vec<u64> = out
                 .stdout
-                .lines()
-                .filter_map(|l| l.strip_prefix("hog ")?.parse().ok())
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
                 .collect();
-            let sum: u64 = taken.iter().sum();
-            eprintln!("{} processes took {sum} MiB of {total_mb}", taken.len());
-            assert!(taken.len() >= 4, "the bomb forked: {taken:?}");
+            let [children, held, killed] = counts[..] else {
+                panic!("the bomb reports: {}", out.stdout)
+            };
+            assert!(children >= 4, "the bomb forked {children}");
             assert!(
-                sum <= total_mb,
-                "{sum} MiB taken beyond the total of {total_mb}"
+                held <= total_mb,
+                "{held} MiB held beyond the total of {total_mb}"
             );
-            assert_eq!(leftovers(&out.run_id), 0, "bomb processes survived");
             let s = score(sb, program, spec).await;
             assert!(!s.passed);
-            assert_eq!(s.detail, "exit 1: bomb done");
+            match &iso.cgroup {
+                Some(c) => {
+                    // Each process alone may take the whole total; together
+                    // they would take many times it, but the cgroup holds.
+                    let (n, each) = l.per_process(true);
+                    assert!(u64::from(n) * each > 4 * l.memory_bytes);
+                    assert!(killed >= 1, "no child was killed: {}", out.stdout);
+                    assert!(out.oom_killed);
+                    assert_eq!(
+                        s.detail,
+                        format!(
+                            "exit 1: bomb done (out of memory: {total_mb} MiB for the whole sandbox, {})",
+                            c.describe()
+                        )
+                    );
+                }
+                None => {
+                    // The split: each child is refused beyond its share.
+                    assert_eq!(killed, 0);
+                    assert!(!out.oom_killed);
+                    assert_eq!(s.detail, "exit 1: bomb done");
+                }
+            }
+            assert_eq!(leftovers(&out.run_id), 0, "bomb processes survived");
+        },
+    );
+}
+
+#[test]
+fn forked_sleepers_leave_no_process_and_no_cgroup_behind() {
+    in_both_privilege_modes(
+        "forked_sleepers_leave_no_process_and_no_cgroup_behind",
+        || async {
+            let Some(sb) = sandbox_or_fail_closed().await else {
+                return;
+            };
+            // Half of them leave the session; the program exits at once.
+            let program = r#"
+import os, time
+for i in range(10):
+    if os.fork() == 0:
+        if i % 2:
+            os.setsid()
+        time.sleep(300)
+        os._exit(0)
+print("forked 10", flush=True)
+"#;
+            let out = run(&sb, program, Default::default()).await;
+            assert!(out.success(), "{:?}", out.status);
+            assert_eq!(out.stdout.trim(), "forked 10");
+            assert_eq!(leftovers(&out.run_id), 0, "sleepers survived the run");
+        },
+    );
+}
+
+#[test]
+fn a_runs_cgroup_holds_its_memory_processes_and_cpu() {
+    in_both_privilege_modes(
+        "a_runs_cgroup_holds_its_memory_processes_and_cpu",
+        || async {
+            let Some(sb) = sandbox_or_fail_closed().await else {
+                return;
+            };
+            let iso = sb.isolation().await.clone();
+            let spec = SandboxLimits {
+                memory_mb: Some(333),
+                processes: Some(7),
+                timeout_s: Some(5.0),
+                ..Default::default()
+            };
+            // The program waits (until the wall-clock limit) while the test
+            // finds its cgroup by its memory limit and reads the others.
+            let running = tokio::spawn({
+                let sb = sb.clone();
+                let spec = spec.clone();
+                async move { run(&sb, "import time\ntime.sleep(600)\n", spec).await }
+            });
+            let Some(_) = &iso.cgroup else {
+                // No cgroup (asserted where expected): nothing to find.
+                running.abort();
+                return;
+            };
+            let read = |p: PathBuf| {
+                std::fs::read_to_string(p)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string()
+            };
+            let memory = (333u64 << 20).to_string();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let dirs = loop {
+                let name = run_cgroups("").into_iter().find_map(|d| {
+                    let m = read(d.join("memory.max"));
+                    let m1 = read(d.join("memory.limit_in_bytes"));
+                    (m == memory || m1 == memory).then(|| d.file_name().unwrap().to_owned())
+                });
+                if let Some(name) = name {
+                    break run_cgroups(&name.to_string_lossy());
+                }
+                assert!(Instant::now() < deadline, "the run's cgroup never appeared");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            };
+            let file = |names: &[&str]| {
+                dirs.iter()
+                    .flat_map(|d| names.iter().map(move |n| d.join(n)))
+                    .find(|p| p.exists())
+                    .map(read)
+            };
+            // bwrap's two processes on top of the program's 7.
+            assert_eq!(file(&["pids.max"]).as_deref(), Some("9"));
+            match (file(&["cpu.max"]), file(&["cpu.cfs_quota_us"])) {
+                (Some(v2), _) => assert_eq!(v2, "100000 100000"),
+                (None, Some(quota)) => {
+                    assert_eq!(quota, "100000");
+                    assert_eq!(file(&["cpu.cfs_period_us"]).as_deref(), Some("100000"));
+                }
+                (None, None) => eprintln!("no cpu controller for the cgroup here"),
+            }
+            if let Some(swap) = file(&["memory.memsw.limit_in_bytes", "memory.swap.max"]) {
+                assert!(swap == memory || swap == "0", "{swap}");
+            }
+            // Stop waiting: the sandbox's wall clock ends it, the cgroup goes.
+            let out = running.await.unwrap();
+            assert_eq!(out.status, Status::TimedOut);
         },
     );
 }
@@ -767,6 +1006,7 @@ async fn the_unsafe_mode_runs_without_isolation_and_says_so() {
     assert!(iso.error.is_none(), "{:?}", iso.error);
     assert!(!iso.sandboxed);
     assert!(iso.describe().starts_with("available WITHOUT SANDBOX"));
+    assert_cgroup_as_expected(&iso);
     let s = score(
         sb.clone(),
         "import os\nassert os.path.exists('/etc'), 'no host'\n",

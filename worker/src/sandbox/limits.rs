@@ -12,11 +12,13 @@ pub struct Limits {
     /// CPU seconds (RLIMIT_CPU soft; the hard limit is one second more, so
     /// the program gets SIGXCPU, then SIGKILL).
     pub cpu_s: u64,
-    /// Memory of the whole sandbox, bytes: split into the address space
-    /// (RLIMIT_AS) of each of its processes, see [`Limits::split`].
+    /// Memory of the whole sandbox, bytes: its cgroup's limit where it has
+    /// one, else split into the address space (RLIMIT_AS) of each of its
+    /// processes, see [`Limits::per_process`].
     pub memory_bytes: u64,
     /// Processes and threads at once in the whole sandbox (RLIMIT_NPROC in
-    /// the sandbox's own user namespace), see [`Limits::split`].
+    /// the sandbox's own user namespace, and its cgroup's `pids.max`), see
+    /// [`Limits::per_process`].
     pub processes: u32,
     /// Largest file written, bytes (RLIMIT_FSIZE; also the size of each
     /// private tmpfs).
@@ -122,13 +124,32 @@ impl Limits {
         (processes as u32, self.memory_bytes / processes)
     }
 
-    /// `prlimit` options (util-linux) for these limits, the address space
-    /// per process from [`Limits::split`]; `nproc` is the RLIMIT_NPROC value
-    /// to set (the split's process count, plus what else shares the count).
-    pub fn prlimit_args(&self, nproc: u64) -> Vec<String> {
+    /// The processes a sandbox may have and the address space of each:
+    /// with a cgroup holding the totals, all `processes`, each up to the
+    /// whole `memory_bytes`; without one, [`Limits::split`].
+    ///
+    /// ```
+    /// use vigil_worker::sandbox::limits::Limits;
+    /// let l = Limits { memory_bytes: 256 << 20, processes: 32, ..Default::default() };
+    /// assert_eq!(l.per_process(true), (32, 256 << 20));
+    /// assert_eq!(l.per_process(false), l.split());
+    /// ```
+    pub fn per_process(&self, cgroup: bool) -> (u32, u64) {
+        if cgroup {
+            (self.processes.max(1), self.memory_bytes)
+        } else {
+            self.split()
+        }
+    }
+
+    /// `prlimit` options (util-linux) for these limits: `nproc` is the
+    /// RLIMIT_NPROC value to set (the process count, plus what else shares
+    /// the count), `address_space` the RLIMIT_AS of each process (from
+    /// [`Limits::per_process`]).
+    pub fn prlimit_args(&self, nproc: u64, address_space: u64) -> Vec<String> {
         vec![
             format!("--cpu={}:{}", self.cpu_s, self.cpu_s + 1),
-            format!("--as={}", self.split().1),
+            format!("--as={address_space}"),
             format!("--nproc={nproc}"),
             format!("--fsize={}", self.file_bytes),
             format!("--nofile={}", self.open_files),
@@ -136,15 +157,36 @@ impl Limits {
         ]
     }
 
-    /// One line naming the limits, for details and logs.
-    pub fn describe(&self) -> String {
-        let (processes, each) = self.split();
+    /// How the memory is bounded, for details: `cgroup` names the cgroup
+    /// holding the total (`cgroup v1`), `None` when the split holds it.
+    ///
+    /// ```
+    /// use vigil_worker::sandbox::limits::Limits;
+    /// let l = Limits { memory_bytes: 256 << 20, processes: 32, ..Default::default() };
+    /// assert_eq!(l.memory_bound(Some("cgroup v1")), "256 MiB for the whole sandbox, cgroup v1");
+    /// assert_eq!(l.memory_bound(None), "64 MiB per process, at most 4 processes; no cgroup: per-process split");
+    /// ```
+    pub fn memory_bound(&self, cgroup: Option<&str>) -> String {
+        match cgroup {
+            Some(c) => format!("{} MiB for the whole sandbox, {c}", self.memory_bytes / MIB),
+            None => {
+                let (processes, each) = self.split();
+                format!(
+                    "{} MiB per process, at most {processes} processes; no cgroup: per-process split",
+                    each / MIB
+                )
+            }
+        }
+    }
+
+    /// One line naming the limits, for details and logs (`cgroup` as in
+    /// [`Limits::memory_bound`]).
+    pub fn describe(&self, cgroup: Option<&str>) -> String {
         format!(
-            "wall {:.1}s, cpu {}s per process, memory {} MiB in at most {processes} processes of {} MiB, files {} MiB",
+            "wall {:.1}s, cpu {}s per process, memory {}, files {} MiB",
             self.wall.as_secs_f64(),
             self.cpu_s,
-            self.memory_bytes / MIB,
-            each / MIB,
+            self.memory_bound(cgroup),
             self.file_bytes / MIB
         )
     }

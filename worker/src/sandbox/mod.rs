@@ -29,13 +29,21 @@
 //!   no further user namespaces, so it cannot undo the read-only mounts. A
 //!   root worker first drops to an unprivileged uid of its own per slot
 //!   (`uid_base + slot`).
-//! - Limits: RLIMIT_NPROC counts the processes of the sandbox's own user
-//!   namespace; the memory total is split into per-process address spaces
-//!   so that all processes together stay within it ([`Limits::split`]); no
-//!   cgroup is created (yet), so kernel memory (tmpfs inodes) is not bounded.
+//! - Limits: where the worker can have cgroups ([`cgroup`]: a delegated v2
+//!   sub-tree, or writable v1 `memory` and `pids` hierarchies), each run
+//!   enters a fresh cgroup of its own before anything of it starts (a `sh`
+//!   wrapper in front of the chain) that caps the whole sandbox's memory,
+//!   processes and CPU; each process may then use the whole memory total
+//!   as its address space. Without a cgroup the memory total is split into
+//!   per-process address spaces so that all processes together stay within
+//!   it ([`Limits::split`]), and kernel memory (tmpfs inodes) is not
+//!   bounded. RLIMIT_NPROC counts the processes of the sandbox's own user
+//!   namespace either way. Which of the two holds is named in `/readyz`,
+//!   the start-up log ([`Isolation::describe`]) and memory failures' details.
 //! - Clean-up: on the wall-clock limit bwrap is killed; the sandbox's PID 1
 //!   dies with it (`--die-with-parent`) and the kernel kills every process
-//!   of its PID namespace.
+//!   of its PID namespace. With a cgroup, every process left in it is
+//!   killed too, and it is removed.
 //!
 //! It fails closed: the first use probes the host (tools present, then a
 //! self-test program in the full sandbox checks capabilities, network,
@@ -49,10 +57,12 @@
 //! Runs are bounded by a semaphore (one per CPU by default) and awaited on
 //! tokio's process support, so they never block the worker's runtime.
 
+pub mod cgroup;
 pub mod limits;
 pub mod mounts;
 pub mod runner;
 
+use cgroup::{Cgroup, RunCgroup};
 use limits::Limits;
 use mounts::RuntimeMounts;
 use runner::{Runner, SELF_TEST_OK};
@@ -130,6 +140,11 @@ pub struct Isolation {
     pub note: Option<String>,
     /// Why programs cannot run at all, when they cannot.
     pub error: Option<String>,
+    /// The cgroups each run gets, bounding it in aggregate; `None`: the
+    /// per-process split of the memory total holds instead.
+    pub cgroup: Option<Cgroup>,
+    /// Why there is no cgroup, when there is none.
+    pub no_cgroup: Option<String>,
     tools: Tools,
     mounts: Vec<String>,
 }
@@ -155,12 +170,13 @@ impl Isolation {
         }
         if !self.sandboxed {
             return format!(
-                "available WITHOUT SANDBOX: {}",
-                self.note.as_deref().unwrap_or("")
+                "available WITHOUT SANDBOX: {} ({})",
+                self.note.as_deref().unwrap_or(""),
+                self.bound()
             );
         }
         format!(
-            "available: bubblewrap sandbox ({}{}, memory kept by per-process limits, no cgroup)",
+            "available: bubblewrap sandbox ({}{}, {})",
             if self.drop_uid {
                 "unprivileged uid per slot"
             } else {
@@ -170,8 +186,18 @@ impl Isolation {
                 ", private /proc"
             } else {
                 ", no /proc"
-            }
+            },
+            self.bound()
         )
+    }
+
+    /// What bounds a run in aggregate: `cgroup v2 at PATH`, `cgroup v1`, or
+    /// `no cgroup: per-process split`.
+    pub fn bound(&self) -> String {
+        match &self.cgroup {
+            Some(c) => c.describe(),
+            None => "no cgroup: per-process split".to_string(),
+        }
     }
 }
 
@@ -204,6 +230,11 @@ pub struct Outcome {
     pub run_id: String,
     /// What was not isolated, when the program ran without the sandbox.
     pub isolation_note: Option<String>,
+    /// How its memory was bounded ([`Limits::memory_bound`]).
+    pub memory: String,
+    /// Whether the kernel's OOM killer killed a process of it (its cgroup
+    /// ran out of memory; always false without a cgroup).
+    pub oom_killed: bool,
 }
 
 impl Outcome {
@@ -220,6 +251,8 @@ impl Outcome {
             elapsed: Duration::ZERO,
             run_id: String::new(),
             isolation_note: note,
+            memory: String::new(),
+            oom_killed: false,
         }
     }
 }
@@ -297,6 +330,11 @@ impl Sandbox {
                 } else {
                     tracing::info!(code_exec = %what, "code sandbox ready");
                 }
+                if iso.error.is_none()
+                    && let Some(why) = &iso.no_cgroup
+                {
+                    tracing::info!(why = %why, "no cgroup for code_exec runs: memory is kept by the per-process split");
+                }
                 iso
             })
             .await
@@ -368,10 +406,57 @@ async fn run_in(
         }
     };
     let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-    let outcome = execute(iso, dir.path(), &names, &command, limits, uid, run_id).await;
+    let cgroup = match create_cgroup(iso, &run_id, limits).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::failed(e, iso.note.clone()),
+    };
+    let run = Run {
+        dir: dir.path(),
+        files: &names,
+        command: &command,
+        limits,
+        uid,
+        cgroup: cgroup.as_ref(),
+    };
+    let outcome = execute(iso, &run, run_id).await;
+    if let Some(c) = cgroup
+        && let Err(e) = c.finish().await
+    {
+        tracing::error!(error = %e, "a sandbox run's cgroup could not be emptied");
+    }
     // Removing a directory full of files is blocking work.
     let _ = tokio::task::spawn_blocking(move || drop(dir)).await;
     outcome
+}
+
+/// The run's own cgroup, when the host gives cgroups.
+async fn create_cgroup(
+    iso: &Isolation,
+    run_id: &str,
+    limits: &Limits,
+) -> Result<Option<RunCgroup>, String> {
+    let Some(cgroup) = iso.cgroup.clone() else {
+        return Ok(None);
+    };
+    // bwrap's own two processes (outside and PID 1) count too.
+    let overhead = if iso.sandboxed { 2 } else { 0 };
+    let (run_id, limits) = (run_id.to_string(), limits.clone());
+    tokio::task::spawn_blocking(move || cgroup.create(&run_id, &limits, overhead))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r)
+        .map(Some)
+        .map_err(|e| format!("cannot create the sandbox's cgroup: {e}"))
+}
+
+/// What one run is made of.
+struct Run<'a> {
+    dir: &'a Path,
+    files: &'a [&'a str],
+    command: &'a [String],
+    limits: &'a Limits,
+    uid: u32,
+    cgroup: Option<&'a RunCgroup>,
 }
 
 /// A directory on the host with the program's files, readable by `owner`
@@ -421,16 +506,18 @@ fn drop_uid_argv(iso: &Isolation, uid: u32) -> Result<Vec<String>, String> {
     ])
 }
 
-/// `prlimit … -- command`; `nproc` is the RLIMIT_NPROC value.
+/// `prlimit … -- command`; `nproc` is the RLIMIT_NPROC value, `each` the
+/// address space of each process.
 fn prlimit_argv(
     iso: &Isolation,
     command: &[String],
     limits: &Limits,
     nproc: u64,
+    each: u64,
 ) -> Result<Vec<String>, String> {
     let prlimit = iso.tools.prlimit.as_ref().ok_or("prlimit missing")?;
     let mut argv = vec![prlimit.to_string_lossy().into_owned()];
-    argv.extend(limits.prlimit_args(nproc));
+    argv.extend(limits.prlimit_args(nproc, each));
     argv.push("--".into());
     argv.extend(command.iter().cloned());
     Ok(argv)
@@ -507,14 +594,18 @@ fn bwrap_argv(
 
 fn build_command(
     iso: &Isolation,
-    dir: &Path,
-    files: &[&str],
-    command: &[String],
-    limits: &Limits,
-    uid: u32,
+    run: &Run<'_>,
     run_id: &str,
 ) -> Result<tokio::process::Command, String> {
-    let (processes, _) = limits.split();
+    let Run {
+        dir,
+        files,
+        command,
+        limits,
+        uid,
+        cgroup,
+    } = *run;
+    let (processes, each) = limits.per_process(cgroup.is_some());
     let mut argv = drop_uid_argv(iso, uid)?;
     let home = if iso.sandboxed {
         let work = format!("{WORK_PREFIX}{run_id}");
@@ -532,6 +623,7 @@ fn build_command(
             command,
             limits,
             u64::from(processes) + 1,
+            each,
         )?);
         work
     } else {
@@ -541,9 +633,12 @@ fn build_command(
             // Shared uid: the limit counts the worker's own tasks too.
             tasks_of_uid(current_uid()) + u64::from(processes)
         };
-        argv.extend(prlimit_argv(iso, command, limits, nproc)?);
+        argv.extend(prlimit_argv(iso, command, limits, nproc, each)?);
         dir.to_string_lossy().into_owned()
     };
+    if let Some(c) = cgroup {
+        argv = c.wrap(argv);
+    }
     let mut cmd = tokio::process::Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     env_for(&mut cmd, &home);
@@ -556,17 +651,10 @@ fn build_command(
     Ok(cmd)
 }
 
-async fn execute(
-    iso: &Isolation,
-    dir: &Path,
-    files: &[&str],
-    command: &[String],
-    limits: &Limits,
-    uid: u32,
-    run_id: String,
-) -> Outcome {
+async fn execute(iso: &Isolation, run: &Run<'_>, run_id: String) -> Outcome {
     let note = iso.note.clone();
-    let mut cmd = match build_command(iso, dir, files, command, limits, uid, &run_id) {
+    let (limits, uid) = (run.limits, run.uid);
+    let mut cmd = match build_command(iso, run, &run_id) {
         Ok(c) => c,
         Err(e) => return Outcome::failed(e, note),
     };
@@ -606,19 +694,30 @@ async fn execute(
         kill_leftovers(iso, pid, uid).await;
     }
     let elapsed = started.elapsed();
+    let oom_killed = run.cgroup.is_some_and(|c| c.oom_kills() > 0);
+    let memory = limits.memory_bound(iso.cgroup.as_ref().map(Cgroup::describe).as_deref());
     let collect = |h: tokio::task::JoinHandle<String>| async move {
         match tokio::time::timeout(Duration::from_secs(2), h).await {
             Ok(Ok(s)) => s,
             _ => String::new(),
         }
     };
+    let stderr = collect(stderr).await;
+    let status = match status {
+        Status::Exited(125) if run.cgroup.is_some() && stderr.contains(cgroup::ENTER_FAILED) => {
+            Status::Failed(stderr.trim().to_string())
+        }
+        s => s,
+    };
     Outcome {
         status,
         stdout: collect(stdout).await,
-        stderr: collect(stderr).await,
+        stderr,
         elapsed,
         run_id,
         isolation_note: note,
+        memory,
+        oom_killed,
     }
 }
 
@@ -725,6 +824,8 @@ async fn probe_sandbox(config: &SandboxConfig, runner: &'static dyn Runner) -> I
         private_proc: true,
         note: None,
         error: None,
+        cgroup: None,
+        no_cgroup: None,
         tools: Tools {
             bwrap: bwrap_path(),
             setpriv: which("setpriv"),
@@ -752,6 +853,7 @@ async fn probe_sandbox(config: &SandboxConfig, runner: &'static dyn Runner) -> I
         iso.error = Some(m.to_string());
         return iso;
     }
+    probe_cgroup(&mut iso).await;
     let tools = [
         iso.tools.prlimit.clone().unwrap_or_default(),
         iso.tools.env.clone().unwrap_or_default(),
@@ -810,6 +912,15 @@ async fn probe_sandbox(config: &SandboxConfig, runner: &'static dyn Runner) -> I
     iso
 }
 
+/// Finds the cgroups runs get ([`cgroup::probe`]); without, says why.
+async fn probe_cgroup(iso: &mut Isolation) {
+    match tokio::task::spawn_blocking(cgroup::probe).await {
+        Ok(Ok(c)) => iso.cgroup = Some(c),
+        Ok(Err(e)) => iso.no_cgroup = Some(e),
+        Err(e) => iso.no_cgroup = Some(e.to_string()),
+    }
+}
+
 /// `VIGIL_BWRAP` when set (an existing file), else `bwrap` on PATH.
 fn bwrap_path() -> Option<PathBuf> {
     match std::env::var_os("VIGIL_BWRAP").filter(|p| !p.is_empty()) {
@@ -859,6 +970,8 @@ async fn probe_unsafe(config: &SandboxConfig, runner: &dyn Runner, why: String) 
             "UNSAFE, no sandbox ({why}): the program sees the host's files and network"
         )),
         error: None,
+        cgroup: None,
+        no_cgroup: None,
         tools: Tools {
             bwrap: None,
             setpriv: which("setpriv"),
@@ -872,6 +985,7 @@ async fn probe_unsafe(config: &SandboxConfig, runner: &dyn Runner, why: String) 
     } else if root && iso.tools.setpriv.is_none() {
         iso.error = Some("the worker is root and setpriv (util-linux) is not installed".into());
     } else {
+        probe_cgroup(&mut iso).await;
         let out = run_in(
             &iso,
             &config.scratch,

@@ -16,7 +16,8 @@ pub trait Runner: Send + Sync {
     /// `None` with a reason when the language's tools are missing.
     fn command(&self) -> Result<Vec<String>, String>;
     /// A hint about why a failed run failed, from its outcome (for example
-    /// that a `MemoryError` means the memory limit), if the runner knows one.
+    /// that a `MemoryError` means the memory limit, named with how it is
+    /// kept: [`Outcome::memory`]), if the runner knows one.
     fn hint(&self, outcome: &Outcome) -> Option<String>;
     /// What of the host the language needs in the sandbox: its binary, its
     /// standard library and the directories of its shared libraries
@@ -112,8 +113,10 @@ impl Runner for Python {
 
     fn hint(&self, outcome: &Outcome) -> Option<String> {
         let err = &outcome.stderr;
-        if err.contains("MemoryError") {
-            Some("memory limit".into())
+        if outcome.oom_killed {
+            Some(format!("out of memory: {}", outcome.memory))
+        } else if err.contains("MemoryError") {
+            Some(format!("memory limit: {}", outcome.memory))
         } else if err.contains("Resource temporarily unavailable")
             || err.contains("can't start new thread")
         {

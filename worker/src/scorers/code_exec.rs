@@ -131,6 +131,7 @@ impl CodeExec {
                 l.wall.as_secs_f64()
             ),
             Status::Signaled(24) => format!("CPU time limit ({}s) exceeded (SIGXCPU)", l.cpu_s),
+            Status::Signaled(9) if outcome.oom_killed => with_hint("killed by SIGKILL".into()),
             Status::Signaled(9) => format!(
                 "killed by SIGKILL (CPU time limit {}s, or out of memory)",
                 l.cpu_s
