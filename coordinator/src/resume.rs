@@ -20,9 +20,12 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `status` of a run that is (or was, when its coordinator died) in progress.
-pub const STATUS_RUNNING: &str = "running";
+pub const STATUS_RUNNING: &str = vigil_protocol::subjects::RUN_STATUS_RUNNING;
 /// `status` of a run whose summary is published.
-pub const STATUS_FINISHED: &str = "finished";
+pub const STATUS_FINISHED: &str = vigil_protocol::subjects::RUN_STATUS_FINISHED;
+/// `status` of a cancelled run (Ctrl-C, SIGTERM, `vigil runs cancel`):
+/// workers skip its jobs, and it is never resumed.
+pub const STATUS_CANCELLED: &str = vigil_protocol::subjects::RUN_STATUS_CANCELLED;
 
 /// What the `vigil-runs` bucket holds under a run id (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -32,7 +35,7 @@ pub struct RunState {
     pub suite: String,
     /// The target's name.
     pub target: String,
-    /// `running` or `finished`.
+    /// `running`, `finished` or `cancelled`.
     pub status: String,
     /// Items in the dataset.
     pub items_total: u64,
@@ -82,6 +85,20 @@ pub enum ResumeError {
         recorded: String,
         /// The current value.
         now: String,
+    },
+    /// The run was cancelled: its jobs are skipped, it is not resumed.
+    #[error("run `{run_id}` was cancelled: it is not resumed (start a new run, or a new --run-id)")]
+    Cancelled {
+        /// The run.
+        run_id: String,
+    },
+    /// The run finished, but its summary is no longer in `VIGIL_RUNS`.
+    #[error("run `{run_id}` already finished, but its summary cannot be read: {reason}")]
+    SummaryGone {
+        /// The run.
+        run_id: String,
+        /// Why.
+        reason: String,
     },
     /// The bucket could not be read.
     #[error("cannot read run state of `{run_id}`: {reason}")]
@@ -222,4 +239,115 @@ impl StateRecorder {
             }
         }
     }
+}
+
+/// What `vigil runs cancel` found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The run was running (or its coordinator had died): now cancelled.
+    Cancelled(RunState),
+    /// It was cancelled already.
+    AlreadyCancelled(RunState),
+    /// It had finished; nothing to cancel.
+    AlreadyFinished(RunState),
+}
+
+/// Marks a run cancelled in the `vigil-runs` bucket (compare-and-set on the
+/// entry's revision, so a coordinator writing at the same moment cannot
+/// undo it). Its coordinator, if alive, ends the run; workers skip its
+/// remaining jobs.
+pub async fn cancel(js: &jetstream::Context, run_id: &str) -> Result<CancelOutcome, ResumeError> {
+    let read_err = |reason: String| ResumeError::Read {
+        run_id: run_id.to_string(),
+        reason,
+    };
+    let store = js
+        .get_key_value(vigil_protocol::subjects::KV_RUNS)
+        .await
+        .map_err(|e| read_err(e.to_string()))?;
+    loop {
+        let Some(entry) = store
+            .entry(run_id)
+            .await
+            .map_err(|e| read_err(e.to_string()))?
+            .filter(|e| e.operation == kv::Operation::Put)
+        else {
+            return Err(ResumeError::NotFound {
+                run_id: run_id.to_string(),
+            });
+        };
+        let mut state: RunState = serde_json::from_slice(&entry.value)
+            .map_err(|e| read_err(format!("unreadable state: {e}")))?;
+        match state.status.as_str() {
+            STATUS_FINISHED => return Ok(CancelOutcome::AlreadyFinished(state)),
+            STATUS_CANCELLED => return Ok(CancelOutcome::AlreadyCancelled(state)),
+            _ => {}
+        }
+        state.status = STATUS_CANCELLED.into();
+        let bytes = serde_json::to_vec(&state).map_err(|e| read_err(e.to_string()))?;
+        match store.update(run_id, bytes.into(), entry.revision).await {
+            Ok(_) => return Ok(CancelOutcome::Cancelled(state)),
+            // Written meanwhile (the coordinator's progress): read it again.
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(e) => return Err(read_err(e.to_string())),
+        }
+    }
+}
+
+/// A token cancelled with `parent`, or when the run's state in the
+/// `vigil-runs` bucket turns `cancelled` (`vigil runs cancel`), whichever
+/// comes first. The watch ends when the returned guard is dropped.
+pub async fn cancelled_externally(
+    js: &jetstream::Context,
+    run_id: &str,
+    parent: &tokio_util::sync::CancellationToken,
+) -> (tokio_util::sync::CancellationToken, WatchGuard) {
+    use futures::StreamExt;
+    let token = parent.child_token();
+    let watch = match js.get_key_value(vigil_protocol::subjects::KV_RUNS).await {
+        Ok(store) => store.watch_with_history(run_id).await.ok(),
+        Err(_) => None,
+    };
+    let (run_id, fire) = (run_id.to_string(), token.clone());
+    let task = tokio::spawn(async move {
+        let Some(mut watch) = watch else {
+            tracing::warn!(%run_id, "cannot watch the run state: `vigil runs cancel` will not reach this coordinator");
+            return;
+        };
+        while let Some(entry) = watch.next().await {
+            let Ok(entry) = entry else { continue };
+            let cancelled = serde_json::from_slice::<RunState>(&entry.value)
+                .is_ok_and(|s| s.status == STATUS_CANCELLED);
+            if cancelled {
+                tracing::warn!(%run_id, "the run was cancelled (vigil runs cancel)");
+                fire.cancel();
+                return;
+            }
+        }
+    });
+    (token, WatchGuard(task))
+}
+
+/// Ends a run-state watch when dropped.
+#[derive(Debug)]
+pub struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The stored summary of a finished run (for a run started again under its
+/// id, for example a re-fired scheduled run: nothing is published again).
+pub async fn finished_summary(
+    js: &jetstream::Context,
+    run_id: &str,
+) -> Result<vigil_protocol::RunSummary, ResumeError> {
+    crate::history::find(js, run_id)
+        .await
+        .map_err(|e| ResumeError::SummaryGone {
+            run_id: run_id.to_string(),
+            reason: e.to_string(),
+        })
 }
