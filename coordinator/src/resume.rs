@@ -110,16 +110,25 @@ pub enum ResumeError {
     },
 }
 
-/// Reads a run's state; `Ok(None)` when the bucket has no such run.
-pub async fn load(js: &jetstream::Context, run_id: &str) -> Result<Option<RunState>, ResumeError> {
-    let read_err = |reason: String| ResumeError::Read {
+/// The error of a failed read of `run_id`'s state.
+fn read_error(run_id: &str) -> impl Fn(String) -> ResumeError + '_ {
+    move |reason| ResumeError::Read {
         run_id: run_id.to_string(),
         reason,
-    };
-    let store = js
-        .get_key_value(vigil_protocol::subjects::KV_RUNS)
+    }
+}
+
+/// The `vigil-runs` bucket, for reading `run_id`'s state.
+async fn runs_bucket(js: &jetstream::Context, run_id: &str) -> Result<kv::Store, ResumeError> {
+    js.get_key_value(vigil_protocol::subjects::KV_RUNS)
         .await
-        .map_err(|e| read_err(e.to_string()))?;
+        .map_err(|e| read_error(run_id)(e.to_string()))
+}
+
+/// Reads a run's state; `Ok(None)` when the bucket has no such run.
+pub async fn load(js: &jetstream::Context, run_id: &str) -> Result<Option<RunState>, ResumeError> {
+    let read_err = read_error(run_id);
+    let store = runs_bucket(js, run_id).await?;
     let Some(bytes) = store
         .get(run_id)
         .await
@@ -257,14 +266,8 @@ pub enum CancelOutcome {
 /// undo it). Its coordinator, if alive, ends the run; workers skip its
 /// remaining jobs.
 pub async fn cancel(js: &jetstream::Context, run_id: &str) -> Result<CancelOutcome, ResumeError> {
-    let read_err = |reason: String| ResumeError::Read {
-        run_id: run_id.to_string(),
-        reason,
-    };
-    let store = js
-        .get_key_value(vigil_protocol::subjects::KV_RUNS)
-        .await
-        .map_err(|e| read_err(e.to_string()))?;
+    let read_err = read_error(run_id);
+    let store = runs_bucket(js, run_id).await?;
     loop {
         let Some(entry) = store
             .entry(run_id)

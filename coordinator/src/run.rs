@@ -238,10 +238,10 @@ async fn run_in_span(
     };
     let state = match recorded {
         Some(recorded) => {
+            resume::check_same(&run_id, &recorded, &fresh)?;
             if let Some(outcome) = ended_run(&js, &run_id, &recorded).await? {
                 return Ok(outcome);
             }
-            resume::check_same(&run_id, &recorded, &fresh)?;
             tracing::info!(%run_id, status = %recorded.status, dispatched_jobs = recorded.dispatched_jobs,
                 "resuming run: replaying its results, publishing jobs from the high-water mark on");
             RunState {

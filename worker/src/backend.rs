@@ -478,16 +478,7 @@ impl BackendClient {
                 .await
                 .map_err(classify)?;
             let status = response.status();
-            let mut bytes = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(classify)? {
-                if bytes.len() + chunk.len() > MAX_BODY {
-                    return Err(Failed::new(
-                        ErrorKind::InvalidResponse,
-                        format!("/models body larger than {} MiB", MAX_BODY >> 20),
-                    ));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
+            let bytes = read_body(&mut response).await?;
             if matches!(status.as_u16(), 404 | 405) {
                 return Ok(None);
             }
@@ -621,16 +612,7 @@ impl BackendClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if bytes.len() + chunk.len() > MAX_BODY {
-                return Err(Failed::new(
-                    ErrorKind::InvalidResponse,
-                    format!("response body larger than {} MiB", MAX_BODY >> 20),
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_body(&mut response).await?;
         if status.is_success() {
             return parse(&bytes);
         }
@@ -644,6 +626,21 @@ impl BackendClient {
         failed.retry_after = retry_after;
         Err(failed)
     }
+}
+
+/// A response's body, at most [`MAX_BODY`] bytes.
+async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, Failed> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(Failed::new(
+                ErrorKind::InvalidResponse,
+                format!("response body larger than {} MiB", MAX_BODY >> 20),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// The headers of every attempt.
