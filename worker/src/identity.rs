@@ -61,10 +61,13 @@ impl Identity {
 
 type Slot = Arc<OnceCell<Identity>>;
 
+/// A run, a base URL and a model.
+type HttpKey = (String, String, String);
+
 /// The identities a worker has looked up, each computed once.
 #[derive(Debug, Default)]
 pub struct ModelIdentities {
-    http: Mutex<HashMap<(String, String, String), (u64, Slot)>>,
+    http: Mutex<HashMap<HttpKey, (u64, Slot)>>,
     files: Mutex<HashMap<PathBuf, Slot>>,
     inserted: AtomicU64,
     /// `/v1/models` requests made.
