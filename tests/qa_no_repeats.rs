@@ -291,15 +291,6 @@ async fn a_refired_finished_scheduled_run_publishes_nothing() {
     let again = dir.path().join("again.json");
     let o = run_suite(&suite, &url, &again, &date);
     assert_eq!(o.status.code(), Some(1), "the stored exit code");
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains(&format!("run {run_id} already finished")),
-        "{stderr}"
-    );
-    assert!(String::from_utf8_lossy(&o.stdout).contains(run_id));
-    let s2 = read_summary(&again);
-    assert_eq!(s2["run_id"], run_id);
-    assert_eq!(s2["finished_at"], s1["finished_at"], "the stored summary");
     client.flush().await.unwrap();
     assert!(
         runs_sub.next().now_or_never().is_none(),
@@ -309,6 +300,15 @@ async fn a_refired_finished_scheduled_run_publishes_nothing() {
         alerts_sub.next().now_or_never().is_none(),
         "no alert published"
     );
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains(&format!("run {run_id} already finished")),
+        "{stderr}"
+    );
+    assert!(String::from_utf8_lossy(&o.stdout).contains(run_id));
+    let s2 = read_summary(&again);
+    assert_eq!(s2["run_id"], run_id);
+    assert_eq!(s2["finished_at"], s1["finished_at"], "the stored summary");
     assert_eq!(
         count_messages(&js, "VIGIL_RUNS", "vigil.runs.>").await,
         summaries
