@@ -241,6 +241,61 @@ mod tests {
         assert!(matches!(missing, Identity::Unavailable(_)), "{missing:?}");
     }
 
+    #[tokio::test]
+    async fn an_http_identity_is_the_models_entry_read_once_per_run_and_target() {
+        let stub = vigil_testkit::stub::StubServer::start(Default::default())
+            .await
+            .unwrap();
+        let (backend, ids) = (BackendClient::new(), ModelIdentities::default());
+        let target = TargetSpec {
+            base_url: stub.base_url(),
+            model: "stub-model".into(),
+            timeout_ms: 5000,
+            ..Default::default()
+        };
+        let a = ids.http(&backend, "run-1", &target, None).await;
+        assert!(
+            matches!(&a, Identity::Reported(s) if s.contains(r#""created":0"#) && s.contains(r#""id":"stub-model""#)),
+            "{a:?}"
+        );
+        stub.set_model_created(5);
+        assert_eq!(
+            ids.http(&backend, "run-1", &target, None).await,
+            a,
+            "read once per run"
+        );
+        assert_eq!(stub.stats().models.load(Ordering::Relaxed), 1);
+        let b = ids.http(&backend, "run-2", &target, None).await;
+        assert!(
+            matches!(&b, Identity::Reported(s) if s.contains(r#""created":5"#)),
+            "{b:?}"
+        );
+        // Nothing reported: no entry with the model's id, or no route at all.
+        let other = TargetSpec {
+            model: "other-model".into(),
+            ..target.clone()
+        };
+        assert_eq!(
+            ids.http(&backend, "run-2", &other, None).await,
+            Identity::NotReported
+        );
+        let no_route = TargetSpec {
+            base_url: format!("{}/elsewhere", stub.base_url()),
+            ..target.clone()
+        };
+        assert_eq!(
+            ids.http(&backend, "run-2", &no_route, None).await,
+            Identity::NotReported
+        );
+        // Unreadable: the cache is bypassed.
+        let down = TargetSpec {
+            base_url: "http://127.0.0.1:1/v1".into(),
+            ..target.clone()
+        };
+        let down = ids.http(&backend, "run-2", &down, None).await;
+        assert!(matches!(down, Identity::Unavailable(_)), "{down:?}");
+    }
+
     #[test]
     fn entries_are_canonical_and_drop_per_request_ids() {
         let entry = |json: &str| match serde_json::from_str(json).unwrap() {
