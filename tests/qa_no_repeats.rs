@@ -319,3 +319,46 @@ async fn a_refired_finished_scheduled_run_publishes_nothing() {
     );
     assert_eq!(stub.stats().requests.load(Relaxed), requests);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_next_embedded_run_does_not_pay_for_a_cancelled_ones_jobs() {
+    let stub = StubServer::start(StubConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 320u64;
+    write_arith_dataset(&dir.path().join("dataset.jsonl"), n as usize, 10);
+    let suite = write_suite(dir.path(), &stub.base_url(), "");
+    let state = dir.path().join(".vigil");
+
+    // Embedded mode, coordinating only: every job is queued in the store,
+    // then Ctrl-C/SIGTERM.
+    let mut a = Proc::spawn(
+        &[
+            "run",
+            suite.to_str().unwrap(),
+            "--workers",
+            "0",
+            "--no-progress",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+        &[],
+        &dir.path().join("a.log"),
+    );
+    wait_until("every job published", Duration::from_secs(30), || async {
+        !a.log_events("every job published").is_empty()
+    })
+    .await;
+    a.sigterm();
+    let code = a.wait_exit(Duration::from_secs(20));
+    assert!(matches!(code, Some(c) if c != 0), "{code:?}");
+    assert!(a.log_text().contains("run cancelled"), "{}", a.log_text());
+
+    // The next run on the same store evaluates only its own items.
+    let run_id = run_embedded(&suite, &state);
+    assert!(!run_id.is_empty());
+    assert_eq!(
+        stub.stats().requests.load(Relaxed),
+        n,
+        "the cancelled run's leftover jobs reached no backend"
+    );
+}
