@@ -192,6 +192,8 @@ pub struct StateRecorder {
     run_id: String,
     state: RunState,
     written: Option<RunState>,
+    /// The record's revision after this recorder's last write.
+    revision: Option<u64>,
 }
 
 impl StateRecorder {
@@ -209,6 +211,7 @@ impl StateRecorder {
             run_id: run_id.to_string(),
             state,
             written: None,
+            revision: None,
         }
     }
 
@@ -241,13 +244,52 @@ impl StateRecorder {
                 return;
             }
         };
-        match store.put(&self.run_id, bytes.into()).await {
-            Ok(_) => self.written = Some(self.state.clone()),
+        // While running, write only over our own last write: a cancel
+        // recorded meanwhile (`vigil runs cancel`) must not be undone.
+        let written = match self.revision {
+            Some(revision) if self.state.status == STATUS_RUNNING => {
+                match store
+                    .update(&self.run_id, bytes.clone().into(), revision)
+                    .await
+                {
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        if let Some(revision) = recorded_cancel(store, &self.run_id).await {
+                            self.state.status = STATUS_CANCELLED.into();
+                            self.written = Some(self.state.clone());
+                            self.revision = Some(revision);
+                            return;
+                        }
+                        store
+                            .put(&self.run_id, bytes.into())
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                }
+            }
+            _ => store
+                .put(&self.run_id, bytes.into())
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match written {
+            Ok(revision) => {
+                self.written = Some(self.state.clone());
+                self.revision = Some(revision);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, run_id = %self.run_id, "could not record run state")
             }
         }
     }
+}
+
+/// The revision of `run_id`'s record if it says `cancelled`.
+async fn recorded_cancel(store: &kv::Store, run_id: &str) -> Option<u64> {
+    let entry = store.entry(run_id).await.ok()??;
+    serde_json::from_slice::<RunState>(&entry.value)
+        .is_ok_and(|s| s.status == STATUS_CANCELLED)
+        .then_some(entry.revision)
 }
 
 /// What `vigil runs cancel` found and did.
@@ -297,29 +339,35 @@ pub async fn cancel(js: &jetstream::Context, run_id: &str) -> Result<CancelOutco
     }
 }
 
+/// How often a coordinator reads its run's record for a cancel from elsewhere.
+pub const CANCEL_POLL: Duration = Duration::from_secs(1);
+
 /// A token cancelled with `parent`, or when the run's state in the
 /// `vigil-runs` bucket turns `cancelled` (`vigil runs cancel`), whichever
-/// comes first. The watch ends when the returned guard is dropped.
+/// comes first. The record is read every [`CANCEL_POLL`] (a plain get, so a
+/// reconnect or a restarted server changes nothing); reading stops when the
+/// returned guard is dropped.
 pub async fn cancelled_externally(
     js: &jetstream::Context,
     run_id: &str,
     parent: &tokio_util::sync::CancellationToken,
 ) -> (tokio_util::sync::CancellationToken, WatchGuard) {
-    use futures::StreamExt;
     let token = parent.child_token();
-    let watch = match js.get_key_value(vigil_protocol::subjects::KV_RUNS).await {
-        Ok(store) => store.watch_with_history(run_id).await.ok(),
-        Err(_) => None,
-    };
+    let store = js.get_key_value(vigil_protocol::subjects::KV_RUNS).await;
     let (run_id, fire) = (run_id.to_string(), token.clone());
     let task = tokio::spawn(async move {
-        let Some(mut watch) = watch else {
-            tracing::warn!(%run_id, "cannot watch the run state: `vigil runs cancel` will not reach this coordinator");
+        let Ok(store) = store else {
+            tracing::warn!(%run_id, "no run state bucket: `vigil runs cancel` will not reach this coordinator");
             return;
         };
-        while let Some(entry) = watch.next().await {
-            let Ok(entry) = entry else { continue };
-            let cancelled = serde_json::from_slice::<RunState>(&entry.value)
+        let mut tick = tokio::time::interval(CANCEL_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(Some(bytes)) = store.get(&run_id).await else {
+                continue;
+            };
+            let cancelled = serde_json::from_slice::<RunState>(&bytes)
                 .is_ok_and(|s| s.status == STATUS_CANCELLED);
             if cancelled {
                 tracing::warn!(%run_id, "the run was cancelled (vigil runs cancel)");
@@ -331,7 +379,7 @@ pub async fn cancelled_externally(
     (token, WatchGuard(task))
 }
 
-/// Ends a run-state watch when dropped.
+/// Stops reading a run's record for a cancel when dropped.
 #[derive(Debug)]
 pub struct WatchGuard(tokio::task::JoinHandle<()>);
 
@@ -353,4 +401,71 @@ pub async fn finished_summary(
             run_id: run_id.to_string(),
             reason: e.to_string(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
+
+    #[tokio::test]
+    async fn a_cancel_from_elsewhere_is_never_undone_and_reaches_the_coordinator() {
+        let nats = NatsServer::start(NatsServerConfig::default())
+            .await
+            .unwrap();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+            .await
+            .unwrap();
+        let running = RunState {
+            suite: "s".into(),
+            target: "t".into(),
+            status: STATUS_RUNNING.into(),
+            ..Default::default()
+        };
+        let mut recorder = StateRecorder::new(&js, "r1", running).await;
+        recorder.flush().await;
+        assert!(matches!(
+            cancel(&js, "r1").await.unwrap(),
+            CancelOutcome::Cancelled(_)
+        ));
+        // The coordinator's next progress write does not undo the cancel.
+        recorder.set_dispatched(5, false);
+        recorder.flush().await;
+        assert_eq!(recorder.state().status, STATUS_CANCELLED);
+        assert_eq!(
+            load(&js, "r1").await.unwrap().unwrap().status,
+            STATUS_CANCELLED
+        );
+        assert!(matches!(
+            cancel(&js, "r1").await.unwrap(),
+            CancelOutcome::AlreadyCancelled(_)
+        ));
+        assert!(matches!(
+            cancel(&js, "no-such-run").await,
+            Err(ResumeError::NotFound { .. })
+        ));
+        // The coordinator's token fires; its parent (the signals) does not.
+        let parent = tokio_util::sync::CancellationToken::new();
+        let (token, _guard) = cancelled_externally(&js, "r1", &parent).await;
+        tokio::time::timeout(Duration::from_secs(10), token.cancelled())
+            .await
+            .expect("the cancel reaches the coordinator");
+        assert!(!parent.is_cancelled());
+        // A finished run is not cancelled.
+        let mut done = StateRecorder::new(
+            &js,
+            "r2",
+            RunState {
+                status: STATUS_FINISHED.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        done.flush().await;
+        assert!(matches!(
+            cancel(&js, "r2").await.unwrap(),
+            CancelOutcome::AlreadyFinished(_)
+        ));
+    }
 }
