@@ -101,6 +101,14 @@ pub enum RunsCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Cancel a run: mark it cancelled in `vigil-runs`; its coordinator
+    /// stops and workers skip its remaining jobs.
+    Cancel {
+        /// The run id.
+        run: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Keep summaries this long (e.g. `90d`; `0s`: forever).
     Retention {
         /// The maximum age.
@@ -236,9 +244,13 @@ pub struct RunArgs {
     /// Compare with this run (default: the pinned baseline, else the latest passing run).
     #[arg(long, value_name = "RUN")]
     pub baseline: Option<String>,
-    /// Never answer from the response cache.
+    /// Never answer from the response cache (wins over --cache and the suite).
     #[arg(long)]
     pub no_cache: bool,
+    /// Use the response cache (`vigil-cache`, 24 h TTL unless the suite's
+    /// `cache.ttl_s` says otherwise) even when the suite does not turn it on.
+    #[arg(long)]
+    pub cache: bool,
     /// An external scorer command the in-process workers may run (the whole
     /// command line, exactly as the suite names it). Repeatable.
     #[arg(long = "allow-scorer-command", value_name = "COMMAND")]
@@ -364,4 +376,8 @@ pub struct StubArgs {
     /// Most concurrent requests before answering 429.
     #[arg(long)]
     pub max_concurrency: Option<usize>,
+    /// The `created` of the model's `/v1/models` entry (restart with another
+    /// value to play another model behind the same URL and name).
+    #[arg(long, default_value_t = 0)]
+    pub model_created: u64,
 }

@@ -9,6 +9,8 @@
 //! - `VIGIL_ACK_WAIT_S`: seconds a worker may hold a job without a progress ack (default 30).
 //! - `VIGIL_MAX_DELIVER`: deliveries of one job before it is given up (default 5).
 //! - `VIGIL_JOBS_MAX_MSGS`: most jobs waiting in `VIGIL_JOBS` before dispatch waits (default 1,000,000).
+//! - `VIGIL_CACHE_MAX_AGE_S`: max age of the response cache bucket `vigil-cache`, seconds
+//!   (default 604800, 7 days), set when the bucket is created or has none.
 //!
 //! And one knob of `vigil run` alone:
 //!
@@ -42,6 +44,17 @@ pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {
             return Err(anyhow!("VIGIL_JOBS_MAX_MSGS={value}: must be at least 1"));
         }
         topology.jobs_max_msgs = n;
+    }
+    if let Some(value) = var("VIGIL_CACHE_MAX_AGE_S") {
+        let secs: u64 = value
+            .parse()
+            .with_context(|| format!("VIGIL_CACHE_MAX_AGE_S={value}: not a whole number"))?;
+        if secs == 0 {
+            return Err(anyhow!(
+                "VIGIL_CACHE_MAX_AGE_S={value}: must be at least 1 (the cache always has a max age)"
+            ));
+        }
+        topology.cache_max_age = Duration::from_secs(secs);
     }
     Ok(topology)
 }

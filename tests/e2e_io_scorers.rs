@@ -117,7 +117,7 @@ async fn judge_grades_are_cached_and_a_changed_rubric_misses() {
     let out = dir.path().join("s1.json");
 
     // First run: one model call and one judge call per item.
-    let s1 = run_suite(&suite, &nats, &out, &[]);
+    let s1 = run_suite(&suite, &nats, &out, &["--cache"]);
     assert_eq!(s1["items_scored"], ITEMS as u64);
     // The stub judge gives 5 where output and reference agree, 1 where the
     // reference is wrong: 16 × 1.0 and 4 × 0.0 on the [0, 1] scale.
@@ -139,7 +139,7 @@ async fn judge_grades_are_cached_and_a_changed_rubric_misses() {
     assert_eq!((wrong_one.value, wrong_one.passed), (0.0, false));
 
     // Second run: model answers and judge grades all come from the cache.
-    let s2 = run_suite(&suite, &nats, &dir.path().join("s2.json"), &[]);
+    let s2 = run_suite(&suite, &nats, &dir.path().join("s2.json"), &["--cache"]);
     assert!(close(&s2["scores"]["judge"]["mean"], expected));
     assert_eq!(
         stub.stats().requests.load(Relaxed),
@@ -155,7 +155,7 @@ async fn judge_grades_are_cached_and_a_changed_rubric_misses() {
       <response>{{ output }}</response>
       Answer with "Score: N"."#;
     let suite = arith_suite(dir.path(), &stub.base_url(), &judge(rubric));
-    let s3 = run_suite(&suite, &nats, &dir.path().join("s3.json"), &[]);
+    let s3 = run_suite(&suite, &nats, &dir.path().join("s3.json"), &["--cache"]);
     assert!(close(&s3["scores"]["judge"]["mean"], expected));
     assert_eq!(stub.stats().requests.load(Relaxed), 3 * ITEMS as u64);
 }
@@ -311,7 +311,7 @@ async fn embedding_similarity_scores_near_and_far_texts() {
         stub.base_url()
     );
     let suite = arith_suite(dir.path(), &stub.base_url(), &scorers);
-    let summary = run_suite(&suite, &nats, &dir.path().join("s.json"), &[]);
+    let summary = run_suite(&suite, &nats, &dir.path().join("s.json"), &["--cache"]);
     assert!(close(&summary["scores"]["sim"]["pass_rate"], 2.0 / 3.0));
     // One request per item: output and reference embedded together.
     assert_eq!(stub.stats().embeddings.load(Relaxed), 3);
@@ -325,7 +325,7 @@ async fn embedding_similarity_scores_near_and_far_texts() {
     assert!(far.value < 0.5 && !far.passed, "{far:?}");
 
     // A second run embeds nothing again: every vector is cached.
-    run_suite(&suite, &nats, &dir.path().join("s2.json"), &[]);
+    run_suite(&suite, &nats, &dir.path().join("s2.json"), &["--cache"]);
     assert_eq!(stub.stats().embeddings.load(Relaxed), 3);
 }
 

@@ -78,7 +78,14 @@ async fn local_items_run_through_nats_and_unallowed_models_are_refused() {
         run(vigil()
             .arg("run")
             .arg(suite)
-            .args(["--nats", &nats.url(), "--workers", "0", "--no-progress"])
+            .args([
+                "--nats",
+                &nats.url(),
+                "--workers",
+                "0",
+                "--no-progress",
+                "--cache",
+            ])
             .arg("--out")
             .arg(out))
     };
@@ -112,8 +119,8 @@ async fn local_items_run_through_nats_and_unallowed_models_are_refused() {
         "{s:#}"
     );
 
-    // The same run again: every answer comes from the response cache, as
-    // for an HTTP target at temperature 0, with the same scores.
+    // The same run again (both with --cache): every answer comes from the
+    // response cache, keyed by the model file's SHA-256, with the same scores.
     let again = dir.path().join("capitals-again.json");
     assert_eq!(coordinate(&suite, &again).status.code(), Some(0));
     let cached = read_summary(&again);

@@ -14,25 +14,6 @@ use vigil_testkit::stub::{StubConfig, StubServer};
 
 const GATES: &str = "gates:\n  - metric: exact.pass_rate\n    min: 0.5\n  - metric: exact.pass_rate\n    max_regression: 0.02\n";
 
-fn run_suite(
-    suite: &std::path::Path,
-    nats: &str,
-    out: &std::path::Path,
-    extra: &[&str],
-) -> std::process::Output {
-    run(vigil()
-        .args([
-            "run",
-            suite.to_str().unwrap(),
-            "--nats",
-            nats,
-            "--no-progress",
-            "--out",
-        ])
-        .arg(out)
-        .args(extra))
-}
-
 fn stub_requests(stub: &StubServer) -> u64 {
     stub.stats().requests.load(Ordering::Relaxed)
 }
@@ -49,9 +30,13 @@ async fn history_baseline_cache_regression_gate_and_alert() {
     write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 10);
     let suite = write_suite(dir.path(), &stub.base_url(), GATES);
 
-    // Run 1: no baseline yet; every item calls the backend.
+    // Run 1: no baseline yet; every item calls the backend (and, with
+    // --cache, stores its answer).
     let out1 = dir.path().join("s1.json");
-    assert_eq!(run_suite(&suite, &url, &out1, &[]).status.code(), Some(0));
+    assert_eq!(
+        run_suite(&suite, &url, &out1, &["--cache"]).status.code(),
+        Some(0)
+    );
     let s1 = read_summary(&out1);
     let run1 = s1["run_id"].as_str().unwrap().to_string();
     assert_eq!(stub_requests(&stub), n as u64);
@@ -70,9 +55,17 @@ async fn history_baseline_cache_regression_gate_and_alert() {
     assert!(s1["comparison"].is_null(), "the first run has no baseline");
     assert_eq!(s1["slices"]["category"]["even"]["exact"]["n"], n / 2);
 
-    // Run 2: the same suite again — answered from the cache, compared with run 1.
+    // Run 2: the same suite again with --cache — answered from the cache,
+    // compared with run 1, and the table says it was cached.
     let out2 = dir.path().join("s2.json");
-    assert_eq!(run_suite(&suite, &url, &out2, &[]).status.code(), Some(0));
+    let o2 = run_suite(&suite, &url, &out2, &["--cache"]);
+    assert_eq!(o2.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o2.stdout).contains(&format!(
+            "response cache: {n} of {n} items answered from the cache"
+        )),
+        "the table says the run was cached"
+    );
     let s2 = read_summary(&out2);
     assert_eq!(
         stub_requests(&stub),
@@ -105,11 +98,17 @@ async fn history_baseline_cache_regression_gate_and_alert() {
     assert_eq!(exact["diff"], 0.0);
     assert_eq!(exact["significant"], false);
     assert_eq!(exact["n"], n);
+    assert!(
+        c["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("the candidate is mostly cached")),
+        "{c}"
+    );
 
-    // --no-cache: every item goes to the backend again.
+    // --no-cache wins over --cache: every item goes to the backend again.
     let out3 = dir.path().join("s3.json");
     assert_eq!(
-        run_suite(&suite, &url, &out3, &["--no-cache"])
+        run_suite(&suite, &url, &out3, &["--cache", "--no-cache"])
             .status
             .code(),
         Some(0)

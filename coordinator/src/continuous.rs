@@ -79,6 +79,7 @@ pub async fn compare_with_baseline(
     }
     scores.ids.name_flipped(&mut comparison);
     name_flipped_items(suite, renderer, &mut comparison).await;
+    note_cached_candidate(summary, &mut comparison);
     summary.comparison = Some(comparison);
 }
 
@@ -148,20 +149,62 @@ async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison:
     }
 }
 
-/// The cache policy of a run: the suite's `cache.enabled`, else on for a
-/// target at temperature 0; `--no-cache` turns it off.
+/// The TTL of cached responses when the suite sets none: 24 hours.
+pub const DEFAULT_CACHE_TTL_S: u64 = 24 * 3600;
+
+/// The cache policy of a run: off unless the suite says `cache: {enabled:
+/// true}` or the run asks for it (`vigil run --cache`); `--no-cache` turns
+/// it off whatever else says. When on, entries older than the suite's
+/// `ttl_s` (default [`DEFAULT_CACHE_TTL_S`]) are not reused.
+///
+/// ```
+/// use vigil_coordinator::continuous::cache_policy;
+/// use vigil_coordinator::suite::CacheConfig;
+/// assert_eq!(cache_policy(&CacheConfig::default(), false, false), None);
+/// let on = cache_policy(&CacheConfig::default(), true, false).unwrap();
+/// assert_eq!(on.ttl_s, Some(86_400));
+/// let suite = CacheConfig { enabled: Some(true), ttl_s: Some(60) };
+/// assert_eq!(cache_policy(&suite, false, false).unwrap().ttl_s, Some(60));
+/// assert_eq!(cache_policy(&suite, true, true), None, "--no-cache wins");
+/// ```
 pub fn cache_policy(
-    suite: &Suite,
-    target: &crate::suite::TargetConfig,
+    config: &crate::suite::CacheConfig,
+    cache: bool,
     no_cache: bool,
 ) -> Option<vigil_protocol::CachePolicy> {
-    let enabled = !no_cache
-        && suite
-            .cache
-            .enabled
-            .unwrap_or(target.params.temperature == Some(0.0));
+    let enabled = !no_cache && (cache || config.enabled == Some(true));
     enabled.then_some(vigil_protocol::CachePolicy {
         enabled: true,
-        ttl_s: suite.cache.ttl_s,
+        ttl_s: Some(config.ttl_s.unwrap_or(DEFAULT_CACHE_TTL_S)),
     })
+}
+
+/// Says in a comparison's note when most of the candidate's items (more
+/// than half) came from the response cache: the comparison then looks at
+/// stored outputs, not at what the model answers today.
+///
+/// ```
+/// use vigil_protocol::{Comparison, RunSummary};
+/// let s = RunSummary { items_total: 10, items_cached: 9, ..Default::default() };
+/// let mut c = Comparison::default();
+/// vigil_coordinator::continuous::note_cached_candidate(&s, &mut c);
+/// assert!(c.note.unwrap().contains("9 of 10"));
+/// let fresh = RunSummary { items_total: 10, items_cached: 5, ..Default::default() };
+/// let mut c = Comparison::default();
+/// vigil_coordinator::continuous::note_cached_candidate(&fresh, &mut c);
+/// assert_eq!(c.note, None);
+/// ```
+pub fn note_cached_candidate(summary: &RunSummary, comparison: &mut Comparison) {
+    if summary.items_cached * 2 <= summary.items_total {
+        return;
+    }
+    let cached = format!(
+        "the candidate is mostly cached: {} of {} items came from the response cache, \
+         so this compares stored outputs, not fresh model calls",
+        summary.items_cached, summary.items_total
+    );
+    comparison.note = Some(match comparison.note.take() {
+        Some(note) => format!("{note}; {cached}"),
+        None => cached,
+    });
 }

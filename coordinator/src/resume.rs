@@ -20,9 +20,12 @@ use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// `status` of a run that is (or was, when its coordinator died) in progress.
-pub const STATUS_RUNNING: &str = "running";
+pub const STATUS_RUNNING: &str = vigil_protocol::subjects::RUN_STATUS_RUNNING;
 /// `status` of a run whose summary is published.
-pub const STATUS_FINISHED: &str = "finished";
+pub const STATUS_FINISHED: &str = vigil_protocol::subjects::RUN_STATUS_FINISHED;
+/// `status` of a cancelled run (Ctrl-C, SIGTERM, `vigil runs cancel`):
+/// workers skip its jobs, and it is never resumed.
+pub const STATUS_CANCELLED: &str = vigil_protocol::subjects::RUN_STATUS_CANCELLED;
 
 /// What the `vigil-runs` bucket holds under a run id (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -32,7 +35,7 @@ pub struct RunState {
     pub suite: String,
     /// The target's name.
     pub target: String,
-    /// `running` or `finished`.
+    /// `running`, `finished` or `cancelled`.
     pub status: String,
     /// Items in the dataset.
     pub items_total: u64,
@@ -83,6 +86,20 @@ pub enum ResumeError {
         /// The current value.
         now: String,
     },
+    /// The run was cancelled: its jobs are skipped, it is not resumed.
+    #[error("run `{run_id}` was cancelled: it is not resumed (start a new run, or a new --run-id)")]
+    Cancelled {
+        /// The run.
+        run_id: String,
+    },
+    /// The run finished, but its summary is no longer in `VIGIL_RUNS`.
+    #[error("run `{run_id}` already finished, but its summary cannot be read: {reason}")]
+    SummaryGone {
+        /// The run.
+        run_id: String,
+        /// Why.
+        reason: String,
+    },
     /// The bucket could not be read.
     #[error("cannot read run state of `{run_id}`: {reason}")]
     Read {
@@ -93,16 +110,25 @@ pub enum ResumeError {
     },
 }
 
-/// Reads a run's state; `Ok(None)` when the bucket has no such run.
-pub async fn load(js: &jetstream::Context, run_id: &str) -> Result<Option<RunState>, ResumeError> {
-    let read_err = |reason: String| ResumeError::Read {
+/// The error of a failed read of `run_id`'s state.
+fn read_error(run_id: &str) -> impl Fn(String) -> ResumeError + '_ {
+    move |reason| ResumeError::Read {
         run_id: run_id.to_string(),
         reason,
-    };
-    let store = js
-        .get_key_value(vigil_protocol::subjects::KV_RUNS)
+    }
+}
+
+/// The `vigil-runs` bucket, for reading `run_id`'s state.
+async fn runs_bucket(js: &jetstream::Context, run_id: &str) -> Result<kv::Store, ResumeError> {
+    js.get_key_value(vigil_protocol::subjects::KV_RUNS)
         .await
-        .map_err(|e| read_err(e.to_string()))?;
+        .map_err(|e| read_error(run_id)(e.to_string()))
+}
+
+/// Reads a run's state; `Ok(None)` when the bucket has no such run.
+pub async fn load(js: &jetstream::Context, run_id: &str) -> Result<Option<RunState>, ResumeError> {
+    let read_err = read_error(run_id);
+    let store = runs_bucket(js, run_id).await?;
     let Some(bytes) = store
         .get(run_id)
         .await
@@ -166,6 +192,8 @@ pub struct StateRecorder {
     run_id: String,
     state: RunState,
     written: Option<RunState>,
+    /// The record's revision after this recorder's last write.
+    revision: Option<u64>,
 }
 
 impl StateRecorder {
@@ -183,6 +211,7 @@ impl StateRecorder {
             run_id: run_id.to_string(),
             state,
             written: None,
+            revision: None,
         }
     }
 
@@ -215,11 +244,228 @@ impl StateRecorder {
                 return;
             }
         };
-        match store.put(&self.run_id, bytes.into()).await {
-            Ok(_) => self.written = Some(self.state.clone()),
+        // While running, write only over our own last write: a cancel
+        // recorded meanwhile (`vigil runs cancel`) must not be undone.
+        let written = match self.revision {
+            Some(revision) if self.state.status == STATUS_RUNNING => {
+                match store
+                    .update(&self.run_id, bytes.clone().into(), revision)
+                    .await
+                {
+                    Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {
+                        if let Some(revision) = recorded_cancel(store, &self.run_id).await {
+                            self.state.status = STATUS_CANCELLED.into();
+                            self.written = Some(self.state.clone());
+                            self.revision = Some(revision);
+                            return;
+                        }
+                        store
+                            .put(&self.run_id, bytes.into())
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    other => other.map_err(|e| e.to_string()),
+                }
+            }
+            _ => store
+                .put(&self.run_id, bytes.into())
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        match written {
+            Ok(revision) => {
+                self.written = Some(self.state.clone());
+                self.revision = Some(revision);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, run_id = %self.run_id, "could not record run state")
             }
         }
+    }
+}
+
+/// The revision of `run_id`'s record if it says `cancelled`.
+async fn recorded_cancel(store: &kv::Store, run_id: &str) -> Option<u64> {
+    let entry = store.entry(run_id).await.ok()??;
+    serde_json::from_slice::<RunState>(&entry.value)
+        .is_ok_and(|s| s.status == STATUS_CANCELLED)
+        .then_some(entry.revision)
+}
+
+/// What `vigil runs cancel` found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The run was running (or its coordinator had died): now cancelled.
+    Cancelled(RunState),
+    /// It was cancelled already.
+    AlreadyCancelled(RunState),
+    /// It had finished; nothing to cancel.
+    AlreadyFinished(RunState),
+}
+
+/// Marks a run cancelled in the `vigil-runs` bucket (compare-and-set on the
+/// entry's revision, so a coordinator writing at the same moment cannot
+/// undo it). Its coordinator, if alive, ends the run; workers skip its
+/// remaining jobs.
+pub async fn cancel(js: &jetstream::Context, run_id: &str) -> Result<CancelOutcome, ResumeError> {
+    let read_err = read_error(run_id);
+    let store = runs_bucket(js, run_id).await?;
+    loop {
+        let Some(entry) = store
+            .entry(run_id)
+            .await
+            .map_err(|e| read_err(e.to_string()))?
+            .filter(|e| e.operation == kv::Operation::Put)
+        else {
+            return Err(ResumeError::NotFound {
+                run_id: run_id.to_string(),
+            });
+        };
+        let mut state: RunState = serde_json::from_slice(&entry.value)
+            .map_err(|e| read_err(format!("unreadable state: {e}")))?;
+        match state.status.as_str() {
+            STATUS_FINISHED => return Ok(CancelOutcome::AlreadyFinished(state)),
+            STATUS_CANCELLED => return Ok(CancelOutcome::AlreadyCancelled(state)),
+            _ => {}
+        }
+        state.status = STATUS_CANCELLED.into();
+        let bytes = serde_json::to_vec(&state).map_err(|e| read_err(e.to_string()))?;
+        match store.update(run_id, bytes.into(), entry.revision).await {
+            Ok(_) => return Ok(CancelOutcome::Cancelled(state)),
+            // Written meanwhile (the coordinator's progress): read it again.
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+            Err(e) => return Err(read_err(e.to_string())),
+        }
+    }
+}
+
+/// How often a coordinator reads its run's record for a cancel from elsewhere.
+pub const CANCEL_POLL: Duration = Duration::from_secs(1);
+
+/// A token cancelled with `parent`, or when the run's state in the
+/// `vigil-runs` bucket turns `cancelled` (`vigil runs cancel`), whichever
+/// comes first. The record is read every [`CANCEL_POLL`] (a plain get, so a
+/// reconnect or a restarted server changes nothing); reading stops when the
+/// returned guard is dropped.
+pub async fn cancelled_externally(
+    js: &jetstream::Context,
+    run_id: &str,
+    parent: &tokio_util::sync::CancellationToken,
+) -> (tokio_util::sync::CancellationToken, WatchGuard) {
+    let token = parent.child_token();
+    let store = js.get_key_value(vigil_protocol::subjects::KV_RUNS).await;
+    let (run_id, fire) = (run_id.to_string(), token.clone());
+    let task = tokio::spawn(async move {
+        let Ok(store) = store else {
+            tracing::warn!(%run_id, "no run state bucket: `vigil runs cancel` will not reach this coordinator");
+            return;
+        };
+        let mut tick = tokio::time::interval(CANCEL_POLL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Ok(Some(bytes)) = store.get(&run_id).await else {
+                continue;
+            };
+            let cancelled = serde_json::from_slice::<RunState>(&bytes)
+                .is_ok_and(|s| s.status == STATUS_CANCELLED);
+            if cancelled {
+                tracing::warn!(%run_id, "the run was cancelled (vigil runs cancel)");
+                fire.cancel();
+                return;
+            }
+        }
+    });
+    (token, WatchGuard(task))
+}
+
+/// Stops reading a run's record for a cancel when dropped.
+#[derive(Debug)]
+pub struct WatchGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The stored summary of a finished run (for a run started again under its
+/// id, for example a re-fired scheduled run: nothing is published again).
+pub async fn finished_summary(
+    js: &jetstream::Context,
+    run_id: &str,
+) -> Result<vigil_protocol::RunSummary, ResumeError> {
+    crate::history::find(js, run_id)
+        .await
+        .map_err(|e| ResumeError::SummaryGone {
+            run_id: run_id.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
+
+    #[tokio::test]
+    async fn a_cancel_from_elsewhere_is_never_undone_and_reaches_the_coordinator() {
+        let nats = NatsServer::start(NatsServerConfig::default())
+            .await
+            .unwrap();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+            .await
+            .unwrap();
+        let running = RunState {
+            suite: "s".into(),
+            target: "t".into(),
+            status: STATUS_RUNNING.into(),
+            ..Default::default()
+        };
+        let mut recorder = StateRecorder::new(&js, "r1", running).await;
+        recorder.flush().await;
+        assert!(matches!(
+            cancel(&js, "r1").await.unwrap(),
+            CancelOutcome::Cancelled(_)
+        ));
+        // The coordinator's next progress write does not undo the cancel.
+        recorder.set_dispatched(5, false);
+        recorder.flush().await;
+        assert_eq!(recorder.state().status, STATUS_CANCELLED);
+        assert_eq!(
+            load(&js, "r1").await.unwrap().unwrap().status,
+            STATUS_CANCELLED
+        );
+        assert!(matches!(
+            cancel(&js, "r1").await.unwrap(),
+            CancelOutcome::AlreadyCancelled(_)
+        ));
+        assert!(matches!(
+            cancel(&js, "no-such-run").await,
+            Err(ResumeError::NotFound { .. })
+        ));
+        // The coordinator's token fires; its parent (the signals) does not.
+        let parent = tokio_util::sync::CancellationToken::new();
+        let (token, _guard) = cancelled_externally(&js, "r1", &parent).await;
+        tokio::time::timeout(Duration::from_secs(10), token.cancelled())
+            .await
+            .expect("the cancel reaches the coordinator");
+        assert!(!parent.is_cancelled());
+        // A finished run is not cancelled.
+        let mut done = StateRecorder::new(
+            &js,
+            "r2",
+            RunState {
+                status: STATUS_FINISHED.into(),
+                ..Default::default()
+            },
+        )
+        .await;
+        done.flush().await;
+        assert!(matches!(
+            cancel(&js, "r2").await.unwrap(),
+            CancelOutcome::AlreadyFinished(_)
+        ));
     }
 }

@@ -62,6 +62,9 @@ pub struct RunConfig {
     /// checks the jobs stream for outstanding jobs that left it without a
     /// result (default 60 s; `VIGIL_RECONCILE_S` in the binary).
     pub reconcile_after: Duration,
+    /// Use the response cache even when the suite does not turn it on
+    /// (`vigil run --cache`; `no_cache` wins).
+    pub cache: bool,
 }
 
 /// The default of [`RunConfig::reconcile_after`].
@@ -83,6 +86,7 @@ impl RunConfig {
             baseline: None,
             no_cache: false,
             reconcile_after: DEFAULT_RECONCILE_AFTER,
+            cache: false,
         }
     }
 }
@@ -98,6 +102,9 @@ pub struct RunOutcome {
     pub server_duplicates: u64,
     /// Result messages that could not be decoded.
     pub malformed_results: u64,
+    /// The run had already finished (a re-fired scheduled run): `summary`
+    /// is the stored one, and nothing was evaluated or published.
+    pub replayed: bool,
 }
 
 /// A run could not finish.
@@ -244,6 +251,9 @@ async fn run_in_span(
     let state = match recorded {
         Some(recorded) => {
             resume::check_same(&run_id, &recorded, &fresh)?;
+            if let Some(outcome) = ended_run(&js, &run_id, &recorded).await? {
+                return Ok(outcome);
+            }
             tracing::info!(%run_id, status = %recorded.status, dispatched_jobs = recorded.dispatched_jobs,
                 "resuming run: replaying its results, publishing jobs from the high-water mark on");
             RunState {
@@ -291,6 +301,8 @@ async fn run_in_span(
         .map_err(nats_err)?;
     let mut recorder = StateRecorder::new(&js, &run_id, state).await;
     recorder.flush().await;
+    // Ctrl-C/SIGTERM, or `vigil runs cancel` from anywhere.
+    let (cancel, _cancel_watch) = resume::cancelled_externally(&js, &run_id, &shutdown).await;
 
     // Read and render on a blocking thread; shards flow through a bounded channel.
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
@@ -308,7 +320,7 @@ async fn run_in_span(
             items: Vec::new(),
             deadline_unix_ms: Some(deadline_unix_ms),
             keep_output_chars: suite.keep_output_chars,
-            cache: crate::continuous::cache_policy(&suite, &target, config.no_cache),
+            cache: crate::continuous::cache_policy(&suite.cache, config.cache, config.no_cache),
             samples: suite.samples,
         },
         subject: subjects::jobs(&suite.pool),
@@ -360,8 +372,9 @@ async fn run_in_span(
 
     while !aggregate.is_complete() {
         tokio::select! {
-            _ = shutdown.cancelled() => {
+            _ = cancel.cancelled() => {
                 dispatcher.abort();
+                mark_cancelled(&mut recorder, &run_id).await;
                 return Err(RunError::Cancelled);
             }
             message = results.next() => {
@@ -518,7 +531,44 @@ async fn run_in_span(
         duplicates_dropped,
         server_duplicates,
         malformed_results,
+        replayed: false,
     })
+}
+
+/// A run started again under the id of a run that ended: a finished one
+/// gives its stored summary (nothing evaluated or published again), a
+/// cancelled one is refused; `None` for a run to resume.
+async fn ended_run(
+    js: &jetstream::Context,
+    run_id: &str,
+    recorded: &RunState,
+) -> Result<Option<RunOutcome>, RunError> {
+    match recorded.status.as_str() {
+        resume::STATUS_FINISHED => {
+            let summary = resume::finished_summary(js, run_id).await?;
+            tracing::info!(%run_id, finished_at = %summary.finished_at, passed = summary.passed,
+                "run already finished: its stored summary, nothing published");
+            Ok(Some(RunOutcome {
+                summary,
+                duplicates_dropped: 0,
+                server_duplicates: 0,
+                malformed_results: 0,
+                replayed: true,
+            }))
+        }
+        resume::STATUS_CANCELLED => Err(ResumeError::Cancelled {
+            run_id: run_id.to_string(),
+        }
+        .into()),
+        _ => Ok(None),
+    }
+}
+
+/// Records a cancelled run, so workers skip its jobs left in the queue.
+async fn mark_cancelled(recorder: &mut StateRecorder, run_id: &str) {
+    recorder.set_status(resume::STATUS_CANCELLED);
+    recorder.flush().await;
+    tracing::warn!(%run_id, "run cancelled: workers skip its remaining jobs");
 }
 
 fn produce_shards(

@@ -94,8 +94,8 @@ pub struct Suite {
     pub error_budget: f64,
     /// Characters of each output kept in item results (default 2000).
     pub keep_output_chars: u32,
-    /// The response cache (`cache: {enabled, ttl_s}`); default: on for
-    /// targets at temperature 0, entries kept forever.
+    /// The response cache (`cache: {enabled, ttl_s}`); default: off (on
+    /// with `vigil run --cache`), entries reused for 24 h.
     pub cache: CacheConfig,
     /// Completions sampled per item (default 1); `code_exec` scores pass@k
     /// over them.
@@ -106,10 +106,10 @@ pub struct Suite {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
-    /// On or off for every target; `None`: on where the temperature is 0.
+    /// On or off for every target; `None`: off (unless `vigil run --cache`).
     #[serde(default)]
     pub enabled: Option<bool>,
-    /// Entries older than this many seconds are not reused.
+    /// Entries older than this many seconds are not reused (default 86400).
     #[serde(default)]
     pub ttl_s: Option<u64>,
 }

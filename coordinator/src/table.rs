@@ -57,6 +57,25 @@ fn duration(s: f64) -> String {
     }
 }
 
+/// The sentence that says a run used the response cache (`None` when no
+/// item came from it), for the terminal table and the reports.
+///
+/// ```
+/// use vigil_protocol::RunSummary;
+/// let s = RunSummary { items_total: 4, items_cached: 3, ..Default::default() };
+/// let note = vigil_coordinator::table::cached_note(&s).unwrap();
+/// assert!(note.contains("3 of 4 items"));
+/// assert_eq!(vigil_coordinator::table::cached_note(&RunSummary::default()), None);
+/// ```
+pub fn cached_note(summary: &RunSummary) -> Option<String> {
+    (summary.items_cached > 0).then(|| {
+        format!(
+            "response cache: {} of {} items answered from the cache, not by the model now (--no-cache to call it)",
+            summary.items_cached, summary.items_total
+        )
+    })
+}
+
 /// Renders `summary` as plain text for a terminal: the run, the per-scorer
 /// table (mean with its 95% t interval, pass rate with its 95% Wilson
 /// interval, n), latency percentiles, tokens, errors by kind, the gates with
@@ -88,6 +107,9 @@ pub fn render(summary: &RunSummary) -> String {
         duration(s.duration_s),
         s.items_per_s
     );
+    if let Some(note) = cached_note(s) {
+        let _ = writeln!(out, "{note}");
+    }
 
     out.push('\n');
     if s.scores.is_empty() {

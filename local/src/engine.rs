@@ -168,6 +168,10 @@ impl LocalBackend for LocalEngine {
         self.resolve(model_path).is_some()
     }
 
+    fn model_file(&self, model_path: &str) -> Option<PathBuf> {
+        self.resolve(model_path)
+    }
+
     fn complete<'a>(
         &'a self,
         target: &'a TargetSpec,

@@ -15,6 +15,14 @@ pub const STREAM_ALERTS: &str = "VIGIL_ALERTS";
 pub const STREAM_CAPTURE: &str = "VIGIL_CAPTURE";
 /// KV bucket of run state (claim, dispatch high-water mark, status).
 pub const KV_RUNS: &str = "vigil-runs";
+/// `status` under a run id in [`KV_RUNS`]: the run is in progress (or its
+/// coordinator died and it can be resumed).
+pub const RUN_STATUS_RUNNING: &str = "running";
+/// `status` under a run id in [`KV_RUNS`]: its summary is published.
+pub const RUN_STATUS_FINISHED: &str = "finished";
+/// `status` under a run id in [`KV_RUNS`]: the run was cancelled (Ctrl-C,
+/// SIGTERM, `vigil runs cancel`); workers skip its jobs.
+pub const RUN_STATUS_CANCELLED: &str = "cancelled";
 /// KV bucket of cached model responses.
 pub const KV_CACHE: &str = "vigil-cache";
 /// Object store for large payloads and per-item score vectors.

@@ -12,6 +12,9 @@ use std::time::Duration;
 /// The lowest nats-server version vigil accepts.
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
 
+/// The default max age of the `vigil-cache` bucket: 7 days.
+pub const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Knobs of the topology; `Default` suits one machine.
 ///
 /// ```
@@ -34,6 +37,9 @@ pub struct TopologyConfig {
     pub results_max_age: Duration,
     /// How long run summaries are kept (0: forever).
     pub runs_max_age: Duration,
+    /// How long an entry of the response cache (`vigil-cache`) is kept at
+    /// most, whatever a suite's `ttl_s` says (the bucket's max age).
+    pub cache_max_age: Duration,
     /// The JetStream duplicate window of jobs and results.
     pub duplicate_window: Duration,
     /// File storage (true) or memory (false).
@@ -50,6 +56,7 @@ impl Default for TopologyConfig {
             max_ack_pending: 20_000,
             results_max_age: Duration::from_secs(7 * 24 * 3600),
             runs_max_age: Duration::ZERO,
+            cache_max_age: DEFAULT_CACHE_MAX_AGE,
             duplicate_window: Duration::from_secs(120),
             file_storage: true,
         }
@@ -251,4 +258,64 @@ async fn ensure_bucket(
         name,
         source: e.into(),
     })
+}
+
+/// Opens the response-cache bucket (`vigil-cache`), creating it with
+/// `cfg.cache_max_age` as its max age. A bucket created without a max age
+/// (by a vigil before the cache had one) gets it now: JetStream allows
+/// changing a stream's max age in place. A bucket whose max age an operator
+/// set is left as it is.
+pub async fn ensure_cache_bucket(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+) -> Result<kv::Store, TopologyError> {
+    let name = subjects::KV_CACHE;
+    if let Ok(mut store) = js.get_key_value(name).await {
+        let unlimited = match store.stream.info().await {
+            Ok(info) => info.config.max_age.is_zero(),
+            Err(e) => {
+                tracing::warn!(bucket = name, error = %e, "cannot read the cache bucket's config");
+                false
+            }
+        };
+        if unlimited && !cfg.cache_max_age.is_zero() {
+            let mut config = store.stream.cached_info().config.clone();
+            config.max_age = cfg.cache_max_age;
+            match js.update_stream(config).await {
+                Ok(_) => tracing::info!(
+                    bucket = name,
+                    max_age_s = cfg.cache_max_age.as_secs(),
+                    "the response cache had no max age: set"
+                ),
+                Err(e) => tracing::warn!(
+                    bucket = name,
+                    error = %e,
+                    "the response cache has no max age and it could not be set"
+                ),
+            }
+        }
+        return Ok(store);
+    }
+    let created = js
+        .create_key_value(kv::Config {
+            bucket: name.to_string(),
+            description: "vigil: model responses by request hash".into(),
+            history: 1,
+            max_age: cfg.cache_max_age,
+            num_replicas: cfg.replicas,
+            storage: storage(cfg),
+            ..Default::default()
+        })
+        .await;
+    match created {
+        Ok(store) => Ok(store),
+        // Another process created it meanwhile.
+        Err(e) => js
+            .get_key_value(name)
+            .await
+            .map_err(|_| TopologyError::Bucket {
+                name,
+                source: e.into(),
+            }),
+    }
 }

@@ -56,7 +56,12 @@ fn run_error(e: RunError) -> Failure {
             | RunError::Suite(_)
             | RunError::Validation(_)
             | RunError::Dataset(_)
-            | RunError::Resume(ResumeError::NotFound { .. } | ResumeError::Mismatch { .. })
+            | RunError::Resume(
+                ResumeError::NotFound { .. }
+                    | ResumeError::Mismatch { .. }
+                    | ResumeError::Cancelled { .. }
+                    | ResumeError::SummaryGone { .. }
+            )
     );
     Failure {
         exit: if input {
@@ -200,6 +205,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
         config.baseline = args.baseline.clone();
         config.no_cache = args.no_cache;
         config.reconcile_after = reconcile_after;
+        config.cache = args.cache;
         config.run_id = match (args.run_id.as_ref().or(args.resume.as_ref()), &date) {
             (Some(id), _) => Some(id.clone()),
             (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),
@@ -243,8 +249,14 @@ pub async fn run(args: RunArgs) -> CommandResult {
 
     outcomes.sort_by_key(|(position, _)| *position);
     let summaries: Vec<&RunSummary> = outcomes.iter().map(|(_, o)| &o.summary).collect();
-    for summary in &summaries {
-        println!("{}", vigil_coordinator::table::render(summary));
+    for (_, outcome) in &outcomes {
+        if outcome.replayed {
+            eprintln!(
+                "run {} already finished at {}: its stored summary follows; nothing was evaluated or published again",
+                outcome.summary.run_id, outcome.summary.finished_at
+            );
+        }
+        println!("{}", vigil_coordinator::table::render(&outcome.summary));
     }
     if let Some(path) = &args.out {
         let json = match summaries.as_slice() {

@@ -134,6 +134,10 @@ pub async fn run(args: RunsArgs) -> CommandResult {
             );
             Ok(Exit::Ok)
         }
+        RunsCommand::Cancel { run, store } => {
+            let store = open_store(&store, "vigil-runs").await?;
+            cancel(&store.js, &run).await
+        }
         RunsCommand::Retention { max_age, store } => {
             let store = open_store(&store, "vigil-runs").await?;
             history::set_retention(&store.js, max_age.into())
@@ -143,4 +147,31 @@ pub async fn run(args: RunsArgs) -> CommandResult {
             Ok(Exit::Ok)
         }
     }
+}
+
+/// `vigil runs cancel RUN`: exit 0 when the run is (or already was)
+/// cancelled or had finished, 2 when no such run is recorded.
+async fn cancel(js: &jetstream::Context, run: &str) -> CommandResult {
+    use vigil_coordinator::resume::{self, CancelOutcome, ResumeError};
+    match resume::cancel(js, run).await {
+        Ok(CancelOutcome::Cancelled(s)) => println!(
+            "cancelled run {run} ({}/{}): its coordinator stops, workers skip its remaining jobs",
+            s.suite, s.target
+        ),
+        Ok(CancelOutcome::AlreadyCancelled(s)) => {
+            println!("run {run} ({}/{}) was already cancelled", s.suite, s.target)
+        }
+        Ok(CancelOutcome::AlreadyFinished(s)) => println!(
+            "run {run} ({}/{}) already finished: nothing to cancel",
+            s.suite, s.target
+        ),
+        Err(ResumeError::NotFound { .. }) => {
+            return Err(anyhow::anyhow!(
+                "no run `{run}` in the `vigil-runs` bucket: nothing to cancel (was it started against this NATS server?)"
+            ))
+            .input_error();
+        }
+        Err(e) => return Err(anyhow::anyhow!(e)).infra_error(),
+    }
+    Ok(Exit::Ok)
 }

@@ -24,11 +24,14 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
         replicas: args.replicas,
         ..crate::topology_env::topology_from_env().input_error()?
     };
-    ensure_topology(&client, &topology, &args.pool)
+    let js = ensure_topology(&client, &topology, &args.pool)
+        .await
+        .infra_error()?;
+    vigil_protocol::topology::ensure_cache_bucket(&js, &topology)
         .await
         .infra_error()?;
     println!(
-        "ok: streams {}, {}, {}, {} and consumer {} ready on {url}",
+        "ok: streams {}, {}, {}, {}, consumer {} and the response cache bucket ready on {url}",
         vigil_protocol::subjects::STREAM_JOBS,
         vigil_protocol::subjects::STREAM_RESULTS,
         vigil_protocol::subjects::STREAM_RUNS,

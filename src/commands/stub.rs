@@ -16,6 +16,7 @@ pub async fn run(args: StubArgs) -> CommandResult {
         rate_limit_rate: args.rate_limit_rate,
         garbage_rate: args.garbage_rate,
         max_concurrency: args.max_concurrency,
+        model_created: args.model_created,
         ..Default::default()
     };
     let shutdown = CancellationToken::new();

@@ -95,6 +95,9 @@ pub struct StubConfig {
     pub seed: u64,
     /// The model named when a request names none, and in `/v1/models`.
     pub model: String,
+    /// The `created` of the model's `/v1/models` entry (what identifies the
+    /// model behind the name; change it live with [`StubServer::set_model_created`]).
+    pub model_created: u64,
 }
 
 impl Default for StubConfig {
@@ -115,6 +118,7 @@ impl Default for StubConfig {
             hang_marker: None,
             seed: 0,
             model: "stub-model".to_string(),
+            model_created: 0,
         }
     }
 }
@@ -154,6 +158,8 @@ pub struct StubStats {
     pub without_authorization: AtomicU64,
     /// `/v1/embeddings` requests (not counted in `requests`).
     pub embeddings: AtomicU64,
+    /// `/v1/models` requests (not counted in `requests`).
+    pub models: AtomicU64,
     authorization: RwLock<Vec<String>>,
 }
 
@@ -192,6 +198,8 @@ pub struct StubStatsSnapshot {
     pub without_authorization: u64,
     /// `/v1/embeddings` requests (not counted in `requests`).
     pub embeddings: u64,
+    /// `/v1/models` requests (not counted in `requests`).
+    pub models: u64,
 }
 
 impl StubStats {
@@ -220,6 +228,7 @@ impl StubStats {
             with_authorization: self.with_authorization.load(Relaxed),
             without_authorization: self.without_authorization.load(Relaxed),
             embeddings: self.embeddings.load(Relaxed),
+            models: self.models.load(Relaxed),
         }
     }
 
@@ -654,9 +663,12 @@ fn parse_completion(body: &[u8]) -> Result<Asked, String> {
 }
 
 /// State shared by all connections.
+#[derive(Debug)]
 struct Shared {
     cfg: StubConfig,
     stats: Arc<StubStats>,
+    /// The `created` of the `/v1/models` entry now.
+    model_created: AtomicU64,
     attempts: Box<[Mutex<HashMap<u64, u32>>]>,
 }
 
@@ -955,9 +967,11 @@ async fn embeddings(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
 }
 
 async fn models(State(st): State<Arc<Shared>>) -> Response {
+    st.stats.models.fetch_add(1, Relaxed);
+    let created = st.model_created.load(Relaxed);
     Json(serde_json::json!({
         "object": "list",
-        "data": [{"id": st.cfg.model, "object": "model", "created": 0, "owned_by": "vigil-stub"}]
+        "data": [{"id": st.cfg.model, "object": "model", "created": created, "owned_by": "vigil-stub"}]
     }))
     .into_response()
 }
@@ -1095,6 +1109,7 @@ fn shared(cfg: StubConfig, stats: Arc<StubStats>) -> Arc<Shared> {
         .map(|_| Mutex::new(HashMap::new()))
         .collect();
     Arc::new(Shared {
+        model_created: AtomicU64::new(cfg.model_created),
         cfg,
         stats,
         attempts,
@@ -1149,6 +1164,7 @@ pub async fn serve_with_stats(
 pub struct StubServer {
     addr: SocketAddr,
     stats: Arc<StubStats>,
+    shared: Arc<Shared>,
     stop: CancellationToken,
     task: Option<tokio::task::JoinHandle<io::Result<()>>>,
 }
@@ -1159,14 +1175,16 @@ impl StubServer {
         let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(StubStats::default());
+        let shared = shared(cfg, stats.clone());
         let stop = CancellationToken::new();
         let s = stop.clone();
-        let task = tokio::spawn(serve_with_stats(listener, cfg, stats.clone(), async move {
+        let task = tokio::spawn(serve_shared(listener, shared.clone(), async move {
             s.cancelled().await
         }));
         Ok(StubServer {
             addr,
             stats,
+            shared,
             stop,
             task: Some(task),
         })
@@ -1185,6 +1203,12 @@ impl StubServer {
     /// The live counters.
     pub fn stats(&self) -> Arc<StubStats> {
         self.stats.clone()
+    }
+
+    /// Swaps the model behind the same URL and name, as far as `/v1/models`
+    /// tells: its entry's `created` becomes `created` (answers stay the same).
+    pub fn set_model_created(&self, created: u64) {
+        self.shared.model_created.store(created, Relaxed);
     }
 
     /// Stops accepting, lets open requests finish briefly, and waits.

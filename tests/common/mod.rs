@@ -103,6 +103,21 @@ pub fn run_embedded(suite: &Path, state: &Path) -> String {
     read_summary(&out)["run_id"].as_str().unwrap().to_string()
 }
 
+/// `vigil run SUITE --nats URL --no-progress --out OUT EXTRA..`, to completion.
+pub fn run_suite(suite: &Path, nats: &str, out: &Path, extra: &[&str]) -> Output {
+    run(vigil()
+        .args([
+            "run",
+            suite.to_str().unwrap(),
+            "--nats",
+            nats,
+            "--no-progress",
+        ])
+        .arg("--out")
+        .arg(out)
+        .args(extra))
+}
+
 /// Reads the JSON summary written by `--out`.
 pub fn read_summary(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("summary written"))
@@ -156,3 +171,28 @@ pub fn coordinate(suite: &Path, nats_url: &str, workers: usize, out: Option<&Pat
 /// Suite lines that turn the response cache off: tests that count backend
 /// calls (faults, kills, scaling) must see every call reach the backend.
 pub const NO_CACHE: &str = "cache: { enabled: false }\n";
+
+/// A free 127.0.0.1 address to listen on.
+pub fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().to_string()
+}
+
+/// The body of `GET /metrics`, or `None` while nothing listens.
+pub fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.contains(" 200 ").then_some(text)
+}
+
+/// The value of the sample whose line starts with `series ` (0 when absent).
+pub fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}

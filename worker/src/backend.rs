@@ -60,6 +60,12 @@ pub trait LocalBackend: Send + Sync + std::fmt::Debug {
     /// a job names (a job is data, never authority).
     fn allows(&self, model_path: &str) -> bool;
 
+    /// The file this worker loads for a job's `model_path` (`None`: not
+    /// allowed). By default the path itself, when allowed.
+    fn model_file(&self, model_path: &str) -> Option<std::path::PathBuf> {
+        self.allows(model_path).then(|| model_path.into())
+    }
+
     /// Generates the answer to `prompt` with `target`'s sampling parameters.
     fn complete<'a>(
         &'a self,
@@ -448,6 +454,66 @@ impl BackendClient {
         Ok(completion)
     }
 
+    /// The server's `/v1/models` entry for `target.model` (`GET
+    /// {base_url}/models`, the target's timeout, one attempt): `Ok(None)`
+    /// when the server has no such route (404, 405) or lists no entry with
+    /// that id. Errors never hold the key.
+    pub async fn model_entry(
+        &self,
+        target: &TargetSpec,
+        api_key: Option<&str>,
+    ) -> Result<Option<Map<String, Value>>, CallFailure> {
+        let secrets = Secrets::new(api_key, &target.base_url);
+        let url = format!("{}/models", target.base_url.trim_end_matches('/'));
+        let timeout = match target.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            ms => Duration::from_millis(ms),
+        };
+        let read = async {
+            let mut response = self
+                .http
+                .get(&url)
+                .headers(headers(api_key, &[]))
+                .send()
+                .await
+                .map_err(classify)?;
+            let status = response.status();
+            let bytes = read_body(&mut response).await?;
+            if matches!(status.as_u16(), 404 | 405) {
+                return Ok(None);
+            }
+            if !status.is_success() {
+                return Err(Failed::new(
+                    ErrorKind::ClientError,
+                    format!("GET /models: HTTP {}", status.as_u16()),
+                )
+                .excerpt(excerpt(&bytes)));
+            }
+            let list: Value = serde_json::from_slice(&bytes).map_err(|_| {
+                Failed::new(ErrorKind::InvalidResponse, "GET /models: not JSON")
+                    .excerpt(excerpt(&bytes))
+            })?;
+            let entry = list
+                .get("data")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_object)
+                .find(|e| e.get("id").and_then(Value::as_str) == Some(target.model.as_str()))
+                .cloned();
+            Ok(entry)
+        };
+        tokio::time::timeout(timeout, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Failed::new(
+                    ErrorKind::Timeout,
+                    format!("GET /models: timeout ({} ms)", timeout.as_millis()),
+                ))
+            })
+            .map_err(|f| f.into_failure(1, &secrets))
+    }
+
     /// POSTs a JSON `body` to `{target.base_url}/{path}` with the target's
     /// timeout, retries and `limit` (as [`BackendClient::complete`] does) and
     /// reads a successful response with `parse`.
@@ -546,16 +612,7 @@ impl BackendClient {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let mut bytes = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(classify)? {
-            if bytes.len() + chunk.len() > MAX_BODY {
-                return Err(Failed::new(
-                    ErrorKind::InvalidResponse,
-                    format!("response body larger than {} MiB", MAX_BODY >> 20),
-                ));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_body(&mut response).await?;
         if status.is_success() {
             return parse(&bytes);
         }
@@ -569,6 +626,21 @@ impl BackendClient {
         failed.retry_after = retry_after;
         Err(failed)
     }
+}
+
+/// A response's body, at most [`MAX_BODY`] bytes.
+async fn read_body(response: &mut reqwest::Response) -> Result<Vec<u8>, Failed> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(classify)? {
+        if bytes.len() + chunk.len() > MAX_BODY {
+            return Err(Failed::new(
+                ErrorKind::InvalidResponse,
+                format!("response body larger than {} MiB", MAX_BODY >> 20),
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// The headers of every attempt.

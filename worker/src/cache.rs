@@ -3,23 +3,28 @@
 //!
 //! The key is the SHA-256 (hex) of a canonical JSON document holding every
 //! input of the HTTP request: the endpoint kind, the base URL (a `local`
-//! target's model file instead), the model, the rendered prompt and every sampling parameter (temperature, top_p,
-//! max_tokens, seed, stop). The request body is a pure function of these, so
-//! equal keys mean equal requests. The API key is not part of it (it never
-//! changes what a model answers, and must never be hashed into a shared store).
+//! target's model file instead), the model, the rendered prompt and every
+//! sampling parameter (temperature, top_p, max_tokens, seed, stop), and what
+//! identifies the model behind the name ([`crate::identity`]: the GGUF file's
+//! SHA-256, or the server's `/v1/models` entry). The request body is a pure
+//! function of these, so equal keys mean equal requests to the same model.
+//! The API key is not part of it (it never changes what a model answers, and
+//! must never be hashed into a shared store).
 //!
 //! Whether a job may use the cache is the coordinator's decision, carried by
-//! the job ([`vigil_protocol::CachePolicy`]): on by default at temperature 0.
-//! The TTL is checked when reading (each entry stores its write time), so one
-//! bucket serves suites with different TTLs.
+//! the job ([`vigil_protocol::CachePolicy`]): off unless the suite or
+//! `vigil run --cache` asks for it. The TTL is checked when reading (each
+//! entry stores its write time), so one bucket serves suites with different
+//! TTLs; the bucket's max age bounds every entry's life.
 
 use crate::backend::Completion;
+use crate::identity::Identity;
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::time::{SystemTime, UNIX_EPOCH};
-use vigil_protocol::{Job, Prompt, TargetSpec, TokenUsage, subjects};
+use vigil_protocol::{Job, Prompt, TargetSpec, TokenUsage};
 
 /// A cached response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -75,6 +80,24 @@ fn now_ms() -> u64 {
 /// assert_ne!(k1, key(&t, &p));
 /// ```
 pub fn key(target: &TargetSpec, prompt: &Prompt) -> String {
+    key_identified(target, prompt, None)
+}
+
+/// [`key`] with what identifies the model (`None`: nothing known, the key
+/// is [`key`]'s).
+///
+/// ```
+/// use vigil_protocol::{Prompt, TargetSpec};
+/// use vigil_worker::cache::{key, key_identified};
+/// let t = TargetSpec { model: "m".into(), base_url: "http://h/v1".into(), ..Default::default() };
+/// let p = Prompt::Completion("2 + 2 =".into());
+/// assert_eq!(key_identified(&t, &p, None), key(&t, &p));
+/// let a = key_identified(&t, &p, Some(r#"{"created":1,"id":"m"}"#));
+/// let b = key_identified(&t, &p, Some(r#"{"created":2,"id":"m"}"#));
+/// assert_ne!(a, b, "another model behind the same name and URL");
+/// assert_ne!(a, key(&t, &p));
+/// ```
+pub fn key_identified(target: &TargetSpec, prompt: &Prompt, identity: Option<&str>) -> String {
     let mut doc = json!({
         "v": 1,
         "kind": target.kind,
@@ -88,33 +111,22 @@ pub fn key(target: &TargetSpec, prompt: &Prompt) -> String {
     if let Some(path) = &target.model_path {
         doc["model_path"] = json!(path);
     }
+    if let Some(identity) = identity {
+        doc["model_identity"] = json!(identity);
+    }
     hex::encode(Sha256::digest(doc.to_string().as_bytes()))
 }
 
 impl ResponseCache {
-    /// Opens the `vigil-cache` bucket, creating it when missing.
-    pub async fn open(js: &jetstream::Context, replicas: usize) -> Result<Self, async_nats::Error> {
-        if let Ok(kv) = js.get_key_value(subjects::KV_CACHE).await {
-            return Ok(ResponseCache { kv });
-        }
-        let created = js
-            .create_key_value(kv::Config {
-                bucket: subjects::KV_CACHE.to_string(),
-                description: "vigil: model responses by request hash".into(),
-                history: 1,
-                num_replicas: replicas,
-                ..Default::default()
-            })
-            .await;
-        match created {
-            Ok(kv) => Ok(ResponseCache { kv }),
-            // Another worker created it meanwhile.
-            Err(e) => js
-                .get_key_value(subjects::KV_CACHE)
-                .await
-                .map(|kv| ResponseCache { kv })
-                .map_err(|_| e.into()),
-        }
+    /// Opens the `vigil-cache` bucket, creating it (with the topology's max
+    /// age) when missing, and giving an existing bucket without a max age one.
+    pub async fn open(
+        js: &jetstream::Context,
+        topology: &vigil_protocol::topology::TopologyConfig,
+    ) -> Result<Self, vigil_protocol::topology::TopologyError> {
+        vigil_protocol::topology::ensure_cache_bucket(js, topology)
+            .await
+            .map(|kv| ResponseCache { kv })
     }
 
     /// The cached response of `key`, unless missing, unreadable or older than `ttl_s`.
@@ -173,15 +185,34 @@ pub async fn lookup_target<'a>(
     target: &TargetSpec,
     prompt: &Prompt,
 ) -> Lookup<'a> {
+    lookup_identified(cache, job, target, prompt, &Identity::NotReported).await
+}
+
+/// Whether `job` may use `cache` at all (the worker has one and the job's
+/// policy turns it on).
+pub fn allowed(cache: Option<&ResponseCache>, job: &Job) -> bool {
+    cache.is_some() && job.cache.as_ref().is_some_and(|p| p.enabled)
+}
+
+/// [`lookup_target`] for the model `identity` names: its identity is part of
+/// the key, and a model whose identity could not be read
+/// ([`Identity::Unavailable`]) bypasses the cache (no lookup, no store).
+pub async fn lookup_identified<'a>(
+    cache: Option<&'a ResponseCache>,
+    job: &Job,
+    target: &TargetSpec,
+    prompt: &Prompt,
+    identity: &Identity,
+) -> Lookup<'a> {
     let policy = job.cache.as_ref().filter(|p| p.enabled);
-    let (Some(cache), Some(policy)) = (cache, policy) else {
+    let (Some(cache), Some(policy), Some(identity)) = (cache, policy, identity.key_part()) else {
         return Lookup {
             cache: None,
             key: None,
             hit: None,
         };
     };
-    let key = key(target, prompt);
+    let key = key_identified(target, prompt, identity);
     let hit = cache.get(&key, policy.ttl_s).await.map(|h| Completion {
         text: h.text,
         usage: h.usage,

@@ -4,9 +4,11 @@
 pub mod allow;
 pub mod backend;
 pub mod cache;
+pub mod identity;
 pub mod metrics;
 pub mod pull;
 pub mod retry;
+pub mod run_state;
 pub mod sampling;
 pub mod sandbox;
 pub mod scorers;

@@ -112,6 +112,11 @@ impl Collector for StatsCollector {
                 &s.redelivered,
             ),
             ("worker_jobs_nakked", "Jobs handed back (nak)", &s.nakked),
+            (
+                "worker_jobs_skipped",
+                "Jobs of cancelled or finished runs acked without evaluation",
+                &s.jobs_skipped,
+            ),
         ];
         for (name, help, value) in counters {
             let counter = ConstCounter::new(value.load(Ordering::Relaxed));

@@ -114,6 +114,8 @@ pub struct WorkerStats {
     pub redelivered: AtomicU64,
     /// Jobs nak'd (result not publishable, or shutdown).
     pub nakked: AtomicU64,
+    /// Jobs of cancelled or finished runs, acked without evaluation.
+    pub jobs_skipped: AtomicU64,
     /// Model calls in flight now.
     pub in_flight: AtomicU64,
     /// Per-item metrics with labels and buckets (failures by kind, latency, scores).
@@ -147,7 +149,14 @@ struct Shared {
     max_payload: usize,
     cache: Option<crate::cache::ResponseCache>,
     scorer_env: ScorerEnv,
+    identities: crate::identity::ModelIdentities,
+    run_states: crate::run_state::RunStates,
 }
+
+/// How long a worker trusts that a run is still running before it reads
+/// the run's state again (jobs of a run cancelled meanwhile are skipped
+/// after at most this long).
+pub const RUN_STATE_TTL: Duration = Duration::from_secs(2);
 
 /// Runs a worker until `shutdown` is cancelled; returns after the grace period
 /// with every job it held either acked or nak'd.
@@ -188,7 +197,7 @@ pub async fn run(
     // Opening the bucket waits on the server: a stop meanwhile wins.
     let opened = tokio::select! {
         _ = shutdown.cancelled() => return Ok(()),
-        opened = crate::cache::ResponseCache::open(&js, config.topology.replicas) => opened,
+        opened = crate::cache::ResponseCache::open(&js, &config.topology) => opened,
     };
     let cache = match opened {
         Ok(cache) => Some(cache),
@@ -221,7 +230,16 @@ pub async fn run(
             config.scorer_commands.clone(),
         ),
     };
+    let run_states = match js.get_key_value(subjects::KV_RUNS).await {
+        Ok(store) => Some(store),
+        Err(e) => {
+            tracing::warn!(error = %e, "run state bucket unavailable; jobs of ended runs are not skipped");
+            None
+        }
+    };
     let shared = Arc::new(Shared {
+        identities: Default::default(),
+        run_states: crate::run_state::RunStates::new(run_states, RUN_STATE_TTL),
         cache,
         max_payload: client.server_info().max_payload,
         client,
@@ -384,6 +402,9 @@ async fn handle_message(
     if delivered > 1 {
         shared.stats.redelivered.fetch_add(1, Ordering::Relaxed);
     }
+    if skip_ended_run(shared, &job, &acker).await {
+        return;
+    }
     let span = telemetry::job_span(
         message.headers.as_ref(),
         &job,
@@ -478,6 +499,23 @@ async fn answer_unreadable(
     if let Err(e) = acker.ack_with(AckKind::Term).await {
         tracing::warn!(error = %e, "could not terminate malformed message");
     }
+}
+
+/// Acks and counts a job whose run was cancelled or has finished, without
+/// evaluating it; false when the run may still want it.
+async fn skip_ended_run(shared: &Shared, job: &Job, acker: &Acker) -> bool {
+    let Some(status) = shared.run_states.ended(&job.run_id).await else {
+        return false;
+    };
+    let skipped_total = shared.stats.jobs_skipped.fetch_add(1, Ordering::Relaxed) + 1;
+    tracing::info!(
+        run_id = %job.run_id, job = job.job_index, items = job.items.len(), status, skipped_total,
+        "skipping a job of an ended run"
+    );
+    if let Err(e) = acker.ack().await {
+        tracing::warn!(error = %e, run_id = %job.run_id, job = job.job_index, "ack of a skipped job failed");
+    }
+    true
 }
 
 /// Sends `+WPI` at a third of AckWait so a slow job is not redelivered.
@@ -718,8 +756,15 @@ async fn call_model(
     limit: &AdaptiveLimit,
     span: &tracing::Span,
 ) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
-    let lookup =
-        crate::cache::lookup_target(shared.cache.as_ref(), job, target, &item.prompt).await;
+    let identity = model_identity(shared, job, target, api_key).await;
+    let lookup = crate::cache::lookup_identified(
+        shared.cache.as_ref(),
+        job,
+        target,
+        &item.prompt,
+        &identity,
+    )
+    .await;
     if let Some(hit) = lookup.hit.clone() {
         return Ok((hit, true));
     }
@@ -757,6 +802,31 @@ async fn call_model(
         lookup.store(completion).await;
     }
     call.map(|c| (c, false)).map_err(Some)
+}
+
+/// What identifies `target`'s model for the cache key (looked up only when
+/// the job may use the cache; remembered per worker, run and target).
+async fn model_identity(
+    shared: &Shared,
+    job: &Job,
+    target: &TargetSpec,
+    api_key: Option<&str>,
+) -> crate::identity::Identity {
+    if !crate::cache::allowed(shared.cache.as_ref(), job) {
+        return crate::identity::Identity::NotReported;
+    }
+    match (&target.kind, &shared.config.local) {
+        (EndpointKind::Local, Some(local)) => {
+            let path = target.model_path.as_deref().unwrap_or("");
+            shared.identities.local(local.as_ref(), path).await
+        }
+        _ => {
+            shared
+                .identities
+                .http(&shared.backend, &job.run_id, target, api_key)
+                .await
+        }
+    }
 }
 
 async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), async_nats::Error> {

@@ -55,6 +55,9 @@ pub fn render(input: &ReportInput) -> String {
         s.latency_ms.p99,
         s.items_per_s
     );
+    if let Some(note) = crate::table::cached_note(s) {
+        let _ = write!(out, "<p class=\"fail\">{}</p>", escape(&note));
+    }
 
     out.push_str("<h2>Scores</h2><table><tr><th class=\"l\">scorer</th><th>pass rate</th><th>95% CI</th><th>mean</th><th>n</th></tr>");
     for (name, sc) in &s.scores {
