@@ -320,9 +320,11 @@ pub struct SetupStreamsArgs {
     /// The pool whose durable consumer to create.
     #[arg(long, default_value = "default", env = "VIGIL_POOL")]
     pub pool: String,
-    /// Stream replicas (3 in a three-node cluster).
-    #[arg(long, default_value_t = 1)]
-    pub replicas: usize,
+    /// Replicas of every stream, bucket and the object store (3 in a
+    /// three-node cluster); existing ones with fewer are raised to it.
+    /// Default: VIGIL_REPLICAS, else 1.
+    #[arg(long)]
+    pub replicas: Option<usize>,
 }
 
 /// `vigil stub`.

@@ -9,6 +9,15 @@
 //! - `VIGIL_ACK_WAIT_S`: seconds a worker may hold a job without a progress ack (default 30).
 //! - `VIGIL_MAX_DELIVER`: deliveries of one job before it is given up (default 5).
 //! - `VIGIL_JOBS_MAX_MSGS`: most jobs waiting in `VIGIL_JOBS` before dispatch waits (default 1,000,000).
+//!
+//! And two for clusters, which every process should see too:
+//!
+//! - `VIGIL_REPLICAS`: replicas of every stream, KV bucket and the object store
+//!   that a process creates, and the count it raises existing ones to (default 1;
+//!   3 on a three-node JetStream cluster). `vigil setup-streams --replicas` wins over it.
+//! - `VIGIL_JS_TIMEOUT_S`: how long a stream or bucket lookup is retried while the
+//!   cluster does not answer (a leader election after a server loss; default 30),
+//!   before the command fails saying the cluster may have lost quorum.
 
 use anyhow::{Context, anyhow};
 use std::time::Duration;
@@ -44,7 +53,33 @@ pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {
         }
         topology.jobs_max_msgs = n;
     }
+    if let Some(value) = var("VIGIL_REPLICAS") {
+        let n: usize = value
+            .parse()
+            .with_context(|| format!("VIGIL_REPLICAS={value}: not an integer"))?;
+        topology.replicas = check_replicas(n).with_context(|| format!("VIGIL_REPLICAS={value}"))?;
+    }
+    if let Some(value) = var("VIGIL_JS_TIMEOUT_S") {
+        let secs: f64 = value
+            .parse()
+            .with_context(|| format!("VIGIL_JS_TIMEOUT_S={value}: not a number"))?;
+        if !(secs.is_finite() && secs >= 1.0) {
+            return Err(anyhow!("VIGIL_JS_TIMEOUT_S={value}: must be at least 1"));
+        }
+        topology.api_deadline = Duration::from_secs_f64(secs);
+    }
     Ok(topology)
+}
+
+/// JetStream takes 1 to 5 replicas.
+pub fn check_replicas(n: usize) -> anyhow::Result<usize> {
+    if (1..=5).contains(&n) {
+        Ok(n)
+    } else {
+        Err(anyhow!(
+            "replicas must be 1 to 5 (JetStream's limit), not {n}"
+        ))
+    }
 }
 
 fn var(name: &str) -> Option<String> {
