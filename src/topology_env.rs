@@ -85,3 +85,17 @@ pub fn check_replicas(n: usize) -> anyhow::Result<usize> {
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::check_replicas;
+
+    #[test]
+    fn replicas_are_one_to_five() {
+        assert_eq!(check_replicas(1).unwrap(), 1);
+        assert_eq!(check_replicas(3).unwrap(), 3);
+        assert!(check_replicas(0).is_err());
+        let err = check_replicas(6).unwrap_err().to_string();
+        assert!(err.contains("1 to 5"), "{err}");
+    }
+}
