@@ -243,6 +243,10 @@ pub fn runs_bucket(cfg: &TopologyConfig) -> kv::Config {
     }
 }
 
+/// How long one topology request waits for its answer before it is asked
+/// again (within [`TopologyConfig::api_deadline`]).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// What a JetStream request that is not answered means in a cluster; added
 /// to such errors wherever they are reported.
 pub const NO_ANSWER_HINT: &str = "in a cluster this means fewer than a majority of its servers \
@@ -436,20 +440,22 @@ where
     E: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    if lookup_stream(js, cfg, stream_name).await?.is_none() {
-        let created = retry_transient(cfg.api_deadline, bucket, &create).await?;
-        if let Err(e) = created {
-            // Another process may have created it meanwhile.
-            if lookup_stream(js, cfg, stream_name).await?.is_none() {
-                return Err(TopologyError::Bucket {
-                    name: bucket.to_string(),
-                    source: e.into(),
-                });
+    // What exists is used as it is (only its replicas are reconciled); a
+    // bucket that was just created has the configured count already.
+    match lookup_stream(js, cfg, stream_name).await? {
+        Some(stream) => notes.extend(reconcile_replicas(js, cfg, &stream).await),
+        None => {
+            let created = retry_transient(cfg.api_deadline, bucket, &create).await?;
+            if let Err(e) = created {
+                // Another process may have created it meanwhile.
+                if lookup_stream(js, cfg, stream_name).await?.is_none() {
+                    return Err(TopologyError::Bucket {
+                        name: bucket.to_string(),
+                        source: e.into(),
+                    });
+                }
             }
         }
-    }
-    if let Some(stream) = lookup_stream(js, cfg, stream_name).await? {
-        notes.extend(reconcile_replicas(js, cfg, &stream).await);
     }
     Ok(())
 }
@@ -479,13 +485,34 @@ pub async fn ensure_topology(
 /// [`ensure_topology`], returning what it found about replica counts
 /// instead of logging it: every stream (and bucket, object store, and the
 /// response cache if it exists) whose replicas differ from `cfg.replicas`.
+/// The whole takes at most `cfg.api_deadline`.
 pub async fn ensure_topology_report(
     client: &async_nats::Client,
     cfg: &TopologyConfig,
     pool: &str,
 ) -> Result<(jetstream::Context, Vec<ReplicaNote>), TopologyError> {
     check_server(client)?;
-    let js = jetstream::new(client.clone());
+    tokio::time::timeout(cfg.api_deadline, ensure_all(client, cfg, pool))
+        .await
+        .unwrap_or_else(|_| {
+            Err(TopologyError::Unavailable {
+                what: "vigil's streams and buckets".into(),
+                waited: cfg.api_deadline,
+                last: "no complete answer in time".into(),
+            })
+        })
+}
+
+async fn ensure_all(
+    client: &async_nats::Client,
+    cfg: &TopologyConfig,
+    pool: &str,
+) -> Result<(jetstream::Context, Vec<ReplicaNote>), TopologyError> {
+    // Lookups answer in milliseconds when a leader is there; while one is
+    // elected nothing answers, so ask again every LOOKUP_TIMEOUT rather
+    // than every 5 s (the default), and notice the new leader sooner.
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(LOOKUP_TIMEOUT);
     let mut notes = Vec::new();
     let jobs = ensure_stream(&js, cfg, jobs_stream(cfg), &mut notes).await?;
     for (name, subject, age) in [
@@ -536,5 +563,5 @@ pub async fn ensure_topology_report(
         notes.extend(reconcile_replicas(&js, cfg, &cache).await);
     }
     tracing::debug!(pool, "JetStream topology ready");
-    Ok((js, notes))
+    Ok((jetstream::new(client.clone()), notes))
 }

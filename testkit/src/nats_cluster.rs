@@ -145,7 +145,10 @@ impl NatsCluster {
         let client = async_nats::connect(self.servers[0].url())
             .await
             .map_err(|e| e.to_string())?;
-        let js = jetstream::new(client);
+        let mut js = jetstream::new(client);
+        // Until the metadata leader is elected nothing answers: ask again
+        // soon rather than wait out the default 5 s.
+        js.set_timeout(Duration::from_millis(500));
         let name = "TESTKIT_CLUSTER_PROBE";
         js.create_stream(jetstream::stream::Config {
             name: name.into(),
