@@ -15,9 +15,9 @@
 //! - `VIGIL_REPLICAS`: replicas of every stream, KV bucket and the object store
 //!   that a process creates, and the count it raises existing ones to (default 1;
 //!   3 on a three-node JetStream cluster). `vigil setup-streams --replicas` wins over it.
-//! - `VIGIL_JS_TIMEOUT_S`: how long a stream or bucket lookup is retried while the
-//!   cluster does not answer (a leader election after a server loss; default 30),
-//!   before the command fails saying the cluster may have lost quorum.
+//! - `VIGIL_JS_TIMEOUT_S`: how long the stream and bucket lookups (in all) are
+//!   retried while the cluster does not answer (a leader election after a server
+//!   loss; default 30), before the command fails saying it may have lost quorum.
 
 use anyhow::{Context, anyhow};
 use std::time::Duration;
