@@ -42,15 +42,25 @@ async fn nats_takes_a_comma_separated_server_list_with_a_dead_first_entry() {
         .args(["runs", "list", "--json"])
         .env("VIGIL_NATS_URL", &list));
     assert_eq!(o.status.code(), Some(0));
-    // A malformed entry is refused, named (exit 3, as every connect error).
+    // A malformed entry is a usage error, named.
     let o = run(vigil().args([
         "setup-streams",
         "--nats",
         &format!("{},,{}", nats.url(), nats.url()),
     ]));
-    assert_eq!(o.status.code(), Some(3));
+    assert_eq!(o.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("entry 2 is empty"), "{stderr}");
+    let o = run(vigil()
+        .args(["runs", "list"])
+        .env("VIGIL_NATS_URL", "nats://vigil:pw-0a9f@127.0.0.1:notaport"));
+    assert_eq!(o.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("invalid NATS server URL"), "{stderr}");
+    assert!(
+        !stderr.contains("pw-0a9f"),
+        "the password is not printed: {stderr}"
+    );
 }
 
 /// Server `n<i>` of a leader name.
