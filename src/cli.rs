@@ -194,8 +194,34 @@ pub struct ExportArgs {
 pub struct NatsArgs {
     /// NATS server URL. Without it, `vigil run` starts a private nats-server.
     /// Credentials come from VIGIL_NATS_* variables (see docs/kubernetes.md), never from here.
-    #[arg(long, env = "VIGIL_NATS_URL")]
+    /// One URL or a comma-separated list (`nats://a:4222,nats://b:4222`).
+    #[arg(long, env = "VIGIL_NATS_URL", value_parser = ServerList)]
     pub nats: Option<String>,
+}
+
+/// Checks a `--nats` value with the parser `connect` uses, so a malformed
+/// list is a usage error (exit 2) before anything connects. The message is
+/// ours, not clap's: clap's would quote the value, user info and all.
+#[derive(Debug, Clone, Copy)]
+struct ServerList;
+
+impl clap::builder::TypedValueParser for ServerList {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        use clap::error::ErrorKind;
+        let text = value
+            .to_str()
+            .ok_or_else(|| clap::Error::raw(ErrorKind::InvalidUtf8, "--nats is not UTF-8\n"))?;
+        crate::nats_connect::server_addrs(text)
+            .map_err(|e| clap::Error::raw(ErrorKind::ValueValidation, format!("--nats: {e}\n")))?;
+        Ok(text.to_string())
+    }
 }
 
 /// `vigil run`.
@@ -350,9 +376,11 @@ pub struct SetupStreamsArgs {
     /// The pool whose durable consumer to create.
     #[arg(long, default_value = "default", env = "VIGIL_POOL")]
     pub pool: String,
-    /// Stream replicas (3 in a three-node cluster).
-    #[arg(long, default_value_t = 1)]
-    pub replicas: usize,
+    /// Replicas of every stream, bucket and the object store (3 in a
+    /// three-node cluster); existing ones with fewer are raised to it.
+    /// Default: VIGIL_REPLICAS, else 1.
+    #[arg(long)]
+    pub replicas: Option<usize>,
 }
 
 /// `vigil stub`.

@@ -5,7 +5,7 @@
 //!
 //! | variable | meaning |
 //! |---|---|
-//! | `VIGIL_NATS_URL` | server URL(s); read by the CLI's `--nats` flag, not here |
+//! | `VIGIL_NATS_URL` | server URL or comma-separated URLs; read by the CLI's `--nats` flag and parsed by [`server_addrs`] |
 //! | `VIGIL_NATS_USER` + `VIGIL_NATS_PASSWORD` / `VIGIL_NATS_PASSWORD_FILE` | user and password |
 //! | `VIGIL_NATS_TOKEN` / `VIGIL_NATS_TOKEN_FILE` | token |
 //! | `VIGIL_NATS_NKEY_SEED_FILE` | file holding an nkey seed (`SU...`) |
@@ -279,16 +279,51 @@ impl NatsAuth {
     }
 }
 
-/// Connects to `url` with `auth`, naming the connection `name`, then checks
-/// that the server is nats-server 2.10 or newer. The first connect is not
-/// retried (a wrong setting fails fast); later disconnects reconnect as usual.
-/// Errors carry the URL without any user info, never a secret.
+/// Parses a `--nats` value: one server URL or a comma-separated list of them
+/// (`nats://a:4222,nats://b:4222`), as the `nats` CLI and every NATS client
+/// take it. Blanks around entries are ignored; an empty entry or one that is
+/// not a URL is an error naming it (without its user info).
+///
+/// ```ignore
+/// assert_eq!(server_addrs("nats://a:4222, nats://b:4222")?.len(), 2);
+/// assert!(server_addrs("nats://a:4222,,nats://b:4222").is_err());
+/// ```
+pub fn server_addrs(list: &str) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+    let entries: Vec<&str> = list.split(',').map(str::trim).collect();
+    if entries.iter().all(|e| e.is_empty()) {
+        anyhow::bail!("no NATS server URL given");
+    }
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, entry)| {
+            if entry.is_empty() {
+                anyhow::bail!(
+                    "NATS server list {}: entry {} is empty",
+                    redact_url(list),
+                    i + 1
+                );
+            }
+            entry
+                .parse::<async_nats::ServerAddr>()
+                .map_err(|e| anyhow::anyhow!("invalid NATS server URL {}: {e}", redact_url(entry)))
+        })
+        .collect()
+}
+
+/// Connects to `url` (one URL or a comma-separated list, see [`server_addrs`])
+/// with `auth`, naming the connection `name`, then checks that the server is
+/// nats-server 2.10 or newer. The first connect tries every listed server
+/// once and is not retried (a wrong setting fails fast); later disconnects
+/// reconnect as usual, to any listed or discovered server.
+/// Errors carry the URLs without any user info, never a secret.
 pub async fn connect(url: &str, auth: &NatsAuth, name: &str) -> anyhow::Result<async_nats::Client> {
     let shown = redact_url(url);
+    let servers = server_addrs(url)?;
     let client = auth
         .options(name)
         .await?
-        .connect(url)
+        .connect(servers)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {shown}: {}", describe(&e)))?;
     vigil_protocol::topology::check_server(&client)
@@ -444,6 +479,23 @@ mod tests {
         let err = NatsAuth::from_lookup(lookup(&[(ENV_NKEY_SEED_FILE, "/nonexistent/seed")]))
             .unwrap_err();
         assert!(err.to_string().contains("/nonexistent/seed"), "{err}");
+    }
+
+    #[test]
+    fn server_lists_are_split_and_checked() {
+        let addrs = server_addrs("nats://127.0.0.1:4222, nats://127.0.0.2:4223").unwrap();
+        assert_eq!(addrs.len(), 2);
+        assert_eq!(addrs[1].host(), "127.0.0.2");
+        assert_eq!(addrs[1].port(), 4223);
+        assert_eq!(server_addrs("localhost:4222").unwrap().len(), 1);
+        let err = server_addrs("nats://a:4222,,nats://b:4222").unwrap_err();
+        assert!(err.to_string().contains("entry 2 is empty"), "{err}");
+        assert!(server_addrs(" , ").is_err());
+        let err = server_addrs("nats://u:pw-secret@h:4222,nats://h:notaport")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nats://h:notaport"), "{err}");
+        assert!(!err.contains("pw-secret"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,15 @@
 //! - `VIGIL_CACHE_MAX_AGE_S`: max age of the response cache bucket `vigil-cache`, seconds
 //!   (default 604800, 7 days), set when the bucket is created or has none.
 //!
+//! And two for clusters, which every process should see too:
+//!
+//! - `VIGIL_REPLICAS`: replicas of every stream, KV bucket and the object store
+//!   that a process creates, and the count it raises existing ones to (default 1;
+//!   3 on a three-node JetStream cluster). `vigil setup-streams --replicas` wins over it.
+//! - `VIGIL_JS_TIMEOUT_S`: how long the stream and bucket lookups (in all) are
+//!   retried while the cluster does not answer (a leader election after a server
+//!   loss; default 30), before the command fails saying it may have lost quorum.
+//!
 //! And one knob of `vigil run` alone:
 //!
 //! - `VIGIL_RECONCILE_S`: seconds without progress before a run checks the jobs stream for
@@ -45,6 +54,21 @@ pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {
         }
         topology.jobs_max_msgs = n;
     }
+    if let Some(value) = var("VIGIL_REPLICAS") {
+        let n: usize = value
+            .parse()
+            .with_context(|| format!("VIGIL_REPLICAS={value}: not an integer"))?;
+        topology.replicas = check_replicas(n).with_context(|| format!("VIGIL_REPLICAS={value}"))?;
+    }
+    if let Some(value) = var("VIGIL_JS_TIMEOUT_S") {
+        let secs: f64 = value
+            .parse()
+            .with_context(|| format!("VIGIL_JS_TIMEOUT_S={value}: not a number"))?;
+        if !(secs.is_finite() && secs >= 1.0) {
+            return Err(anyhow!("VIGIL_JS_TIMEOUT_S={value}: must be at least 1"));
+        }
+        topology.api_deadline = Duration::from_secs_f64(secs);
+    }
     if let Some(value) = var("VIGIL_CACHE_MAX_AGE_S") {
         let secs: u64 = value
             .parse()
@@ -57,6 +81,17 @@ pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {
         topology.cache_max_age = Duration::from_secs(secs);
     }
     Ok(topology)
+}
+
+/// JetStream takes 1 to 5 replicas.
+pub fn check_replicas(n: usize) -> anyhow::Result<usize> {
+    if (1..=5).contains(&n) {
+        Ok(n)
+    } else {
+        Err(anyhow!(
+            "replicas must be 1 to 5 (JetStream's limit), not {n}"
+        ))
+    }
 }
 
 /// How long a run waits without progress before it reconciles its
@@ -84,4 +119,18 @@ fn seconds_var(name: &str) -> anyhow::Result<Option<Duration>> {
 
 fn var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_replicas;
+
+    #[test]
+    fn replicas_are_one_to_five() {
+        assert_eq!(check_replicas(1).unwrap(), 1);
+        assert_eq!(check_replicas(3).unwrap(), 3);
+        assert!(check_replicas(0).is_err());
+        let err = check_replicas(6).unwrap_err().to_string();
+        assert!(err.contains("1 to 5"), "{err}");
+    }
 }

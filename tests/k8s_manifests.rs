@@ -5,7 +5,8 @@
 //!
 //! Tools: `kubectl` on PATH; `kubernetes-validate` from `$VIGIL_HOME/bin`
 //! (default `$HOME/.vigil/bin`), `./.vigil/bin` or PATH (scripts/setup-extra.d/k8s-tools.sh installs it).
-//! Without one, the part that needs it is skipped with the reason printed.
+//! Without one, the tests that need it fail saying what is missing and how to
+//! install it: a manifest check never passes because its tool is absent.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -29,32 +30,32 @@ fn on_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn kubectl() -> Option<PathBuf> {
-    let found = on_path("kubectl");
-    if found.is_none() {
-        eprintln!("SKIP: kubectl not on PATH, cannot render the kustomize overlays");
-    }
-    found
+fn kubectl() -> PathBuf {
+    on_path("kubectl").unwrap_or_else(|| {
+        panic!(
+            "kubectl is not on PATH, so the kustomize overlays cannot be rendered: install it \
+             (Debian package kubernetes-client, or see scripts/setup-extra.d/k8s-tools.sh)"
+        )
+    })
 }
 
-fn kubernetes_validate() -> Option<PathBuf> {
+fn kubernetes_validate() -> PathBuf {
     let mut candidates = Vec::new();
     // $VIGIL_HOME, else $HOME/.vigil: where scripts/setup.sh installs tools.
     if let Some(home) = vigil_testkit::nats_server::vigil_home() {
         candidates.push(home.join("bin/kubernetes-validate"));
     }
     candidates.push(root().join(".vigil/bin/kubernetes-validate"));
-    let found = candidates
+    candidates
         .into_iter()
         .find(|p| p.is_file())
-        .or_else(|| on_path("kubernetes-validate"));
-    if found.is_none() {
-        eprintln!(
-            "SKIP schema validation: kubernetes-validate not found in $VIGIL_HOME/bin ($HOME/.vigil/bin), ./.vigil/bin or PATH \
-             (run scripts/setup.sh)"
-        );
-    }
-    found
+        .or_else(|| on_path("kubernetes-validate"))
+        .unwrap_or_else(|| {
+            panic!(
+                "kubernetes-validate not found in $VIGIL_HOME/bin ($HOME/.vigil/bin), ./.vigil/bin or PATH: \
+                 run scripts/setup.sh (scripts/setup-extra.d/k8s-tools.sh installs it from PyPI)"
+            )
+        })
 }
 
 fn parse_docs(text: &str) -> Vec<Value> {
@@ -139,7 +140,7 @@ fn flags<'a>(args: &'a [String], name: &str) -> Vec<&'a str> {
 
 #[test]
 fn overlays_render_and_validate_against_kubernetes_schemas() {
-    let Some(kubectl) = kubectl() else { return };
+    let kubectl = kubectl();
     let validator = kubernetes_validate();
     for overlay in OVERLAYS {
         let (_, docs) = render(&kubectl, overlay);
@@ -149,9 +150,7 @@ fn overlays_render_and_validate_against_kubernetes_schemas() {
             "{overlay}: only {} built-in objects",
             builtin.len()
         );
-        let Some(validator) = &validator else {
-            continue;
-        };
+        let validator = &validator;
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(format!("{overlay}.yaml"));
         let text: String = builtin
@@ -185,7 +184,7 @@ fn overlays_render_and_validate_against_kubernetes_schemas() {
 
 #[test]
 fn keda_scales_workers_on_their_consumer_lag() {
-    let Some(kubectl) = kubectl() else { return };
+    let kubectl = kubectl();
     for overlay in OVERLAYS {
         let (_, docs) = render(&kubectl, overlay);
         let so = find(&docs, "ScaledObject", "vigil-worker");
@@ -226,7 +225,18 @@ fn keda_scales_workers_on_their_consumer_lag() {
             .expect("lagThreshold is a string")
             .parse()
             .unwrap();
-        assert!(lag > 0, "{overlay}");
+        // A worker holds max(concurrency / 8, 4) jobs unacked (worker/src/pull.rs),
+        // which count in the lag: the threshold must be above that (or in-flight
+        // jobs alone keep pods around) and not so far above that a backlog waits.
+        let concurrency: usize = flag(&args(&pod_spec(worker)["containers"][0]), "--concurrency")
+            .expect("worker --concurrency")
+            .parse()
+            .unwrap();
+        let held = vigil_worker::pull::default_max_jobs(concurrency) as u64;
+        assert!(
+            lag > held && lag <= 4 * held,
+            "{overlay}: lagThreshold {lag} for workers holding {held} jobs"
+        );
         let _: u64 = m["activationLagThreshold"]
             .as_str()
             .unwrap()
@@ -260,7 +270,7 @@ fn keda_scales_workers_on_their_consumer_lag() {
 
 #[test]
 fn nightly_sweep_is_forbid_concurrent_dated_and_idempotent() {
-    let Some(kubectl) = kubectl() else { return };
+    let kubectl = kubectl();
     for overlay in OVERLAYS {
         let (_, docs) = render(&kubectl, overlay);
         let cj = find(&docs, "CronJob", "vigil-nightly-sweep");
@@ -284,7 +294,7 @@ fn nightly_sweep_is_forbid_concurrent_dated_and_idempotent() {
         let rules = cj["spec"]["jobTemplate"]["spec"]["podFailurePolicy"]["rules"]
             .as_array()
             .unwrap();
-        let fail_codes: Vec<u64> = rules
+        let mut fail_codes: Vec<u64> = rules
             .iter()
             .filter(|r| r["action"] == "FailJob")
             .flat_map(|r| {
@@ -295,9 +305,28 @@ fn nightly_sweep_is_forbid_concurrent_dated_and_idempotent() {
                     .map(|v| v.as_u64().unwrap())
             })
             .collect();
+        fail_codes.sort();
+        assert_eq!(fail_codes, [1, 2], "{overlay}");
+        // An infrastructure failure (3) is retried: counted, neither failing
+        // the Job at once nor ignored.
+        let action_of = |code: u64| {
+            rules
+                .iter()
+                .find(|r| {
+                    r["onExitCodes"]["operator"] == "In"
+                        && r["onExitCodes"]["values"]
+                            .as_array()
+                            .is_some_and(|v| v.iter().any(|c| c.as_u64() == Some(code)))
+                })
+                .map(|r| r["action"].as_str().unwrap().to_string())
+        };
+        assert_eq!(action_of(3).as_deref(), Some("Count"), "{overlay}");
         assert!(
-            fail_codes.contains(&1) && fail_codes.contains(&2),
-            "{fail_codes:?}"
+            cj["spec"]["jobTemplate"]["spec"]["backoffLimit"]
+                .as_u64()
+                .unwrap()
+                >= 1,
+            "{overlay}: no retry left for exit 3"
         );
         // The suites are mounted where the script looks.
         let mount = c["volumeMounts"]
@@ -331,7 +360,7 @@ fn nightly_sweep_is_forbid_concurrent_dated_and_idempotent() {
 
 #[test]
 fn pods_are_non_root_read_only_and_workers_are_probed() {
-    let Some(kubectl) = kubectl() else { return };
+    let kubectl = kubectl();
     for overlay in OVERLAYS {
         let (_, docs) = render(&kubectl, overlay);
         let sa = find(&docs, "ServiceAccount", "vigil");
@@ -491,7 +520,7 @@ fn pod_spec_labels(v: &Value) -> Value {
 
 #[test]
 fn secrets_are_templates_in_dev_and_references_in_prod() {
-    let Some(kubectl) = kubectl() else { return };
+    let kubectl = kubectl();
     let (_, dev) = render(&kubectl, "dev");
     let (_, prod) = render(&kubectl, "prod");
     let referenced = |docs: &[Value]| -> Vec<String> {
@@ -571,17 +600,37 @@ fn nats_helm_values_have_jetstream_file_storage_monitoring_and_a_cluster() {
 #[test]
 fn dockerfile_runs_vigil_as_the_manifests_user() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    let last_stage = text.rsplit("\nFROM ").next().unwrap();
-    assert!(
-        last_stage.contains("USER 65532"),
-        "runtime stage must run as uid 65532"
-    );
-    assert!(last_stage.contains(r#"ENTRYPOINT ["/usr/local/bin/vigil"]"#));
-    // code_exec's runtime and sandbox (docs/kubernetes.md, "A pool that runs code_exec").
-    let installs = last_stage
+    // The default (last) stage and the one for a binary built outside.
+    let stages: Vec<&str> = text.split("\nFROM ").collect();
+    let last_stage = *stages.last().unwrap();
+    let prebuilt = stages
+        .iter()
+        .find(|s| s.lines().next().unwrap().ends_with("AS runtime-prebuilt"))
+        .expect("a runtime-prebuilt stage");
+    for stage in [last_stage, prebuilt] {
+        assert!(
+            stage.contains("USER 65532"),
+            "runtime stages must run as uid 65532"
+        );
+        assert!(stage.contains(r#"ENTRYPOINT ["/usr/local/bin/vigil"]"#));
+    }
+    assert!(prebuilt.contains("ARG VIGIL_BINARY") && prebuilt.contains("${VIGIL_BINARY}"));
+    // code_exec's runtime and sandbox (docs/kubernetes.md, "A pool that runs code_exec"),
+    // installed once in the base both runtime stages start from.
+    let base = stages
+        .iter()
+        .find(|s| s.lines().next().unwrap().ends_with("AS runtime-base"))
+        .expect("a runtime-base stage");
+    for stage in [last_stage, prebuilt] {
+        assert!(
+            stage.lines().next().unwrap().starts_with("runtime-base AS"),
+            "{stage}"
+        );
+    }
+    let installs = base
         .lines()
         .find(|l| l.contains("apt-get install"))
-        .expect("the runtime stage installs packages");
+        .expect("the runtime base installs packages");
     for package in ["python3", "bubblewrap"] {
         assert!(
             installs.split_whitespace().any(|w| w == package),
@@ -595,5 +644,101 @@ fn dockerfile_runs_vigil_as_the_manifests_user() {
             ignore.lines().any(|l| l.trim_start_matches('/') == must),
             ".dockerignore lacks {must}"
         );
+    }
+}
+
+/// Runs the nightly sweep's script (as rendered) with a fake `vigil` that
+/// exits with each suite's code, and returns the script's exit code.
+fn sweep_exit_code(script: &str, codes: &[i32]) -> i32 {
+    let dir = tempfile::tempdir().unwrap();
+    let suites = dir.path().join("suites");
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&suites).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    for (i, code) in codes.iter().enumerate() {
+        std::fs::write(suites.join(format!("s{i}.yaml")), code.to_string()).unwrap();
+    }
+    // `vigil run SUITE ...`: the suite file holds the code to exit with;
+    // 137 stands for a process killed by SIGKILL.
+    let fake = bin.join("vigil");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\ncode=\"$(cat \"$2\")\"\nif [ \"$code\" = 137 ]; then kill -KILL $$; fi\nexit \"$code\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let status = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", path)
+        .env("VIGIL_SUITES_DIR", &suites)
+        .status()
+        .expect("run /bin/sh");
+    status.code().expect("the script exits with a code")
+}
+
+#[test]
+fn nightly_sweep_exits_with_the_worst_code_of_its_suites() {
+    let kubectl = kubectl();
+    let (_, docs) = render(&kubectl, "prod");
+    let cj = find(&docs, "CronJob", "vigil-nightly-sweep");
+    let c = &pod_spec(cj)["containers"][0];
+    assert_eq!(c["command"][0], "/bin/sh");
+    let script = args(c).join("\n");
+    // Documented order: 3 (and any other code) > 2 > 1 > 0.
+    for (codes, worst) in [
+        (&[0, 0][..], 0),
+        (&[1, 0], 1),
+        (&[0, 2, 1], 2),
+        (&[2, 3, 1], 3),
+        (&[3, 1], 3),
+        (&[137, 2], 3),
+        (&[1, 137], 3),
+    ] {
+        assert_eq!(
+            sweep_exit_code(&script, codes),
+            worst,
+            "suites exiting {codes:?}"
+        );
+    }
+}
+
+#[test]
+fn overlays_replicate_state_as_the_nats_cluster_is_sized() {
+    let kubectl = kubectl();
+    let values = |file: &str| -> Value {
+        serde_norway::from_str(&std::fs::read_to_string(root().join(file)).unwrap()).unwrap()
+    };
+    let prod_servers = values("k8s/nats-values.yaml")["config"]["cluster"]["replicas"]
+        .as_u64()
+        .unwrap();
+    for (overlay, want) in [("prod", prod_servers), ("dev", 1)] {
+        let (_, docs) = render(&kubectl, overlay);
+        // Every pod that creates streams reads VIGIL_REPLICAS from the ConfigMap it loads.
+        for (k, n) in [
+            ("Job", "vigil-setup-streams"),
+            ("Deployment", "vigil-worker"),
+            ("CronJob", "vigil-nightly-sweep"),
+        ] {
+            let c = &pod_spec(find(&docs, k, n))["containers"][0];
+            let cm_name = c["envFrom"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|e| e["configMapRef"]["name"].as_str())
+                .unwrap_or_else(|| panic!("{overlay}: {k}/{n} loads no ConfigMap"));
+            let cm = find(&docs, "ConfigMap", cm_name);
+            assert_eq!(
+                cm["data"]["VIGIL_REPLICAS"].as_str(),
+                Some(want.to_string().as_str()),
+                "{overlay}: {k}/{n}"
+            );
+        }
     }
 }

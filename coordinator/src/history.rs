@@ -23,7 +23,15 @@ pub enum HistoryError {
 }
 
 fn nats(e: impl std::fmt::Display) -> HistoryError {
-    HistoryError::Nats(e.to_string())
+    let text = e.to_string();
+    if vigil_protocol::topology::is_transient(&text) {
+        HistoryError::Nats(format!(
+            "{text}: JetStream did not answer; {}",
+            vigil_protocol::topology::NO_ANSWER_HINT
+        ))
+    } else {
+        HistoryError::Nats(text)
+    }
 }
 
 /// One summary of the history with its stream sequence.

@@ -502,7 +502,7 @@ async fn run_in_span(
     )
     .await;
     gates::apply(&suite.gates, Some(suite.error_budget), &mut summary);
-    publish_summary(&js, &summary).await?;
+    publish_summary(&js, &summary, config.topology.api_deadline).await?;
     if let Err(e) = crate::alerts::publish(&js, &summary).await {
         tracing::warn!(error = %e, "could not publish alerts");
     }
@@ -650,17 +650,27 @@ async fn publish_progress(
     }
 }
 
-async fn publish_summary(js: &jetstream::Context, summary: &RunSummary) -> Result<(), RunError> {
-    let payload = vigil_protocol::encode(summary).map_err(nats_err)?;
-    let publish = PublishMessage::build()
-        .headers(vigil_protocol::headers::message_headers(&summary.run_id))
-        .message_id(format!("{}/summary", summary.run_id))
-        .payload(payload.into());
+/// Publishes the summary, retrying while the cluster elects a leader of
+/// `VIGIL_RUNS` (the message id makes a repeat a no-op), up to `deadline`.
+async fn publish_summary(
+    js: &jetstream::Context,
+    summary: &RunSummary,
+    deadline: Duration,
+) -> Result<(), RunError> {
+    let payload: bytes::Bytes = vigil_protocol::encode(summary).map_err(nats_err)?.into();
     let subject = subjects::run_summary(&summary.suite, &summary.target);
-    js.send_publish(subject, publish)
-        .await
-        .map_err(nats_err)?
-        .await
-        .map_err(nats_err)?;
+    vigil_protocol::topology::retry_transient(deadline, subjects::STREAM_RUNS, || async {
+        let publish = PublishMessage::build()
+            .headers(vigil_protocol::headers::message_headers(&summary.run_id))
+            .message_id(format!("{}/summary", summary.run_id))
+            .payload(payload.clone());
+        js.send_publish(subject.clone(), publish)
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())
+    })
+    .await?
+    .map_err(nats_err)?;
     Ok(())
 }

@@ -281,11 +281,11 @@ pub async fn artifacts(
     if let Ok(store) = js.get_object_store(subjects::OBJECT_ARTIFACTS).await {
         return Ok(store);
     }
-    js.create_object_store(jetstream::object_store::Config {
-        bucket: subjects::OBJECT_ARTIFACTS.to_string(),
-        description: Some("vigil: datasets and per-item scores".into()),
-        ..Default::default()
-    })
+    // `ensure_topology` creates it with the deployment's replicas; this is
+    // the fallback for a server set up without it.
+    js.create_object_store(vigil_protocol::topology::artifacts_store(
+        &Default::default(),
+    ))
     .await
     .map_err(|e| ScoresError::Store(e.to_string()))
 }

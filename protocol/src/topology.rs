@@ -1,9 +1,17 @@
 //! The JetStream topology both sides rely on (feature `nats`): streams,
 //! the worker consumer, buckets, and the server-version check.
 //!
-//! Creating is idempotent: `get_or_create_*` leaves an existing stream alone,
-//! so a coordinator, a worker and `vigil setup-streams` may all call
-//! [`ensure_topology`].
+//! Creating is idempotent and looks first: a stream, bucket or object store
+//! that exists is used as it is (whatever its other settings), and only a
+//! missing one is created, so a coordinator, a worker, `vigil setup-streams`
+//! and every history command may all call [`ensure_topology`]. The one
+//! setting it changes on what exists is raising the replica count to
+//! [`TopologyConfig::replicas`]; it never lowers it.
+//!
+//! In a cluster, the JetStream API does not answer while a stream or the
+//! metadata layer elects a new leader (a few seconds after a server is lost):
+//! such timeouts are retried until [`TopologyConfig::api_deadline`], after
+//! which [`TopologyError::Unavailable`] says the cluster may have lost quorum.
 
 use crate::subjects;
 use async_nats::jetstream::{self, consumer, kv, stream};
@@ -44,6 +52,9 @@ pub struct TopologyConfig {
     pub duplicate_window: Duration,
     /// File storage (true) or memory (false).
     pub file_storage: bool,
+    /// How long a topology request that the cluster does not answer (a leader
+    /// election in progress, or no quorum) is retried before giving up.
+    pub api_deadline: Duration,
 }
 
 impl Default for TopologyConfig {
@@ -59,6 +70,7 @@ impl Default for TopologyConfig {
             cache_max_age: DEFAULT_CACHE_MAX_AGE,
             duplicate_window: Duration::from_secs(120),
             file_storage: true,
+            api_deadline: Duration::from_secs(30),
         }
     }
 }
@@ -67,10 +79,10 @@ impl Default for TopologyConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum TopologyError {
     /// A stream could not be created or read.
-    #[error("cannot create stream {name}: {source}")]
+    #[error("cannot read or create stream {name}: {source}")]
     Stream {
         /// The stream.
-        name: &'static str,
+        name: String,
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
@@ -82,13 +94,27 @@ pub enum TopologyError {
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A KV bucket could not be created or read.
-    #[error("cannot create bucket {name}: {source}")]
+    /// A KV bucket or object store could not be created or read.
+    #[error("cannot read or create bucket {name}: {source}")]
     Bucket {
         /// The bucket.
-        name: &'static str,
+        name: String,
         /// Why.
         source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The JetStream API kept timing out (or answering "temporarily
+    /// unavailable") for the whole of [`TopologyConfig::api_deadline`].
+    #[error(
+        "JetStream did not answer about {what} within {}s (last error: {last}); {NO_ANSWER_HINT}",
+        waited.as_secs()
+    )]
+    Unavailable {
+        /// What was asked about (a stream, bucket or consumer name).
+        what: String,
+        /// How long it was retried.
+        waited: Duration,
+        /// The last error.
+        last: String,
     },
     /// The server is older than 2.10 or its version is unreadable.
     #[error(
@@ -146,10 +172,6 @@ fn storage(cfg: &TopologyConfig) -> stream::StorageType {
     }
 }
 
-fn stream_err(name: &'static str) -> impl FnOnce(async_nats::Error) -> TopologyError {
-    move |e| TopologyError::Stream { name, source: e }
-}
-
 /// The config of `VIGIL_JOBS`.
 pub fn jobs_stream(cfg: &TopologyConfig) -> stream::Config {
     stream::Config {
@@ -196,19 +218,310 @@ pub fn worker_consumer(cfg: &TopologyConfig, pool: &str) -> consumer::pull::Conf
     }
 }
 
-/// Creates (or finds) every stream, the pool's worker consumer and the run
-/// KV bucket; checks the server version first.
+/// The stream behind a KV bucket (`KV_<bucket>`).
+pub fn kv_stream_name(bucket: &str) -> String {
+    format!("KV_{bucket}")
+}
+
+/// The stream behind an object store (`OBJ_<bucket>`).
+pub fn object_stream_name(bucket: &str) -> String {
+    format!("OBJ_{bucket}")
+}
+
+/// The config of the artifacts object store (datasets and per-item scores).
+pub fn artifacts_store(cfg: &TopologyConfig) -> jetstream::object_store::Config {
+    jetstream::object_store::Config {
+        bucket: subjects::OBJECT_ARTIFACTS.to_string(),
+        description: Some("vigil: datasets and per-item scores".into()),
+        num_replicas: cfg.replicas,
+        storage: storage(cfg),
+        ..Default::default()
+    }
+}
+
+/// The config of the run-state KV bucket.
+pub fn runs_bucket(cfg: &TopologyConfig) -> kv::Config {
+    kv::Config {
+        bucket: subjects::KV_RUNS.to_string(),
+        history: 1,
+        num_replicas: cfg.replicas,
+        storage: storage(cfg),
+        ..Default::default()
+    }
+}
+
+/// How long one topology request waits for its answer before it is asked
+/// again (within [`TopologyConfig::api_deadline`]).
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a JetStream request that is not answered means in a cluster; added
+/// to such errors wherever they are reported.
+pub const NO_ANSWER_HINT: &str = "in a cluster this means fewer than a majority of its servers \
+     are up (no JetStream leader)";
+
+/// Whether a JetStream API error is what a cluster gives while a leader is
+/// being elected or while it has no quorum: a request timeout, or error
+/// 10008 "JetStream system temporarily unavailable".
+///
+/// ```
+/// use vigil_protocol::topology::is_transient;
+/// assert!(is_transient("request error: jetstream request timed out"));
+/// assert!(is_transient("JetStream system temporarily unavailable (10008)"));
+/// assert!(!is_transient("stream not found"));
+/// ```
+pub fn is_transient(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("timed out") || e.contains("temporarily unavailable") || e.contains("10008")
+}
+
+/// Runs `op` until it succeeds, fails with a non-transient error (returned
+/// as is), or keeps failing transiently past `deadline` ([`TopologyError::Unavailable`]).
+pub async fn retry_transient<T, E, F, Fut>(
+    deadline: Duration,
+    what: &str,
+    mut op: F,
+) -> Result<Result<T, E>, TopologyError>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_millis(100);
+    loop {
+        let left = deadline.saturating_sub(start.elapsed());
+        let outcome = match tokio::time::timeout(left, op()).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                return Err(TopologyError::Unavailable {
+                    what: what.to_string(),
+                    waited: deadline,
+                    last: "no answer".into(),
+                });
+            }
+        };
+        match outcome {
+            Err(e) if is_transient(&e.to_string()) => {
+                if start.elapsed() + pause >= deadline {
+                    return Err(TopologyError::Unavailable {
+                        what: what.to_string(),
+                        waited: deadline,
+                        last: e.to_string(),
+                    });
+                }
+                tracing::debug!(what, error = %e, "JetStream did not answer; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
+/// A stream's replica count was not what the topology asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaNote {
+    /// The stream (`KV_...` and `OBJ_...` for buckets).
+    pub stream: String,
+    /// Replicas it had.
+    pub had: usize,
+    /// Replicas asked for.
+    pub wanted: usize,
+    /// What happened: raised, or why not (JetStream's refusal, or "more
+    /// than asked for: left as is").
+    pub outcome: Result<(), String>,
+}
+
+impl std::fmt::Display for ReplicaNote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.outcome {
+            Ok(()) => write!(
+                f,
+                "stream {} had {} replica(s): raised to {}",
+                self.stream, self.had, self.wanted
+            ),
+            Err(why) => write!(
+                f,
+                "stream {} has {} replica(s), {} asked for: {why}",
+                self.stream, self.had, self.wanted
+            ),
+        }
+    }
+}
+
+/// The stream `name`, or `None` when the server says it does not exist.
+async fn lookup_stream(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+    name: &str,
+) -> Result<Option<stream::Stream>, TopologyError> {
+    use jetstream::context::GetStreamErrorKind;
+    match retry_transient(cfg.api_deadline, name, || js.get_stream(name)).await? {
+        Ok(stream) => Ok(Some(stream)),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(inner)
+                if inner.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(None)
+            }
+            _ => Err(TopologyError::Stream {
+                name: name.to_string(),
+                source: e.into(),
+            }),
+        },
+    }
+}
+
+/// Raises `stream`'s replicas to `cfg.replicas` if it has fewer; returns
+/// what it found and did when the count differs.
+async fn reconcile_replicas(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+    stream: &stream::Stream,
+) -> Option<ReplicaNote> {
+    let config = &stream.cached_info().config;
+    let had = config.num_replicas.max(1);
+    let wanted = cfg.replicas.max(1);
+    if had == wanted {
+        return None;
+    }
+    let mut note = ReplicaNote {
+        stream: config.name.clone(),
+        had,
+        wanted,
+        outcome: Err("more than asked for: left as is".into()),
+    };
+    if had < wanted {
+        let raised = stream::Config {
+            num_replicas: wanted,
+            ..config.clone()
+        };
+        note.outcome = match retry_transient(cfg.api_deadline, &config.name, || {
+            js.update_stream(raised.clone())
+        })
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("JetStream refused to raise it: {e}")),
+            Err(e) => Err(e.to_string()),
+        };
+    }
+    Some(note)
+}
+
+/// Uses the stream `config.name` as it is if it exists, creates it from
+/// `config` otherwise; then reconciles its replicas.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+    config: stream::Config,
+    notes: &mut Vec<ReplicaNote>,
+) -> Result<stream::Stream, TopologyError> {
+    let name = config.name.clone();
+    let stream = match lookup_stream(js, cfg, &name).await? {
+        Some(stream) => stream,
+        None => retry_transient(cfg.api_deadline, &name, || {
+            js.get_or_create_stream(config.clone())
+        })
+        .await?
+        .map_err(|e| TopologyError::Stream {
+            name: name.clone(),
+            source: e.into(),
+        })?,
+    };
+    notes.extend(reconcile_replicas(js, cfg, &stream).await);
+    Ok(stream)
+}
+
+/// Finds or creates the stream behind a bucket (`stream_name`) with
+/// `create`, then reconciles its replicas.
+async fn ensure_store<T, E, Fut>(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+    bucket: &'static str,
+    stream_name: &str,
+    create: impl Fn() -> Fut,
+    notes: &mut Vec<ReplicaNote>,
+) -> Result<(), TopologyError>
+where
+    E: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    // What exists is used as it is (only its replicas are reconciled); a
+    // bucket that was just created has the configured count already.
+    match lookup_stream(js, cfg, stream_name).await? {
+        Some(stream) => notes.extend(reconcile_replicas(js, cfg, &stream).await),
+        None => {
+            let created = retry_transient(cfg.api_deadline, bucket, &create).await?;
+            if let Err(e) = created {
+                // Another process may have created it meanwhile.
+                if lookup_stream(js, cfg, stream_name).await?.is_none() {
+                    return Err(TopologyError::Bucket {
+                        name: bucket.to_string(),
+                        source: e.into(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates (or finds) every stream, the pool's worker consumer, the run KV
+/// bucket and the artifacts object store; checks the server version first.
+/// Replica changes are logged (see [`ensure_topology_report`]).
 pub async fn ensure_topology(
     client: &async_nats::Client,
     cfg: &TopologyConfig,
     pool: &str,
 ) -> Result<jetstream::Context, TopologyError> {
+    let (js, notes) = ensure_topology_report(client, cfg, pool).await?;
+    for note in notes {
+        match note.outcome {
+            Ok(()) => {
+                tracing::info!(stream = %note.stream, had = note.had, replicas = note.wanted, "stream replicas raised")
+            }
+            // A deployment replicated more than this process was told: fine.
+            Err(_) if note.had > note.wanted => tracing::debug!(stream = %note.stream, "{note}"),
+            Err(_) => tracing::warn!(stream = %note.stream, "{note}"),
+        }
+    }
+    Ok(js)
+}
+
+/// [`ensure_topology`], returning what it found about replica counts
+/// instead of logging it: every stream (and bucket, object store, and the
+/// response cache if it exists) whose replicas differ from `cfg.replicas`.
+/// The whole takes at most `cfg.api_deadline`.
+pub async fn ensure_topology_report(
+    client: &async_nats::Client,
+    cfg: &TopologyConfig,
+    pool: &str,
+) -> Result<(jetstream::Context, Vec<ReplicaNote>), TopologyError> {
     check_server(client)?;
-    let js = jetstream::new(client.clone());
-    let jobs = js
-        .get_or_create_stream(jobs_stream(cfg))
+    tokio::time::timeout(cfg.api_deadline, ensure_all(client, cfg, pool))
         .await
-        .map_err(|e| stream_err(subjects::STREAM_JOBS)(e.into()))?;
+        .unwrap_or_else(|_| {
+            Err(TopologyError::Unavailable {
+                what: "vigil's streams and buckets".into(),
+                waited: cfg.api_deadline,
+                last: "no complete answer in time".into(),
+            })
+        })
+}
+
+async fn ensure_all(
+    client: &async_nats::Client,
+    cfg: &TopologyConfig,
+    pool: &str,
+) -> Result<(jetstream::Context, Vec<ReplicaNote>), TopologyError> {
+    // Lookups answer in milliseconds when a leader is there; while one is
+    // elected nothing answers, so ask again every LOOKUP_TIMEOUT rather
+    // than every 5 s (the default), and notice the new leader sooner.
+    let mut js = jetstream::new(client.clone());
+    js.set_timeout(LOOKUP_TIMEOUT);
+    let mut notes = Vec::new();
+    let jobs = ensure_stream(&js, cfg, jobs_stream(cfg), &mut notes).await?;
     for (name, subject, age) in [
         (
             subjects::STREAM_RESULTS,
@@ -222,42 +535,42 @@ pub async fn ensure_topology(
             cfg.runs_max_age,
         ),
     ] {
-        js.get_or_create_stream(limits_stream(cfg, name, subject, age))
-            .await
-            .map_err(|e| stream_err(name)(e.into()))?;
+        ensure_stream(&js, cfg, limits_stream(cfg, name, subject, age), &mut notes).await?;
     }
     let consumer_name = subjects::worker_consumer(pool);
-    jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
-        .await
-        .map_err(|e| TopologyError::Consumer {
-            name: consumer_name.clone(),
-            source: e.into(),
-        })?;
-    ensure_bucket(&js, cfg, subjects::KV_RUNS).await?;
-    tracing::debug!(pool, "JetStream topology ready");
-    Ok(js)
-}
-
-async fn ensure_bucket(
-    js: &jetstream::Context,
-    cfg: &TopologyConfig,
-    name: &'static str,
-) -> Result<kv::Store, TopologyError> {
-    if let Ok(store) = js.get_key_value(name).await {
-        return Ok(store);
-    }
-    js.create_key_value(kv::Config {
-        bucket: name.to_string(),
-        history: 1,
-        num_replicas: cfg.replicas,
-        storage: storage(cfg),
-        ..Default::default()
+    retry_transient(cfg.api_deadline, &consumer_name, || {
+        jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
     })
-    .await
-    .map_err(|e| TopologyError::Bucket {
-        name,
+    .await?
+    .map_err(|e| TopologyError::Consumer {
+        name: consumer_name.clone(),
         source: e.into(),
-    })
+    })?;
+    ensure_store(
+        &js,
+        cfg,
+        subjects::KV_RUNS,
+        &kv_stream_name(subjects::KV_RUNS),
+        || js.create_key_value(runs_bucket(cfg)),
+        &mut notes,
+    )
+    .await?;
+    ensure_store(
+        &js,
+        cfg,
+        subjects::OBJECT_ARTIFACTS,
+        &object_stream_name(subjects::OBJECT_ARTIFACTS),
+        || js.create_object_store(artifacts_store(cfg)),
+        &mut notes,
+    )
+    .await?;
+    // The response cache is the workers' to create (with its own settings);
+    // if it exists, its replicas follow the rest.
+    if let Some(cache) = lookup_stream(&js, cfg, &kv_stream_name(subjects::KV_CACHE)).await? {
+        notes.extend(reconcile_replicas(&js, cfg, &cache).await);
+    }
+    tracing::debug!(pool, "JetStream topology ready");
+    Ok((jetstream::new(client.clone()), notes))
 }
 
 /// Opens the response-cache bucket (`vigil-cache`), creating it with
@@ -314,7 +627,7 @@ pub async fn ensure_cache_bucket(
             .get_key_value(name)
             .await
             .map_err(|_| TopologyError::Bucket {
-                name,
+                name: name.to_string(),
                 source: e.into(),
             }),
     }

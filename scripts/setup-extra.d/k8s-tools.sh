@@ -6,7 +6,7 @@
 #   OpenAPI schemas of Kubernetes 1.25-1.37, offline. Installed without root
 #   into $VIGIL_HOME/pypi/kubernetes-validate, with a wrapper in $VIGIL_HOME/bin.
 # - kubectl: renders the kustomize overlays (`kubectl kustomize`); expected on
-#   the machine image, only checked here.
+#   the machine image, only checked here (the manifest tests fail without it).
 
 k8s_tools_setup() {
     local home="${VIGIL_HOME:-$PWD/.vigil}"
@@ -20,7 +20,7 @@ k8s_tools_setup() {
     mkdir -p "$home/bin"
 
     if [ -z "$py" ]; then
-        echo "k8s-tools: python3 not found; kubernetes-validate not installed (manifest tests will skip schema validation and say so)" >&2
+        echo "k8s-tools: python3 not found; kubernetes-validate not installed: tests/k8s_manifests.rs will fail until it is" >&2
     elif [ -x "$wrapper" ] && [ "$(cat "$target/.version" 2>/dev/null)" = "$version $py" ]; then
         echo "k8s-tools: kubernetes-validate $version already installed"
     else
@@ -35,14 +35,15 @@ PYTHONPATH="$target\${PYTHONPATH:+:\$PYTHONPATH}" exec "$py" -m kubernetes_valid
 WRAP
             chmod +x "$wrapper"
         else
-            echo "k8s-tools: pip could not install kubernetes-validate $version" >&2
+            echo "k8s-tools: pip could not install kubernetes-validate $version: tests/k8s_manifests.rs will fail until it is" >&2
         fi
     fi
 
     if command -v kubectl >/dev/null 2>&1; then
         echo "k8s-tools: $(kubectl version --client 2>/dev/null | head -n 1)"
     else
-        echo "k8s-tools: kubectl not found: install it (e.g. Debian package kubernetes-client) or the manifest tests skip with that reason" >&2
+        # Debian's kubernetes-client (1.20) is too old for the overlays' kustomize fields.
+        echo "k8s-tools: kubectl not found: install kubectl 1.27 or newer (https://kubernetes.io/docs/tasks/tools/); tests/k8s_manifests.rs fails without it" >&2
     fi
 }
 

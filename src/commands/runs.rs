@@ -10,7 +10,7 @@ use crate::exit::{CommandResult, Exit, ExitContext, Failure};
 use async_nats::jetstream;
 use vigil_coordinator::history::{self, HistoryError};
 use vigil_protocol::RunSummary;
-use vigil_protocol::topology::{TopologyConfig, ensure_topology};
+use vigil_protocol::topology::ensure_topology;
 
 /// A connection to the history, and the embedded server behind it if any.
 pub struct Store {
@@ -35,13 +35,12 @@ pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> 
     let client = crate::nats_connect::connect_from_env(&url, name)
         .await
         .infra_error()?;
-    let js = ensure_topology(
-        &client,
-        &TopologyConfig::default(),
-        vigil_protocol::subjects::DEFAULT_POOL,
-    )
-    .await
-    .infra_error()?;
+    // Streams that exist are used as they are; what is missing is created
+    // with the deployment's settings (VIGIL_REPLICAS and the rest).
+    let topology = crate::topology_env::topology_from_env().input_error()?;
+    let js = ensure_topology(&client, &topology, vigil_protocol::subjects::DEFAULT_POOL)
+        .await
+        .infra_error()?;
     Ok(Store {
         client,
         js,

@@ -3,8 +3,8 @@
 
 use crate::cli::SetupStreamsArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
-use anyhow::anyhow;
-use vigil_protocol::topology::{TopologyConfig, ensure_topology};
+use anyhow::{Context, anyhow};
+use vigil_protocol::topology::ensure_topology_report;
 
 pub async fn run(args: SetupStreamsArgs) -> CommandResult {
     let url = args
@@ -20,23 +20,40 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
     let client = crate::nats_connect::connect_from_env(&url, "vigil-setup-streams")
         .await
         .infra_error()?;
-    let topology = TopologyConfig {
-        replicas: args.replicas,
-        ..crate::topology_env::topology_from_env().input_error()?
-    };
-    let js = ensure_topology(&client, &topology, &args.pool)
+    let mut topology = crate::topology_env::topology_from_env().input_error()?;
+    if let Some(n) = args.replicas {
+        topology.replicas = crate::topology_env::check_replicas(n)
+            .context("--replicas")
+            .input_error()?;
+    }
+    let (js, notes) = ensure_topology_report(&client, &topology, &args.pool)
         .await
         .infra_error()?;
     vigil_protocol::topology::ensure_cache_bucket(&js, &topology)
         .await
         .infra_error()?;
+    for note in &notes {
+        println!("{note}");
+    }
+    let unmet = notes
+        .iter()
+        .filter(|n| n.outcome.is_err() && n.had < n.wanted)
+        .count();
+    if unmet > 0 {
+        return Err(anyhow!(
+            "{unmet} stream(s) have fewer replicas than asked for and could not be raised (see above)"
+        ))
+        .infra_error();
+    }
     println!(
-        "ok: streams {}, {}, {}, {}, consumer {} and the response cache bucket ready on {url}",
+        "ok: streams {}, {}, {}, {}, buckets (the response cache included) and consumer {} ready on {} ({} replica(s))",
         vigil_protocol::subjects::STREAM_JOBS,
         vigil_protocol::subjects::STREAM_RESULTS,
         vigil_protocol::subjects::STREAM_RUNS,
         vigil_protocol::subjects::STREAM_ALERTS,
         vigil_protocol::subjects::worker_consumer(&args.pool),
+        crate::nats_connect::redact_url(&url),
+        topology.replicas,
     );
     Ok(Exit::Ok)
 }

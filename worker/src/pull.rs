@@ -158,6 +158,18 @@ struct Shared {
 /// after at most this long).
 pub const RUN_STATE_TTL: Duration = Duration::from_secs(2);
 
+/// Jobs a worker holds at once (pulled, unacked) when `max_jobs` is 0:
+/// `max(concurrency / 8, 4)`. They count in the consumer's
+/// `num_ack_pending`, hence in the lag KEDA scales on.
+///
+/// ```
+/// assert_eq!(vigil_worker::pull::default_max_jobs(32), 4);
+/// assert_eq!(vigil_worker::pull::default_max_jobs(256), 32);
+/// ```
+pub fn default_max_jobs(concurrency: usize) -> usize {
+    (concurrency / 8).max(4)
+}
+
 /// Runs a worker until `shutdown` is cancelled; returns after the grace period
 /// with every job it held either acked or nak'd.
 pub async fn run(
@@ -187,7 +199,7 @@ pub async fn run(
     let max_jobs = if config.max_jobs > 0 {
         config.max_jobs
     } else {
-        (config.concurrency / 8).max(4)
+        default_max_jobs(config.concurrency)
     };
     tracing::info!(
         worker = %config.worker_id, pool = %config.pool, concurrency = config.concurrency, max_jobs,
