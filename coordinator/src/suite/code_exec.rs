@@ -12,7 +12,7 @@
 //!     limits: { timeout_s: 10, cpu_s: 5, memory_mb: 1024, processes: 32, file_mb: 16 }
 //! ```
 
-use crate::suite::{ScorerConfig, SuiteError};
+use super::{ScorerConfig, SuiteError};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::Path;

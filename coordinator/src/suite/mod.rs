@@ -55,10 +55,11 @@ pub const SCORER_KINDS: &[&str] = &[
     "external",
 ];
 pub use crate::gates::{RUN_METRICS, SCORE_FIELDS};
-pub use text_kinds::TEXT_KINDS;
+pub use text_scorers::TEXT_KINDS;
 
-#[path = "suite_text.rs"]
-mod text_kinds;
+mod code_exec;
+mod text_scorers;
+pub use code_exec::{LANGUAGES, MAX_SAMPLES};
 
 mod io_scorers;
 pub use io_scorers::{DEFAULT_PAIRWISE_RUBRIC, default_rubric};
@@ -740,7 +741,7 @@ impl Checker<'_> {
                 format!("must be between 1 and {MAX_SHARD_SIZE}, got {shard_size}"),
             ));
         }
-        let samples = crate::code_exec_suite::check_samples(self.path, raw.samples, &scorers)?;
+        let samples = code_exec::check_samples(self.path, raw.samples, &scorers)?;
         let pool = raw
             .pool
             .unwrap_or_else(|| vigil_protocol::subjects::DEFAULT_POOL.to_string());
@@ -1097,7 +1098,7 @@ impl Checker<'_> {
                 };
                 ScorerKind::JsonSchema { schema }
             }
-            "code_exec" => crate::code_exec_suite::kind(self.path, i, params)?,
+            "code_exec" => code_exec::kind(self.path, i, params)?,
             other => match self.text_kind(i, other, params) {
                 Some(kind) => kind?,
                 None => {
@@ -1223,7 +1224,7 @@ impl Checker<'_> {
                     format!(
                         "`{m}`: unknown field `{field}` (known: {}{})",
                         SCORE_FIELDS.join(", "),
-                        text_kinds::extra_fields_hint(&scorer_cfg.kind)
+                        text_scorers::extra_fields_hint(&scorer_cfg.kind)
                     ),
                 ));
             }
