@@ -7,7 +7,9 @@
 //! list maps the endpoint's URL to a key (`vigil run` and `vigil worker
 //! --suite` allow the suite's judges and embedders with their `api_key_env`).
 
-use super::{Checker, RawTarget, SuiteError, TargetConfig};
+use super::check::Checker;
+use super::raw::RawTarget;
+use super::{SuiteError, TargetConfig};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;

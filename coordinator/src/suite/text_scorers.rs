@@ -4,7 +4,9 @@
 //! (`scorers[2].labels[1]`). A child module of `suite`, so it shares the
 //! checker.
 
-use super::{Checker, RawNormalization, SuiteError};
+use super::SuiteError;
+use super::check::Checker;
+use super::raw::RawNormalization;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
