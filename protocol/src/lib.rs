@@ -22,12 +22,11 @@
 pub mod advisory;
 pub mod codec;
 pub mod headers;
-pub mod io_scorers;
 pub mod job;
 pub mod progress;
 pub mod qa;
 pub mod result;
-pub mod scorer_params;
+pub mod scorers;
 pub mod subjects;
 pub mod summary;
 pub mod text_stats;
@@ -38,15 +37,22 @@ pub mod trace_context;
 
 pub use codec::{CodecError, decode, encode};
 pub use job::{
-    ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Normalization, Prompt,
-    SamplingParams, SandboxLimits, ScorerKind, ScorerSpec, TargetOutline, TargetSpec,
+    ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt, SamplingParams,
+    TargetOutline, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
 pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};
 pub use result::{ErrorKind, ItemError, ItemResult, JobResult, Score, TokenUsage};
-pub use scorer_params::{
+/// The parameters of the scorers that do IO (the path they had before
+/// [`scorers`]).
+pub use scorers::io as io_scorers;
+/// The parameters of the text, classification and safety scorers (the path
+/// they had before [`scorers`]).
+pub use scorers::text as scorer_params;
+pub use scorers::text::{
     BleuSmoothing, BleuTokenizer, LabelMatch, LabelSpec, RefusalExpect, RougeVariant,
 };
+pub use scorers::{Normalization, ParamError, SandboxLimits, ScorerKind, ScorerSpec};
 pub use summary::{GateOutcome, LatencySummary, RunSummary, ScoreSummary, TokenTotals};
 pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu, OTHER_LABEL};
 

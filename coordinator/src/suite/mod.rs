@@ -55,8 +55,7 @@ mod text_scorers;
 pub use crate::gates::{RUN_METRICS, SCORE_FIELDS};
 pub use code_exec::{LANGUAGES, MAX_SAMPLES};
 pub use io_scorers::{DEFAULT_PAIRWISE_RUBRIC, default_rubric};
-pub use scorers::SCORER_KINDS;
-pub use text_scorers::TEXT_KINDS;
+pub use scorers::{SCORER_KINDS, TEXT_KINDS};
 
 use check::Checker;
 

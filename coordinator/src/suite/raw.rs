@@ -8,7 +8,7 @@ use crate::gates::GateSpec;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
-use vigil_protocol::{EndpointKind, Normalization};
+use vigil_protocol::EndpointKind;
 // ---------------------------------------------------------------- parsing
 
 pub(super) fn parse_yaml(text: &str, path: &Path) -> Result<RawSuite, SuiteError> {
@@ -213,46 +213,4 @@ pub(super) struct RawScorer {
     pub(super) threshold: Option<f64>,
     #[serde(flatten)]
     pub(super) params: Map<String, Value>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub(super) struct NormalizeParams {
-    #[serde(default)]
-    pub(super) normalize: Option<RawNormalization>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(super) struct RawNormalization {
-    pub(super) trim: bool,
-    pub(super) ignore_case: bool,
-    pub(super) collapse_whitespace: bool,
-    pub(super) remove_punctuation: bool,
-    pub(super) remove_articles: bool,
-}
-
-impl Default for RawNormalization {
-    fn default() -> Self {
-        let n = Normalization::default();
-        RawNormalization {
-            trim: n.trim,
-            ignore_case: n.ignore_case,
-            collapse_whitespace: n.collapse_whitespace,
-            remove_punctuation: n.remove_punctuation,
-            remove_articles: n.remove_articles,
-        }
-    }
-}
-
-impl From<RawNormalization> for Normalization {
-    fn from(r: RawNormalization) -> Self {
-        Normalization {
-            trim: r.trim,
-            ignore_case: r.ignore_case,
-            collapse_whitespace: r.collapse_whitespace,
-            remove_punctuation: r.remove_punctuation,
-            remove_articles: r.remove_articles,
-        }
-    }
 }

@@ -1,49 +1,15 @@
-//! Suite parsing of the text-metric, classification and safety scorer
-//! kinds (`rouge`, `bleu`, `classification`, `refusal`, `pii`, `toxicity`):
-//! their own keys, checked with the place of a bad one named
-//! (`scorers[2].labels[1]`). A child module of `suite`, so it shares the
-//! checker.
+//! The checks of scorer kinds that need a compiler: regexes compile
+//! (`regex`, `classification`, `pii`) and classification labels stay
+//! distinct under the worker's normalisation, with the place of a bad one
+//! named (`scorers[2].labels[1]`); and the suite's own spellings of labels
+//! (a list of names, or a map from each label to its synonyms).
 
 use super::SuiteError;
 use super::check::Checker;
-use super::raw::RawNormalization;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
-use vigil_protocol::scorer_params::{PII_KINDS, label_normalization};
-use vigil_protocol::{
-    BleuSmoothing, BleuTokenizer, LabelMatch, LabelSpec, RefusalExpect, RougeVariant, ScorerKind,
-};
-
-/// The kinds this module parses, in the order error messages list them.
-pub const TEXT_KINDS: &[&str] = &[
-    "rouge",
-    "bleu",
-    "classification",
-    "refusal",
-    "pii",
-    "toxicity",
-];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RougeParams {
-    #[serde(default)]
-    variant: RougeVariant,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BleuParams {
-    #[serde(default)]
-    smooth: BleuSmoothing,
-    #[serde(default)]
-    smooth_value: Option<f64>,
-    #[serde(default)]
-    lowercase: bool,
-    #[serde(default)]
-    tokenize: BleuTokenizer,
-}
+use vigil_protocol::{LabelSpec, ScorerKind};
 
 /// One label as written: a name, or a name with synonyms.
 #[derive(Deserialize)]
@@ -71,50 +37,6 @@ enum RawLabels {
     Map(BTreeMap<String, Vec<String>>),
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ClassificationParams {
-    #[serde(default)]
-    labels: Option<RawLabels>,
-    #[serde(default)]
-    pattern: Option<String>,
-    #[serde(default, rename = "match")]
-    match_mode: LabelMatch,
-    #[serde(default)]
-    normalize: Option<RawNormalization>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RefusalParams {
-    #[serde(default)]
-    phrases: Option<Vec<String>>,
-    #[serde(default)]
-    extra_phrases: Vec<String>,
-    #[serde(default)]
-    expect: RefusalExpect,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PiiParams {
-    #[serde(default)]
-    kinds: Vec<String>,
-    #[serde(default)]
-    patterns: BTreeMap<String, String>,
-    #[serde(default)]
-    allow: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ToxicityParams {
-    #[serde(default)]
-    words: Option<Vec<String>>,
-    #[serde(default)]
-    extra_words: Vec<String>,
-}
-
 /// Extra gate fields of a kind, for the "unknown field" message.
 pub(super) fn extra_fields_hint(kind: &ScorerKind) -> String {
     use crate::text_metrics::{BLEU_FIELDS, CLASSIFICATION_FIELDS};
@@ -129,91 +51,21 @@ pub(super) fn extra_fields_hint(kind: &ScorerKind) -> String {
 }
 
 impl Checker<'_> {
-    /// The kind `name` with its keys from `params`, when `name` is one of
-    /// [`TEXT_KINDS`]; `None` for other kinds.
-    pub(super) fn text_kind(
+    /// Turns `labels` as a suite may write them into the kind's list of
+    /// [`LabelSpec`]s.
+    pub(super) fn label_forms(
         &self,
         i: usize,
-        name: &str,
-        params: Value,
-    ) -> Option<Result<ScorerKind, SuiteError>> {
-        Some(match name {
-            "rouge" => self
-                .params::<RougeParams>(i, params)
-                .map(|p| ScorerKind::Rouge { variant: p.variant }),
-            "bleu" => self.params::<BleuParams>(i, params).and_then(|p| {
-                if let Some(v) = p.smooth_value
-                    && !(v.is_finite() && v >= 0.0)
-                {
-                    return Err(self.err(
-                        format!("scorers[{i}].smooth_value"),
-                        format!("must be at least 0, got {v}"),
-                    ));
-                }
-                Ok(ScorerKind::Bleu {
-                    smooth: p.smooth,
-                    smooth_value: p.smooth_value,
-                    lowercase: p.lowercase,
-                    tokenize: p.tokenize,
-                })
-            }),
-            "classification" => self.classification(i, params),
-            "refusal" => self.params::<RefusalParams>(i, params).and_then(|p| {
-                let total = p.phrases.as_ref().map_or(1, Vec::len) + p.extra_phrases.len();
-                let blank = p
-                    .phrases
-                    .iter()
-                    .flatten()
-                    .chain(&p.extra_phrases)
-                    .position(|s| s.trim().is_empty());
-                if let Some(j) = blank {
-                    return Err(self.err(format!("scorers[{i}].phrases[{j}]"), "must not be empty"));
-                }
-                if total == 0 {
-                    return Err(self.err(format!("scorers[{i}].phrases"), "no refusal phrases"));
-                }
-                Ok(ScorerKind::Refusal {
-                    phrases: p.phrases,
-                    extra_phrases: p.extra_phrases,
-                    expect: p.expect,
-                })
-            }),
-            "pii" => self.pii(i, params),
-            "toxicity" => self.params::<ToxicityParams>(i, params).and_then(|p| {
-                let total = p.words.as_ref().map_or(1, Vec::len) + p.extra_words.len();
-                if total == 0 {
-                    return Err(self.err(format!("scorers[{i}].words"), "no toxicity words"));
-                }
-                if let Some(j) = p
-                    .words
-                    .iter()
-                    .flatten()
-                    .chain(&p.extra_words)
-                    .position(|s| s.trim().is_empty())
-                {
-                    return Err(self.err(format!("scorers[{i}].words[{j}]"), "must not be empty"));
-                }
-                Ok(ScorerKind::Toxicity {
-                    words: p.words,
-                    extra_words: p.extra_words,
-                })
-            }),
-            _ => return None,
-        })
-    }
-
-    fn regex(&self, field: String, pattern: &str) -> Result<(), SuiteError> {
-        regex::Regex::new(pattern)
-            .map(drop)
-            .map_err(|e| self.err(field, format!("invalid regular expression: {e}")))
-    }
-
-    fn classification(&self, i: usize, params: Value) -> Result<ScorerKind, SuiteError> {
-        let p: ClassificationParams = self.params(i, params)?;
-        let at = |key: &str| format!("scorers[{i}].{key}");
-        let labels: Vec<LabelSpec> = match p.labels {
-            None => Vec::new(),
-            Some(RawLabels::List(list)) => list
+        params: &mut Map<String, Value>,
+    ) -> Result<(), SuiteError> {
+        let Some(written) = params.remove("labels").filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        let mut keys = Map::new();
+        keys.insert("labels".into(), written);
+        let LabelKeys { labels } = self.params(i, Value::Object(keys))?;
+        let labels: Vec<LabelSpec> = match labels {
+            RawLabels::List(list) => list
                 .into_iter()
                 .map(|l| match l {
                     RawLabel::Name(name) => LabelSpec {
@@ -223,20 +75,67 @@ impl Checker<'_> {
                     RawLabel::Full { name, synonyms } => LabelSpec { name, synonyms },
                 })
                 .collect(),
-            Some(RawLabels::Map(map)) => map
+            RawLabels::Map(map) => map
                 .into_iter()
                 .map(|(name, synonyms)| LabelSpec { name, synonyms })
                 .collect(),
         };
-        let normalize = match p.normalize {
-            Some(n) => n.into(),
-            None => label_normalization(),
-        };
+        let labels = serde_json::to_value(labels).expect("labels serialise");
+        params.insert("labels".into(), labels);
+        Ok(())
+    }
+
+    /// What needs a compiler: every regex of the kind compiles, and
+    /// classification labels do not claim one term twice.
+    pub(super) fn compiled(&self, i: usize, kind: &ScorerKind) -> Result<(), SuiteError> {
+        let at = |key: &str| format!("scorers[{i}].{key}");
+        match kind {
+            ScorerKind::Regex { pattern } => self.regex(at("pattern"), pattern),
+            ScorerKind::Classification {
+                labels,
+                pattern,
+                normalize,
+                ..
+            } => {
+                self.labels(i, labels, normalize)?;
+                match pattern {
+                    Some(pattern) => self.regex(at("pattern"), pattern),
+                    None => Ok(()),
+                }
+            }
+            ScorerKind::Pii {
+                patterns, allow, ..
+            } => {
+                for (name, pattern) in patterns {
+                    self.regex(at(&format!("patterns.{name}")), pattern)?;
+                }
+                for (j, pattern) in allow.iter().enumerate() {
+                    self.regex(at(&format!("allow[{j}]")), pattern)?;
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn regex(&self, field: String, pattern: &str) -> Result<(), SuiteError> {
+        regex::Regex::new(pattern)
+            .map(drop)
+            .map_err(|e| self.err(field, format!("invalid regular expression: {e}")))
+    }
+
+    fn labels(
+        &self,
+        i: usize,
+        labels: &[LabelSpec],
+        normalize: &vigil_protocol::Normalization,
+    ) -> Result<(), SuiteError> {
+        let at = |key: &str| format!("scorers[{i}].{key}");
         // The worker maps every term through the normalisation; two labels
         // claiming one term would make the mapping ambiguous.
         let mut seen: BTreeMap<String, String> = BTreeMap::new();
         for (j, label) in labels.iter().enumerate() {
-            let name = fold(&label.name, &normalize);
+            let name = fold(&label.name, normalize);
             if name.is_empty() {
                 return Err(self.err(
                     at(&format!("labels[{j}]")),
@@ -250,7 +149,7 @@ impl Checker<'_> {
                 ));
             }
             for term in std::iter::once(&label.name).chain(&label.synonyms) {
-                let t = fold(term, &normalize);
+                let t = fold(term, normalize);
                 if let Some(other) = seen.get(&t)
                     && *other != label.name
                 {
@@ -262,43 +161,14 @@ impl Checker<'_> {
                 seen.insert(t, label.name.clone());
             }
         }
-        if let Some(pattern) = &p.pattern {
-            self.regex(at("pattern"), pattern)?;
-        }
-        Ok(ScorerKind::Classification {
-            labels,
-            pattern: p.pattern,
-            normalize,
-            match_mode: p.match_mode,
-        })
+        Ok(())
     }
+}
 
-    fn pii(&self, i: usize, params: Value) -> Result<ScorerKind, SuiteError> {
-        let p: PiiParams = self.params(i, params)?;
-        let at = |key: String| format!("scorers[{i}].{key}");
-        for (j, k) in p.kinds.iter().enumerate() {
-            if !PII_KINDS.contains(&k.as_str()) {
-                return Err(self.err(
-                    at(format!("kinds[{j}]")),
-                    format!("unknown pii kind `{k}` (known: {})", PII_KINDS.join(", ")),
-                ));
-            }
-        }
-        for (name, pattern) in &p.patterns {
-            if name.trim().is_empty() {
-                return Err(self.err(at("patterns".into()), "a pattern needs a kind name"));
-            }
-            self.regex(at(format!("patterns.{name}")), pattern)?;
-        }
-        for (j, pattern) in p.allow.iter().enumerate() {
-            self.regex(at(format!("allow[{j}]")), pattern)?;
-        }
-        Ok(ScorerKind::Pii {
-            kinds: p.kinds,
-            patterns: p.patterns,
-            allow: p.allow,
-        })
-    }
+/// `labels` alone, to read the suite's spellings with their place named.
+#[derive(Deserialize)]
+struct LabelKeys {
+    labels: RawLabels,
 }
 
 /// The worker's label normalisation (worker/src/scorers/normalize.rs, same

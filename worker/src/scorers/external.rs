@@ -364,12 +364,7 @@ pub fn build(
     params: &ExternalParams,
     env: &IoEnv,
 ) -> Result<External, ScorerError> {
-    if params.command.is_empty() || params.command[0].is_empty() {
-        return Err(ScorerError::InvalidParams {
-            scorer: spec.name.clone(),
-            message: "the command is empty".into(),
-        });
-    }
+    super::validated(spec)?;
     if !env.commands().allows(&params.command) {
         let line = shell_line(&params.command);
         return Err(ScorerError::NotAllowed {

@@ -352,10 +352,7 @@ pub fn build(
                 .into(),
         ));
     }
-    let (lo, hi) = (params.scale_min, params.scale_max);
-    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-        return Err(invalid(format!("the scale {lo}–{hi} is empty")));
-    }
+    super::validated(spec)?;
     if params.judge.base_url.is_empty() || params.judge.model.is_empty() {
         return Err(invalid("the judge needs a base_url and a model".into()));
     }

@@ -13,6 +13,7 @@
 //! the worker's own allow list, and an external command runs only when the
 //! worker's configuration names it.
 
+use super::ParamError;
 use crate::job::TargetSpec;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,23 @@ impl Default for JudgeParams {
             system: None,
         }
     }
+}
+
+/// Checks a judge's scale: finite, low below high. The key is the suite's
+/// `scale` (`[low, high]`).
+///
+/// ```
+/// assert!(vigil_protocol::io_scorers::check_scale(1.0, 5.0).is_ok());
+/// assert_eq!(vigil_protocol::io_scorers::check_scale(5.0, 1.0).unwrap_err().key, "scale");
+/// ```
+pub fn check_scale(lo: f64, hi: f64) -> Result<(), ParamError> {
+    if lo.is_finite() && hi.is_finite() && lo < hi {
+        return Ok(());
+    }
+    Err(ParamError {
+        key: "scale".into(),
+        message: format!("must be [low, high] with low < high, got [{lo}, {hi}]"),
+    })
 }
 
 /// The `embedding_similarity` scorer's parameters.
