@@ -3,7 +3,8 @@
 //! Everything that crosses NATS is defined here: the message types ([`Job`],
 //! [`JobResult`], [`RunSummary`], [`ProgressEvent`]), their MessagePack codec
 //! ([`codec`]), the subject, stream and consumer names ([`subjects`]) and the
-//! header names ([`headers`]). Payloads are MessagePack maps with named fields,
+//! header names ([`headers`]). Scorer kinds, their parameters and their
+//! pure checks are defined once, in [`scorers`]. Payloads are MessagePack maps with named fields,
 //! so a client in any language decodes them as plain maps; readers ignore
 //! unknown fields and every field added after schema version 1 is optional.
 //!

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
 use vigil_protocol::ScorerKind;
-use vigil_protocol::io_scorers::{
+use vigil_protocol::scorers::io::{
     EmbeddingParams, ExternalParams, JudgeMode, JudgeParams, check_scale,
 };
 
@@ -295,7 +295,7 @@ mod tests {
     use crate::suite::{Suite, SuiteFormat};
     use std::path::Path;
     use vigil_protocol::ScorerKind;
-    use vigil_protocol::io_scorers::JudgeMode;
+    use vigil_protocol::scorers::io::JudgeMode;
 
     fn suite(scorers: &str) -> Suite {
         let text = format!(

@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use vigil_protocol::io_scorers::ExternalParams;
+use vigil_protocol::scorers::io::ExternalParams;
 use vigil_protocol::{Score, ScorerSpec};
 
 /// The pass mark when neither the suite nor the process says.

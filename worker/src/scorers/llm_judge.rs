@@ -2,7 +2,7 @@
 //!
 //! The coordinator renders the rubric per item over the item's fields; the
 //! worker fills in the output, the reference and the prompt
-//! ([`vigil_protocol::io_scorers::fill`]), sends it to the judge target
+//! ([`vigil_protocol::scorers::io::fill`]), sends it to the judge target
 //! through the worker's backend client (key from the worker's allow list,
 //! the job's cache policy, a model-call span under the scorer's span), and
 //! parses the answer:
@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
-use vigil_protocol::io_scorers::{Fill, JudgeMode, JudgeParams, fill};
+use vigil_protocol::scorers::io::{Fill, JudgeMode, JudgeParams, fill};
 use vigil_protocol::{ChatMessage, EndpointKind, Prompt, ScorerSpec};
 
 /// The pass mark when the suite sets none: half way up the scale.

@@ -265,6 +265,6 @@ mod kinds_contract {
     #[test]
     fn builtin_kinds_are_the_protocols_list() {
         let ours: Vec<&str> = super::BUILTIN.iter().map(|(n, _)| *n).collect();
-        assert_eq!(ours, vigil_protocol::scorer_params::PII_KINDS);
+        assert_eq!(ours, vigil_protocol::scorers::text::PII_KINDS);
     }
 }
