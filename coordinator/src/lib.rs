@@ -5,7 +5,6 @@
 
 pub mod aggregate;
 pub mod alerts;
-pub mod code_exec_suite;
 pub mod compare;
 pub mod continuous;
 pub mod dataset;

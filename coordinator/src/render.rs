@@ -29,7 +29,7 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use vigil_protocol::io_scorers::placeholders;
+use vigil_protocol::scorers::io::placeholders;
 use vigil_protocol::{ChatMessage, EndpointKind, Item, Prompt};
 
 /// Why one record could not be rendered: `<dataset>:<line>: <field>: <problem>`.

@@ -28,7 +28,7 @@ use crate::suite::{Suite, SuiteError};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use vigil_protocol::EndpointKind;
+use vigil_protocol::{EndpointKind, ScorerSpec};
 
 /// What a full pass over a dataset found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +63,10 @@ pub enum ValidationError {
         /// The line of the later item.
         line: u64,
     },
+    /// A scorer's configuration fails the check a worker runs when it
+    /// builds it (a regex or JSON Schema that does not compile).
+    #[error(transparent)]
+    Scorer(Box<dyn std::error::Error + Send + Sync>),
     /// The dataset has no items.
     #[error("{path}: the dataset has no items")]
     Empty {
@@ -117,13 +121,32 @@ pub fn check_dataset(
     })
 }
 
-/// Loads a suite, compiles its templates and checks its dataset for the
-/// endpoint kinds of all its targets: everything `vigil validate SUITE` does.
+/// Everything a run checks before it publishes: the suite's templates
+/// compile, every scorer passes `check_scorer` (the worker's own build check,
+/// `vigil_worker::scorers::check`, which compiles regexes and JSON Schemas),
+/// and every dataset line renders for each of the targets' endpoint kinds
+/// with no duplicate id. Returns the renderer and what the dataset pass found.
+pub fn check_suite<E>(
+    suite: &Suite,
+    check_scorer: impl Fn(&ScorerSpec) -> Result<(), E>,
+) -> Result<(Renderer, DatasetCheck), ValidationError>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let renderer = Renderer::new(suite)?;
+    for spec in suite.scorer_specs() {
+        check_scorer(&spec).map_err(|e| ValidationError::Scorer(Box::new(e)))?;
+    }
+    let kinds: Vec<EndpointKind> = suite.targets.iter().map(|t| t.kind).collect();
+    let check = check_dataset(suite, &renderer, &kinds)?;
+    Ok((renderer, check))
+}
+
+/// Loads a suite and runs [`check_suite`] on it without a worker's scorer
+/// check (what the suite parser checks of scorers still applies).
 pub fn validate_file(path: &Path) -> Result<(Suite, DatasetCheck), ValidationError> {
     let suite = Suite::load(path)?;
-    let renderer = Renderer::new(&suite)?;
-    let kinds: Vec<EndpointKind> = suite.targets.iter().map(|t| t.kind).collect();
-    let check = check_dataset(&suite, &renderer, &kinds)?;
+    let (_, check) = check_suite(&suite, |_| Ok::<(), std::convert::Infallible>(()))?;
     Ok((suite, check))
 }
 

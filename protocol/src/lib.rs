@@ -3,7 +3,8 @@
 //! Everything that crosses NATS is defined here: the message types ([`Job`],
 //! [`JobResult`], [`RunSummary`], [`ProgressEvent`]), their MessagePack codec
 //! ([`codec`]), the subject, stream and consumer names ([`subjects`]) and the
-//! header names ([`headers`]). Payloads are MessagePack maps with named fields,
+//! header names ([`headers`]). Scorer kinds, their parameters and their
+//! pure checks are defined once, in [`scorers`]. Payloads are MessagePack maps with named fields,
 //! so a client in any language decodes them as plain maps; readers ignore
 //! unknown fields and every field added after schema version 1 is optional.
 //!
@@ -22,12 +23,11 @@
 pub mod advisory;
 pub mod codec;
 pub mod headers;
-pub mod io_scorers;
 pub mod job;
 pub mod progress;
 pub mod qa;
 pub mod result;
-pub mod scorer_params;
+pub mod scorers;
 pub mod subjects;
 pub mod summary;
 pub mod text_stats;
@@ -38,15 +38,22 @@ pub mod trace_context;
 
 pub use codec::{CodecError, decode, encode};
 pub use job::{
-    ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Normalization, Prompt,
-    SamplingParams, SandboxLimits, ScorerKind, ScorerSpec, TargetOutline, TargetSpec,
+    ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt, SamplingParams,
+    TargetOutline, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
 pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};
 pub use result::{ErrorKind, ItemError, ItemResult, JobResult, Score, TokenUsage};
-pub use scorer_params::{
+/// The parameters of the scorers that do IO (the path they had before
+/// [`scorers`]).
+pub use scorers::io as io_scorers;
+/// The parameters of the text, classification and safety scorers (the path
+/// they had before [`scorers`]).
+pub use scorers::text as scorer_params;
+pub use scorers::text::{
     BleuSmoothing, BleuTokenizer, LabelMatch, LabelSpec, RefusalExpect, RougeVariant,
 };
+pub use scorers::{Normalization, ParamError, SandboxLimits, ScorerKind, ScorerSpec};
 pub use summary::{GateOutcome, LatencySummary, RunSummary, ScoreSummary, TokenTotals};
 pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu, OTHER_LABEL};
 

@@ -98,8 +98,10 @@ pub async fn run(args: RunArgs) -> CommandResult {
         .map(resolve_date)
         .transpose()?;
     // Everything a run checks before publishing, checked once here for a clear error.
-    let (_, check) =
-        tokio::task::block_in_place(|| crate::commands::validate::check_suite(&suite))?;
+    let (_, check) = tokio::task::block_in_place(|| {
+        vigil_coordinator::validate::check_suite(&suite, vigil_worker::scorers::check)
+    })
+    .input_error()?;
     if args.workers > 0 {
         crate::commands::worker::check_suite_models(&suite)?;
     }

@@ -3,27 +3,14 @@
 
 use crate::cli::ValidateArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
-use vigil_coordinator::render::Renderer;
 use vigil_coordinator::suite::Suite;
-use vigil_coordinator::validate::{DatasetCheck, check_dataset};
-
-/// Everything `vigil run` checks before it publishes: the suite, its
-/// templates, every scorer's configuration, and every dataset line rendered
-/// for each target kind.
-pub fn check_suite(suite: &Suite) -> Result<(Renderer, DatasetCheck), crate::exit::Failure> {
-    let renderer = Renderer::new(suite).input_error()?;
-    for spec in suite.scorer_specs() {
-        vigil_worker::scorers::check(&spec).input_error()?;
-    }
-    let mut kinds: Vec<_> = suite.targets.iter().map(|t| t.kind).collect();
-    kinds.dedup();
-    let check = check_dataset(suite, &renderer, &kinds).input_error()?;
-    Ok((renderer, check))
-}
+use vigil_coordinator::validate::check_suite;
 
 pub async fn run(args: ValidateArgs) -> CommandResult {
     let suite = Suite::load(&args.suite).input_error()?;
-    let (_, check) = tokio::task::block_in_place(|| check_suite(&suite))?;
+    let (_, check) =
+        tokio::task::block_in_place(|| check_suite(&suite, vigil_worker::scorers::check))
+            .input_error()?;
     println!(
         "ok: suite `{}`: {} items in {} (sha256 {}), {} target(s): {}, {} scorer(s): {}",
         suite.name,

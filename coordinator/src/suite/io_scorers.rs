@@ -7,15 +7,16 @@
 //! list maps the endpoint's URL to a key (`vigil run` and `vigil worker
 //! --suite` allow the suite's judges and embedders with their `api_key_env`).
 
-use super::{Checker, RawTarget, SuiteError, TargetConfig};
+use super::check::Checker;
+use super::raw::RawTarget;
+use super::{SuiteError, TargetConfig};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::PathBuf;
 use vigil_protocol::ScorerKind;
-use vigil_protocol::io_scorers::{EmbeddingParams, ExternalParams, JudgeMode, JudgeParams};
-
-/// The scorer kinds of this module.
-pub(super) const KINDS: &[&str] = &["llm_judge", "embedding_similarity", "external"];
+use vigil_protocol::scorers::io::{
+    EmbeddingParams, ExternalParams, JudgeMode, JudgeParams, check_scale,
+};
 
 /// What an IO scorer adds to a [`super::ScorerConfig`].
 pub(super) struct Parsed {
@@ -120,12 +121,7 @@ impl Checker<'_> {
                 let p: JudgeKeys = self.params(i, params)?;
                 let judge = self.endpoint(i, "judge", p.judge, targets)?;
                 let [lo, hi] = p.scale.unwrap_or([1.0, 5.0]);
-                if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-                    return Err(self.err(
-                        at("scale"),
-                        format!("must be [low, high] with low < high, got [{lo}, {hi}]"),
-                    ));
-                }
+                check_scale(lo, hi).map_err(|e| self.err(at(&e.key), e.message))?;
                 let threshold = match (p.pass_mark, threshold, p.mode) {
                     (Some(_), Some(_), _) => {
                         return Err(self.err(
@@ -197,12 +193,6 @@ impl Checker<'_> {
             "embedding_similarity" => {
                 let p: EmbeddingKeys = self.params(i, params)?;
                 let embedder = self.endpoint(i, "embedder", p.embedder, targets)?;
-                if reference.is_none() {
-                    return Err(self.err(
-                        at("reference"),
-                        "scorer kind `embedding_similarity` needs a reference template",
-                    ));
-                }
                 Ok(Parsed {
                     kind: ScorerKind::EmbeddingSimilarity(EmbeddingParams {
                         embedder: embedder.spec(),
@@ -220,9 +210,6 @@ impl Checker<'_> {
                     })?,
                     CommandKeys::Words(words) => words,
                 };
-                if command.first().is_none_or(|c| c.is_empty()) {
-                    return Err(self.err(at("command"), "must name a program"));
-                }
                 let timeout_ms = match p.timeout_s {
                     None => ExternalParams::default().timeout_ms,
                     Some(t) if t.is_finite() && t > 0.0 => (t * 1000.0).round().max(1.0) as u64,
@@ -233,11 +220,14 @@ impl Checker<'_> {
                         ));
                     }
                 };
+                let kind = ScorerKind::External(ExternalParams {
+                    command,
+                    timeout_ms,
+                });
+                kind.validate()
+                    .map_err(|e| self.err(at(&e.key), e.message))?;
                 Ok(Parsed {
-                    kind: ScorerKind::External(ExternalParams {
-                        command,
-                        timeout_ms,
-                    }),
+                    kind,
                     prompt: None,
                     endpoint: None,
                     threshold,
@@ -305,7 +295,7 @@ mod tests {
     use crate::suite::{Suite, SuiteFormat};
     use std::path::Path;
     use vigil_protocol::ScorerKind;
-    use vigil_protocol::io_scorers::JudgeMode;
+    use vigil_protocol::scorers::io::JudgeMode;
 
     fn suite(scorers: &str) -> Suite {
         let text = format!(

@@ -185,7 +185,7 @@ impl ReferenceScorer for Classification {
 mod tests {
     use super::*;
     use crate::scorers::Scorer;
-    use vigil_protocol::scorer_params::label_normalization;
+    use vigil_protocol::scorers::text::label_normalization;
 
     fn labels(spec: &[(&str, &[&str])]) -> Vec<LabelSpec> {
         spec.iter()

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 use tracing::field::Empty;
-use vigil_protocol::io_scorers::EmbeddingParams;
+use vigil_protocol::scorers::io::EmbeddingParams;
 use vigil_protocol::{ErrorKind, ScorerSpec, TargetSpec, TokenUsage};
 
 /// The pass mark when the suite sets none.

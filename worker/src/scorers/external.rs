@@ -37,7 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use vigil_protocol::io_scorers::ExternalParams;
+use vigil_protocol::scorers::io::ExternalParams;
 use vigil_protocol::{Score, ScorerSpec};
 
 /// The pass mark when neither the suite nor the process says.
@@ -364,12 +364,7 @@ pub fn build(
     params: &ExternalParams,
     env: &IoEnv,
 ) -> Result<External, ScorerError> {
-    if params.command.is_empty() || params.command[0].is_empty() {
-        return Err(ScorerError::InvalidParams {
-            scorer: spec.name.clone(),
-            message: "the command is empty".into(),
-        });
-    }
+    super::validated(spec)?;
     if !env.commands().allows(&params.command) {
         let line = shell_line(&params.command);
         return Err(ScorerError::NotAllowed {

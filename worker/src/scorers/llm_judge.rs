@@ -2,7 +2,7 @@
 //!
 //! The coordinator renders the rubric per item over the item's fields; the
 //! worker fills in the output, the reference and the prompt
-//! ([`vigil_protocol::io_scorers::fill`]), sends it to the judge target
+//! ([`vigil_protocol::scorers::io::fill`]), sends it to the judge target
 //! through the worker's backend client (key from the worker's allow list,
 //! the job's cache policy, a model-call span under the scorer's span), and
 //! parses the answer:
@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 use regex::Regex;
 use serde_json::{Map, Value};
 use std::sync::OnceLock;
-use vigil_protocol::io_scorers::{Fill, JudgeMode, JudgeParams, fill};
+use vigil_protocol::scorers::io::{Fill, JudgeMode, JudgeParams, fill};
 use vigil_protocol::{ChatMessage, EndpointKind, Prompt, ScorerSpec};
 
 /// The pass mark when the suite sets none: half way up the scale.
@@ -352,10 +352,7 @@ pub fn build(
                 .into(),
         ));
     }
-    let (lo, hi) = (params.scale_min, params.scale_max);
-    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
-        return Err(invalid(format!("the scale {lo}–{hi} is empty")));
-    }
+    super::validated(spec)?;
     if params.judge.base_url.is_empty() || params.judge.model.is_empty() {
         return Err(invalid("the judge needs a base_url and a model".into()));
     }

@@ -286,6 +286,7 @@ impl ScorerError {
 /// assert_eq!(err.to_string(), "scorer `judge`: kind `llm_judge` is not supported by this worker");
 /// ```
 pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
+    validated(spec)?;
     let common = Common {
         name: spec.name.clone(),
         threshold: spec.threshold,
@@ -305,7 +306,7 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
             common,
             *tolerance,
             *relative_tolerance,
-        )?),
+        )),
         ScorerKind::Choice { choices } => Box::new(choice::Choice::new(common, choices)?),
         ScorerKind::JsonSchema { schema } => {
             Box::new(json_schema::JsonSchema::new(common, schema.as_deref())?)
@@ -374,6 +375,18 @@ pub fn build(spec: &ScorerSpec) -> Result<Box<dyn Scorer>, ScorerError> {
             });
         }
     })
+}
+
+/// The spec's parameters pass their kind's own checks
+/// ([`ScorerKind::validate`], defined once in `vigil_protocol::scorers`): a
+/// job is data, so a worker checks again what the suite parser checked.
+pub(crate) fn validated(spec: &ScorerSpec) -> Result<(), ScorerError> {
+    spec.kind
+        .validate()
+        .map_err(|e| ScorerError::InvalidParams {
+            scorer: spec.name.clone(),
+            message: e.to_string(),
+        })
 }
 
 /// What every scorer keeps from its spec: its name and pass threshold.
@@ -539,6 +552,34 @@ mod tests {
             assert_eq!(scorer.needs_reference(), needs, "{name}");
             assert_eq!(scorer.name(), "s");
         }
+    }
+
+    #[test]
+    fn bad_parameters_are_build_errors() {
+        for tolerance in [-1.0, f64::NAN] {
+            let err = build(&spec(ScorerKind::Numeric {
+                tolerance,
+                relative_tolerance: 0.0,
+            }))
+            .err()
+            .unwrap();
+            assert!(
+                err.to_string()
+                    .starts_with("scorer `s`: tolerance: must be at least 0"),
+                "{err}"
+            );
+        }
+        let err = build(&spec(ScorerKind::Pii {
+            kinds: vec!["passport".into()],
+            patterns: Default::default(),
+            allow: Vec::new(),
+        }))
+        .err()
+        .unwrap();
+        assert!(
+            err.to_string().contains("unknown pii kind `passport`"),
+            "{err}"
+        );
     }
 
     #[test]

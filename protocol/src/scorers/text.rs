@@ -98,7 +98,7 @@ pub enum RefusalExpect {
 /// `"Billing."` is the label `billing`).
 ///
 /// ```
-/// let n = vigil_protocol::scorer_params::label_normalization();
+/// let n = vigil_protocol::scorers::text::label_normalization();
 /// assert!(n.ignore_case && n.remove_punctuation && !n.remove_articles);
 /// ```
 pub fn label_normalization() -> crate::Normalization {

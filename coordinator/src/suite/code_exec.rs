@@ -1,5 +1,6 @@
-//! The suite keys of the `code_exec` scorer and of sampling (`samples: n`),
-//! checked with the place of each problem (`scorers[2].limits.memory_mb`).
+//! Sampling (`samples: n`) checked against the `code_exec` scorers' k. The
+//! `code_exec` keys themselves are [`vigil_protocol::ScorerKind::CodeExec`]'s,
+//! read and checked with the other kinds' (`scorers[2].limits.memory_mb`).
 //!
 //! ```yaml
 //! samples: 5                       # completions per item (default 1)
@@ -12,45 +13,14 @@
 //!     limits: { timeout_s: 10, cpu_s: 5, memory_mb: 1024, processes: 32, file_mb: 16 }
 //! ```
 
-use crate::suite::{ScorerConfig, SuiteError};
-use serde::Deserialize;
-use serde_json::Value;
+use super::{ScorerConfig, SuiteError};
 use std::path::Path;
-use vigil_protocol::{SandboxLimits, ScorerKind};
+use vigil_protocol::ScorerKind;
 
-/// Languages a worker has a runner for.
-pub const LANGUAGES: &[&str] = &["python"];
+pub use vigil_protocol::scorers::LANGUAGES;
 
 /// Most samples per item a suite may ask for.
 pub const MAX_SAMPLES: u32 = 1000;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CodeExecParams {
-    #[serde(default)]
-    language: Option<String>,
-    #[serde(default)]
-    k: Option<u32>,
-    #[serde(default)]
-    include_prompt: bool,
-    #[serde(default)]
-    limits: RawLimits,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawLimits {
-    #[serde(default)]
-    timeout_s: Option<f64>,
-    #[serde(default)]
-    cpu_s: Option<f64>,
-    #[serde(default)]
-    memory_mb: Option<u64>,
-    #[serde(default)]
-    processes: Option<u32>,
-    #[serde(default)]
-    file_mb: Option<u64>,
-}
 
 fn invalid(path: &Path, field: String, message: impl Into<String>) -> SuiteError {
     SuiteError::Invalid {
@@ -59,72 +29,6 @@ fn invalid(path: &Path, field: String, message: impl Into<String>) -> SuiteError
         message: message.into(),
         location: None,
     }
-}
-
-/// The `code_exec` kind of `scorers[i]` from its own keys.
-pub fn kind(path: &Path, i: usize, params: Value) -> Result<ScorerKind, SuiteError> {
-    let at = |key: &str| format!("scorers[{i}].{key}");
-    let p: CodeExecParams = serde_path_to_error::deserialize(params).map_err(|err| {
-        let sub = err.path().to_string();
-        let field = if sub == "." {
-            format!("scorers[{i}]")
-        } else {
-            format!("scorers[{i}].{sub}")
-        };
-        invalid(path, field, err.into_inner().to_string())
-    })?;
-    let language = p.language.unwrap_or_else(|| "python".into());
-    if !LANGUAGES.contains(&language.as_str()) {
-        return Err(invalid(
-            path,
-            at("language"),
-            format!(
-                "unknown language `{language}` (known: {})",
-                LANGUAGES.join(", ")
-            ),
-        ));
-    }
-    let k = p.k.unwrap_or(1);
-    if k == 0 {
-        return Err(invalid(path, at("k"), "must be at least 1"));
-    }
-    let l = p.limits;
-    for (key, v) in [("timeout_s", l.timeout_s), ("cpu_s", l.cpu_s)] {
-        if let Some(v) = v
-            && !(v.is_finite() && v > 0.0)
-        {
-            return Err(invalid(
-                path,
-                at(&format!("limits.{key}")),
-                format!("must be a positive number of seconds, got {v}"),
-            ));
-        }
-    }
-    for (key, v) in [
-        ("memory_mb", l.memory_mb),
-        ("processes", l.processes.map(u64::from)),
-        ("file_mb", l.file_mb),
-    ] {
-        if v == Some(0) {
-            return Err(invalid(
-                path,
-                at(&format!("limits.{key}")),
-                "must be at least 1",
-            ));
-        }
-    }
-    Ok(ScorerKind::CodeExec {
-        language,
-        k,
-        include_prompt: p.include_prompt,
-        limits: SandboxLimits {
-            timeout_s: l.timeout_s,
-            cpu_s: l.cpu_s,
-            memory_mb: l.memory_mb,
-            processes: l.processes,
-            file_mb: l.file_mb,
-        },
-    })
 }
 
 /// The suite's `samples` (default 1), checked against every `code_exec`

@@ -13,6 +13,7 @@
 //! the worker's own allow list, and an external command runs only when the
 //! worker's configuration names it.
 
+use super::ParamError;
 use crate::job::TargetSpec;
 use serde::{Deserialize, Serialize};
 
@@ -54,6 +55,23 @@ impl Default for JudgeParams {
             system: None,
         }
     }
+}
+
+/// Checks a judge's scale: finite, low below high. The key is the suite's
+/// `scale` (`[low, high]`).
+///
+/// ```
+/// assert!(vigil_protocol::scorers::io::check_scale(1.0, 5.0).is_ok());
+/// assert_eq!(vigil_protocol::scorers::io::check_scale(5.0, 1.0).unwrap_err().key, "scale");
+/// ```
+pub fn check_scale(lo: f64, hi: f64) -> Result<(), ParamError> {
+    if lo.is_finite() && hi.is_finite() && lo < hi {
+        return Ok(());
+    }
+    Err(ParamError {
+        key: "scale".into(),
+        message: format!("must be [low, high] with low < high, got [{lo}, {hi}]"),
+    })
 }
 
 /// The `embedding_similarity` scorer's parameters.
@@ -129,7 +147,7 @@ pub struct Fill<'a> {
 /// that itself contains a placeholder is never expanded again).
 ///
 /// ```
-/// use vigil_protocol::io_scorers::{fill, placeholders, Fill};
+/// use vigil_protocol::scorers::io::{fill, placeholders, Fill};
 /// let text = format!("Q: {} A: {}", placeholders::PROMPT, placeholders::OUTPUT);
 /// let filled = fill(&text, &Fill { output: "4", prompt: "2+2?", ..Default::default() });
 /// assert_eq!(filled, "Q: 2+2? A: 4");

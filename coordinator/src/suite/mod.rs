@@ -1,0 +1,420 @@
+//! The suite file (DESIGN §10): dataset × prompt × targets × scorers × gates.
+//!
+//! A suite is read in two steps. First the file is deserialised into private
+//! "raw" structs that mirror the file (unknown keys are errors, so typos are
+//! caught), tracking the path of every value so that an error names its place
+//! (`targets[0].kind: unknown variant ...`). Then the raw suite is checked and
+//! turned into [`Suite`]: names, URLs, prompt templates needed by each target
+//! kind, scorer parameters and gate metrics.
+//!
+//! Layout: this file holds the suite types and [`Suite::load`]; `raw` the
+//! file format (raw structs, YAML/TOML parsing, error places); `check` the
+//! checker (targets, prompt, gates, suite-wide keys); `scorers` the common
+//! scorer keys and the text-only kinds; `text_scorers`, `code_exec` and
+//! `io_scorers` the keys of the other kinds. What a run checks before it
+//! publishes (templates, scorers, the whole dataset) is
+//! [`crate::validate::check_suite`].
+//!
+//! ```
+//! use std::path::Path;
+//! use vigil_coordinator::suite::{Suite, SuiteFormat};
+//! let text = r#"
+//! name: demo
+//! dataset: { path: data/demo.jsonl }
+//! prompt: { user: "{{ question }}" }
+//! targets: [{ name: local, base_url: "http://127.0.0.1:8000/v1", model: m }]
+//! scorers: [{ name: exact, kind: exact_match, reference: "{{ answer }}" }]
+//! "#;
+//! let suite = Suite::from_str(text, SuiteFormat::Yaml, Path::new("suites/demo.yaml")).unwrap();
+//! assert_eq!(suite.shard_size, 32);
+//! assert_eq!(suite.dataset.path, Path::new("suites/data/demo.jsonl"));
+//! ```
+
+use crate::gates::GateSpec;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use vigil_protocol::{EndpointKind, SamplingParams, ScorerKind, ScorerSpec, TargetSpec};
+
+/// Default items per job.
+pub const DEFAULT_SHARD_SIZE: usize = 32;
+/// Largest allowed `shard_size`.
+pub const MAX_SHARD_SIZE: usize = 10_000;
+/// Default characters of each output kept in results.
+pub const DEFAULT_KEEP_OUTPUT_CHARS: u32 = 2000;
+/// Default `deadline_s`: every run ends within 24 hours.
+pub const DEFAULT_DEADLINE_S: f64 = 86_400.0;
+
+mod check;
+mod code_exec;
+mod io_scorers;
+mod raw;
+mod scorers;
+mod text_scorers;
+
+pub use crate::gates::{RUN_METRICS, SCORE_FIELDS};
+pub use code_exec::{LANGUAGES, MAX_SAMPLES};
+pub use io_scorers::{DEFAULT_PAIRWISE_RUBRIC, default_rubric};
+pub use scorers::{SCORER_KINDS, TEXT_KINDS};
+
+use check::Checker;
+
+/// A loaded and checked suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Suite {
+    /// The suite's name (a subject token).
+    pub name: String,
+    /// The suite file.
+    pub path: PathBuf,
+    /// SHA-256 (hex) of the suite file's bytes.
+    pub sha256: String,
+    /// Where the items come from.
+    pub dataset: DatasetSpec,
+    /// The prompt templates.
+    pub prompt: PromptSpec,
+    /// The model endpoints to evaluate (one run each).
+    pub targets: Vec<TargetConfig>,
+    /// How each output is scored.
+    pub scorers: Vec<ScorerConfig>,
+    /// Conditions that decide the exit code.
+    pub gates: Vec<GateSpec>,
+    /// Items per job (default 32, 1..=10000).
+    pub shard_size: usize,
+    /// The worker pool that runs the jobs (default `default`).
+    pub pool: String,
+    /// Seconds after the start of a run after which unfinished items fail as
+    /// `deadline` (`None`: [`DEFAULT_DEADLINE_S`]; see [`Suite::deadline_s`]).
+    pub deadline_s: Option<f64>,
+    /// The largest fraction of the items that may fail (any error kind)
+    /// before the run fails whatever its scores (default 0.02, 0..=1).
+    pub error_budget: f64,
+    /// Characters of each output kept in item results (default 2000).
+    pub keep_output_chars: u32,
+    /// The response cache (`cache: {enabled, ttl_s}`); default: off (on
+    /// with `vigil run --cache`), entries reused for 24 h.
+    pub cache: CacheConfig,
+    /// Completions sampled per item (default 1); `code_exec` scores pass@k
+    /// over them.
+    pub samples: u32,
+}
+
+/// The suite's `cache:` key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// On or off for every target; `None`: off (unless `vigil run --cache`).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Entries older than this many seconds are not reused (default 86400).
+    #[serde(default)]
+    pub ttl_s: Option<u64>,
+}
+
+/// The format of a suite file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuiteFormat {
+    /// YAML (`.yaml`, `.yml`).
+    Yaml,
+    /// TOML (`.toml`).
+    Toml,
+}
+
+impl SuiteFormat {
+    /// The format a file's extension names, if any.
+    ///
+    /// ```
+    /// use vigil_coordinator::suite::SuiteFormat;
+    /// assert_eq!(SuiteFormat::from_path("a/b.yml".as_ref()), Some(SuiteFormat::Yaml));
+    /// assert_eq!(SuiteFormat::from_path("a/b.json".as_ref()), None);
+    /// ```
+    pub fn from_path(path: &Path) -> Option<SuiteFormat> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "yaml" | "yml" => Some(SuiteFormat::Yaml),
+            "toml" => Some(SuiteFormat::Toml),
+            _ => None,
+        }
+    }
+}
+
+/// The dataset of a suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetSpec {
+    /// The file, resolved relative to the suite file's directory.
+    pub path: PathBuf,
+    /// JSONL or CSV (from `format:` or the file's extension).
+    pub format: DatasetFormat,
+    /// The item field that holds the item's id; `None`: the line number.
+    pub id_field: Option<String>,
+    /// Item fields copied into `Item.tags` for per-slice metrics.
+    pub tags: Vec<String>,
+}
+
+/// A dataset file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetFormat {
+    /// One JSON object per line (`.jsonl`, `.ndjson`).
+    Jsonl,
+    /// Comma-separated values with a header row (`.csv`).
+    Csv,
+}
+
+/// The prompt templates (minijinja over an item's fields).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PromptSpec {
+    /// System message of chat targets.
+    pub system: Option<String>,
+    /// User message of chat targets.
+    pub user: Option<String>,
+    /// Explicit chat messages (instead of `system`/`user`).
+    pub messages: Option<Vec<MessageTemplate>>,
+    /// The prompt of completion targets.
+    pub completion: Option<String>,
+}
+
+/// One templated chat message of [`PromptSpec::messages`].
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessageTemplate {
+    /// `system`, `user` or `assistant`.
+    pub role: String,
+    /// The template of the message's text.
+    pub content: String,
+}
+
+/// A model endpoint of a suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetConfig {
+    /// The target's name (a subject token).
+    pub name: String,
+    /// Chat or completions.
+    pub kind: EndpointKind,
+    /// Base URL, for example `http://localhost:8000/v1`.
+    pub base_url: String,
+    /// The `model` field of requests.
+    pub model: String,
+    /// The name of the environment variable that holds the API key (never the key).
+    pub api_key_env: Option<String>,
+    /// Sampling parameters.
+    pub params: SamplingParams,
+    /// Timeout of one HTTP attempt, seconds (default 60).
+    pub timeout_s: f64,
+    /// Most requests in flight per worker (default 32).
+    pub max_concurrency: u32,
+    /// Retries of retryable failures (default 3).
+    pub max_retries: u32,
+    /// The GGUF file of a `local` target (resolved: see [`resolve_model_path`]).
+    pub model_path: Option<PathBuf>,
+}
+
+impl TargetConfig {
+    /// The target as a job carries it (no API key).
+    ///
+    /// ```
+    /// # use vigil_coordinator::suite::TargetConfig;
+    /// let t = TargetConfig { name: "t".into(), kind: Default::default(), base_url: "http://h/v1".into(),
+    ///     model: "m".into(), api_key_env: None, params: Default::default(), timeout_s: 1.5,
+    ///     max_concurrency: 4, max_retries: 1, model_path: None };
+    /// assert_eq!(t.spec().timeout_ms, 1500);
+    /// ```
+    pub fn spec(&self) -> TargetSpec {
+        TargetSpec {
+            name: self.name.clone(),
+            kind: self.kind,
+            base_url: self.base_url.clone(),
+            model: self.model.clone(),
+            params: self.params.clone(),
+            timeout_ms: (self.timeout_s * 1000.0).round() as u64,
+            max_concurrency: self.max_concurrency,
+            max_retries: self.max_retries,
+            model_path: self
+                .model_path
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// The API key, read from the environment variable `api_key_env` names.
+    /// `None` when no variable is named or it is unset or empty. Never log it.
+    pub fn api_key(&self) -> Option<String> {
+        let var = self.api_key_env.as_deref()?;
+        std::env::var(var).ok().filter(|k| !k.is_empty())
+    }
+}
+
+/// A scorer of a suite.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorerConfig {
+    /// The scorer's name (the key of its summary; a subject-safe token).
+    pub name: String,
+    /// What it computes, with its parameters.
+    pub kind: ScorerKind,
+    /// The reference template (minijinja over the item's fields).
+    pub reference: Option<String>,
+    /// An item passes when its value is at least this.
+    pub threshold: Option<f64>,
+    /// The per-item prompt template the scorer sends (an `llm_judge`'s
+    /// rubric), over the item's fields plus `output`, `reference`, `prompt`,
+    /// `a` and `b`, which the worker fills in.
+    pub prompt: Option<String>,
+    /// The endpoint the scorer calls (a judge, an embedder), with its `api_key_env`.
+    pub endpoint: Option<TargetConfig>,
+}
+
+impl Suite {
+    /// Reads a suite file; `.yaml`/`.yml` are YAML, `.toml` is TOML.
+    pub fn load(path: &Path) -> Result<Suite, SuiteError> {
+        let format = SuiteFormat::from_path(path).ok_or_else(|| SuiteError::Format {
+            path: path.to_path_buf(),
+        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Suite::from_str(&text, format, path)
+    }
+
+    /// Parses and checks a suite from text. `path` is where it came from: it
+    /// names the file in errors and relative paths are resolved against its
+    /// directory.
+    #[allow(clippy::should_implement_trait)] // takes a format and a path, unlike FromStr
+    pub fn from_str(text: &str, format: SuiteFormat, path: &Path) -> Result<Suite, SuiteError> {
+        let raw: raw::RawSuite = match format {
+            SuiteFormat::Yaml => raw::parse_yaml(text, path)?,
+            SuiteFormat::Toml => raw::parse_toml(text, path)?,
+        };
+        let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        Checker { path }.suite(raw, sha256)
+    }
+
+    /// Seconds after its start when a run's unfinished items fail as
+    /// `deadline`: `deadline_s`, else [`DEFAULT_DEADLINE_S`].
+    pub fn deadline_s(&self) -> f64 {
+        self.deadline_s.unwrap_or(DEFAULT_DEADLINE_S)
+    }
+
+    /// The target named `name`.
+    pub fn target(&self, name: &str) -> Option<&TargetConfig> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+
+    /// The endpoints the scorers call (judges, embedders), for allow lists.
+    pub fn scorer_endpoints(&self) -> impl Iterator<Item = &TargetConfig> {
+        self.scorers.iter().filter_map(|s| s.endpoint.as_ref())
+    }
+
+    /// The scorers as jobs carry them.
+    pub fn scorer_specs(&self) -> Vec<ScorerSpec> {
+        self.scorers
+            .iter()
+            .map(|s| ScorerSpec {
+                name: s.name.clone(),
+                threshold: s.threshold,
+                kind: s.kind.clone(),
+            })
+            .collect()
+    }
+}
+
+/// Why a suite could not be loaded. Every message starts with the suite file's path.
+#[derive(Debug, thiserror::Error)]
+pub enum SuiteError {
+    /// The file could not be read.
+    #[error("{path}: cannot read suite: {source}")]
+    Io {
+        /// The suite file.
+        path: PathBuf,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The extension names no known format.
+    #[error("{path}: unknown suite format (use .yaml, .yml or .toml)")]
+    Format {
+        /// The suite file.
+        path: PathBuf,
+    },
+    /// The text is not valid YAML or TOML.
+    #[error("{path}:{line}:{column}: {message}")]
+    Syntax {
+        /// The suite file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// A value is missing, of the wrong type or not allowed.
+    #[error("{path}: {field}: {message}{}", at(.location))]
+    Invalid {
+        /// The suite file.
+        path: PathBuf,
+        /// Where in the suite, for example `targets[0].kind` (`.` for the top level).
+        field: String,
+        /// What is wrong.
+        message: String,
+        /// 1-based line and column, when the parser knows them.
+        location: Option<(usize, usize)>,
+    },
+    /// A template does not compile.
+    #[error("{path}: {field}: template syntax error{}: {message}", line.map(|l| format!(" on template line {l}")).unwrap_or_default())]
+    Template {
+        /// The suite file.
+        path: PathBuf,
+        /// The template's place, for example `prompt.user` or `scorers[0].reference`.
+        field: String,
+        /// 1-based line within the template.
+        line: Option<usize>,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn at(location: &Option<(usize, usize)>) -> String {
+    match location {
+        Some((line, column)) => format!(" (line {line}, column {column})"),
+        None => String::new(),
+    }
+}
+
+impl SuiteError {
+    fn invalid(path: &Path, field: impl Into<String>, message: impl Into<String>) -> SuiteError {
+        SuiteError::Invalid {
+            path: path.to_path_buf(),
+            field: field.into(),
+            message: message.into(),
+            location: None,
+        }
+    }
+}
+
+/// Where a `local` target's `model_path` points: an absolute path as it is;
+/// a bare file name in the models directory (`$VIGIL_HOME/models`, where
+/// `scripts/setup.sh` puts models; `VIGIL_HOME` defaults to `~/.vigil`);
+/// any other relative path from the suite file's directory.
+///
+/// ```
+/// # use std::path::Path;
+/// use vigil_coordinator::suite::resolve_model_path;
+/// assert_eq!(resolve_model_path(Path::new("/m/a.gguf"), None), Path::new("/m/a.gguf"));
+/// assert_eq!(resolve_model_path(Path::new("m/a.gguf"), Some(Path::new("/s"))), Path::new("/s/m/a.gguf"));
+/// assert!(resolve_model_path(Path::new("a.gguf"), Some(Path::new("/s"))).ends_with("models/a.gguf"));
+/// ```
+pub fn resolve_model_path(path: &Path, suite_dir: Option<&Path>) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    if path.components().count() == 1 {
+        let home = std::env::var_os("VIGIL_HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".vigil")))
+            .unwrap_or_else(|| PathBuf::from(".vigil"));
+        return home.join("models").join(path);
+    }
+    match suite_dir {
+        Some(dir) => dir.join(path),
+        None => path.to_path_buf(),
+    }
+}
