@@ -3,6 +3,7 @@
 
 pub mod allow;
 pub mod backend;
+pub mod backends;
 pub mod cache;
 pub mod identity;
 pub mod metrics;
