@@ -66,7 +66,7 @@ pub fn check_suite_models(suite: &Suite) -> Result<(), crate::exit::Failure> {
 /// there are none, so local jobs fail as `backend_not_allowed`.
 pub fn local_engine(
     models: Vec<std::path::PathBuf>,
-) -> Option<Arc<dyn vigil_worker::backend::LocalBackend>> {
+) -> Option<Arc<dyn vigil_worker::backends::LocalBackend>> {
     if models.is_empty() {
         return None;
     }

@@ -11,16 +11,17 @@
 //! scorer) only talks to the trait: same concurrency, cache, spans, scorers
 //! and results whichever backend answers.
 //!
-//! A new backend kind is an [`EndpointKind`](vigil_protocol::EndpointKind)
-//! variant, one more implementation of [`Backend`] and one more arm in
-//! [`Backends::choose`] and [`Chosen`].
+//! A new backend kind is an [`EndpointKind`] variant, one more
+//! implementation of [`Backend`] and one more arm in [`Backends::choose`]
+//! and [`Chosen`] (the README's "Layout" lists the few other places).
 
 use crate::allow::AllowList;
-use crate::backend::{BackendClient, CallFailure, Completion, LocalBackend};
+use crate::backend::{BackendClient, CallFailure, Completion};
 use crate::identity::{Identity, ModelIdentities};
 use crate::retry::AdaptiveLimit;
 use crate::telemetry;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::Instrument;
 use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec};
@@ -59,6 +60,28 @@ pub trait Backend {
         target: &TargetSpec,
         run_id: &str,
     ) -> impl Future<Output = Identity> + Send;
+}
+
+/// The port of the in-process model for targets of kind `local` (the
+/// `vigil-local` crate implements it, so this crate carries no model code);
+/// [`LocalModels`] wraps it as a [`Backend`].
+pub trait LocalBackend: Send + Sync + std::fmt::Debug {
+    /// Whether this worker's own configuration allows loading the model file
+    /// a job names (a job is data, never authority).
+    fn allows(&self, model_path: &str) -> bool;
+
+    /// The file this worker loads for a job's `model_path` (`None`: not
+    /// allowed). By default the path itself, when allowed.
+    fn model_file(&self, model_path: &str) -> Option<PathBuf> {
+        self.allows(model_path).then(|| model_path.into())
+    }
+
+    /// Generates the answer to `prompt` with `target`'s sampling parameters.
+    fn complete<'a>(
+        &'a self,
+        target: &'a TargetSpec,
+        prompt: &'a Prompt,
+    ) -> futures::future::BoxFuture<'a, Result<Completion, CallFailure>>;
 }
 
 /// Whether `target` names where its model is: a model and a base URL, or a

@@ -10,8 +10,8 @@
 //! left so another worker takes it at once.
 
 use crate::allow::AllowList;
-use crate::backend::{BackendClient, LocalBackend};
-use crate::backends::{Backend, Backends, Call, Chosen};
+use crate::backend::BackendClient;
+use crate::backends::{Backend, Backends, Call, Chosen, LocalBackend};
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
