@@ -544,6 +544,109 @@ impl IoScorer for LlmJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{BackendClient, CallFailure, Completion};
+    use crate::backends::{Backends, LocalBackend};
+    use std::sync::Arc;
+    use vigil_protocol::scorers::io::placeholders;
+    use vigil_protocol::{Item, Job, ScorerKind, TargetSpec};
+
+    /// A local engine that allows one file and grades everything 4 on 1-5.
+    #[derive(Debug)]
+    struct Grader;
+
+    impl LocalBackend for Grader {
+        fn allows(&self, model_path: &str) -> bool {
+            model_path == "judge.gguf"
+        }
+        fn complete<'a>(
+            &'a self,
+            _: &'a TargetSpec,
+            prompt: &'a Prompt,
+        ) -> BoxFuture<'a, Result<Completion, CallFailure>> {
+            let asked = format!("{prompt:?}");
+            Box::pin(async move {
+                assert!(
+                    asked.contains("grade: 42"),
+                    "the rubric is filled in: {asked}"
+                );
+                Ok(Completion {
+                    text: "Good. Score: 4".into(),
+                    usage: Default::default(),
+                    finish_reason: None,
+                    model: None,
+                    latency_ms: 0.0,
+                    attempts: 1,
+                })
+            })
+        }
+    }
+
+    fn local_judge(model_path: Option<&str>) -> ScorerSpec {
+        ScorerSpec {
+            name: "j".into(),
+            threshold: None,
+            kind: ScorerKind::LlmJudge(JudgeParams {
+                judge: TargetSpec {
+                    kind: EndpointKind::Local,
+                    model: "judge".into(),
+                    model_path: model_path.map(str::to_string),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn build_with(spec: &ScorerSpec, env: &IoEnv) -> Result<LlmJudge, ScorerError> {
+        match &spec.kind {
+            ScorerKind::LlmJudge(p) => build(spec, p, env),
+            _ => unreachable!(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_judge_grades_in_process_when_the_worker_allows_its_file() {
+        let engine: Arc<dyn LocalBackend> = Arc::new(Grader);
+        let env = IoEnv::new(
+            Backends::new(BackendClient::new(), Default::default(), Some(engine)),
+            None,
+            Default::default(),
+        );
+        let judge = build_with(&local_judge(Some("judge.gguf")), &env).unwrap();
+        let item = Item {
+            scorer_prompts: [("j".to_string(), format!("grade: {}", placeholders::OUTPUT))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let job = Job::default();
+        let input = ScoreInput {
+            output: "42",
+            reference: None,
+            samples: &[],
+            item: &item,
+            job: &job,
+        };
+        let score = judge.score(input).await.unwrap();
+        assert_eq!((score.value, score.passed), (0.75, true), "{score:?}");
+
+        // Another file, or no engine at all: refused, naming the flag.
+        let refused = build_with(&local_judge(Some("other.gguf")), &env)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&refused, ScorerError::NotAllowed { message, .. } if message.contains("--allow-model other.gguf")),
+            "{refused}"
+        );
+        let no_engine = build_with(&local_judge(Some("judge.gguf")), &IoEnv::default());
+        assert!(matches!(no_engine, Err(ScorerError::NotAllowed { .. })));
+        // A local judge without its file is an invalid spec.
+        let invalid = build_with(&local_judge(None), &env).err().unwrap();
+        assert!(
+            matches!(invalid, ScorerError::InvalidParams { .. }),
+            "{invalid}"
+        );
+    }
 
     fn grade(text: &str) -> Result<(f64, f64), String> {
         parse_grade(text, 1.0, 5.0).map(|g| (g.raw, g.value))
