@@ -22,9 +22,8 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -144,7 +143,7 @@ struct Shared {
     config: WorkerConfig,
     backends: Backends,
     calls: Semaphore,
-    limits: Mutex<HashMap<String, Arc<AdaptiveLimit>>>,
+    limits: crate::retry::EndpointLimits,
     stats: Arc<WorkerStats>,
     max_payload: usize,
     cache: Option<crate::cache::ResponseCache>,
@@ -259,7 +258,7 @@ pub async fn run(
         js,
         backends,
         calls: Semaphore::new(config.concurrency.max(1)),
-        limits: Mutex::new(HashMap::new()),
+        limits: Default::default(),
         stats,
         config,
         scorer_env,
@@ -563,15 +562,6 @@ fn failed_item(item: &Item, kind: ErrorKind, message: impl Into<String>) -> Item
     }
 }
 
-fn limit_for(shared: &Shared, target: &TargetSpec) -> Arc<AdaptiveLimit> {
-    let key = format!("{}|{}", target.base_url, target.model);
-    let mut limits = shared.limits.lock().expect("limits lock");
-    limits
-        .entry(key)
-        .or_insert_with(|| Arc::new(AdaptiveLimit::new(target.max_concurrency.max(1) as usize)))
-        .clone()
-}
-
 async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
     if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
         return job
@@ -605,7 +595,7 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
                 .collect();
         }
     };
-    let limit = limit_for(shared, &job.target);
+    let limit = shared.limits.of(&job.target);
     let mut pending: FuturesUnordered<_> = job
         .items
         .iter()

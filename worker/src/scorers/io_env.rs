@@ -8,11 +8,10 @@ use super::external::{AllowedCommands, Processes};
 use crate::backend::{BackendClient, CallFailure, Completion};
 use crate::backends::{Backend, Backends, Call};
 use crate::cache::ResponseCache;
-use crate::retry::AdaptiveLimit;
+use crate::retry::{AdaptiveLimit, EndpointLimits};
 use crate::telemetry;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vigil_protocol::{Item, Job, Prompt, TargetSpec};
 
@@ -38,7 +37,7 @@ struct Inner {
     cache: Option<ResponseCache>,
     commands: AllowedCommands,
     processes: Processes,
-    limits: Mutex<HashMap<String, Arc<AdaptiveLimit>>>,
+    limits: EndpointLimits,
     stats: Arc<IoStats>,
 }
 
@@ -65,7 +64,7 @@ impl IoEnv {
                 cache,
                 commands,
                 processes: Processes::new(stats.clone()),
-                limits: Mutex::new(HashMap::new()),
+                limits: Default::default(),
                 stats,
             }),
         }
@@ -113,12 +112,7 @@ impl IoEnv {
 
     /// The adaptive limit of an endpoint, shared by every job of the worker.
     pub(crate) fn limit(&self, target: &TargetSpec) -> Arc<AdaptiveLimit> {
-        let key = format!("{}|{}", target.base_url, target.model);
-        let mut limits = self.inner.limits.lock().expect("limits lock");
-        limits
-            .entry(key)
-            .or_insert_with(|| Arc::new(AdaptiveLimit::new(target.max_concurrency.max(1) as usize)))
-            .clone()
+        self.inner.limits.of(target)
     }
 
     /// Counts one request sent to a backend.
