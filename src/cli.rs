@@ -314,7 +314,7 @@ pub struct WorkerArgs {
     /// other command fail their items.
     #[arg(long = "allow-scorer-command", value_name = "COMMAND")]
     pub allow_scorer_command: Vec<String>,
-    /// A GGUF model file this worker may load for `local` targets. Repeatable;
+    /// A GGUF model file this worker may load for `local` targets and judges. Repeatable;
     /// also read comma-separated from VIGIL_ALLOW_MODEL.
     #[arg(long = "allow-model", value_name = "FILE")]
     pub allow_models: Vec<PathBuf>,

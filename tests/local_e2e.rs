@@ -138,3 +138,60 @@ async fn local_items_run_through_nats_and_unallowed_models_are_refused() {
     assert_eq!(s["items_failed"], ITEMS.len(), "{s:#}");
     assert_eq!(s["errors"]["backend_not_allowed"], ITEMS.len(), "{s:#}");
 }
+
+/// A local model as an in-process `llm_judge`: `vigil run` (embedded
+/// nats-server, in-process worker) asks the stub for the answers and the
+/// SmolLM2 file, named only by the judge's block, for the grades. The suite
+/// alone allows the file; every item gets a judge score.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_local_model_judges_in_process() {
+    let model = model_path();
+    let stub = vigil_testkit::stub::StubServer::start(Default::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("sums.jsonl"),
+        "{\"id\": \"a\", \"question\": \"What is 2 + 3?\", \"answer\": \"5\"}\n\
+         {\"id\": \"b\", \"question\": \"What is 4 + 4?\", \"answer\": \"8\"}\n",
+    )
+    .unwrap();
+    let suite = dir.path().join("judged.yaml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"name: judged
+dataset: {{ path: sums.jsonl, id_field: id }}
+prompt: {{ user: "{{{{ question }}}}" }}
+targets:
+  - {{ name: stub, kind: chat, base_url: {url}, model: stub-model, params: {{ temperature: 0, max_tokens: 8 }} }}
+scorers:
+  - name: judge
+    kind: llm_judge
+    reference: "{{{{ answer }}}}"
+    judge: {{ kind: local, model_path: {model}, params: {{ temperature: 0, max_tokens: 1 }} }}
+    scale: [0, 10]
+    system: "Rate answers from 0 to 10. Reply with a number only."
+    rubric: "Question: {{{{ prompt }}}}\nAnswer: {{{{ output }}}}\nReference: {{{{ reference }}}}\nRating (0 to 10):"
+"#,
+            url = stub.base_url(),
+            model = model.display()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("judged.json");
+    let output = run(vigil()
+        .arg("run")
+        .arg(&suite)
+        .args(["--no-progress", "--state-dir"])
+        .arg(dir.path().join("state"))
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(output.status.code(), Some(0));
+    let s = read_summary(&out);
+    // Every item's answer got a grade from the local judge (a score, not a
+    // scorer error): SmolLM2-135M's grades themselves are not the point.
+    assert_eq!(s["items_scored"], 2, "{s:#}");
+    assert_eq!(s["items_failed"], 0, "{s:#}");
+    assert_eq!(s["scores"]["judge"]["n_scored"], 2, "{s:#}");
+}

@@ -8,7 +8,7 @@ use local_common::{MODEL_FILE, model_path};
 use std::sync::{Arc, OnceLock};
 use vigil_local::{FinishReason, GenerateRequest, LocalEngine, LocalModel, PromptInput};
 use vigil_protocol::{ChatMessage, EndpointKind, ErrorKind, Prompt, SamplingParams, TargetSpec};
-use vigil_worker::backend::LocalBackend;
+use vigil_worker::backends::LocalBackend;
 
 /// One load for every test of this binary.
 fn model() -> Arc<LocalModel> {

@@ -11,7 +11,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use vigil_local::LocalEngine;
 use vigil_protocol::{ChatMessage, EndpointKind, Prompt, SamplingParams, TargetSpec};
-use vigil_worker::backend::{BackendClient, LocalBackend};
+use vigil_worker::backend::BackendClient;
+use vigil_worker::backends::LocalBackend;
 use vigil_worker::retry::AdaptiveLimit;
 
 /// Starts `vigil serve-model` on a free port; returns it and its base URL.

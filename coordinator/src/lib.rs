@@ -2,6 +2,63 @@
 //! run summary with confidence intervals, and gates on it.
 //!
 //! It never calls a model backend: workers do.
+//!
+//! # Layout
+//!
+//! A run flows one way through these groups of modules; [`run::run`] drives
+//! one run (a suite against one target) from the dataset to the published
+//! summary.
+//!
+//! **Plan**: what to evaluate, checked before anything is published.
+//!
+//! - [`suite`]: the suite file. `mod.rs` holds the suite types and `load`,
+//!   `raw.rs` the file format as written, `check.rs` the checker (errors
+//!   name the file, field and line), `scorers.rs` the scorer entries (read
+//!   into `vigil_protocol::ScorerKind`), with `text_scorers.rs`,
+//!   `io_scorers.rs` and `code_exec.rs` for the kinds with suite-only keys.
+//! - [`validate`]: `vigil validate` (every item rendered for every target
+//!   kind) and [`validate::check_suite`], the check before publish.
+//! - [`dataset`]: streaming JSONL and CSV readers.
+//! - [`render`]: dataset records into wire items (prompt, references, id,
+//!   tags, judge rubrics).
+//!
+//! **Dispatch**: jobs out.
+//!
+//! - [`run`]: one run, in the order that never loses an item.
+//! - [`dispatch`]: shards of items become jobs on `vigil.jobs.<pool>`.
+//! - [`resume`]: run state in the `vigil-runs` bucket; resuming a run whose
+//!   coordinator died.
+//!
+//! **Collect**: results in.
+//!
+//! - [`aggregate`]: job results into a [`vigil_protocol::RunSummary`],
+//!   each item once.
+//! - `reconcile` (private): jobs that will never answer are failed, not
+//!   waited for.
+//! - [`stats`]: incremental, mergeable statistics (intervals, latency,
+//!   Welford); [`slices`]: per-tag accumulators; [`text_metrics`]: corpus
+//!   BLEU and per-class metrics.
+//! - [`metrics`]: the coordinator's Prometheus metrics.
+//!
+//! **After the run**: what a finished summary goes through.
+//!
+//! - [`gates`]: the conditions that decide the exit code.
+//! - [`continuous`]: manifest, stored scores, the comparison with the
+//!   baseline, alerts, in that order.
+//! - [`manifest`]: everything that determines a summary.
+//! - [`scores_store`] and [`item_ids`]: per-item scores and ids kept for
+//!   later comparisons.
+//! - [`compare`]: paired comparison of two runs (bootstrap, McNemar, Holm).
+//! - [`history`]: the run history, baselines and retention.
+//! - [`alerts`]: a failed gate published on `vigil.alerts.<suite>`.
+//!
+//! **Output**: for people and CI.
+//!
+//! - [`table`] and [`table_text`]: the terminal report.
+//! - [`report`]: HTML, JUnit XML and Markdown.
+//!
+//! Where a new scorer kind, backend kind, command or wire field goes: the
+//! README's "Layout" section.
 
 pub mod aggregate;
 pub mod alerts;

@@ -15,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{OnceCell, Semaphore};
 use vigil_protocol::{ErrorKind, Prompt, TargetSpec, TokenUsage};
-use vigil_worker::backend::{CallFailure, Completion, LocalBackend};
+use vigil_worker::backend::{CallFailure, Completion};
+use vigil_worker::backends::LocalBackend;
 
 /// Concurrent generations by default: one per core, at most two. Each
 /// generation is CPU-bound, so more only adds memory and latency.

@@ -27,20 +27,24 @@ pub fn allow_list(
 }
 
 /// Allows every target of a suite, and every judge and embedder its
-/// scorers call, each with its own `api_key_env` (`local` targets are
-/// allowed through [`local_engine`]).
+/// scorers call, each with its own `api_key_env` (`local` targets and
+/// judges are allowed through [`local_engine`]).
 pub fn add_suite_targets(list: &mut AllowList, suite: &Suite) {
-    let http_targets = suite.targets.iter().filter(|t| t.model_path.is_none());
-    for target in http_targets.chain(suite.scorer_endpoints()) {
+    let endpoints = suite.targets.iter().chain(suite.scorer_endpoints());
+    for target in endpoints.filter(|t| t.model_path.is_none()) {
         list.push(&target.base_url, target.api_key_env.clone(), &|name| {
             std::env::var(name).ok()
         });
     }
 }
 
-/// The model files of a suite's `local` targets.
+/// The model files of a suite's `local` targets and `local` judges.
 pub fn suite_models(suite: &Suite) -> impl Iterator<Item = std::path::PathBuf> + '_ {
-    suite.targets.iter().filter_map(|t| t.model_path.clone())
+    let endpoints = suite.targets.iter().chain(suite.scorer_endpoints());
+    let mut seen = std::collections::HashSet::new();
+    endpoints
+        .filter_map(|t| t.model_path.clone())
+        .filter(move |p| seen.insert(p.clone()))
 }
 
 /// Fails with a clear message when a suite's local model file is missing
@@ -62,7 +66,7 @@ pub fn check_suite_models(suite: &Suite) -> Result<(), crate::exit::Failure> {
 /// there are none, so local jobs fail as `backend_not_allowed`.
 pub fn local_engine(
     models: Vec<std::path::PathBuf>,
-) -> Option<Arc<dyn vigil_worker::backend::LocalBackend>> {
+) -> Option<Arc<dyn vigil_worker::backends::LocalBackend>> {
     if models.is_empty() {
         return None;
     }

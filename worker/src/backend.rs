@@ -1,7 +1,9 @@
 //! The OpenAI-compatible HTTP client: one pooled `reqwest` client per
 //! worker, one call per item with a per-attempt timeout, retries with
 //! full-jitter backoff (or the server's `Retry-After`), and the target's
-//! [`AdaptiveLimit`] around every attempt.
+//! [`AdaptiveLimit`] around every attempt. It is the engine of
+//! [`crate::backends::HttpBackend`]; [`Completion`] and [`CallFailure`] are
+//! what every backend answers.
 //!
 //! API keys go into the `Authorization` header and nowhere else: error
 //! messages are built from redacted parts (reqwest errors without their
@@ -50,28 +52,6 @@ pub struct CallFailure {
     pub message: String,
     /// HTTP attempts made (0 when the request was refused before any).
     pub attempts: u32,
-}
-
-/// An in-process model for targets of kind `local` (the `vigil-local` crate
-/// implements it, so this crate carries no model code). The worker calls it
-/// where it would call the HTTP client: same concurrency, scoring, results.
-pub trait LocalBackend: Send + Sync + std::fmt::Debug {
-    /// Whether this worker's own configuration allows loading the model file
-    /// a job names (a job is data, never authority).
-    fn allows(&self, model_path: &str) -> bool;
-
-    /// The file this worker loads for a job's `model_path` (`None`: not
-    /// allowed). By default the path itself, when allowed.
-    fn model_file(&self, model_path: &str) -> Option<std::path::PathBuf> {
-        self.allows(model_path).then(|| model_path.into())
-    }
-
-    /// Generates the answer to `prompt` with `target`'s sampling parameters.
-    fn complete<'a>(
-        &'a self,
-        target: &'a TargetSpec,
-        prompt: &'a Prompt,
-    ) -> futures::future::BoxFuture<'a, Result<Completion, CallFailure>>;
 }
 
 /// A pooled HTTP client for OpenAI-compatible backends.

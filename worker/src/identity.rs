@@ -15,7 +15,8 @@
 //! server answered with an error or not at all) bypasses the cache for that
 //! run on that worker: better a backend call than an answer from another model.
 
-use crate::backend::{BackendClient, LocalBackend};
+use crate::backend::BackendClient;
+use crate::backends::LocalBackend;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;

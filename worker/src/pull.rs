@@ -10,7 +10,8 @@
 //! left so another worker takes it at once.
 
 use crate::allow::AllowList;
-use crate::backend::{BackendClient, LocalBackend};
+use crate::backend::BackendClient;
+use crate::backends::{Backend, Backends, Call, Chosen, LocalBackend};
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
@@ -21,17 +22,15 @@ use async_nats::jetstream::{
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
-    EndpointKind, ErrorKind, Item, ItemError, ItemResult, Job, JobResult, TargetSpec, headers,
-    subjects,
+    ErrorKind, Item, ItemError, ItemResult, Job, JobResult, TargetSpec, headers, subjects,
 };
 
 /// How a worker runs.
@@ -142,14 +141,13 @@ struct Shared {
     client: async_nats::Client,
     js: jetstream::Context,
     config: WorkerConfig,
-    backend: BackendClient,
+    backends: Backends,
     calls: Semaphore,
-    limits: Mutex<HashMap<String, Arc<AdaptiveLimit>>>,
+    limits: crate::retry::EndpointLimits,
     stats: Arc<WorkerStats>,
     max_payload: usize,
     cache: Option<crate::cache::ResponseCache>,
     scorer_env: ScorerEnv,
-    identities: crate::identity::ModelIdentities,
     run_states: crate::run_state::RunStates,
 }
 
@@ -218,7 +216,11 @@ pub async fn run(
             None
         }
     };
-    let backend = BackendClient::new();
+    let backends = Backends::new(
+        BackendClient::new(),
+        config.allow.clone(),
+        config.local.clone(),
+    );
     let sandbox = match config.code_exec {
         Some(mode) => {
             // Probed (and logged) once, before the first job.
@@ -236,8 +238,7 @@ pub async fn run(
     let scorer_env = ScorerEnv {
         sandbox,
         io: scorers::io_env::IoEnv::new(
-            backend.clone(),
-            config.allow.clone(),
+            backends.clone(),
             cache.clone(),
             config.scorer_commands.clone(),
         ),
@@ -250,15 +251,14 @@ pub async fn run(
         }
     };
     let shared = Arc::new(Shared {
-        identities: Default::default(),
         run_states: crate::run_state::RunStates::new(run_states, RUN_STATE_TTL),
         cache,
         max_payload: client.server_info().max_payload,
         client,
         js,
-        backend,
+        backends,
         calls: Semaphore::new(config.concurrency.max(1)),
-        limits: Mutex::new(HashMap::new()),
+        limits: Default::default(),
         stats,
         config,
         scorer_env,
@@ -562,15 +562,6 @@ fn failed_item(item: &Item, kind: ErrorKind, message: impl Into<String>) -> Item
     }
 }
 
-fn limit_for(shared: &Shared, target: &TargetSpec) -> Arc<AdaptiveLimit> {
-    let key = format!("{}|{}", target.base_url, target.model);
-    let mut limits = shared.limits.lock().expect("limits lock");
-    limits
-        .entry(key)
-        .or_insert_with(|| Arc::new(AdaptiveLimit::new(target.max_concurrency.max(1) as usize)))
-        .clone()
-}
-
 async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
     if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
         return job
@@ -579,32 +570,15 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
             .map(|i| failed_item(i, ErrorKind::Deadline, "run deadline passed"))
             .collect();
     }
-    let api_key = if job.target.kind == EndpointKind::Local {
-        let path = job.target.model_path.as_deref().unwrap_or("");
-        if !shared.config.local.as_ref().is_some_and(|l| l.allows(path)) {
-            let reason = format!(
-                "model file `{path}` is not allowed on this worker (start the worker with --allow-model {path})"
-            );
-            return job
-                .items
-                .iter()
-                .map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone()))
-                .collect();
-        }
-        None
-    } else if let Some(api_key) = shared.config.allow.lookup(&job.target.base_url) {
-        api_key
-    } else {
-        let reason = format!(
-            "backend {} is not in this worker's allow list (start the worker with --allow {})",
-            job.target.base_url, job.target.base_url
-        );
+    // Chosen once for the whole job: every item and sample goes to it.
+    let backend = shared.backends.choose(&job.target);
+    if let Err(reason) = backend.allows(&job.target) {
         return job
             .items
             .iter()
             .map(|i| failed_item(i, ErrorKind::BackendNotAllowed, reason.clone()))
             .collect();
-    };
+    }
     let built: Result<Vec<Built>, _> = job
         .scorers
         .iter()
@@ -621,11 +595,11 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
                 .collect();
         }
     };
-    let limit = limit_for(shared, &job.target);
+    let limit = shared.limits.of(&job.target);
     let mut pending: FuturesUnordered<_> = job
         .items
         .iter()
-        .map(|item| evaluate_item(shared, job, item, api_key, &scorers, &limit))
+        .map(|item| evaluate_item(shared, job, item, backend, &scorers, &limit))
         .collect();
     let mut results = Vec::with_capacity(job.items.len());
     while let Some(result) = pending.next().await {
@@ -639,7 +613,7 @@ async fn evaluate_item(
     shared: &Shared,
     job: &Job,
     item: &Item,
-    api_key: Option<&str>,
+    backend: Chosen<'_>,
     scorers: &[Built],
     limit: &AdaptiveLimit,
 ) -> ItemResult {
@@ -652,7 +626,7 @@ async fn evaluate_item(
     let calls = (0..n).map(|i| {
         let target = crate::sampling::target_for_sample(&job.target, i);
         let span = &span;
-        async move { call_model(shared, job, &target, item, api_key, limit, span).await }
+        async move { call_model(shared, job, &target, item, backend, limit, span).await }
     });
     let mut samples = Vec::with_capacity(n as usize);
     let mut call = None;
@@ -764,11 +738,17 @@ async fn call_model(
     job: &Job,
     target: &TargetSpec,
     item: &Item,
-    api_key: Option<&str>,
+    backend: Chosen<'_>,
     limit: &AdaptiveLimit,
     span: &tracing::Span,
 ) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
-    let identity = model_identity(shared, job, target, api_key).await;
+    // What identifies the model is looked up only when the job may use the
+    // cache (remembered per worker, run and target).
+    let identity = if crate::cache::allowed(shared.cache.as_ref(), job) {
+        backend.fingerprint(target, &job.run_id).await
+    } else {
+        crate::identity::Identity::NotReported
+    };
     let lookup = crate::cache::lookup_identified(
         shared.cache.as_ref(),
         job,
@@ -786,59 +766,16 @@ async fn call_model(
         return Err(None);
     }
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-    // A `local` target runs in this process, through the same slots, cache,
-    // span and scorers as an HTTP one.
-    let call = match (&target.kind, &shared.config.local) {
-        (EndpointKind::Local, Some(local)) => {
-            local
-                .complete(target, &item.prompt)
-                .instrument(span.clone())
-                .await
-        }
-        _ => {
-            shared
-                .backend
-                .complete(
-                    target,
-                    api_key,
-                    &item.prompt,
-                    limit,
-                    &telemetry::http_headers(span),
-                )
-                .instrument(span.clone())
-                .await
-        }
-    };
+    // Whichever backend answers, the call goes through the same slots,
+    // cache, span and scorers.
+    let call = backend
+        .complete(target, &item.prompt, Call { limit, span })
+        .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     if let Ok(completion) = &call {
         lookup.store(completion).await;
     }
     call.map(|c| (c, false)).map_err(Some)
-}
-
-/// What identifies `target`'s model for the cache key (looked up only when
-/// the job may use the cache; remembered per worker, run and target).
-async fn model_identity(
-    shared: &Shared,
-    job: &Job,
-    target: &TargetSpec,
-    api_key: Option<&str>,
-) -> crate::identity::Identity {
-    if !crate::cache::allowed(shared.cache.as_ref(), job) {
-        return crate::identity::Identity::NotReported;
-    }
-    match (&target.kind, &shared.config.local) {
-        (EndpointKind::Local, Some(local)) => {
-            let path = target.model_path.as_deref().unwrap_or("");
-            shared.identities.local(local.as_ref(), path).await
-        }
-        _ => {
-            shared
-                .identities
-                .http(&shared.backend, &job.run_id, target, api_key)
-                .await
-        }
-    }
 }
 
 async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), async_nats::Error> {

@@ -273,6 +273,24 @@ impl AdaptiveLimit {
     }
 }
 
+/// One [`AdaptiveLimit`] per endpoint and model (`base_url|model`), created
+/// on first use from the target's `max_concurrency` and shared by every job
+/// of the worker that calls it.
+#[derive(Debug, Default)]
+pub struct EndpointLimits(Mutex<std::collections::HashMap<String, Arc<AdaptiveLimit>>>);
+
+impl EndpointLimits {
+    /// The limit of `target`'s endpoint and model.
+    pub fn of(&self, target: &vigil_protocol::TargetSpec) -> Arc<AdaptiveLimit> {
+        let key = format!("{}|{}", target.base_url, target.model);
+        let mut limits = self.0.lock().expect("limits lock");
+        limits
+            .entry(key)
+            .or_insert_with(|| Arc::new(AdaptiveLimit::new(target.max_concurrency.max(1) as usize)))
+            .clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

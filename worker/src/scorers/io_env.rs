@@ -1,19 +1,17 @@
 //! What the judge, embedding and external scorers use from the worker that
-//! runs them: its backend client and allow list (a judge's key comes from
-//! the worker, never the job), its response cache, one adaptive limit per
+//! runs them: its backends (a judge is an HTTP or a local model; its key
+//! comes from the worker's allow list, never the job), its response cache, one adaptive limit per
 //! judge or embedder endpoint, the external commands it allows and their
 //! long-lived processes.
 
 use super::external::{AllowedCommands, Processes};
-use crate::allow::AllowList;
 use crate::backend::{BackendClient, CallFailure, Completion};
+use crate::backends::{Backend, Backends, Call};
 use crate::cache::ResponseCache;
-use crate::retry::AdaptiveLimit;
+use crate::retry::{AdaptiveLimit, EndpointLimits};
 use crate::telemetry;
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vigil_protocol::{Item, Job, Prompt, TargetSpec};
 
@@ -35,12 +33,11 @@ pub struct IoEnv {
 }
 
 struct Inner {
-    backend: BackendClient,
-    allow: AllowList,
+    backends: Backends,
     cache: Option<ResponseCache>,
     commands: AllowedCommands,
     processes: Processes,
-    limits: Mutex<HashMap<String, Arc<AdaptiveLimit>>>,
+    limits: EndpointLimits,
     stats: Arc<IoStats>,
 }
 
@@ -48,33 +45,26 @@ impl Default for IoEnv {
     /// Nothing allowed, no cache: judge and embedding scorers fail their
     /// items as not allowed, external scorers as not allowed.
     fn default() -> Self {
-        IoEnv::new(
-            BackendClient::new(),
-            AllowList::default(),
-            None,
-            AllowedCommands::default(),
-        )
+        IoEnv::new(Backends::default(), None, AllowedCommands::default())
     }
 }
 
 impl IoEnv {
-    /// The environment of a worker with this backend client, allow list,
-    /// response cache and allowed external commands.
+    /// The environment of a worker with these backends, response cache and
+    /// allowed external commands.
     pub fn new(
-        backend: BackendClient,
-        allow: AllowList,
+        backends: Backends,
         cache: Option<ResponseCache>,
         commands: AllowedCommands,
     ) -> Self {
         let stats = Arc::new(IoStats::default());
         IoEnv {
             inner: Arc::new(Inner {
-                backend,
-                allow,
+                backends,
                 cache,
                 commands,
                 processes: Processes::new(stats.clone()),
-                limits: Mutex::new(HashMap::new()),
+                limits: Default::default(),
                 stats,
             }),
         }
@@ -85,9 +75,14 @@ impl IoEnv {
         self.inner.stats.clone()
     }
 
-    /// The worker's backend client.
+    /// The worker's HTTP client.
     pub(crate) fn backend(&self) -> &BackendClient {
-        &self.inner.backend
+        self.inner.backends.http().client()
+    }
+
+    /// The worker's backends.
+    pub(crate) fn backends(&self) -> &Backends {
+        &self.inner.backends
     }
 
     /// The response cache, if the worker has one.
@@ -109,19 +104,15 @@ impl IoEnv {
     /// the URL is not allowed, `Some(None)` when it is allowed without a key.
     pub(crate) fn api_key(&self, base_url: &str) -> Option<Option<String>> {
         self.inner
-            .allow
-            .lookup(base_url)
+            .backends
+            .http()
+            .api_key(base_url)
             .map(|k| k.map(str::to_string))
     }
 
     /// The adaptive limit of an endpoint, shared by every job of the worker.
     pub(crate) fn limit(&self, target: &TargetSpec) -> Arc<AdaptiveLimit> {
-        let key = format!("{}|{}", target.base_url, target.model);
-        let mut limits = self.inner.limits.lock().expect("limits lock");
-        limits
-            .entry(key)
-            .or_insert_with(|| Arc::new(AdaptiveLimit::new(target.max_concurrency.max(1) as usize)))
-            .clone()
+        self.inner.limits.of(target)
     }
 
     /// Counts one request sent to a backend.
@@ -139,14 +130,14 @@ impl IoEnv {
 }
 
 /// Sends `prompt` to a judge `target` the way the worker sends an item's
-/// prompt to its model: the key from the allow list, the job's cache policy
+/// prompt to its model: the backend its kind chooses (an HTTP server with
+/// the key from the allow list, or a local model), the job's cache policy
 /// (keyed by the judge's endpoint, model, parameters and the rendered
 /// rubric, so a changed rubric or judge model misses), retries, and a
 /// model-call span (with the GenAI attributes) under the current span, which
 /// is the scorer's.
 pub(crate) async fn call_judge(
     env: &IoEnv,
-    api_key: Option<&str>,
     target: &TargetSpec,
     prompt: &Prompt,
     job: &Job,
@@ -183,15 +174,16 @@ pub(crate) async fn call_judge(
     let limit = env.limit(target);
     env.count_call();
     let call = env
-        .backend()
+        .backends()
+        .choose(target)
         .complete(
             target,
-            api_key,
             prompt,
-            &limit,
-            &telemetry::http_headers(&span),
+            Call {
+                limit: &limit,
+                span: &span,
+            },
         )
-        .instrument(span.clone())
         .await;
     match call {
         Ok(completion) => {

@@ -3,9 +3,10 @@
 //! The coordinator renders the rubric per item over the item's fields; the
 //! worker fills in the output, the reference and the prompt
 //! ([`vigil_protocol::scorers::io::fill`]), sends it to the judge target
-//! through the worker's backend client (key from the worker's allow list,
-//! the job's cache policy, a model-call span under the scorer's span), and
-//! parses the answer:
+//! through the worker's backend for its kind ([`crate::backends`]: an
+//! OpenAI-compatible server with the key from the worker's allow list, or a
+//! `local` GGUF model run in-process), with the job's cache policy and a
+//! model-call span under the scorer's span, and parses the answer:
 //!
 //! - single mode: a score on the configured scale (`Score: 4`, `Rating:
 //!   [[4]]`, `4/5`, JSON `{"score": 4, "rationale": ".."}`), mapped to [0, 1];
@@ -19,6 +20,7 @@
 
 use super::io_env::{IoEnv, call_judge};
 use super::{Common, IoScorer, ScoreInput, ScoreOutcome, ScorerError, quote};
+use crate::backends::Backend;
 use futures::future::BoxFuture;
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -330,12 +332,11 @@ pub struct LlmJudge {
     common: Common,
     params: JudgeParams,
     env: IoEnv,
-    api_key: Option<String>,
 }
 
-/// Builds an `llm_judge` scorer: the judge's endpoint must be in the
-/// worker's allow list (which also gives its key) and the scale must make
-/// sense.
+/// Builds an `llm_judge` scorer: the worker must allow the judge (an HTTP
+/// endpoint in its allow list, which also gives its key, or a local model
+/// file it was started with) and the scale must make sense.
 pub fn build(
     spec: &ScorerSpec,
     params: &JudgeParams,
@@ -345,26 +346,18 @@ pub fn build(
         scorer: spec.name.clone(),
         message,
     };
-    if params.judge.kind == EndpointKind::Local {
+    super::validated(spec)?;
+    if !crate::backends::addressed(&params.judge) {
         return Err(invalid(
-            "a local model cannot judge in-process: serve it with `vigil serve-model` \
-             and name that server as a chat judge"
-                .into(),
+            "the judge needs a base_url and a model (a local judge: a model_path)".into(),
         ));
     }
-    super::validated(spec)?;
-    if params.judge.base_url.is_empty() || params.judge.model.is_empty() {
-        return Err(invalid("the judge needs a base_url and a model".into()));
-    }
-    let Some(api_key) = env.api_key(&params.judge.base_url) else {
+    if let Err(reason) = env.backends().choose(&params.judge).allows(&params.judge) {
         return Err(ScorerError::NotAllowed {
             scorer: spec.name.clone(),
-            message: format!(
-                "judge backend {url} is not in this worker's allow list (start the worker with --allow {url})",
-                url = params.judge.base_url
-            ),
+            message: format!("judge {reason}"),
         });
-    };
+    }
     Ok(LlmJudge {
         common: Common {
             name: spec.name.clone(),
@@ -372,7 +365,6 @@ pub fn build(
         },
         params: params.clone(),
         env: env.clone(),
-        api_key,
     })
 }
 
@@ -390,7 +382,7 @@ impl LlmJudge {
     ) -> Result<String, String> {
         let judge = &self.params.judge;
         let prompt = match judge.kind {
-            // `Local` judges are refused in `build`; chat is the nearest shape.
+            // A local model is asked in chat form (its GGUF's chat template).
             EndpointKind::Chat | EndpointKind::Local => {
                 let mut messages = Vec::with_capacity(2);
                 if let Some(system) = &self.params.system {
@@ -410,18 +402,10 @@ impl LlmJudge {
                 None => Prompt::Completion(text),
             },
         };
-        call_judge(
-            &self.env,
-            self.api_key.as_deref(),
-            judge,
-            &prompt,
-            input.job,
-            input.item,
-            role,
-        )
-        .await
-        .map(|c| c.text)
-        .map_err(|f| format!("judge call failed: {f}"))
+        call_judge(&self.env, judge, &prompt, input.job, input.item, role)
+            .await
+            .map(|c| c.text)
+            .map_err(|f| format!("judge call failed: {f}"))
     }
 
     async fn single(&self, rubric: &str, input: ScoreInput<'_>) -> ScoreOutcome {
@@ -560,6 +544,109 @@ impl IoScorer for LlmJudge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::{BackendClient, CallFailure, Completion};
+    use crate::backends::{Backends, LocalBackend};
+    use std::sync::Arc;
+    use vigil_protocol::scorers::io::placeholders;
+    use vigil_protocol::{Item, Job, ScorerKind, TargetSpec};
+
+    /// A local engine that allows one file and grades everything 4 on 1-5.
+    #[derive(Debug)]
+    struct Grader;
+
+    impl LocalBackend for Grader {
+        fn allows(&self, model_path: &str) -> bool {
+            model_path == "judge.gguf"
+        }
+        fn complete<'a>(
+            &'a self,
+            _: &'a TargetSpec,
+            prompt: &'a Prompt,
+        ) -> BoxFuture<'a, Result<Completion, CallFailure>> {
+            let asked = format!("{prompt:?}");
+            Box::pin(async move {
+                assert!(
+                    asked.contains("grade: 42"),
+                    "the rubric is filled in: {asked}"
+                );
+                Ok(Completion {
+                    text: "Good. Score: 4".into(),
+                    usage: Default::default(),
+                    finish_reason: None,
+                    model: None,
+                    latency_ms: 0.0,
+                    attempts: 1,
+                })
+            })
+        }
+    }
+
+    fn local_judge(model_path: Option<&str>) -> ScorerSpec {
+        ScorerSpec {
+            name: "j".into(),
+            threshold: None,
+            kind: ScorerKind::LlmJudge(JudgeParams {
+                judge: TargetSpec {
+                    kind: EndpointKind::Local,
+                    model: "judge".into(),
+                    model_path: model_path.map(str::to_string),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+        }
+    }
+
+    fn build_with(spec: &ScorerSpec, env: &IoEnv) -> Result<LlmJudge, ScorerError> {
+        match &spec.kind {
+            ScorerKind::LlmJudge(p) => build(spec, p, env),
+            _ => unreachable!(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_judge_grades_in_process_when_the_worker_allows_its_file() {
+        let engine: Arc<dyn LocalBackend> = Arc::new(Grader);
+        let env = IoEnv::new(
+            Backends::new(BackendClient::new(), Default::default(), Some(engine)),
+            None,
+            Default::default(),
+        );
+        let judge = build_with(&local_judge(Some("judge.gguf")), &env).unwrap();
+        let item = Item {
+            scorer_prompts: [("j".to_string(), format!("grade: {}", placeholders::OUTPUT))]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        let job = Job::default();
+        let input = ScoreInput {
+            output: "42",
+            reference: None,
+            samples: &[],
+            item: &item,
+            job: &job,
+        };
+        let score = judge.score(input).await.unwrap();
+        assert_eq!((score.value, score.passed), (0.75, true), "{score:?}");
+
+        // Another file, or no engine at all: refused, naming the flag.
+        let refused = build_with(&local_judge(Some("other.gguf")), &env)
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&refused, ScorerError::NotAllowed { message, .. } if message.contains("--allow-model other.gguf")),
+            "{refused}"
+        );
+        let no_engine = build_with(&local_judge(Some("judge.gguf")), &IoEnv::default());
+        assert!(matches!(no_engine, Err(ScorerError::NotAllowed { .. })));
+        // A local judge without its file is an invalid spec.
+        let invalid = build_with(&local_judge(None), &env).err().unwrap();
+        assert!(
+            matches!(invalid, ScorerError::InvalidParams { .. }),
+            "{invalid}"
+        );
+    }
 
     fn grade(text: &str) -> Result<(f64, f64), String> {
         parse_grade(text, 1.0, 5.0).map(|g| (g.raw, g.value))

@@ -159,8 +159,8 @@ pub struct ScorerEnv {
     /// not run programs (no `--allow-code-exec`), and `code_exec` items fail
     /// as `not_allowed`.
     pub sandbox: Option<std::sync::Arc<crate::sandbox::Sandbox>>,
-    /// Backend client, allow list, response cache and external processes
-    /// of the judge, embedding and external scorers.
+    /// The worker's backends, response cache and external processes, for
+    /// the judge, embedding and external scorers.
     pub io: io_env::IoEnv,
 }
 
