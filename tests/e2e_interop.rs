@@ -73,7 +73,10 @@ async fn python_subscriber_reads_the_summary_as_a_map() {
         serde_json::from_slice(&printed.stdout).expect("python printed JSON");
     assert_eq!(theirs["subject"], "vigil.runs.arith.stub");
     assert_eq!(theirs["content_type"], "application/msgpack");
-    assert_eq!(theirs["schema"], "1");
+    assert_eq!(
+        theirs["schema"],
+        vigil_protocol::SCHEMA_VERSION.to_string().as_str()
+    );
     let summary = &theirs["summary"];
     assert_eq!(summary["run_id"], ours["run_id"]);
     assert_eq!(summary["items_total"], 300);

@@ -129,7 +129,10 @@ async fn separate_worker_processes_and_a_raw_subscriber_on_vigil_runs() {
         headers.get("Content-Type").unwrap().as_str(),
         "application/msgpack"
     );
-    assert_eq!(headers.get("Vigil-Schema").unwrap().as_str(), "1");
+    assert_eq!(
+        headers.get("Vigil-Schema").unwrap().as_str(),
+        vigil_protocol::SCHEMA_VERSION.to_string()
+    );
     let value = rmpv::decode::read_value(&mut &message.payload[..]).unwrap();
     let map = value.as_map().expect("a map");
     let get = |key: &str| {

@@ -175,9 +175,10 @@ async fn jobs_a_worker_cannot_read_end_their_run_with_failed_items() {
         "deadline {deadline} is not 24 h from {now_ms}"
     );
 
-    // Job 0: a schema this worker cannot read (a breaking change: Min = 2).
-    let newer = with_header(&jobs[0].headers, "Vigil-Schema", "2");
-    let newer = with_header(&newer, "Vigil-Schema-Min", "2");
+    // Job 0: a schema this worker cannot read (a breaking change: Min = N).
+    let next = (vigil_protocol::SCHEMA_VERSION + 1).to_string();
+    let newer = with_header(&jobs[0].headers, "Vigil-Schema", &next);
+    let newer = with_header(&newer, "Vigil-Schema-Min", &next);
     replace_job(
         &js,
         &jobs[0],
@@ -206,7 +207,7 @@ async fn jobs_a_worker_cannot_read_end_their_run_with_failed_items() {
     // Job 3: a newer schema with an added field only (Min stays 1): read and evaluated.
     let mut value = serde_json::to_value(&jobs[3].job).unwrap();
     value["a_field_from_the_future"] = serde_json::json!({"x": [1, 2]});
-    let additive = with_header(&jobs[3].headers, "Vigil-Schema", "2");
+    let additive = with_header(&jobs[3].headers, "Vigil-Schema", &next);
     let additive = with_header(&additive, "Vigil-Schema-Min", "1");
     replace_job(
         &js,

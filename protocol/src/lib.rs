@@ -58,9 +58,12 @@ pub use summary::{GateOutcome, LatencySummary, RunSummary, ScoreSummary, TokenTo
 pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu, OTHER_LABEL};
 
 /// The schema version written in the `Vigil-Schema` header and in
-/// [`RunSummary::schema`]. It changes only when a reader of the previous
-/// version would misread a message; added optional fields do not change it.
-pub const SCHEMA_VERSION: u32 = 1;
+/// [`RunSummary::schema`]. Every change of the wire types raises it; one that
+/// only adds optional fields keeps [`SCHEMA_MIN_VERSION`], so older readers
+/// still accept it (docs/protocol.md, "the rule"). 2 added, among others,
+/// `JobResult.error`, `RunSummary.items_cached`, the `*_scored` figures and
+/// the comparison's pairing fields.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The oldest reader schema that decodes what this version writes, sent as
 /// `Vigil-Schema-Min` (see [`headers::check_schema`]). A version that only
