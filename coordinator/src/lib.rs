@@ -56,6 +56,8 @@
 //!
 //! - [`table`] and [`table_text`]: the terminal report.
 //! - [`report`]: HTML, JUnit XML and Markdown.
+//! - [`export`]: the column schema of `vigil export` (one list for CSV and
+//!   Parquet) and an item's row of typed cells.
 //!
 //! Where a new scorer kind, backend kind, command or wire field goes: the
 //! README's "Layout" section.
@@ -66,6 +68,7 @@ pub mod compare;
 pub mod continuous;
 pub mod dataset;
 pub mod dispatch;
+pub mod export;
 pub mod gates;
 pub mod history;
 pub mod item_ids;

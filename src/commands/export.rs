@@ -11,8 +11,8 @@ use crate::commands::export_stream;
 use crate::commands::runs::{history_error, open_store};
 use crate::exit::{CommandResult, Exit, ExitContext};
 use anyhow::anyhow;
-use std::collections::BTreeSet;
 use std::io::Write;
+use vigil_coordinator::export::{Cell, ExportColumns};
 use vigil_protocol::ItemResult;
 
 pub async fn run(args: ExportArgs) -> CommandResult {
@@ -54,14 +54,9 @@ async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> Comm
         .await
         .ok()
         .map(|s| s.items_total);
-    let (mut tags, mut scorers) = (BTreeSet::new(), Vec::<String>::new());
+    let mut columns = ExportColumns::default();
     let items = export_stream::scan(js, &args.run, items_total, |item| {
-        tags.extend(item.tags.into_keys());
-        for s in item.scores {
-            if !scorers.contains(&s.scorer) {
-                scorers.push(s.scorer);
-            }
-        }
+        columns.observe(&item);
         Ok(())
     })
     .await
@@ -84,8 +79,7 @@ async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> Comm
     let mut file = ParquetExport::new(
         std::io::BufWriter::new(out),
         &args.run,
-        tags.into_iter().collect(),
-        scorers,
+        columns,
         args.row_group_rows as usize,
     )
     .infra_error()?;
@@ -105,79 +99,13 @@ fn write_jsonl(out: &mut dyn Write, run_id: &str, items: &[ItemResult]) -> anyho
     Ok(())
 }
 
-/// One row per item: fixed columns, then `tag.<key>`, then
-/// `<scorer>.value` and `<scorer>.passed` per scorer.
+/// One row per item, the columns of [`ExportColumns`] as text.
 fn write_csv(out: &mut dyn Write, run_id: &str, items: &[ItemResult]) -> anyhow::Result<()> {
-    let mut scorers: Vec<String> = Vec::new();
-    for item in items {
-        for s in &item.scores {
-            if !scorers.contains(&s.scorer) {
-                scorers.push(s.scorer.clone());
-            }
-        }
-    }
-    let tags: BTreeSet<&String> = items.iter().flat_map(|i| i.tags.keys()).collect();
+    let columns = ExportColumns::of(items);
     let mut w = csv::Writer::from_writer(out);
-    let mut header: Vec<String> = [
-        "run_id",
-        "index",
-        "id",
-        "error_kind",
-        "error_message",
-        "latency_ms",
-        "cached",
-        "attempts",
-        "response_model",
-        "finish_reason",
-        "input_tokens",
-        "output_tokens",
-        "output",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    header.extend(tags.iter().map(|t| format!("tag.{t}")));
-    for s in &scorers {
-        header.push(format!("{s}.value"));
-        header.push(format!("{s}.passed"));
-    }
-    w.write_record(&header)?;
+    w.write_record(columns.columns().iter().map(|c| c.name.as_str()))?;
     for item in items {
-        let mut row = vec![
-            run_id.to_string(),
-            item.index.to_string(),
-            item.id.clone(),
-            item.error
-                .as_ref()
-                .map(|e| e.kind.to_string())
-                .unwrap_or_default(),
-            item.error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .unwrap_or_default(),
-            item.latency_ms.to_string(),
-            item.cached.to_string(),
-            item.attempts.to_string(),
-            item.response_model.clone().unwrap_or_default(),
-            item.finish_reason.clone().unwrap_or_default(),
-            item.usage.input.to_string(),
-            item.usage.output.to_string(),
-            item.output.clone().unwrap_or_default(),
-        ];
-        row.extend(
-            tags.iter()
-                .map(|t| item.tags.get(*t).cloned().unwrap_or_default()),
-        );
-        for s in &scorers {
-            match item.scores.iter().find(|x| &x.scorer == s) {
-                Some(x) => {
-                    row.push(x.value.to_string());
-                    row.push(x.passed.to_string());
-                }
-                None => row.extend([String::new(), String::new()]),
-            }
-        }
-        w.write_record(&row)?;
+        w.write_record(columns.row(run_id, item).iter().map(Cell::to_text))?;
     }
     w.flush()?;
     Ok(())
