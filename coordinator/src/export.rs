@@ -222,7 +222,6 @@ mod tests {
         failed.error = Some(ItemError {
             kind: ErrorKind::Timeout,
             message: "slow".into(),
-            ..Default::default()
         });
         let items = [item(0, &[], &[("exact", 1.0, true)]), failed];
         let columns = ExportColumns::of(&items);
