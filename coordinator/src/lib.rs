@@ -32,7 +32,8 @@
 //! **Collect**: results in.
 //!
 //! - [`aggregate`]: job results into a [`vigil_protocol::RunSummary`],
-//!   each item once.
+//!   each item once ([`index_set::IndexSet`], shared with
+//!   [`history::replay`]).
 //! - `reconcile` (private): jobs that will never answer are failed, not
 //!   waited for.
 //! - [`stats`]: incremental, mergeable statistics (intervals, latency,
@@ -71,6 +72,7 @@ pub mod dispatch;
 pub mod export;
 pub mod gates;
 pub mod history;
+pub mod index_set;
 pub mod item_ids;
 pub mod manifest;
 pub mod metrics;

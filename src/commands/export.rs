@@ -1,18 +1,20 @@
 //! `vigil export RUN --format jsonl|csv|parquet`: every item result of a run
 //! (from `VIGIL_RESULTS`, `vigil.results.<run_id>.>`), for pandas or DuckDB.
 //!
-//! Parquet is streamed: one pass over the results finds the scorer and tag
-//! columns, a second writes the rows a row group at a time
-//! ([`export_parquet`](super::export_parquet)), so memory stays bounded.
+//! Parquet is streamed: one pass over the results ([`history::replay`],
+//! each index once) finds the scorer and tag columns, a second writes the
+//! rows a row group at a time ([`export_parquet`](super::export_parquet)),
+//! so memory stays bounded. The columns are
+//! [`vigil_coordinator::export`]'s, as in the CSV.
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::commands::export_parquet::ParquetExport;
-use crate::commands::export_stream;
 use crate::commands::runs::{history_error, open_store};
 use crate::exit::{CommandResult, Exit, ExitContext};
 use anyhow::anyhow;
 use std::io::Write;
 use vigil_coordinator::export::{Cell, ExportColumns};
+use vigil_coordinator::history;
 use vigil_protocol::ItemResult;
 
 pub async fn run(args: ExportArgs) -> CommandResult {
@@ -20,7 +22,7 @@ pub async fn run(args: ExportArgs) -> CommandResult {
     if args.format == ExportFormat::Parquet {
         return parquet(&store.js, &args).await;
     }
-    let items = vigil_coordinator::history::item_results(&store.js, &args.run)
+    let items = history::item_results(&store.js, &args.run)
         .await
         .map_err(history_error)?;
     if items.is_empty() {
@@ -50,14 +52,14 @@ pub async fn run(args: ExportArgs) -> CommandResult {
 /// Two passes over the run's results: the columns, then the rows.
 async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> CommandResult {
     // The summary bounds the indices; a run that never finished has none.
-    let items_total = vigil_coordinator::history::find(js, &args.run)
+    let items_total = history::find(js, &args.run)
         .await
         .ok()
         .map(|s| s.items_total);
     let mut columns = ExportColumns::default();
-    let items = export_stream::scan(js, &args.run, items_total, |item| {
+    let items = history::replay(js, &args.run, items_total, |item| {
         columns.observe(&item);
-        Ok(())
+        Ok::<_, anyhow::Error>(())
     })
     .await
     .infra_error()?;
@@ -83,7 +85,7 @@ async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> Comm
         args.row_group_rows as usize,
     )
     .infra_error()?;
-    export_stream::scan(js, &args.run, items_total, |item| file.push(&item))
+    history::replay(js, &args.run, items_total, |item| file.push(&item))
         .await
         .infra_error()?;
     file.finish().infra_error()?.flush().infra_error()?;
