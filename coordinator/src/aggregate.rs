@@ -1,12 +1,14 @@
 //! Incremental aggregation of job results into a [`RunSummary`].
 //!
 //! Memory does not grow with the outputs (DESIGN §4.6): per run the
-//! aggregator keeps a bitset of counted items (1 bit per item), per scorer a
-//! [`Welford`] accumulator and one `f32` per item (for paired comparison with
-//! a baseline), one latency histogram, and counters; per item its id
-//! (compactly, [`ItemIds`]) so stored comparisons can name flipped items.
+//! aggregator keeps a bitset of counted items ([`IndexSet`], 1 bit per
+//! item), per scorer a [`Welford`] accumulator and one `f32` per item (for
+//! paired comparison with a baseline), one latency histogram, and counters;
+//! per item its id (compactly, [`ItemIds`]) so stored comparisons can name
+//! flipped items.
 //! Outputs, details and error messages are never kept.
 
+use crate::index_set::IndexSet;
 use crate::item_ids::ItemIds;
 use crate::scores_store::{RunScores, ScorerScores};
 use crate::slices::SliceAccumulator;
@@ -85,8 +87,8 @@ struct ScorerAgg {
 #[derive(Debug, Clone)]
 pub struct Aggregator {
     items_total: u64,
-    /// Bit `i` is set once item `i` is counted (scored or failed).
-    counted: Vec<u64>,
+    /// The items counted (scored or failed).
+    counted: IndexSet,
     done: u64,
     failed: u64,
     cached: u64,
@@ -118,10 +120,9 @@ impl Aggregator {
                 names.push(name);
             }
         }
-        let words = usize::try_from(items_total.div_ceil(64)).expect("bitset fits in memory");
         Self {
             items_total,
-            counted: vec![0; words],
+            counted: IndexSet::with_capacity(items_total),
             done: 0,
             failed: 0,
             cached: 0,
@@ -140,12 +141,9 @@ impl Aggregator {
 
     /// Marks `index` counted; false if it already was.
     fn mark(&mut self, index: u64) -> bool {
-        let (word, bit) = ((index / 64) as usize, index % 64);
-        let mask = 1u64 << bit;
-        if self.counted[word] & mask != 0 {
+        if !self.counted.insert(index) {
             return false;
         }
-        self.counted[word] |= mask;
         self.done += 1;
         true
     }
@@ -268,7 +266,7 @@ impl Aggregator {
 
     /// Whether item `index` is counted (scored or failed).
     pub fn is_counted(&self, index: u64) -> bool {
-        index < self.items_total && self.counted[(index / 64) as usize] & (1 << (index % 64)) != 0
+        index < self.items_total && self.counted.contains(index)
     }
 
     /// Items counted, scored or failed.
@@ -303,19 +301,7 @@ impl Aggregator {
 
     /// The indices not yet counted, ascending.
     pub fn missing(&self) -> impl Iterator<Item = u64> + '_ {
-        let total = self.items_total;
-        self.counted
-            .iter()
-            .enumerate()
-            // Skip full words whole: at the end of a run nearly all are.
-            .filter(|(_, w)| **w != u64::MAX)
-            .flat_map(|(i, &w)| {
-                let base = i as u64 * 64;
-                (0..64u64)
-                    .filter(move |b| w & (1 << b) == 0)
-                    .map(move |b| base + b)
-            })
-            .take_while(move |&index| index < total)
+        self.counted.missing(self.items_total)
     }
 
     /// The per-item values of `scorer`, indexed by item, NaN where the item

@@ -5,7 +5,11 @@
 //! target; a pinned baseline (KV key `baseline.<suite>.<target>` in the
 //! `vigil-runs` bucket, set by `vigil runs pin`) wins over it, and an explicit
 //! `--baseline RUN` over both.
+//!
+//! A run's item results are read back with [`replay`] (each index once,
+//! streamed), which `vigil export`, `vigil report` and `vigil compare` use.
 
+use crate::index_set::IndexSet;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
 use std::time::Duration;
@@ -221,12 +225,23 @@ pub async fn set_retention(js: &jetstream::Context, max_age: Duration) -> Result
     Ok(())
 }
 
-/// Every item result of run `run_id` from `VIGIL_RESULTS`, one per item
-/// (the first result of an item wins, as in the aggregator), by index.
-pub async fn item_results(
+/// Most items of a run without a summary to say how many it has (the
+/// duplicate bitset of a wild index stays below 512 MiB).
+pub const MAX_REPLAY_ITEMS: u64 = 1 << 32;
+
+/// Replays run `run_id`'s item results from `VIGIL_RESULTS`
+/// (`vigil.results.<run_id>.>`) one at a time, each index once: `f` gets
+/// each item in the order the results were published; a redelivered job's
+/// items (an index already seen: the first result wins, as in the
+/// aggregator) and indices not below `items_total` (or
+/// [`MAX_REPLAY_ITEMS`]) are skipped. Memory is one bit per item
+/// ([`IndexSet`]). Returns the number of items passed to `f`.
+pub async fn replay<E: From<HistoryError>>(
     js: &jetstream::Context,
     run_id: &str,
-) -> Result<Vec<vigil_protocol::ItemResult>, HistoryError> {
+    items_total: Option<u64>,
+    mut f: impl FnMut(vigil_protocol::ItemResult) -> Result<(), E>,
+) -> Result<u64, E> {
     let stream = js
         .get_stream(subjects::STREAM_RESULTS)
         .await
@@ -240,20 +255,135 @@ pub async fn item_results(
         .await
         .map_err(nats)?;
     let mut messages = consumer.messages().await.map_err(nats)?;
-    let mut by_index = std::collections::BTreeMap::new();
+    let bound = items_total.unwrap_or(MAX_REPLAY_ITEMS);
+    let mut seen = IndexSet::default();
+    let mut count = 0;
     loop {
+        // No message within a second: the run has none (pending says when
+        // the last one arrived otherwise).
         let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
         let Ok(Some(message)) = next else { break };
         let message = message.map_err(nats)?;
         let pending = message.info().map_err(nats)?.pending;
         if let Ok(result) = vigil_protocol::decode::<vigil_protocol::JobResult>(&message.payload) {
             for item in result.items {
-                by_index.entry(item.index).or_insert(item);
+                if item.index >= bound || !seen.insert(item.index) {
+                    continue;
+                }
+                count += 1;
+                f(item)?;
             }
         }
         if pending == 0 {
             break;
         }
     }
-    Ok(by_index.into_values().collect())
+    Ok(count)
+}
+
+/// Every item result of run `run_id` from `VIGIL_RESULTS`, one per item
+/// (the first result of an item wins, as in the aggregator), by index
+/// ([`replay`] collected).
+pub async fn item_results(
+    js: &jetstream::Context,
+    run_id: &str,
+) -> Result<Vec<vigil_protocol::ItemResult>, HistoryError> {
+    let mut items = Vec::new();
+    replay(js, run_id, None, |item| {
+        items.push(item);
+        Ok::<_, HistoryError>(())
+    })
+    .await?;
+    items.sort_by_key(|item| item.index);
+    Ok(items)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::{ItemResult, JobResult};
+    use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
+
+    async fn publish(js: &jetstream::Context, run_id: &str, job: u64, items: &[(u64, &str)]) {
+        let result = JobResult {
+            run_id: run_id.into(),
+            job_index: job,
+            items: items
+                .iter()
+                .map(|&(index, id)| ItemResult {
+                    index,
+                    id: id.into(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let payload = vigil_protocol::encode(&result).unwrap();
+        js.publish(subjects::result(run_id, job), payload.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn replay_passes_each_index_once_first_result_wins() {
+        let nats = NatsServer::start(NatsServerConfig::default())
+            .await
+            .unwrap();
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let js = vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+            .await
+            .unwrap();
+        publish(&js, "r1", 0, &[(0, "a"), (1, "b")]).await;
+        // A redelivered job: the same indices again, ignored.
+        publish(&js, "r1", 0, &[(1, "again"), (0, "again")]).await;
+        // An unreadable result is skipped, not fatal.
+        js.publish(subjects::result("r1", 7), "not json".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        publish(&js, "r1", 1, &[(9, "out"), (2, "c")]).await;
+        publish(&js, "other", 0, &[(5, "x")]).await;
+
+        let mut seen = Vec::new();
+        let count = replay(&js, "r1", Some(3), |item| {
+            seen.push((item.index, item.id));
+            Ok::<_, HistoryError>(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(count, 3);
+        assert_eq!(
+            seen,
+            [(0, "a".into()), (1, "b".into()), (2, "c".into())],
+            "publication order, first result of an index, none past items_total"
+        );
+
+        let all: Vec<(u64, String)> = item_results(&js, "r1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| (i.index, i.id))
+            .collect();
+        assert_eq!(
+            all,
+            [
+                (0, "a".into()),
+                (1, "b".into()),
+                (2, "c".into()),
+                (9, "out".into())
+            ],
+            "without a summary's bound: every index once, by index"
+        );
+        assert!(item_results(&js, "none").await.unwrap().is_empty());
+
+        // The callback's error stops the replay and is returned.
+        let stopped = replay(&js, "r1", None, |_| {
+            Err(HistoryError::NotFound("stop".into()))
+        })
+        .await;
+        assert!(matches!(stopped, Err(HistoryError::NotFound(_))));
+    }
 }

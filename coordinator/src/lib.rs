@@ -32,7 +32,8 @@
 //! **Collect**: results in.
 //!
 //! - [`aggregate`]: job results into a [`vigil_protocol::RunSummary`],
-//!   each item once.
+//!   each item once ([`index_set::IndexSet`], shared with
+//!   [`history::replay`]).
 //! - `reconcile` (private): jobs that will never answer are failed, not
 //!   waited for.
 //! - [`stats`]: incremental, mergeable statistics (intervals, latency,
@@ -56,6 +57,8 @@
 //!
 //! - [`table`] and [`table_text`]: the terminal report.
 //! - [`report`]: HTML, JUnit XML and Markdown.
+//! - [`export`]: the column schema of `vigil export` (one list for CSV and
+//!   Parquet) and an item's row of typed cells.
 //!
 //! Where a new scorer kind, backend kind, command or wire field goes: the
 //! README's "Layout" section.
@@ -66,8 +69,10 @@ pub mod compare;
 pub mod continuous;
 pub mod dataset;
 pub mod dispatch;
+pub mod export;
 pub mod gates;
 pub mod history;
+pub mod index_set;
 pub mod item_ids;
 pub mod manifest;
 pub mod metrics;

@@ -156,6 +156,19 @@ fn unix_ms(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// The namespace of derived (scheduled) run ids.
+const RUN_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c8a52-5b7e-4c1e-9d35-2a0c7e4b9a11");
+
+/// The run id of a scheduled run: UUIDv5 of `suite/target/date`, so a
+/// re-fired schedule on the same day finds the same run.
+pub fn scheduled_run_id(suite: &str, target: &str, date: &str) -> String {
+    uuid::Uuid::new_v5(
+        &RUN_ID_NAMESPACE,
+        format!("{suite}/{target}/{date}").as_bytes(),
+    )
+    .to_string()
+}
+
 /// Finds a target of a suite or says which exist.
 pub fn find_target<'a>(suite: &'a Suite, name: &str) -> Result<&'a TargetConfig, RunError> {
     suite.target(name).ok_or_else(|| RunError::UnknownTarget {
@@ -673,4 +686,34 @@ async fn publish_summary(
     .await?
     .map_err(nats_err)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod scheduled_run_id_tests {
+    use super::scheduled_run_id;
+
+    #[test]
+    fn same_suite_target_date_same_id() {
+        assert_eq!(
+            scheduled_run_id("qa", "m", "2026-01-02"),
+            scheduled_run_id("qa", "m", "2026-01-02")
+        );
+    }
+
+    #[test]
+    fn any_part_changes_the_id() {
+        let base = scheduled_run_id("qa", "m", "2026-01-02");
+        assert_ne!(base, scheduled_run_id("qa2", "m", "2026-01-02"));
+        assert_ne!(base, scheduled_run_id("qa", "m2", "2026-01-02"));
+        assert_ne!(base, scheduled_run_id("qa", "m", "2026-01-03"));
+    }
+
+    #[test]
+    fn id_is_a_stable_uuid_v5() {
+        // Pinned: a changed namespace or input format would make a re-fired
+        // schedule start a second run instead of finding the first.
+        let id = scheduled_run_id("qa", "m", "2026-01-02");
+        assert_eq!(id, "3d63ec3a-14ae-59cb-98e2-6edcb63c7499");
+        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 5);
+    }
 }

@@ -65,12 +65,16 @@ async fn name_from_results(
     let Some(&last) = wanted.iter().max() else {
         return;
     };
-    let Ok(items) = history::item_results(js, run_id).await else {
-        return;
-    };
     let mut ids = vigil_coordinator::item_ids::ItemIds::default();
-    for item in items.iter().filter(|i| wanted.contains(&i.index)) {
-        ids.set(item.index, &item.id, last + 1);
+    let replayed = history::replay(js, run_id, Some(last + 1), |item| {
+        if wanted.contains(&item.index) {
+            ids.set(item.index, &item.id, last + 1);
+        }
+        Ok::<_, history::HistoryError>(())
+    })
+    .await;
+    if replayed.is_err() {
+        return;
     }
     ids.name_flipped(comparison);
 }

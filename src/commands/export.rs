@@ -1,18 +1,20 @@
 //! `vigil export RUN --format jsonl|csv|parquet`: every item result of a run
 //! (from `VIGIL_RESULTS`, `vigil.results.<run_id>.>`), for pandas or DuckDB.
 //!
-//! Parquet is streamed: one pass over the results finds the scorer and tag
-//! columns, a second writes the rows a row group at a time
-//! ([`export_parquet`](super::export_parquet)), so memory stays bounded.
+//! Parquet is streamed: one pass over the results ([`history::replay`],
+//! each index once) finds the scorer and tag columns, a second writes the
+//! rows a row group at a time ([`export_parquet`](super::export_parquet)),
+//! so memory stays bounded. The columns are
+//! [`vigil_coordinator::export`]'s, as in the CSV.
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::commands::export_parquet::ParquetExport;
-use crate::commands::export_stream;
 use crate::commands::runs::{history_error, open_store};
 use crate::exit::{CommandResult, Exit, ExitContext};
 use anyhow::anyhow;
-use std::collections::BTreeSet;
 use std::io::Write;
+use vigil_coordinator::export::{Cell, ExportColumns};
+use vigil_coordinator::history;
 use vigil_protocol::ItemResult;
 
 pub async fn run(args: ExportArgs) -> CommandResult {
@@ -20,7 +22,7 @@ pub async fn run(args: ExportArgs) -> CommandResult {
     if args.format == ExportFormat::Parquet {
         return parquet(&store.js, &args).await;
     }
-    let items = vigil_coordinator::history::item_results(&store.js, &args.run)
+    let items = history::item_results(&store.js, &args.run)
         .await
         .map_err(history_error)?;
     if items.is_empty() {
@@ -50,19 +52,14 @@ pub async fn run(args: ExportArgs) -> CommandResult {
 /// Two passes over the run's results: the columns, then the rows.
 async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> CommandResult {
     // The summary bounds the indices; a run that never finished has none.
-    let items_total = vigil_coordinator::history::find(js, &args.run)
+    let items_total = history::find(js, &args.run)
         .await
         .ok()
         .map(|s| s.items_total);
-    let (mut tags, mut scorers) = (BTreeSet::new(), Vec::<String>::new());
-    let items = export_stream::scan(js, &args.run, items_total, |item| {
-        tags.extend(item.tags.into_keys());
-        for s in item.scores {
-            if !scorers.contains(&s.scorer) {
-                scorers.push(s.scorer);
-            }
-        }
-        Ok(())
+    let mut columns = ExportColumns::default();
+    let items = history::replay(js, &args.run, items_total, |item| {
+        columns.observe(&item);
+        Ok::<_, anyhow::Error>(())
     })
     .await
     .infra_error()?;
@@ -84,12 +81,11 @@ async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> Comm
     let mut file = ParquetExport::new(
         std::io::BufWriter::new(out),
         &args.run,
-        tags.into_iter().collect(),
-        scorers,
+        columns,
         args.row_group_rows as usize,
     )
     .infra_error()?;
-    export_stream::scan(js, &args.run, items_total, |item| file.push(&item))
+    history::replay(js, &args.run, items_total, |item| file.push(&item))
         .await
         .infra_error()?;
     file.finish().infra_error()?.flush().infra_error()?;
@@ -105,79 +101,13 @@ fn write_jsonl(out: &mut dyn Write, run_id: &str, items: &[ItemResult]) -> anyho
     Ok(())
 }
 
-/// One row per item: fixed columns, then `tag.<key>`, then
-/// `<scorer>.value` and `<scorer>.passed` per scorer.
+/// One row per item, the columns of [`ExportColumns`] as text.
 fn write_csv(out: &mut dyn Write, run_id: &str, items: &[ItemResult]) -> anyhow::Result<()> {
-    let mut scorers: Vec<String> = Vec::new();
-    for item in items {
-        for s in &item.scores {
-            if !scorers.contains(&s.scorer) {
-                scorers.push(s.scorer.clone());
-            }
-        }
-    }
-    let tags: BTreeSet<&String> = items.iter().flat_map(|i| i.tags.keys()).collect();
+    let columns = ExportColumns::of(items);
     let mut w = csv::Writer::from_writer(out);
-    let mut header: Vec<String> = [
-        "run_id",
-        "index",
-        "id",
-        "error_kind",
-        "error_message",
-        "latency_ms",
-        "cached",
-        "attempts",
-        "response_model",
-        "finish_reason",
-        "input_tokens",
-        "output_tokens",
-        "output",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    header.extend(tags.iter().map(|t| format!("tag.{t}")));
-    for s in &scorers {
-        header.push(format!("{s}.value"));
-        header.push(format!("{s}.passed"));
-    }
-    w.write_record(&header)?;
+    w.write_record(columns.columns().iter().map(|c| c.name.as_str()))?;
     for item in items {
-        let mut row = vec![
-            run_id.to_string(),
-            item.index.to_string(),
-            item.id.clone(),
-            item.error
-                .as_ref()
-                .map(|e| e.kind.to_string())
-                .unwrap_or_default(),
-            item.error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .unwrap_or_default(),
-            item.latency_ms.to_string(),
-            item.cached.to_string(),
-            item.attempts.to_string(),
-            item.response_model.clone().unwrap_or_default(),
-            item.finish_reason.clone().unwrap_or_default(),
-            item.usage.input.to_string(),
-            item.usage.output.to_string(),
-            item.output.clone().unwrap_or_default(),
-        ];
-        row.extend(
-            tags.iter()
-                .map(|t| item.tags.get(*t).cloned().unwrap_or_default()),
-        );
-        for s in &scorers {
-            match item.scores.iter().find(|x| &x.scorer == s) {
-                Some(x) => {
-                    row.push(x.value.to_string());
-                    row.push(x.passed.to_string());
-                }
-                None => row.extend([String::new(), String::new()]),
-            }
-        }
-        w.write_record(&row)?;
+        w.write_record(columns.row(run_id, item).iter().map(Cell::to_text))?;
     }
     w.flush()?;
     Ok(())

@@ -1,5 +1,6 @@
 //! `vigil export RUN --format parquet`: the CSV's columns with their types
-//! (strings, doubles, booleans, integers), written with the `parquet` crate's
+//! (strings, doubles, booleans, integers; one list,
+//! `vigil_coordinator::export`), written with the `parquet` crate's
 //! column writers (no Arrow), Snappy-compressed.
 //!
 //! Rows are buffered one row group at a time (`--row-group-rows`, 16384 by
@@ -13,6 +14,7 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
 use std::io::Write;
 use std::sync::Arc;
+use vigil_coordinator::export::{self, Cell, ColumnType, ExportColumns};
 use vigil_protocol::ItemResult;
 
 /// A row group is closed early once its buffered strings pass this size.
@@ -36,13 +38,34 @@ struct Column {
 }
 
 impl Column {
-    fn new(name: impl Into<String>, optional: bool, values: Values) -> Column {
+    fn new(spec: export::Column) -> Column {
+        let values = match spec.ty {
+            ColumnType::Str => Values::Str(Vec::new()),
+            ColumnType::F64 => Values::F64(Vec::new()),
+            ColumnType::I64 => Values::I64(Vec::new()),
+            ColumnType::I32 => Values::I32(Vec::new()),
+            ColumnType::Bool => Values::Bool(Vec::new()),
+        };
         Column {
-            name: name.into(),
-            optional,
+            name: spec.name,
+            optional: spec.optional,
             values,
             defs: Vec::new(),
         }
+    }
+
+    /// Adds one cell; returns the bytes of text it buffered.
+    fn push(&mut self, cell: Cell<'_>) -> usize {
+        match cell {
+            Cell::Str(v) => return self.str(v),
+            Cell::F64(v) => self.f64(v),
+            Cell::Bool(v) => self.bool(v),
+            Cell::Int(v) => match self.values {
+                Values::I32(_) => self.i32(i32::try_from(v).unwrap_or(i32::MAX)),
+                _ => self.i64(i64::try_from(v).unwrap_or(i64::MAX)),
+            },
+        }
+        0
     }
 
     fn schema(&self) -> parquet::errors::Result<Type> {
@@ -138,9 +161,8 @@ impl Column {
 /// A Parquet file of item results being written, one row group at a time.
 pub struct ParquetExport<W: Write + Send> {
     writer: SerializedFileWriter<W>,
+    schema: ExportColumns,
     columns: Vec<Column>,
-    tags: Vec<String>,
-    scorers: Vec<String>,
     run_id: String,
     rows: usize,
     bytes: usize,
@@ -148,66 +170,31 @@ pub struct ParquetExport<W: Write + Send> {
 }
 
 impl<W: Write + Send> ParquetExport<W> {
-    /// Starts a file of `run_id`'s item results with one `tag.<key>` column
-    /// per tag and `<scorer>.value` (double) and `<scorer>.passed` (boolean)
-    /// columns per scorer, after the fixed columns (as in the CSV export),
-    /// in row groups of at most `max_rows` rows.
+    /// Starts a file of `run_id`'s item results with the columns of
+    /// `schema` (the CSV export's), in row groups of at most `max_rows` rows.
     pub fn new(
         out: W,
         run_id: &str,
-        tags: Vec<String>,
-        scorers: Vec<String>,
+        schema: ExportColumns,
         max_rows: usize,
     ) -> anyhow::Result<Self> {
-        let s = || Values::Str(Vec::new());
-        let mut columns = vec![
-            Column::new("run_id", false, s()),
-            Column::new("index", false, Values::I64(Vec::new())),
-            Column::new("id", false, s()),
-            Column::new("error_kind", true, s()),
-            Column::new("error_message", true, s()),
-            Column::new("latency_ms", false, Values::F64(Vec::new())),
-            Column::new("cached", false, Values::Bool(Vec::new())),
-            Column::new("attempts", false, Values::I32(Vec::new())),
-            Column::new("response_model", true, s()),
-            Column::new("finish_reason", true, s()),
-            Column::new("input_tokens", false, Values::I64(Vec::new())),
-            Column::new("output_tokens", false, Values::I64(Vec::new())),
-            Column::new("output", true, s()),
-        ];
-        columns.extend(
-            tags.iter()
-                .map(|t| Column::new(format!("tag.{t}"), true, s())),
-        );
-        for name in &scorers {
-            columns.push(Column::new(
-                format!("{name}.value"),
-                true,
-                Values::F64(Vec::new()),
-            ));
-            columns.push(Column::new(
-                format!("{name}.passed"),
-                true,
-                Values::Bool(Vec::new()),
-            ));
-        }
+        let columns: Vec<Column> = schema.columns().into_iter().map(Column::new).collect();
         let fields = columns
             .iter()
             .map(|c| c.schema().map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
-        let schema = Type::group_type_builder("vigil_item_result")
+        let parquet_schema = Type::group_type_builder("vigil_item_result")
             .with_fields(fields)
             .build()?;
         let props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_created_by(format!("vigil {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let writer = SerializedFileWriter::new(out, Arc::new(schema), Arc::new(props))?;
+        let writer = SerializedFileWriter::new(out, Arc::new(parquet_schema), Arc::new(props))?;
         Ok(ParquetExport {
             writer,
+            schema,
             columns,
-            tags,
-            scorers,
             run_id: run_id.to_string(),
             rows: 0,
             bytes: 0,
@@ -217,30 +204,10 @@ impl<W: Write + Send> ParquetExport<W> {
 
     /// Adds one item's row; a full row group is written out.
     pub fn push(&mut self, item: &ItemResult) -> anyhow::Result<()> {
-        let c = &mut self.columns;
-        let mut bytes = c[0].str(Some(&self.run_id));
-        c[1].i64(item.index as i64);
-        bytes += c[2].str(Some(&item.id));
-        c[3].str(item.error.as_ref().map(|e| e.kind.as_str()));
-        bytes += c[4].str(item.error.as_ref().map(|e| e.message.as_str()));
-        c[5].f64(Some(item.latency_ms));
-        c[6].bool(Some(item.cached));
-        c[7].i32(i32::try_from(item.attempts).unwrap_or(i32::MAX));
-        c[8].str(item.response_model.as_deref());
-        c[9].str(item.finish_reason.as_deref());
-        c[10].i64(i64::try_from(item.usage.input).unwrap_or(i64::MAX));
-        c[11].i64(i64::try_from(item.usage.output).unwrap_or(i64::MAX));
-        bytes += c[12].str(item.output.as_deref());
-        let mut at = 13;
-        for tag in &self.tags {
-            bytes += c[at].str(item.tags.get(tag).map(String::as_str));
-            at += 1;
-        }
-        for name in &self.scorers {
-            let score = item.scores.iter().find(|s| &s.scorer == name);
-            c[at].f64(score.map(|s| s.value));
-            c[at + 1].bool(score.map(|s| s.passed));
-            at += 2;
+        let row = self.schema.row(&self.run_id, item);
+        let mut bytes = 0;
+        for (column, cell) in self.columns.iter_mut().zip(row) {
+            bytes += column.push(cell);
         }
         self.rows += 1;
         self.bytes += bytes;

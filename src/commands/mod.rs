@@ -3,7 +3,6 @@
 mod compare;
 mod export;
 mod export_parquet;
-mod export_stream;
 mod report;
 mod run;
 mod runs;

@@ -20,13 +20,22 @@ pub async fn run(args: ReportArgs) -> CommandResult {
         .map(|e| e.summary)
         .collect();
     // Results may have expired (results_max_age): the histogram is then empty.
-    let latencies_ms = history::item_results(&store.js, &summary.run_id)
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|i| i.is_scored() && !i.cached)
-        .map(|i| i.latency_ms)
-        .collect();
+    let mut latencies_ms = Vec::new();
+    let replayed = history::replay(
+        &store.js,
+        &summary.run_id,
+        Some(summary.items_total),
+        |item| {
+            if item.is_scored() && !item.cached {
+                latencies_ms.push(item.latency_ms);
+            }
+            Ok::<_, history::HistoryError>(())
+        },
+    )
+    .await;
+    if replayed.is_err() {
+        latencies_ms.clear();
+    }
     let input = ReportInput {
         summary,
         history: runs,

@@ -9,23 +9,11 @@ use std::sync::Arc;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use vigil_coordinator::resume::ResumeError;
-use vigil_coordinator::run::{RunConfig, RunError, RunOutcome};
+use vigil_coordinator::run::{RunConfig, RunError, RunOutcome, scheduled_run_id};
 use vigil_coordinator::suite::Suite;
 use vigil_protocol::{ProgressEvent, RunSummary};
 use vigil_worker::allow::AllowList;
 use vigil_worker::pull::{WorkerConfig, WorkerStats};
-
-/// The namespace of derived (scheduled) run ids.
-const RUN_ID_NAMESPACE: uuid::Uuid = uuid::uuid!("6f1c8a52-5b7e-4c1e-9d35-2a0c7e4b9a11");
-
-/// The run id of a scheduled run: UUIDv5 of `suite/target/date`.
-pub fn scheduled_run_id(suite: &str, target: &str, date: &str) -> String {
-    uuid::Uuid::new_v5(
-        &RUN_ID_NAMESPACE,
-        format!("{suite}/{target}/{date}").as_bytes(),
-    )
-    .to_string()
-}
 
 fn resolve_date(date: &str) -> Result<String, Failure> {
     if date == "today" {
