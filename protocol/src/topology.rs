@@ -38,6 +38,10 @@ pub struct TopologyConfig {
     pub duplicate_window: Duration,
     /// File storage (true) or memory (false).
     pub file_storage: bool,
+    /// How long captures are kept in `VIGIL_CAPTURE`.
+    pub capture_max_age: Duration,
+    /// Most bytes `VIGIL_CAPTURE` holds; the oldest captures go first.
+    pub capture_max_bytes: i64,
 }
 
 impl Default for TopologyConfig {
@@ -52,6 +56,8 @@ impl Default for TopologyConfig {
             runs_max_age: Duration::ZERO,
             duplicate_window: Duration::from_secs(120),
             file_storage: true,
+            capture_max_age: Duration::from_secs(7 * 24 * 3600),
+            capture_max_bytes: 1 << 30,
         }
     }
 }
@@ -176,6 +182,30 @@ fn limits_stream(
     }
 }
 
+/// The config of `VIGIL_CAPTURE`: Limits, by age and by bytes (oldest dropped first).
+pub fn capture_stream(cfg: &TopologyConfig) -> stream::Config {
+    stream::Config {
+        max_bytes: cfg.capture_max_bytes,
+        ..limits_stream(
+            cfg,
+            subjects::STREAM_CAPTURE,
+            subjects::CAPTURE_ALL,
+            cfg.capture_max_age,
+        )
+    }
+}
+
+/// Creates (or finds) `VIGIL_CAPTURE` alone: what a capture publisher needs.
+pub async fn ensure_capture_stream(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+) -> Result<(), TopologyError> {
+    js.get_or_create_stream(capture_stream(cfg))
+        .await
+        .map_err(|e| stream_err(subjects::STREAM_CAPTURE)(e.into()))?;
+    Ok(())
+}
+
 /// The config of the durable pull consumer of a pool.
 pub fn worker_consumer(cfg: &TopologyConfig, pool: &str) -> consumer::pull::Config {
     consumer::pull::Config {
@@ -219,6 +249,7 @@ pub async fn ensure_topology(
             .await
             .map_err(|e| stream_err(name)(e.into()))?;
     }
+    ensure_capture_stream(&js, cfg).await?;
     let consumer_name = subjects::worker_consumer(pool);
     jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
         .await
