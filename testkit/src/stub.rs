@@ -12,6 +12,11 @@
 //! lets a handler drop its own TCP connection without any HTTP response, which
 //! `axum::serve` cannot do. The hot path takes no global lock: counters are
 //! atomics and each request seeds its own RNG from (seed, request index).
+//!
+//! `"stream": true` is answered with server-sent events as OpenAI sends
+//! them: one `chat.completion.chunk` (or `text_completion`) per word, a last
+//! chunk with the finish reason, a usage chunk when `stream_options.include_usage`
+//! is set, then `data: [DONE]`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -514,6 +519,12 @@ struct ChatMessage {
     content: Option<Content>,
 }
 
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
 #[derive(Deserialize)]
 struct ChatRequest {
     #[serde(default)]
@@ -525,6 +536,8 @@ struct ChatRequest {
     max_completion_tokens: Option<u64>,
     #[serde(default)]
     stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
 }
 
 #[derive(Deserialize)]
@@ -543,6 +556,8 @@ struct CompletionRequest {
     max_tokens: Option<u64>,
     #[serde(default)]
     stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
 }
 
 #[derive(Serialize)]
@@ -593,6 +608,8 @@ struct Asked {
     prompt_tokens: u64,
     max_tokens: Option<u64>,
     stream: bool,
+    /// Streamed: whether to send a usage chunk before `[DONE]`.
+    include_usage: bool,
 }
 
 fn parse_chat(body: &[u8]) -> Result<Asked, String> {
@@ -632,6 +649,7 @@ fn parse_chat(body: &[u8]) -> Result<Asked, String> {
         ),
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
         stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
 }
 
@@ -650,6 +668,7 @@ fn parse_completion(body: &[u8]) -> Result<Asked, String> {
         text,
         max_tokens: req.max_tokens,
         stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
 }
 
@@ -752,10 +771,6 @@ async fn complete(
         Kind::Text => parse_completion(body),
     };
     let asked = match asked {
-        Ok(a) if a.stream => Err("stream is not supported by the stub".to_string()),
-        other => other,
-    };
-    let asked = match asked {
         Ok(a) => a,
         Err(e) => {
             stats.bad_requests.fetch_add(1, Relaxed);
@@ -849,6 +864,19 @@ async fn complete(
         stats.ok.fetch_add(1, Relaxed);
     }
     let created = now_s();
+    if asked.stream {
+        let id = format!(
+            "{}-stub-{idx}",
+            if matches!(kind, Kind::Chat) {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            }
+        );
+        let text = if empty { "" } else { text.as_str() };
+        let usage = asked.include_usage.then_some(usage);
+        return sse(kind, &id, created, model, text, finish_reason, usage);
+    }
     match kind {
         Kind::Chat => {
             let choices = if empty {
@@ -895,6 +923,64 @@ async fn complete(
             Json(body).into_response()
         }
     }
+}
+
+/// A streamed answer: one chunk per word of `text`, the finish reason, the
+/// usage when asked, `[DONE]`; each event a separate body frame.
+fn sse(
+    kind: Kind,
+    id: &str,
+    created: u64,
+    model: &str,
+    text: &str,
+    finish_reason: &str,
+    usage: Option<Usage>,
+) -> Response {
+    let (object, piece): (&str, fn(&str) -> serde_json::Value) = match kind {
+        Kind::Chat => (
+            "chat.completion.chunk",
+            |t| serde_json::json!({"index": 0, "delta": {"content": t}, "finish_reason": null}),
+        ),
+        Kind::Text => (
+            "text_completion",
+            |t| serde_json::json!({"index": 0, "text": t, "logprobs": null, "finish_reason": null}),
+        ),
+    };
+    let chunk = |choices: serde_json::Value| serde_json::json!({"id": id, "object": object, "created": created, "model": model, "choices": choices});
+    let mut events = Vec::new();
+    if matches!(kind, Kind::Chat) {
+        events.push(chunk(serde_json::json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
+    }
+    for word in text.split_inclusive(' ') {
+        events.push(chunk(serde_json::json!([piece(word)])));
+    }
+    let mut last = piece("");
+    last["finish_reason"] = serde_json::json!(finish_reason);
+    if matches!(kind, Kind::Chat) {
+        last["delta"] = serde_json::json!({});
+    }
+    events.push(chunk(serde_json::json!([last])));
+    if let Some(usage) = usage {
+        let mut c = chunk(serde_json::json!([]));
+        c["usage"] = serde_json::to_value(usage).unwrap_or_default();
+        events.push(c);
+    }
+    let mut frames: Vec<Bytes> = events
+        .iter()
+        .map(|e| Bytes::from(format!("data: {e}\n\n")))
+        .collect();
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    let body = axum::body::Body::from_stream(futures::stream::iter(
+        frames.into_iter().map(Ok::<_, std::convert::Infallible>),
+    ));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn chat(
