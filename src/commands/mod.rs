@@ -4,6 +4,7 @@ mod compare;
 mod export;
 mod export_parquet;
 mod export_stream;
+mod proxy;
 mod report;
 mod run;
 mod runs;
@@ -31,5 +32,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Watch(args) => watch::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
     }
 }
