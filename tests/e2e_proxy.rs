@@ -449,3 +449,57 @@ async fn requests_flow_with_nats_killed_and_drops_are_counted() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_and_serves_with_nats_down_from_the_start() {
+    let stub = StubServer::start(StubConfig::default()).await.unwrap();
+    // Nothing listens there: the proxy still serves, and counts its drops.
+    let dead = format!("nats://{}", free_addr());
+    let proxy = Proxy::start(&dead, &stub.base_url(), &[]);
+    let http = client();
+    let (status, _, body) = post(
+        &http,
+        &format!("{}/v1/chat/completions", proxy.base),
+        &chat("What is 6 * 7?", true),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("42"));
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = scrape(&proxy.metrics).unwrap();
+        if ["nats_error", "timeout"].iter().any(|r| {
+            value(
+                &text,
+                &format!("vigil_proxy_dropped_total{{reason=\"{r}\"}}"),
+            ) > 0.0
+        }) {
+            assert_eq!(value(&text, "vigil_proxy_captured_total"), 0.0);
+            break;
+        }
+        assert!(Instant::now() < until, "no drop counted: {text}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn bad_flags_exit_2_before_listening() {
+    for (flag, value, says) in [
+        ("--sample", "1.5", "between 0 and 1"),
+        ("--redact", "(", "not a valid regex"),
+        ("--upstream", "ftp://x", "http(s)"),
+    ] {
+        let mut cmd = vigil();
+        cmd.args(["proxy", "--app", "a", "--nats", "nats://127.0.0.1:1"]);
+        if flag != "--upstream" {
+            cmd.args(["--upstream", "http://127.0.0.1:1/v1"]);
+        }
+        let out = common::run(cmd.args([flag, value]));
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{flag} {value}"
+        );
+    }
+}
