@@ -78,6 +78,8 @@ pub struct Overhead {
     pub captured: u64,
     /// Captures dropped by the end.
     pub dropped: u64,
+    /// The drops, by reason (those that happened).
+    pub dropped_by: Vec<(&'static str, u64)>,
 }
 
 impl Overhead {
@@ -92,7 +94,7 @@ impl Overhead {
              | through `vigil proxy` (capture {:.0}%) | {} | {} | {} | {} |\n\
              | **added by the proxy** | | **{}** | **{}** | {} |\n\n\
              {} requests/s in total (alternating), {} s measured after {} s warm-up; \
-             {} errors; {} captures published, {} dropped.\n",
+             {} errors; {} captures published, {} dropped {:?}.\n",
             d.n,
             ms(d.p50),
             ms(d.p99),
@@ -111,6 +113,7 @@ impl Overhead {
             self.errors,
             self.captured,
             self.dropped,
+            self.dropped_by,
         )
     }
 }
@@ -165,21 +168,31 @@ pub fn run(cfg: OverheadConfig) -> anyhow::Result<Overhead> {
     }
     stop.cancel();
     let _ = proxy_rt.block_on(proxy);
-    let dropped = ["queue_full", "nats_error", "timeout", "encode", "too_large"]
-        .iter()
-        .map(|r| {
-            metrics
-                .dropped_by
-                .get_or_create(&vec![("reason", *r)])
-                .get()
-        })
-        .sum();
+    let dropped_by: Vec<(&'static str, u64)> = [
+        vigil_proxy::DropReason::QueueFull,
+        vigil_proxy::DropReason::Nats,
+        vigil_proxy::DropReason::Timeout,
+        vigil_proxy::DropReason::Encode,
+        vigil_proxy::DropReason::TooLarge,
+    ]
+    .iter()
+    .map(|r| {
+        let n = metrics
+            .dropped_by
+            .get_or_create(&vec![("reason", r.label())])
+            .get();
+        (r.label(), n)
+    })
+    .filter(|(_, n)| *n > 0)
+    .collect();
+    let dropped = dropped_by.iter().map(|(_, n)| n).sum();
     Ok(Overhead {
         direct: Quantiles::of(&direct),
         proxied: Quantiles::of(&proxied),
         errors,
         captured: metrics.captured.get(),
         dropped,
+        dropped_by,
         config: cfg,
     })
 }
