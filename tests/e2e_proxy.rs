@@ -231,7 +231,19 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
         .await
         .unwrap();
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
-    let proxy = Proxy::start(&nats.url(), &stub.base_url(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let redact_file = dir.path().join("redact.yaml");
+    std::fs::write(&redact_file, "patterns:\n  order: 'ORD-[0-9]{6}'\n").unwrap();
+    let proxy = Proxy::start(
+        &nats.url(),
+        &stub.base_url(),
+        &[
+            "--redact",
+            "TCK-[0-9]+",
+            "--redact-file",
+            redact_file.to_str().unwrap(),
+        ],
+    );
     let http = client();
     let stub_url = stub.base_url();
 
@@ -272,7 +284,9 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
     // PII and secrets in the prompt, a credential in the headers, a trace to continue.
     let secret_key = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWx0123";
     let token = "Bearer tok-ZYXWVUTSRQPONMLKJIHGFEDCBA987654";
-    let prompt = format!("I am jane.doe@example.com, my key is {secret_key}. What is 2 + 3?");
+    let prompt = format!(
+        "I am jane.doe@example.com, my key is {secret_key}, ticket TCK-4242, order ORD-123456. What is 2 + 3?"
+    );
     let trace = "0af7651916cd43dd8448eb211c80319c";
     let traceparent = format!("00-{trace}-b7ad6b7169203331-01");
     for (stream, id) in [(false, "req-plain"), (true, "req-stream")] {
@@ -343,7 +357,12 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
             c.prompt
         );
         assert_eq!(c.messages.len(), 2);
-        assert!(c.redactions >= 2);
+        assert!(
+            c.prompt.contains("[REDACTED:custom_1]") && c.prompt.contains("[REDACTED:order]"),
+            "{}",
+            c.prompt
+        );
+        assert!(c.redactions >= 4);
         let usage = c.usage.expect("usage");
         assert!(usage.input > 0 && usage.output == 1, "{usage:?}");
     }
@@ -502,4 +521,42 @@ fn bad_flags_exit_2_before_listening() {
             "{flag} {value}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_events_reach_the_client_as_they_arrive() {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    // 200 ms between events: a proxy that buffered would deliver them all at once.
+    let stub = StubServer::start(StubConfig {
+        stream_chunk_delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let proxy = Proxy::start(&nats.url(), &stub.base_url(), &[]);
+    let body =
+        serde_json::json!({"model": "m", "prompt": "say [[reply: a b c d]]", "stream": true});
+    let mut resp = client()
+        .post(format!("{}/v1/completions", proxy.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let first = resp.chunk().await.unwrap().expect("a first event");
+    let first = String::from_utf8_lossy(&first).to_string();
+    assert!(first.starts_with("data: {"), "{first}");
+    assert!(
+        !first.contains("[DONE]"),
+        "the first read held the whole stream: {first}"
+    );
+    let mut all = first;
+    while let Some(chunk) = resp.chunk().await.unwrap() {
+        all.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(all.ends_with("data: [DONE]\n\n"), "{all}");
+    let got = captures(&nats.url(), 1).await;
+    assert_eq!(got[0].0.response_text.as_deref(), Some("a b c d"));
 }

@@ -100,6 +100,8 @@ pub struct StubConfig {
     pub seed: u64,
     /// The model named when a request names none, and in `/v1/models`.
     pub model: String,
+    /// Pause between the events of a streamed answer (zero: all at once).
+    pub stream_chunk_delay: Duration,
 }
 
 impl Default for StubConfig {
@@ -120,6 +122,7 @@ impl Default for StubConfig {
             hang_marker: None,
             seed: 0,
             model: "stub-model".to_string(),
+            stream_chunk_delay: Duration::ZERO,
         }
     }
 }
@@ -875,7 +878,8 @@ async fn complete(
         );
         let text = if empty { "" } else { text.as_str() };
         let usage = asked.include_usage.then_some(usage);
-        return sse(kind, &id, created, model, text, finish_reason, usage);
+        return sse(kind, &id, created, model, text, finish_reason, usage)
+            .delayed(st.cfg.stream_chunk_delay);
     }
     match kind {
         Kind::Chat => {
@@ -925,8 +929,34 @@ async fn complete(
     }
 }
 
+/// The events of a streamed answer, each a separate body frame.
+struct Sse(Vec<Bytes>);
+
+impl Sse {
+    /// The response, pausing `delay` between events.
+    fn delayed(self, delay: Duration) -> Response {
+        use futures::StreamExt;
+        let frames = futures::stream::iter(self.0.into_iter().enumerate()).then(
+            move |(i, frame)| async move {
+                if i > 0 && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Ok::<_, std::convert::Infallible>(frame)
+            },
+        );
+        (
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            axum::body::Body::from_stream(frames),
+        )
+            .into_response()
+    }
+}
+
 /// A streamed answer: one chunk per word of `text`, the finish reason, the
-/// usage when asked, `[DONE]`; each event a separate body frame.
+/// usage when asked, `[DONE]`.
 fn sse(
     kind: Kind,
     id: &str,
@@ -935,7 +965,7 @@ fn sse(
     text: &str,
     finish_reason: &str,
     usage: Option<Usage>,
-) -> Response {
+) -> Sse {
     let (object, piece): (&str, fn(&str) -> serde_json::Value) = match kind {
         Kind::Chat => (
             "chat.completion.chunk",
@@ -970,17 +1000,7 @@ fn sse(
         .map(|e| Bytes::from(format!("data: {e}\n\n")))
         .collect();
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    let body = axum::body::Body::from_stream(futures::stream::iter(
-        frames.into_iter().map(Ok::<_, std::convert::Infallible>),
-    ));
-    (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
+    Sse(frames)
 }
 
 async fn chat(
