@@ -80,6 +80,9 @@ pub struct Overhead {
     pub dropped: u64,
     /// The drops, by reason (those that happened).
     pub dropped_by: Vec<(&'static str, u64)>,
+    /// Resident memory of the whole bench process (stub, proxy and load
+    /// generator), MiB, once a second of the measured part.
+    pub rss_mib: Vec<f64>,
 }
 
 impl Overhead {
@@ -94,7 +97,9 @@ impl Overhead {
              | through `vigil proxy` (capture {:.0}%) | {} | {} | {} | {} |\n\
              | **added by the proxy** | | **{}** | **{}** | {} |\n\n\
              {} requests/s in total (alternating), {} s measured after {} s warm-up; \
-             {} errors; {} captures published, {} dropped {:?}.\n",
+             {} errors; {} captures published, {} dropped {:?}.\n\n\
+             Resident memory of the bench process (stub + proxy + load generator): \
+             {:.1} MiB when measuring began, {:.1} MiB at the end, {:.1} MiB at most.\n",
             d.n,
             ms(d.p50),
             ms(d.p99),
@@ -114,6 +119,9 @@ impl Overhead {
             self.captured,
             self.dropped,
             self.dropped_by,
+            self.rss_mib.first().copied().unwrap_or(0.0),
+            self.rss_mib.last().copied().unwrap_or(0.0),
+            self.rss_mib.iter().copied().fold(0.0, f64::max),
         )
     }
 }
@@ -160,7 +168,7 @@ pub fn run(cfg: OverheadConfig) -> anyhow::Result<Overhead> {
     let proxy = proxy_rt.spawn(vigil_proxy::run(proxy_cfg, proxy_listener, client, s));
 
     let load = runtime("bench-load")?;
-    let (direct, proxied, errors) = load.block_on(drive(&cfg, &stub_url, &proxy_url));
+    let (direct, proxied, errors, rss_mib) = load.block_on(drive(&cfg, &stub_url, &proxy_url));
     // Let the publisher finish what is queued before reading its counters.
     let until = Instant::now() + Duration::from_secs(10);
     while metrics.queue_depth.get() > 0 && Instant::now() < until {
@@ -193,6 +201,7 @@ pub fn run(cfg: OverheadConfig) -> anyhow::Result<Overhead> {
         captured: metrics.captured.get(),
         dropped,
         dropped_by,
+        rss_mib,
         config: cfg,
     })
 }
@@ -204,7 +213,7 @@ async fn drive(
     cfg: &OverheadConfig,
     stub_url: &str,
     proxy_url: &str,
-) -> (Histogram<u64>, Histogram<u64>, u64) {
+) -> (Histogram<u64>, Histogram<u64>, u64, Vec<f64>) {
     let hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let direct = Arc::new(Mutex::new(hist()));
     let proxied = Arc::new(Mutex::new(hist()));
@@ -218,7 +227,11 @@ async fn drive(
     let total = warm + cfg.rate * cfg.seconds;
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
+    let mut rss_mib = Vec::new();
     for i in 0..total {
+        if i >= warm && (i - warm) % cfg.rate == 0 {
+            rss_mib.push(crate::procfs::self_rss_kb() as f64 / 1024.0);
+        }
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / cfg.rate as f64)).await;
         let http = http.clone();
         let url = urls[(i % 2) as usize].clone();
@@ -252,9 +265,11 @@ async fn drive(
     }
     while tasks.join_next().await.is_some() {}
     let take = |h: Arc<Mutex<Histogram<u64>>>| h.lock().expect("histogram lock").clone();
+    rss_mib.push(crate::procfs::self_rss_kb() as f64 / 1024.0);
     (
         take(direct),
         take(proxied),
         errors.load(std::sync::atomic::Ordering::Relaxed),
+        rss_mib,
     )
 }
