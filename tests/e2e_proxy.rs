@@ -310,6 +310,18 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
             .any(|a| a == token),
         "the Authorization header is forwarded upstream"
     );
+    let forwarded = stub
+        .stats()
+        .last_traceparent()
+        .expect("a traceparent upstream");
+    assert!(
+        forwarded.starts_with(&format!("00-{trace}-")),
+        "{forwarded}"
+    );
+    assert!(
+        !forwarded.contains("b7ad6b7169203331"),
+        "a new parent span: {forwarded}"
+    );
 
     let all = captures(&nats.url(), 7).await;
     assert_eq!(all.len(), 7);

@@ -173,7 +173,6 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     strip_hop_by_hop(&mut headers);
     headers.remove(header::HOST);
     headers.remove(header::CONTENT_LENGTH);
-    headers.remove("tracestate");
     if let Ok(v) = HeaderValue::from_str(&hop.traceparent) {
         headers.insert("traceparent", v);
     }

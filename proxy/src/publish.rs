@@ -66,7 +66,8 @@ impl CaptureQueue {
 /// Settings of the publisher.
 #[derive(Debug, Clone)]
 pub struct PublishConfig {
-    /// The app (subject `vigil.capture.<app>`).
+    /// The app (subject `vigil.capture.<app>`); [`crate::run`] sets it from
+    /// [`crate::ProxyConfig::app`].
     pub app: String,
     /// Most exchanges waiting to be published.
     pub queue_capacity: usize,
@@ -166,9 +167,8 @@ async fn publish_loop(
                 continue;
             }
         };
-        if payload.len() as u64 > client.server_info().max_payload as u64
-            && client.server_info().max_payload > 0
-        {
+        let max_payload = client.server_info().max_payload;
+        if max_payload > 0 && payload.len() > max_payload {
             metrics.dropped(DropReason::TooLarge);
             continue;
         }

@@ -163,6 +163,7 @@ pub struct StubStats {
     /// `/v1/embeddings` requests (not counted in `requests`).
     pub embeddings: AtomicU64,
     authorization: RwLock<Vec<String>>,
+    traceparent: RwLock<Option<String>>,
 }
 
 /// A copy of [`StubStats`] at one moment.
@@ -207,6 +208,11 @@ impl StubStats {
     /// most 64 are kept).
     pub fn authorization_headers(&self) -> Vec<String> {
         self.authorization.read().expect("auth lock").clone()
+    }
+
+    /// The `traceparent` header of the latest completion request that had one.
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.traceparent.read().expect("traceparent lock").clone()
     }
 
     /// Reads every counter.
@@ -757,6 +763,9 @@ async fn complete(
     let stats = &*st.stats;
     let idx = stats.requests.fetch_add(1, Relaxed);
     stats.record_authorization(headers.get(header::AUTHORIZATION));
+    if let Some(t) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        *stats.traceparent.write().expect("traceparent lock") = Some(t.to_string());
+    }
     let (_guard, now) = InFlight::enter(stats);
     if st.cfg.max_concurrency.is_some_and(|m| now > m as u64) {
         stats.over_capacity.fetch_add(1, Relaxed);
