@@ -393,6 +393,9 @@ pub struct ProxyArgs {
     /// Most captures waiting to be published; beyond it they are dropped and counted.
     #[arg(long, default_value_t = 10_000)]
     pub queue_capacity: usize,
+    /// Replicas of VIGIL_CAPTURE when the proxy creates it (3 in a three-node cluster).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
     #[command(flatten)]
     pub nats: NatsArgs,
     /// Serve Prometheus metrics on /metrics here (captured, sampled out, dropped, queue depth).

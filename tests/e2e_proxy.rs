@@ -325,6 +325,25 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
 
     let all = captures(&nats.url(), 7).await;
     assert_eq!(all.len(), 7);
+    // The proxy created VIGIL_CAPTURE bounded by age and by bytes.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let config = js
+        .get_stream(subjects::STREAM_CAPTURE)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .clone();
+    let want = vigil_protocol::topology::TopologyConfig::default();
+    assert_eq!(
+        config.retention,
+        async_nats::jetstream::stream::RetentionPolicy::Limits
+    );
+    assert_eq!(config.max_age, want.capture_max_age);
+    assert_eq!(config.max_bytes, want.capture_max_bytes);
+    assert!(config.max_bytes > 0 && !config.max_age.is_zero());
     for (c, raw) in &all {
         assert_eq!(c.app, "support");
         assert_eq!(c.status, 200);

@@ -40,7 +40,8 @@ pub struct TopologyConfig {
     pub file_storage: bool,
     /// How long captures are kept in `VIGIL_CAPTURE`.
     pub capture_max_age: Duration,
-    /// Most bytes `VIGIL_CAPTURE` holds; the oldest captures go first.
+    /// Most bytes `VIGIL_CAPTURE` holds; the oldest captures go first. The
+    /// server reserves this much file store when the stream is created.
     pub capture_max_bytes: i64,
 }
 
@@ -57,7 +58,7 @@ impl Default for TopologyConfig {
             duplicate_window: Duration::from_secs(120),
             file_storage: true,
             capture_max_age: Duration::from_secs(7 * 24 * 3600),
-            capture_max_bytes: 1 << 30,
+            capture_max_bytes: 256 << 20,
         }
     }
 }

@@ -35,6 +35,10 @@ pub async fn run(args: ProxyArgs) -> CommandResult {
         redact,
         publish: PublishConfig {
             queue_capacity: args.queue_capacity,
+            topology: vigil_protocol::topology::TopologyConfig {
+                replicas: args.replicas,
+                ..crate::topology_env::topology_from_env().input_error()?
+            },
             ..Default::default()
         },
         ..Default::default()
