@@ -229,7 +229,7 @@ async fn drive(
     let mut tasks = tokio::task::JoinSet::new();
     let mut rss_mib = Vec::new();
     for i in 0..total {
-        if i >= warm && (i - warm) % cfg.rate == 0 {
+        if i >= warm && (i - warm).is_multiple_of(cfg.rate) {
             rss_mib.push(crate::procfs::self_rss_kb() as f64 / 1024.0);
         }
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / cfg.rate as f64)).await;
