@@ -298,6 +298,7 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
                 ("authorization", token),
                 ("x-request-id", id),
                 ("traceparent", &traceparent),
+                ("x-vigil-meta-tenant", "acme"),
             ],
         )
         .await;
@@ -388,6 +389,7 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
             c.prompt
         );
         assert_eq!(c.messages.len(), 2);
+        assert_eq!(c.metadata.get("tenant").map(String::as_str), Some("acme"));
         assert!(
             c.prompt.contains("[REDACTED:custom_1]") && c.prompt.contains("[REDACTED:order]"),
             "{}",

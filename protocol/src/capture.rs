@@ -84,7 +84,8 @@ pub struct Capture {
     /// redacted; never `Authorization`, `Proxy-Authorization`, cookies or API-key headers.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
-    /// Free-form labels for filtering (a service publishing itself sets its own).
+    /// Free-form labels for filtering: the proxy takes them from request
+    /// headers `X-Vigil-Meta-<key>`; a service publishing itself sets its own.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
     /// How many spans the redactor replaced.

@@ -78,6 +78,10 @@ pub struct Exchange {
     pub error: Option<String>,
 }
 
+/// Request headers `X-Vigil-Meta-<key>: <value>` become [`Capture::metadata`]
+/// entries `<key>: <value>` (lowercase key), for monitors to filter on.
+pub const META_PREFIX: &str = "x-vigil-meta-";
+
 /// Header names never captured, and substrings that mark a credential.
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
@@ -247,14 +251,16 @@ pub fn capture(app: &str, ex: Exchange, redactor: &Redactor) -> Capture {
     let answer = read_answer(ex.endpoint, ex.sse, &ex.response);
     let response_text = answer.text.map(|t| redactor.redact(&t, &mut redactions));
     let mut headers = BTreeMap::new();
+    let mut metadata = BTreeMap::new();
     for (name, value) in &ex.headers {
         if header_kept(name.as_str())
             && let Ok(v) = value.to_str()
         {
-            headers.insert(
-                name.as_str().to_string(),
-                redactor.redact(v, &mut redactions),
-            );
+            let v = redactor.redact(v, &mut redactions);
+            if let Some(key) = name.as_str().strip_prefix(META_PREFIX) {
+                metadata.insert(key.to_string(), v.clone());
+            }
+            headers.insert(name.as_str().to_string(), v);
         }
     }
     let error = match (ex.error, ex.truncated) {
@@ -281,7 +287,7 @@ pub fn capture(app: &str, ex: Exchange, redactor: &Redactor) -> Capture {
         time: humantime::format_rfc3339_millis(ex.time).to_string(),
         trace_id: Some(ex.trace_id),
         headers,
-        metadata: BTreeMap::new(),
+        metadata,
         redactions,
         error,
     }
