@@ -99,7 +99,8 @@ impl Overhead {
              {} requests/s in total (alternating), {} s measured after {} s warm-up; \
              {} errors; {} captures published, {} dropped {:?}.\n\n\
              Resident memory of the bench process (stub + proxy + load generator): \
-             {:.1} MiB when measuring began, {:.1} MiB at the end, {:.1} MiB at most.\n",
+             {:.1} MiB when measuring began, {:.1} MiB at the end, {:.1} MiB at most; \
+             over time (ten points, MiB): {}.\n",
             d.n,
             ms(d.p50),
             ms(d.p99),
@@ -122,6 +123,12 @@ impl Overhead {
             self.rss_mib.first().copied().unwrap_or(0.0),
             self.rss_mib.last().copied().unwrap_or(0.0),
             self.rss_mib.iter().copied().fold(0.0, f64::max),
+            self.rss_mib
+                .iter()
+                .step_by((self.rss_mib.len() / 10).max(1))
+                .map(|m| format!("{m:.1}"))
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     }
 }
