@@ -103,5 +103,9 @@ fn proxy_overhead_measures_both_paths_and_captures_every_proxied_request() {
     assert!(result.direct.p99 > 0 && result.proxied.p99 > 0);
     // One memory sample a measured second, and one at the end.
     assert_eq!(result.rss_mib.len(), 3, "{:?}", result.rss_mib);
-    assert!(result.rss_mib.iter().all(|&m| m > 1.0), "{:?}", result.rss_mib);
+    assert!(
+        result.rss_mib.iter().all(|&m| m > 1.0),
+        "{:?}",
+        result.rss_mib
+    );
 }
