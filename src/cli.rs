@@ -50,6 +50,8 @@ pub enum Command {
     Report(ReportArgs),
     /// Write every item result of a run (JSONL or CSV).
     Export(ExportArgs),
+    /// Reverse-proxy an OpenAI-compatible server and capture sampled, redacted traffic to VIGIL_CAPTURE.
+    Proxy(ProxyArgs),
 }
 
 /// Where the history lives: a NATS server, or the embedded mode's store.
@@ -408,4 +410,39 @@ pub struct StubArgs {
     /// value to play another model behind the same URL and name).
     #[arg(long, default_value_t = 0)]
     pub model_created: u64,
+}
+
+/// `vigil proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub listen: SocketAddr,
+    /// The OpenAI-compatible server to forward to, e.g. http://127.0.0.1:8000/v1.
+    #[arg(long)]
+    pub upstream: String,
+    /// The application name: captures go to vigil.capture.<app>.
+    #[arg(long)]
+    pub app: String,
+    /// Fraction of chat/completions/embeddings requests captured (0..=1),
+    /// decided on the X-Request-Id header (else a hash of the request).
+    #[arg(long, default_value_t = 1.0)]
+    pub sample: f64,
+    /// An extra redaction regex (repeatable), on top of the built-in kinds.
+    #[arg(long, value_name = "REGEX")]
+    pub redact: Vec<String>,
+    /// A YAML file of named redaction regexes (`patterns: {name: regex}`).
+    #[arg(long, value_name = "FILE")]
+    pub redact_file: Option<PathBuf>,
+    /// Most captures waiting to be published; beyond it they are dropped and counted.
+    #[arg(long, default_value_t = 10_000)]
+    pub queue_capacity: usize,
+    /// Replicas of VIGIL_CAPTURE when the proxy creates it (3 in a three-node cluster).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+    /// Serve Prometheus metrics on /metrics here (captured, sampled out, dropped, queue depth).
+    #[arg(long, env = "VIGIL_METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
 }

@@ -80,3 +80,32 @@ async fn quick_bench_fills_every_row() {
     assert_eq!(text.matches(vigil_bench::report::BEGIN).count(), 1);
     assert!(text.contains("| CPUs (nproc) |"));
 }
+
+/// The proxy overhead benchmark in miniature: both paths measured, every
+/// proxied request (warm-up included) captured and published, none dropped.
+#[test]
+fn proxy_overhead_measures_both_paths_and_captures_every_proxied_request() {
+    let cfg = vigil_bench::proxy_overhead::OverheadConfig {
+        rate: 100,
+        seconds: 2,
+        warmup_seconds: 1,
+        sample: 1.0,
+    };
+    let result = vigil_bench::proxy_overhead::run(cfg).expect("the overhead bench runs");
+    eprintln!("{}", result.markdown());
+    assert_eq!(result.errors, 0);
+    assert_eq!((result.direct.n, result.proxied.n), (100, 100));
+    assert_eq!(
+        result.captured, 150,
+        "every proxied request, warm-up included"
+    );
+    assert_eq!(result.dropped, 0);
+    assert!(result.direct.p99 > 0 && result.proxied.p99 > 0);
+    // One memory sample a measured second, and one at the end.
+    assert_eq!(result.rss_mib.len(), 3, "{:?}", result.rss_mib);
+    assert!(
+        result.rss_mib.iter().all(|&m| m > 1.0),
+        "{:?}",
+        result.rss_mib
+    );
+}

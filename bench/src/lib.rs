@@ -15,6 +15,7 @@
 pub mod loadgen;
 pub mod machine;
 pub mod procfs;
+pub mod proxy_overhead;
 pub mod report;
 pub mod scenario;
 pub mod spawn;

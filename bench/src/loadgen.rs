@@ -26,7 +26,7 @@ impl Drive {
 }
 
 /// A request body like the worker's for an arithmetic item.
-fn body(i: u64) -> Vec<u8> {
+pub fn body(i: u64) -> Vec<u8> {
     let (a, b) = (i % 97 + 1, i % 13 + 2);
     serde_json::to_vec(&serde_json::json!({
         "model": "stub-model",

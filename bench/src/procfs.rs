@@ -61,6 +61,16 @@ pub fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
+/// The resident set size of this process now, KiB (`VmRSS`); 0 when unreadable.
+pub fn self_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU seconds of this process so far (user + system).
 pub fn self_cpu_s() -> f64 {
     ticks_to_s(sample(std::process::id()).map_or(0, |s| s.cpu_ticks))

@@ -124,10 +124,33 @@ pub fn parse_job_msg_id(id: &str) -> Option<(&str, u64)> {
 /// ```
 #[cfg(feature = "nats")]
 pub fn message_headers(run_id: &str) -> async_nats::HeaderMap {
+    let mut headers = schema_headers();
+    headers.insert(RUN_ID, run_id);
+    headers
+}
+
+/// `Content-Type`, `Vigil-Schema` and `Vigil-Schema-Min`: what every vigil message carries.
+#[cfg(feature = "nats")]
+fn schema_headers() -> async_nats::HeaderMap {
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(CONTENT_TYPE, crate::CONTENT_TYPE);
     headers.insert(SCHEMA, crate::SCHEMA_VERSION.to_string().as_str());
     headers.insert(SCHEMA_MIN, crate::SCHEMA_MIN_VERSION.to_string().as_str());
-    headers.insert(RUN_ID, run_id);
+    headers
+}
+
+/// The headers of a [`crate::Capture`]: the schema headers and
+/// `Nats-Msg-Id: <capture_id>` (a capture published twice is stored once).
+///
+/// ```
+/// let h = vigil_protocol::headers::capture_headers("c1");
+/// assert_eq!(h.get("Nats-Msg-Id").unwrap().as_str(), "c1");
+/// assert_eq!(h.get("Content-Type").unwrap().as_str(), "application/msgpack");
+/// assert!(h.get("Vigil-Schema").is_some() && h.get("Vigil-Run-Id").is_none());
+/// ```
+#[cfg(feature = "nats")]
+pub fn capture_headers(capture_id: &str) -> async_nats::HeaderMap {
+    let mut headers = schema_headers();
+    headers.insert(MSG_ID, capture_id);
     headers
 }

@@ -21,9 +21,11 @@
 //! ```
 
 pub mod advisory;
+pub mod capture;
 pub mod codec;
 pub mod headers;
 pub mod job;
+pub mod pii;
 pub mod progress;
 pub mod qa;
 pub mod result;
@@ -36,6 +38,7 @@ pub mod topology;
 #[cfg(feature = "nats")]
 pub mod trace_context;
 
+pub use capture::Capture;
 pub use codec::{CodecError, decode, encode};
 pub use job::{
     ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt, SamplingParams,

@@ -55,6 +55,11 @@ pub struct TopologyConfig {
     /// How long a topology request that the cluster does not answer (a leader
     /// election in progress, or no quorum) is retried before giving up.
     pub api_deadline: Duration,
+    /// How long captures are kept in `VIGIL_CAPTURE`.
+    pub capture_max_age: Duration,
+    /// Most bytes `VIGIL_CAPTURE` holds; the oldest captures go first. The
+    /// server reserves this much file store when the stream is created.
+    pub capture_max_bytes: i64,
 }
 
 impl Default for TopologyConfig {
@@ -71,6 +76,8 @@ impl Default for TopologyConfig {
             duplicate_window: Duration::from_secs(120),
             file_storage: true,
             api_deadline: Duration::from_secs(30),
+            capture_max_age: Duration::from_secs(7 * 24 * 3600),
+            capture_max_bytes: 256 << 20,
         }
     }
 }
@@ -203,6 +210,28 @@ fn limits_stream(
         num_replicas: cfg.replicas,
         ..Default::default()
     }
+}
+
+/// The config of `VIGIL_CAPTURE`: Limits, by age and by bytes (oldest dropped first).
+pub fn capture_stream(cfg: &TopologyConfig) -> stream::Config {
+    stream::Config {
+        max_bytes: cfg.capture_max_bytes,
+        ..limits_stream(
+            cfg,
+            subjects::STREAM_CAPTURE,
+            subjects::CAPTURE_ALL,
+            cfg.capture_max_age,
+        )
+    }
+}
+
+/// Creates (or finds) `VIGIL_CAPTURE` alone: what a capture publisher needs.
+pub async fn ensure_capture_stream(
+    js: &jetstream::Context,
+    cfg: &TopologyConfig,
+) -> Result<(), TopologyError> {
+    ensure_stream(js, cfg, capture_stream(cfg), &mut Vec::new()).await?;
+    Ok(())
 }
 
 /// The config of the durable pull consumer of a pool.
@@ -537,6 +566,7 @@ async fn ensure_all(
     ] {
         ensure_stream(&js, cfg, limits_stream(cfg, name, subject, age), &mut notes).await?;
     }
+    ensure_stream(&js, cfg, capture_stream(cfg), &mut notes).await?;
     let consumer_name = subjects::worker_consumer(pool);
     retry_transient(cfg.api_deadline, &consumer_name, || {
         jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))

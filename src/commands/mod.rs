@@ -3,6 +3,7 @@
 mod compare;
 mod export;
 mod export_parquet;
+mod proxy;
 mod report;
 mod run;
 mod runs;
@@ -30,5 +31,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Watch(args) => watch::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Export(args) => export::run(args).await,
+        Command::Proxy(args) => proxy::run(args).await,
     }
 }

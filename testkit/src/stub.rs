@@ -12,6 +12,11 @@
 //! lets a handler drop its own TCP connection without any HTTP response, which
 //! `axum::serve` cannot do. The hot path takes no global lock: counters are
 //! atomics and each request seeds its own RNG from (seed, request index).
+//!
+//! `"stream": true` is answered with server-sent events as OpenAI sends
+//! them: one `chat.completion.chunk` (or `text_completion`) per word, a last
+//! chunk with the finish reason, a usage chunk when `stream_options.include_usage`
+//! is set, then `data: [DONE]`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -98,6 +103,8 @@ pub struct StubConfig {
     /// The `created` of the model's `/v1/models` entry (what identifies the
     /// model behind the name; change it live with [`StubServer::set_model_created`]).
     pub model_created: u64,
+    /// Pause between the events of a streamed answer (zero: all at once).
+    pub stream_chunk_delay: Duration,
 }
 
 impl Default for StubConfig {
@@ -119,6 +126,7 @@ impl Default for StubConfig {
             seed: 0,
             model: "stub-model".to_string(),
             model_created: 0,
+            stream_chunk_delay: Duration::ZERO,
         }
     }
 }
@@ -161,6 +169,7 @@ pub struct StubStats {
     /// `/v1/models` requests (not counted in `requests`).
     pub models: AtomicU64,
     authorization: RwLock<Vec<String>>,
+    traceparent: RwLock<Option<String>>,
 }
 
 /// A copy of [`StubStats`] at one moment.
@@ -207,6 +216,11 @@ impl StubStats {
     /// most 64 are kept).
     pub fn authorization_headers(&self) -> Vec<String> {
         self.authorization.read().expect("auth lock").clone()
+    }
+
+    /// The `traceparent` header of the latest completion request that had one.
+    pub fn last_traceparent(&self) -> Option<String> {
+        self.traceparent.read().expect("traceparent lock").clone()
     }
 
     /// Reads every counter.
@@ -523,6 +537,12 @@ struct ChatMessage {
     content: Option<Content>,
 }
 
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
 #[derive(Deserialize)]
 struct ChatRequest {
     #[serde(default)]
@@ -534,6 +554,8 @@ struct ChatRequest {
     max_completion_tokens: Option<u64>,
     #[serde(default)]
     stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
 }
 
 #[derive(Deserialize)]
@@ -552,6 +574,8 @@ struct CompletionRequest {
     max_tokens: Option<u64>,
     #[serde(default)]
     stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
 }
 
 #[derive(Serialize)]
@@ -602,6 +626,8 @@ struct Asked {
     prompt_tokens: u64,
     max_tokens: Option<u64>,
     stream: bool,
+    /// Streamed: whether to send a usage chunk before `[DONE]`.
+    include_usage: bool,
 }
 
 fn parse_chat(body: &[u8]) -> Result<Asked, String> {
@@ -641,6 +667,7 @@ fn parse_chat(body: &[u8]) -> Result<Asked, String> {
         ),
         max_tokens: req.max_completion_tokens.or(req.max_tokens),
         stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
 }
 
@@ -659,6 +686,7 @@ fn parse_completion(body: &[u8]) -> Result<Asked, String> {
         text,
         max_tokens: req.max_tokens,
         stream: req.stream,
+        include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
 }
 
@@ -747,6 +775,9 @@ async fn complete(
     let stats = &*st.stats;
     let idx = stats.requests.fetch_add(1, Relaxed);
     stats.record_authorization(headers.get(header::AUTHORIZATION));
+    if let Some(t) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        *stats.traceparent.write().expect("traceparent lock") = Some(t.to_string());
+    }
     let (_guard, now) = InFlight::enter(stats);
     if st.cfg.max_concurrency.is_some_and(|m| now > m as u64) {
         stats.over_capacity.fetch_add(1, Relaxed);
@@ -762,10 +793,6 @@ async fn complete(
     let asked = match kind {
         Kind::Chat => parse_chat(body),
         Kind::Text => parse_completion(body),
-    };
-    let asked = match asked {
-        Ok(a) if a.stream => Err("stream is not supported by the stub".to_string()),
-        other => other,
     };
     let asked = match asked {
         Ok(a) => a,
@@ -861,6 +888,20 @@ async fn complete(
         stats.ok.fetch_add(1, Relaxed);
     }
     let created = now_s();
+    if asked.stream {
+        let id = format!(
+            "{}-stub-{idx}",
+            if matches!(kind, Kind::Chat) {
+                "chatcmpl"
+            } else {
+                "cmpl"
+            }
+        );
+        let text = if empty { "" } else { text.as_str() };
+        let usage = asked.include_usage.then_some(usage);
+        return sse(kind, &id, created, model, text, finish_reason, usage)
+            .delayed(st.cfg.stream_chunk_delay);
+    }
     match kind {
         Kind::Chat => {
             let choices = if empty {
@@ -907,6 +948,80 @@ async fn complete(
             Json(body).into_response()
         }
     }
+}
+
+/// The events of a streamed answer, each a separate body frame.
+struct Sse(Vec<Bytes>);
+
+impl Sse {
+    /// The response, pausing `delay` between events.
+    fn delayed(self, delay: Duration) -> Response {
+        use futures::StreamExt;
+        let frames = futures::stream::iter(self.0.into_iter().enumerate()).then(
+            move |(i, frame)| async move {
+                if i > 0 && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Ok::<_, std::convert::Infallible>(frame)
+            },
+        );
+        (
+            [
+                (header::CONTENT_TYPE, "text/event-stream"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            axum::body::Body::from_stream(frames),
+        )
+            .into_response()
+    }
+}
+
+/// A streamed answer: one chunk per word of `text`, the finish reason, the
+/// usage when asked, `[DONE]`.
+fn sse(
+    kind: Kind,
+    id: &str,
+    created: u64,
+    model: &str,
+    text: &str,
+    finish_reason: &str,
+    usage: Option<Usage>,
+) -> Sse {
+    let (object, piece): (&str, fn(&str) -> serde_json::Value) = match kind {
+        Kind::Chat => (
+            "chat.completion.chunk",
+            |t| serde_json::json!({"index": 0, "delta": {"content": t}, "finish_reason": null}),
+        ),
+        Kind::Text => (
+            "text_completion",
+            |t| serde_json::json!({"index": 0, "text": t, "logprobs": null, "finish_reason": null}),
+        ),
+    };
+    let chunk = |choices: serde_json::Value| serde_json::json!({"id": id, "object": object, "created": created, "model": model, "choices": choices});
+    let mut events = Vec::new();
+    if matches!(kind, Kind::Chat) {
+        events.push(chunk(serde_json::json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}])));
+    }
+    for word in text.split_inclusive(' ') {
+        events.push(chunk(serde_json::json!([piece(word)])));
+    }
+    let mut last = piece("");
+    last["finish_reason"] = serde_json::json!(finish_reason);
+    if matches!(kind, Kind::Chat) {
+        last["delta"] = serde_json::json!({});
+    }
+    events.push(chunk(serde_json::json!([last])));
+    if let Some(usage) = usage {
+        let mut c = chunk(serde_json::json!([]));
+        c["usage"] = serde_json::to_value(usage).unwrap_or_default();
+        events.push(c);
+    }
+    let mut frames: Vec<Bytes> = events
+        .iter()
+        .map(|e| Bytes::from(format!("data: {e}\n\n")))
+        .collect();
+    frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
+    Sse(frames)
 }
 
 async fn chat(
