@@ -111,10 +111,18 @@ pub fn spawn(
 
 /// Creates `VIGIL_CAPTURE` when it is missing, retrying until it exists (NATS
 /// may be down at start; captures published meanwhile are dropped and counted).
-async fn ensure_stream(js: jetstream::Context, cfg: TopologyConfig, stop: CancellationToken) {
+async fn ensure_stream(
+    js: jetstream::Context,
+    cfg: TopologyConfig,
+    stop: CancellationToken,
+    ready: tokio::sync::watch::Sender<bool>,
+) {
     loop {
         match topology::ensure_capture_stream(&js, &cfg).await {
-            Ok(()) => return,
+            Ok(()) => {
+                let _ = ready.send(true);
+                return;
+            }
             Err(e) => tracing::warn!(error = %e, "capture stream not ready; retrying"),
         }
         tokio::select! {
@@ -135,10 +143,15 @@ async fn publish_loop(
     shutdown: CancellationToken,
 ) {
     let js = jetstream::new(client.clone());
+    // Captures taken while the stream is still being made wait for it (at
+    // most one publish timeout each, off the response path) instead of being
+    // published into nothing and dropped.
+    let (ready_tx, mut ready) = tokio::sync::watch::channel(false);
     tokio::spawn(ensure_stream(
         js.clone(),
         cfg.topology.clone(),
         shutdown.clone(),
+        ready_tx,
     ));
     let subject = subjects::capture(&cfg.app);
     let mut acks: FuturesUnordered<futures::future::BoxFuture<'static, Ack>> =
@@ -174,6 +187,9 @@ async fn publish_loop(
         }
         let hdrs = headers::capture_headers(&capture.capture_id);
         let timeout = cfg.publish_timeout;
+        if !*ready.borrow() {
+            let _ = tokio::time::timeout(timeout, ready.wait_for(|r| *r)).await;
+        }
         let sent = tokio::time::timeout(
             timeout,
             js.publish_with_headers(subject.clone(), hdrs, payload.into()),
