@@ -169,9 +169,10 @@ mod tests {
     #[test]
     fn a_newer_additive_schema_is_read_and_a_newer_breaking_one_names_its_items() {
         let payload = encode(&job()).unwrap();
-        let additive = headers(Some("2"), Some("1"), None);
+        let next = (SCHEMA_VERSION + 1).to_string();
+        let additive = headers(Some(&next), Some("1"), None);
         assert!(decode_job(Some(&additive), &payload, 1 << 20).is_ok());
-        let breaking = headers(Some("2"), Some("2"), None);
+        let breaking = headers(Some(&next), Some(&next), None);
         let e = decode_job(Some(&breaking), &payload, 1 << 20).unwrap_err();
         assert_eq!(e.kind, ErrorKind::UnsupportedSchema);
         let r = answer(Some(&breaking), &payload, &e, "w", 1).unwrap();
