@@ -69,6 +69,7 @@ pub mod compare;
 pub mod continuous;
 pub mod dataset;
 pub mod dispatch;
+pub mod drift;
 pub mod export;
 pub mod gates;
 pub mod history;
