@@ -89,7 +89,7 @@ struct Component {
 /// then every `e_t(λ)` has conditional expectation at most 1. Each e-CUSUM
 /// is at most the e-Shiryaev-Roberts sum `Σ_{j≤t} Π_{i=j..t} e_i(λ)`, so
 /// `M_t` is at most a sum of e-processes started at each time, an
-/// e-detector; by Shin, Ramdas & Rinaldo (2023, Theorem 2.4, after Lorden)
+/// e-detector; by Shin, Ramdas & Rinaldo (2023; the argument is Lorden's)
 /// the expected number of scores to the first alarm (the average run
 /// length, ARL) is at least `1/α`. Since the detector restarts after an
 /// alarm, over a long unchanged stream of `n` scores it raises on average at
