@@ -52,6 +52,8 @@
 //! - [`compare`]: paired comparison of two runs (bootstrap, McNemar, Holm).
 //! - [`history`]: the run history, baselines and retention.
 //! - [`alerts`]: a failed gate published on `vigil.alerts.<suite>`.
+//! - [`drift`]: sequential drift detectors on a stream of per-item scores
+//!   (an e-detector with a stated false-alarm rate, static thresholds).
 //!
 //! **Output**: for people and CI.
 //!
@@ -69,6 +71,7 @@ pub mod compare;
 pub mod continuous;
 pub mod dataset;
 pub mod dispatch;
+pub mod drift;
 pub mod export;
 pub mod gates;
 pub mod history;
