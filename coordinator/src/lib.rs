@@ -44,8 +44,9 @@
 //! **After the run**: what a finished summary goes through.
 //!
 //! - [`gates`]: the conditions that decide the exit code.
-//! - [`continuous`]: manifest, stored scores, the comparison with the
-//!   baseline, alerts, in that order.
+//! - [`baseline`]: after a run, its per-item scores stored, the baseline
+//!   chosen and the paired comparison with it (manifest differences,
+//!   flipped items named); also the run's response-cache policy.
 //! - [`manifest`]: everything that determines a summary.
 //! - [`scores_store`] and [`item_ids`]: per-item scores and ids kept for
 //!   later comparisons.
@@ -65,8 +66,8 @@
 
 pub mod aggregate;
 pub mod alerts;
+pub mod baseline;
 pub mod compare;
-pub mod continuous;
 pub mod dataset;
 pub mod dispatch;
 pub mod export;

@@ -1,6 +1,9 @@
-//! What happens to a run's summary before it is published: the manifest,
-//! the per-item scores stored for later comparisons, the paired comparison
-//! with the baseline, and (after the gates) the alerts.
+//! The baseline of a finished run and the comparison with it, before the
+//! summary is published: the run's per-item scores stored for later
+//! comparisons, the baseline chosen (explicit, pinned or latest passing),
+//! the paired comparison with its manifest differences and flipped items
+//! named. Also the run's response-cache policy, whose note ("mostly
+//! cached") the comparison carries.
 //!
 //! Nothing here may lose a run: a failure to store scores or to find a
 //! baseline is logged and recorded in the comparison's note, never fatal.
@@ -158,7 +161,7 @@ pub const DEFAULT_CACHE_TTL_S: u64 = 24 * 3600;
 /// `ttl_s` (default [`DEFAULT_CACHE_TTL_S`]) are not reused.
 ///
 /// ```
-/// use vigil_coordinator::continuous::cache_policy;
+/// use vigil_coordinator::baseline::cache_policy;
 /// use vigil_coordinator::suite::CacheConfig;
 /// assert_eq!(cache_policy(&CacheConfig::default(), false, false), None);
 /// let on = cache_policy(&CacheConfig::default(), true, false).unwrap();
@@ -187,11 +190,11 @@ pub fn cache_policy(
 /// use vigil_protocol::{Comparison, RunSummary};
 /// let s = RunSummary { items_total: 10, items_cached: 9, ..Default::default() };
 /// let mut c = Comparison::default();
-/// vigil_coordinator::continuous::note_cached_candidate(&s, &mut c);
+/// vigil_coordinator::baseline::note_cached_candidate(&s, &mut c);
 /// assert!(c.note.unwrap().contains("9 of 10"));
 /// let fresh = RunSummary { items_total: 10, items_cached: 5, ..Default::default() };
 /// let mut c = Comparison::default();
-/// vigil_coordinator::continuous::note_cached_candidate(&fresh, &mut c);
+/// vigil_coordinator::baseline::note_cached_candidate(&fresh, &mut c);
 /// assert_eq!(c.note, None);
 /// ```
 pub fn note_cached_candidate(summary: &RunSummary, comparison: &mut Comparison) {
