@@ -56,8 +56,8 @@
 //!
 //! **Output**: for people and CI.
 //!
-//! - [`table`] and [`table_text`]: the terminal report.
-//! - [`report`]: HTML, JUnit XML and Markdown.
+//! - [`report`]: the terminal table (`report::table`, `report::table_text`),
+//!   HTML, JUnit XML and Markdown.
 //! - [`export`]: the column schema of `vigil export` (one list for CSV and
 //!   Parquet) and an item's row of typed cells.
 //!
@@ -86,7 +86,5 @@ pub mod scores_store;
 pub mod slices;
 pub mod stats;
 pub mod suite;
-pub mod table;
-pub mod table_text;
 pub mod text_metrics;
 pub mod validate;

@@ -246,7 +246,10 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 outcome.summary.run_id, outcome.summary.finished_at
             );
         }
-        println!("{}", vigil_coordinator::table::render(&outcome.summary));
+        println!(
+            "{}",
+            vigil_coordinator::report::table::render(&outcome.summary)
+        );
     }
     if let Some(path) = &args.out {
         let json = match summaries.as_slice() {
