@@ -13,7 +13,8 @@ use vigil_coordinator::run::{RunConfig, RunError, RunOutcome, scheduled_run_id};
 use vigil_coordinator::suite::Suite;
 use vigil_protocol::{ProgressEvent, RunSummary};
 use vigil_worker::allow::AllowList;
-use vigil_worker::pull::{WorkerConfig, WorkerStats};
+use vigil_worker::metrics::WorkerStats;
+use vigil_worker::pull::WorkerConfig;
 
 fn resolve_date(date: &str) -> Result<String, Failure> {
     if date == "today" {
