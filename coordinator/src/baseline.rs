@@ -2,8 +2,8 @@
 //! summary is published: the run's per-item scores stored for later
 //! comparisons, the baseline chosen (explicit, pinned or latest passing),
 //! the paired comparison with its manifest differences and flipped items
-//! named. Also the run's response-cache policy, whose note ("mostly
-//! cached") the comparison carries.
+//! named, and a note when the candidate came mostly from the response
+//! cache.
 //!
 //! Nothing here may lose a run: a failure to store scores or to find a
 //! baseline is logged and recorded in the comparison's note, never fatal.
@@ -150,36 +150,6 @@ async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison:
             }
         }
     }
-}
-
-/// The TTL of cached responses when the suite sets none: 24 hours.
-pub const DEFAULT_CACHE_TTL_S: u64 = 24 * 3600;
-
-/// The cache policy of a run: off unless the suite says `cache: {enabled:
-/// true}` or the run asks for it (`vigil run --cache`); `--no-cache` turns
-/// it off whatever else says. When on, entries older than the suite's
-/// `ttl_s` (default [`DEFAULT_CACHE_TTL_S`]) are not reused.
-///
-/// ```
-/// use vigil_coordinator::baseline::cache_policy;
-/// use vigil_coordinator::suite::CacheConfig;
-/// assert_eq!(cache_policy(&CacheConfig::default(), false, false), None);
-/// let on = cache_policy(&CacheConfig::default(), true, false).unwrap();
-/// assert_eq!(on.ttl_s, Some(86_400));
-/// let suite = CacheConfig { enabled: Some(true), ttl_s: Some(60) };
-/// assert_eq!(cache_policy(&suite, false, false).unwrap().ttl_s, Some(60));
-/// assert_eq!(cache_policy(&suite, true, true), None, "--no-cache wins");
-/// ```
-pub fn cache_policy(
-    config: &crate::suite::CacheConfig,
-    cache: bool,
-    no_cache: bool,
-) -> Option<vigil_protocol::CachePolicy> {
-    let enabled = !no_cache && (cache || config.enabled == Some(true));
-    enabled.then_some(vigil_protocol::CachePolicy {
-        enabled: true,
-        ttl_s: Some(config.ttl_s.unwrap_or(DEFAULT_CACHE_TTL_S)),
-    })
 }
 
 /// Says in a comparison's note when most of the candidate's items (more

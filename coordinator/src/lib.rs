@@ -11,7 +11,8 @@
 //!
 //! **Plan**: what to evaluate, checked before anything is published.
 //!
-//! - [`suite`]: the suite file. `mod.rs` holds the suite types and `load`,
+//! - [`suite`]: the suite file. `mod.rs` holds the suite types, `load` and
+//!   [`suite::cache_policy`] (the run's response-cache policy),
 //!   `raw.rs` the file format as written, `check.rs` the checker (errors
 //!   name the file, field and line), `scorers.rs` the scorer entries (read
 //!   into `vigil_protocol::ScorerKind`), with `text_scorers.rs`,
@@ -46,7 +47,7 @@
 //! - [`gates`]: the conditions that decide the exit code.
 //! - [`baseline`]: after a run, its per-item scores stored, the baseline
 //!   chosen and the paired comparison with it (manifest differences,
-//!   flipped items named); also the run's response-cache policy.
+//!   flipped items named).
 //! - [`manifest`]: everything that determines a summary.
 //! - [`scores_store`] and [`item_ids`]: per-item scores and ids kept for
 //!   later comparisons.

@@ -333,7 +333,7 @@ async fn run_in_span(
             items: Vec::new(),
             deadline_unix_ms: Some(deadline_unix_ms),
             keep_output_chars: suite.keep_output_chars,
-            cache: crate::baseline::cache_policy(&suite.cache, config.cache, config.no_cache),
+            cache: crate::suite::cache_policy(&suite.cache, config.cache, config.no_cache),
             samples: suite.samples,
         },
         subject: subjects::jobs(&suite.pool),
