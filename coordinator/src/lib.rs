@@ -11,7 +11,8 @@
 //!
 //! **Plan**: what to evaluate, checked before anything is published.
 //!
-//! - [`suite`]: the suite file. `mod.rs` holds the suite types and `load`,
+//! - [`suite`]: the suite file. `mod.rs` holds the suite types, `load` and
+//!   [`suite::cache_policy`] (the run's response-cache policy),
 //!   `raw.rs` the file format as written, `check.rs` the checker (errors
 //!   name the file, field and line), `scorers.rs` the scorer entries (read
 //!   into `vigil_protocol::ScorerKind`), with `text_scorers.rs`,
@@ -44,8 +45,9 @@
 //! **After the run**: what a finished summary goes through.
 //!
 //! - [`gates`]: the conditions that decide the exit code.
-//! - [`continuous`]: manifest, stored scores, the comparison with the
-//!   baseline, alerts, in that order.
+//! - [`baseline`]: after a run, its per-item scores stored, the baseline
+//!   chosen and the paired comparison with it (manifest differences,
+//!   flipped items named).
 //! - [`manifest`]: everything that determines a summary.
 //! - [`scores_store`] and [`item_ids`]: per-item scores and ids kept for
 //!   later comparisons.
@@ -57,8 +59,8 @@
 //!
 //! **Output**: for people and CI.
 //!
-//! - [`table`] and [`table_text`]: the terminal report.
-//! - [`report`]: HTML, JUnit XML and Markdown.
+//! - [`report`]: the terminal table (`report::table`, `report::table_text`),
+//!   HTML, JUnit XML and Markdown.
 //! - [`export`]: the column schema of `vigil export` (one list for CSV and
 //!   Parquet) and an item's row of typed cells.
 //!
@@ -67,8 +69,8 @@
 
 pub mod aggregate;
 pub mod alerts;
+pub mod baseline;
 pub mod compare;
-pub mod continuous;
 pub mod dataset;
 pub mod dispatch;
 pub mod drift;
@@ -88,7 +90,5 @@ pub mod scores_store;
 pub mod slices;
 pub mod stats;
 pub mod suite;
-pub mod table;
-pub mod table_text;
 pub mod text_metrics;
 pub mod validate;

@@ -333,7 +333,7 @@ async fn run_in_span(
             items: Vec::new(),
             deadline_unix_ms: Some(deadline_unix_ms),
             keep_output_chars: suite.keep_output_chars,
-            cache: crate::continuous::cache_policy(&suite.cache, config.cache, config.no_cache),
+            cache: crate::suite::cache_policy(&suite.cache, config.cache, config.no_cache),
             samples: suite.samples,
         },
         subject: subjects::jobs(&suite.pool),
@@ -505,7 +505,7 @@ async fn run_in_span(
         &client.server_info().version,
         aggregate.response_models(),
     ));
-    crate::continuous::compare_with_baseline(
+    crate::baseline::compare_with_baseline(
         &js,
         &suite,
         &renderer,

@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 use vigil_coordinator::aggregate::{Aggregator, SummaryMeta};
 use vigil_coordinator::gates::{GateSpec, apply};
-use vigil_coordinator::table::render;
+use vigil_coordinator::report::table::render;
 use vigil_protocol::{ErrorKind, ItemError, ItemResult, JobResult, RunSummary, Score, TokenUsage};
 
 /// 100 scored items (81 pass `exact`, `fuzzy` = 0.5 everywhere), latency

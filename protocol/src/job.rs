@@ -35,7 +35,7 @@ pub struct Job {
     /// How many characters of each output to keep in the result (0: none).
     pub keep_output_chars: u32,
     /// Whether the worker may answer from the response cache (`None`: no cache).
-    pub cache: Option<crate::CachePolicy>,
+    pub cache: Option<CachePolicy>,
     /// Completions sampled per item (0 or 1: one). With n > 1 the worker calls
     /// the target n times with distinct seeds; `code_exec` scores pass@k over
     /// them, other scorers score the first.
@@ -209,4 +209,19 @@ pub struct SamplingParams {
     pub seed: Option<u64>,
     /// Stop sequences.
     pub stop: Vec<String>,
+}
+
+/// Whether and how long a worker may reuse a response, carried by a job.
+///
+/// ```
+/// let p = vigil_protocol::CachePolicy { enabled: true, ttl_s: Some(60) };
+/// assert!(p.enabled);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CachePolicy {
+    /// Look responses up before calling the backend and store them after.
+    pub enabled: bool,
+    /// Entries older than this many seconds are ignored (`None`: no limit).
+    pub ttl_s: Option<u64>,
 }

@@ -21,13 +21,13 @@
 //! ```
 
 pub mod advisory;
+pub mod alert;
 pub mod capture;
 pub mod codec;
 pub mod headers;
 pub mod job;
 pub mod pii;
 pub mod progress;
-pub mod qa;
 pub mod result;
 pub mod scorers;
 pub mod subjects;
@@ -38,14 +38,14 @@ pub mod topology;
 #[cfg(feature = "nats")]
 pub mod trace_context;
 
+pub use alert::Alert;
 pub use capture::Capture;
 pub use codec::{CodecError, decode, encode};
 pub use job::{
-    ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt, SamplingParams,
-    TargetOutline, TargetSpec,
+    CachePolicy, ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt,
+    SamplingParams, TargetOutline, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
-pub use qa::{Alert, CachePolicy, Comparison, Manifest, ManifestDiff, MetricComparison};
 pub use result::{ErrorKind, ItemError, ItemResult, JobResult, Score, TokenUsage};
 /// The parameters of the scorers that do IO (the path they had before
 /// [`scorers`]).
@@ -57,7 +57,10 @@ pub use scorers::text::{
     BleuSmoothing, BleuTokenizer, LabelMatch, LabelSpec, RefusalExpect, RougeVariant,
 };
 pub use scorers::{Normalization, ParamError, SandboxLimits, ScorerKind, ScorerSpec};
-pub use summary::{GateOutcome, LatencySummary, RunSummary, ScoreSummary, TokenTotals};
+pub use summary::{
+    Comparison, GateOutcome, LatencySummary, Manifest, ManifestDiff, MetricComparison, RunSummary,
+    ScoreSummary, TokenTotals,
+};
 pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu, OTHER_LABEL};
 
 /// The schema version written in the `Vigil-Schema` header and in

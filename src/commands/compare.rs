@@ -47,7 +47,7 @@ pub async fn run(args: CompareArgs) -> CommandResult {
     } else {
         print!(
             "{}",
-            vigil_coordinator::table::render_comparison(&comparison, &cand.run_id, true)
+            vigil_coordinator::report::table::render_comparison(&comparison, &cand.run_id, true)
         );
     }
     Ok(Exit::Ok)

@@ -13,7 +13,8 @@ use vigil_coordinator::run::{RunConfig, RunError, RunOutcome, scheduled_run_id};
 use vigil_coordinator::suite::Suite;
 use vigil_protocol::{ProgressEvent, RunSummary};
 use vigil_worker::allow::AllowList;
-use vigil_worker::pull::{WorkerConfig, WorkerStats};
+use vigil_worker::metrics::WorkerStats;
+use vigil_worker::pull::WorkerConfig;
 
 fn resolve_date(date: &str) -> Result<String, Failure> {
     if date == "today" {
@@ -246,7 +247,10 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 outcome.summary.run_id, outcome.summary.finished_at
             );
         }
-        println!("{}", vigil_coordinator::table::render(&outcome.summary));
+        println!(
+            "{}",
+            vigil_coordinator::report::table::render(&outcome.summary)
+        );
     }
     if let Some(path) = &args.out {
         let json = match summaries.as_slice() {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use vigil_coordinator::suite::Suite;
 use vigil_worker::allow::AllowList;
-use vigil_worker::pull::{WorkerConfig, WorkerStats};
+use vigil_worker::metrics::WorkerStats;
+use vigil_worker::pull::WorkerConfig;
 
 /// The allow list of a worker: `--allow` entries, `VIGIL_ALLOW`
 /// (comma-separated) and the targets of `--suite` files.

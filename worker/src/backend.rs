@@ -155,7 +155,7 @@ impl Secrets {
 
 /// The first characters of a body, on one line.
 pub(crate) fn excerpt(body: &[u8]) -> String {
-    crate::scorers::short(String::from_utf8_lossy(body).trim(), EXCERPT)
+    crate::text::short(String::from_utf8_lossy(body).trim(), EXCERPT)
 }
 
 /// A reqwest error and its causes, without the URL (which may carry userinfo).

@@ -48,7 +48,11 @@
 //! **Sandbox**: [`sandbox`] runs untrusted programs for `code_exec`.
 //!
 //! **Telemetry**: [`telemetry`] (job, model-call and score spans, trace
-//! context in and out) and [`metrics`] (Prometheus).
+//! context in and out) and [`metrics`] (the worker's counters,
+//! [`metrics::WorkerStats`], and Prometheus).
+//!
+//! **Shared**: [`text`] (text helpers such as [`text::short`], for details
+//! and error messages).
 //!
 //! Where a new scorer kind, backend kind, command or wire field goes: the
 //! README's "Layout" section.
@@ -66,4 +70,5 @@ pub mod sampling;
 pub mod sandbox;
 pub mod scorers;
 pub mod telemetry;
+pub mod text;
 pub mod unreadable;

@@ -5,7 +5,6 @@
 //! What needs labels or buckets (failures by kind, backend latency, scores
 //! per scorer, retries) lives in [`WorkerMetrics`], updated once per item.
 
-use crate::pull::WorkerStats;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -14,8 +13,31 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets, linear_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use vigil_protocol::ItemResult;
+
+/// Counters a worker keeps; shared so a metrics endpoint or a test can read them.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// Jobs whose results were published and acked.
+    pub jobs_done: AtomicU64,
+    /// Items evaluated (scored or failed).
+    pub items_done: AtomicU64,
+    /// Items failed.
+    pub items_failed: AtomicU64,
+    /// Messages terminated as malformed (undecodable, wrong schema, oversized).
+    pub malformed: AtomicU64,
+    /// Jobs received on a redelivery.
+    pub redelivered: AtomicU64,
+    /// Jobs nak'd (result not publishable, or shutdown).
+    pub nakked: AtomicU64,
+    /// Jobs of cancelled or finished runs, acked without evaluation.
+    pub jobs_skipped: AtomicU64,
+    /// Model calls in flight now.
+    pub in_flight: AtomicU64,
+    /// Per-item metrics with labels and buckets (failures by kind, latency, scores).
+    pub metrics: WorkerMetrics,
+}
 
 /// Label set: one `(name, value)` pair.
 pub type Labels = Vec<(&'static str, String)>;

@@ -12,6 +12,7 @@
 use crate::allow::AllowList;
 use crate::backend::BackendClient;
 use crate::backends::{Backend, Backends, Call, Chosen, LocalBackend};
+use crate::metrics::WorkerStats;
 use crate::retry::AdaptiveLimit;
 use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
@@ -23,7 +24,7 @@ use async_nats::jetstream::{
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -96,29 +97,6 @@ pub fn default_worker_id() -> String {
         })
         .unwrap_or_else(|| "worker".into());
     format!("{host}-{}", std::process::id())
-}
-
-/// Counters a worker keeps; shared so a metrics endpoint or a test can read them.
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    /// Jobs whose results were published and acked.
-    pub jobs_done: AtomicU64,
-    /// Items evaluated (scored or failed).
-    pub items_done: AtomicU64,
-    /// Items failed.
-    pub items_failed: AtomicU64,
-    /// Messages terminated as malformed (undecodable, wrong schema, oversized).
-    pub malformed: AtomicU64,
-    /// Jobs received on a redelivery.
-    pub redelivered: AtomicU64,
-    /// Jobs nak'd (result not publishable, or shutdown).
-    pub nakked: AtomicU64,
-    /// Jobs of cancelled or finished runs, acked without evaluation.
-    pub jobs_skipped: AtomicU64,
-    /// Model calls in flight now.
-    pub in_flight: AtomicU64,
-    /// Per-item metrics with labels and buckets (failures by kind, latency, scores).
-    pub metrics: crate::metrics::WorkerMetrics,
 }
 
 /// The worker could not start or lost its stream for good.

@@ -55,7 +55,7 @@ pub fn render(input: &ReportInput) -> String {
         s.latency_ms.p99,
         s.items_per_s
     );
-    if let Some(note) = crate::table::cached_note(s) {
+    if let Some(note) = super::table::cached_note(s) {
         let _ = write!(out, "<p class=\"fail\">{}</p>", escape(&note));
     }
 

@@ -30,7 +30,7 @@ pub fn render(s: &RunSummary) -> String {
         s.latency_ms.p50,
         s.latency_ms.p95
     );
-    if let Some(note) = crate::table::cached_note(s) {
+    if let Some(note) = super::table::cached_note(s) {
         let _ = writeln!(out, "**{note}**\n");
     }
     out.push_str("| scorer | pass rate | 95% CI | mean | n |\n|---|---:|---:|---:|---:|\n");

@@ -2,12 +2,16 @@
 //! ([`html`]: summary, per-slice table, flipped items, the main metric's
 //! trend over the history, latency histogram; charts as inline SVG), JUnit
 //! XML ([`junit`]: one test case per gate) and a Markdown summary
-//! ([`markdown`], for a pull-request comment or `$GITHUB_STEP_SUMMARY`).
+//! ([`markdown`], for a pull-request comment or `$GITHUB_STEP_SUMMARY`),
+//! and the terminal table ([`table`], with [`table_text`] for run-level
+//! text metrics) that `vigil run` and `vigil compare` print.
 
 pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod svg;
+pub mod table;
+pub mod table_text;
 
 use vigil_protocol::RunSummary;
 

@@ -110,6 +110,36 @@ pub struct CacheConfig {
     pub ttl_s: Option<u64>,
 }
 
+/// The TTL of cached responses when the suite sets none: 24 hours.
+pub const DEFAULT_CACHE_TTL_S: u64 = 24 * 3600;
+
+/// The cache policy of a run: off unless the suite says `cache: {enabled:
+/// true}` or the run asks for it (`vigil run --cache`); `--no-cache` turns
+/// it off whatever else says. When on, entries older than the suite's
+/// `ttl_s` (default [`DEFAULT_CACHE_TTL_S`]) are not reused.
+///
+/// ```
+/// use vigil_coordinator::suite::cache_policy;
+/// use vigil_coordinator::suite::CacheConfig;
+/// assert_eq!(cache_policy(&CacheConfig::default(), false, false), None);
+/// let on = cache_policy(&CacheConfig::default(), true, false).unwrap();
+/// assert_eq!(on.ttl_s, Some(86_400));
+/// let suite = CacheConfig { enabled: Some(true), ttl_s: Some(60) };
+/// assert_eq!(cache_policy(&suite, false, false).unwrap().ttl_s, Some(60));
+/// assert_eq!(cache_policy(&suite, true, true), None, "--no-cache wins");
+/// ```
+pub fn cache_policy(
+    config: &CacheConfig,
+    cache: bool,
+    no_cache: bool,
+) -> Option<vigil_protocol::CachePolicy> {
+    let enabled = !no_cache && (cache || config.enabled == Some(true));
+    enabled.then_some(vigil_protocol::CachePolicy {
+        enabled: true,
+        ttl_s: Some(config.ttl_s.unwrap_or(DEFAULT_CACHE_TTL_S)),
+    })
+}
+
 /// The format of a suite file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuiteFormat {

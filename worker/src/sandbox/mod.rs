@@ -955,7 +955,7 @@ async fn self_test(
         .find(|l| !l.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| format!("{:?}", out.status));
-    Err(crate::scorers::short(&why, 160))
+    Err(crate::text::short(&why, 160))
 }
 
 /// Without the sandbox: `[setpriv] prlimit` only, tried once with the
@@ -999,7 +999,7 @@ async fn probe_unsafe(config: &SandboxConfig, runner: &dyn Runner, why: String) 
             iso.error = Some(format!(
                 "programs do not start: {:?} {}",
                 out.status,
-                crate::scorers::short(out.stderr.trim(), 120)
+                crate::text::short(out.stderr.trim(), 120)
             ));
         }
     }

@@ -97,7 +97,7 @@ impl Runner for Python {
             return Err(format!(
                 "{} failed: {}",
                 command[0],
-                crate::scorers::short(String::from_utf8_lossy(&out.stderr).trim(), 120)
+                crate::text::short(String::from_utf8_lossy(&out.stderr).trim(), 120)
             ));
         }
         Ok(String::from_utf8_lossy(&out.stdout)

@@ -73,7 +73,7 @@ impl Classification {
                     .build()
                     .map_err(|e| ScorerError::Regex {
                         scorer: common.name.clone(),
-                        message: super::short(&e.to_string(), 300),
+                        message: crate::text::short(&e.to_string(), 300),
                     })
             })
             .transpose()?;

@@ -9,10 +9,11 @@
 //! block, else the first fenced block, else the whole text), then the tests.
 
 use super::pass_at_k::pass_at_k;
-use super::{Common, IoScorer, ScoreInput, ScoreOutcome, ScorerEnv, ScorerError, short};
+use super::{Common, IoScorer, ScoreInput, ScoreOutcome, ScorerEnv, ScorerError};
 use crate::sandbox::limits::Limits;
 use crate::sandbox::runner::{Runner, runner_for};
 use crate::sandbox::{Outcome, Sandbox, Status};
+use crate::text::short;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::Arc;

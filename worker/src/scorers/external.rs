@@ -27,7 +27,8 @@
 //! environment, so its API keys never reach the process.
 
 use super::io_env::{IoEnv, IoStats};
-use super::{Common, IoScorer, MAX_DETAIL, ScoreInput, ScoreOutcome, ScorerError, quote, short};
+use super::{Common, IoScorer, MAX_DETAIL, ScoreInput, ScoreOutcome, ScorerError, quote};
+use crate::text::short;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};

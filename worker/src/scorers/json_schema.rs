@@ -2,7 +2,8 @@
 //! against it. JSON inside a Markdown code fence counts, since chat models
 //! wrap JSON in one even when told not to.
 
-use super::{Common, Scorer, ScorerError, short};
+use super::{Common, Scorer, ScorerError};
+use crate::text::short;
 use serde_json::Value;
 use vigil_protocol::Score;
 

@@ -37,6 +37,7 @@ pub mod regex;
 pub mod rouge;
 pub mod toxicity;
 
+use crate::text::short;
 use futures::future::BoxFuture;
 use vigil_protocol::{ErrorKind, Item, Job, Score, ScorerKind, ScorerSpec};
 
@@ -463,26 +464,6 @@ impl Common {
 /// Longest detail a scorer emits, in characters.
 pub const MAX_DETAIL: usize = 199;
 
-/// `text` cut to at most `max` characters (on a char boundary), with an
-/// ellipsis when cut; newlines become spaces so details stay one line.
-///
-/// ```
-/// assert_eq!(vigil_worker::scorers::short("abcdef", 4), "abc…");
-/// assert_eq!(vigil_worker::scorers::short("a\nb", 10), "a b");
-/// ```
-pub fn short(text: &str, max: usize) -> String {
-    let flat: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if flat.chars().count() <= max {
-        return flat;
-    }
-    let mut out: String = flat.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
-}
-
 /// `text` quoted in backticks and cut short enough to sit inside a detail.
 pub(crate) fn quote(text: &str) -> String {
     format!("`{}`", short(text, 60))
@@ -617,11 +598,5 @@ mod tests {
         .score(&long, Some(&long.replace('x', "y")));
         assert!(score.detail.chars().count() < 200, "{}", score.detail);
         assert!(!score.detail.contains('\n'));
-    }
-
-    #[test]
-    fn short_cuts_on_char_boundaries() {
-        assert_eq!(short("ééé", 2), "é…");
-        assert_eq!(short("", 0), "");
     }
 }

@@ -41,7 +41,7 @@ impl Pii {
                 .build()
                 .map_err(|e| ScorerError::Regex {
                     scorer: common.name.clone(),
-                    message: super::short(&format!("{what}: {e}"), 300),
+                    message: crate::text::short(&format!("{what}: {e}"), 300),
                 })
         };
         let mut compiled = Vec::new();

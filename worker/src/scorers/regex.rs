@@ -24,7 +24,7 @@ impl RegexScorer {
             .build()
             .map_err(|e| ScorerError::Regex {
                 scorer: common.name.clone(),
-                message: super::short(&e.to_string(), 300),
+                message: crate::text::short(&e.to_string(), 300),
             })?;
         Ok(RegexScorer { common, pattern })
     }

@@ -82,7 +82,7 @@ impl Toxicity {
             .build()
             .map_err(|e| ScorerError::InvalidParams {
                 scorer: common.name.clone(),
-                message: super::short(&format!("word list too large: {e}"), 300),
+                message: crate::text::short(&format!("word list too large: {e}"), 300),
             })?;
         Ok(Toxicity { common, pattern })
     }

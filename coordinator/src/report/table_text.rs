@@ -20,7 +20,7 @@ pub const MAX_MATRIX_LABELS: usize = 10;
 ///     corpus_bleu: Some(CorpusBleu { score: 0.25, bp: 1.0, ratio: 1.1, ..Default::default() }),
 ///     ..Default::default()
 /// });
-/// let text = vigil_coordinator::table_text::render(&s);
+/// let text = vigil_coordinator::report::table_text::render(&s);
 /// assert!(text.contains("corpus bleu  bleu  0.2500"));
 /// ```
 pub fn render(summary: &RunSummary) -> String {

@@ -63,9 +63,9 @@ fn duration(s: f64) -> String {
 /// ```
 /// use vigil_protocol::RunSummary;
 /// let s = RunSummary { items_total: 4, items_cached: 3, ..Default::default() };
-/// let note = vigil_coordinator::table::cached_note(&s).unwrap();
+/// let note = vigil_coordinator::report::table::cached_note(&s).unwrap();
 /// assert!(note.contains("3 of 4 items"));
-/// assert_eq!(vigil_coordinator::table::cached_note(&RunSummary::default()), None);
+/// assert_eq!(vigil_coordinator::report::table::cached_note(&RunSummary::default()), None);
 /// ```
 pub fn cached_note(summary: &RunSummary) -> Option<String> {
     (summary.items_cached > 0).then(|| {
@@ -85,7 +85,7 @@ pub fn cached_note(summary: &RunSummary) -> Option<String> {
 /// use vigil_protocol::{RunSummary, ScoreSummary};
 /// let mut s = RunSummary { suite: "arith".into(), items_total: 100, items_scored: 100, passed: true, ..Default::default() };
 /// s.scores.insert("exact".into(), ScoreSummary { pass_rate: 0.81, ci_low: 0.7222, ci_high: 0.8749, n: 100, passed: 81, ..Default::default() });
-/// let text = vigil_coordinator::table::render(&s);
+/// let text = vigil_coordinator::report::table::render(&s);
 /// assert!(text.contains("0.8100 [0.7222, 0.8749]"));
 /// assert!(text.ends_with("PASS\n"));
 /// ```
@@ -138,7 +138,7 @@ pub fn render(summary: &RunSummary) -> String {
         }
         out.push_str(&columns(&rows));
     }
-    let text_metrics = crate::table_text::render(s);
+    let text_metrics = super::table_text::render(s);
     if !text_metrics.is_empty() {
         out.push('\n');
         out.push_str(&text_metrics);
@@ -213,7 +213,7 @@ pub fn render(summary: &RunSummary) -> String {
 ///     tests: vec![MetricComparison { scorer: "exact".into(), metric: "pass_rate".into(), diff: -0.3,
 ///         significant: true, flipped_to_fail: vec!["q1".into()], ..Default::default() }],
 ///     ..Default::default() };
-/// let text = vigil_coordinator::table::render_comparison(&c, "c", true);
+/// let text = vigil_coordinator::report::table::render_comparison(&c, "c", true);
 /// assert!(text.contains("baseline  b (latest_passing)"));
 /// assert!(text.contains("exact pass->fail: q1"));
 /// ```

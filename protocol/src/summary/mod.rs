@@ -2,6 +2,12 @@
 //! `vigil run --out`. Field names are part of the user-facing contract
 //! (DESIGN §10).
 
+mod comparison;
+mod manifest;
+
+pub use comparison::{Comparison, MetricComparison};
+pub use manifest::{Manifest, ManifestDiff};
+
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -59,11 +65,11 @@ pub struct RunSummary {
     /// The run's trace id, when tracing is on.
     pub trace_id: Option<String>,
     /// What determined the run (suite, dataset, templates, scorers, model, versions).
-    pub manifest: Option<crate::Manifest>,
+    pub manifest: Option<Manifest>,
     /// Per slice: tag → tag value → scorer → summary.
     pub slices: BTreeMap<String, BTreeMap<String, BTreeMap<String, ScoreSummary>>>,
     /// The paired comparison with the baseline run, when there was one.
-    pub comparison: Option<crate::Comparison>,
+    pub comparison: Option<Comparison>,
 }
 
 /// One scorer over a run.

@@ -1,6 +1,9 @@
-//! What happens to a run's summary before it is published: the manifest,
-//! the per-item scores stored for later comparisons, the paired comparison
-//! with the baseline, and (after the gates) the alerts.
+//! The baseline of a finished run and the comparison with it, before the
+//! summary is published: the run's per-item scores stored for later
+//! comparisons, the baseline chosen (explicit, pinned or latest passing),
+//! the paired comparison with its manifest differences and flipped items
+//! named, and a note when the candidate came mostly from the response
+//! cache.
 //!
 //! Nothing here may lose a run: a failure to store scores or to find a
 //! baseline is logged and recorded in the comparison's note, never fatal.
@@ -149,36 +152,6 @@ async fn name_flipped_items(suite: &Suite, renderer: &Arc<Renderer>, comparison:
     }
 }
 
-/// The TTL of cached responses when the suite sets none: 24 hours.
-pub const DEFAULT_CACHE_TTL_S: u64 = 24 * 3600;
-
-/// The cache policy of a run: off unless the suite says `cache: {enabled:
-/// true}` or the run asks for it (`vigil run --cache`); `--no-cache` turns
-/// it off whatever else says. When on, entries older than the suite's
-/// `ttl_s` (default [`DEFAULT_CACHE_TTL_S`]) are not reused.
-///
-/// ```
-/// use vigil_coordinator::continuous::cache_policy;
-/// use vigil_coordinator::suite::CacheConfig;
-/// assert_eq!(cache_policy(&CacheConfig::default(), false, false), None);
-/// let on = cache_policy(&CacheConfig::default(), true, false).unwrap();
-/// assert_eq!(on.ttl_s, Some(86_400));
-/// let suite = CacheConfig { enabled: Some(true), ttl_s: Some(60) };
-/// assert_eq!(cache_policy(&suite, false, false).unwrap().ttl_s, Some(60));
-/// assert_eq!(cache_policy(&suite, true, true), None, "--no-cache wins");
-/// ```
-pub fn cache_policy(
-    config: &crate::suite::CacheConfig,
-    cache: bool,
-    no_cache: bool,
-) -> Option<vigil_protocol::CachePolicy> {
-    let enabled = !no_cache && (cache || config.enabled == Some(true));
-    enabled.then_some(vigil_protocol::CachePolicy {
-        enabled: true,
-        ttl_s: Some(config.ttl_s.unwrap_or(DEFAULT_CACHE_TTL_S)),
-    })
-}
-
 /// Says in a comparison's note when most of the candidate's items (more
 /// than half) came from the response cache: the comparison then looks at
 /// stored outputs, not at what the model answers today.
@@ -187,11 +160,11 @@ pub fn cache_policy(
 /// use vigil_protocol::{Comparison, RunSummary};
 /// let s = RunSummary { items_total: 10, items_cached: 9, ..Default::default() };
 /// let mut c = Comparison::default();
-/// vigil_coordinator::continuous::note_cached_candidate(&s, &mut c);
+/// vigil_coordinator::baseline::note_cached_candidate(&s, &mut c);
 /// assert!(c.note.unwrap().contains("9 of 10"));
 /// let fresh = RunSummary { items_total: 10, items_cached: 5, ..Default::default() };
 /// let mut c = Comparison::default();
-/// vigil_coordinator::continuous::note_cached_candidate(&fresh, &mut c);
+/// vigil_coordinator::baseline::note_cached_candidate(&fresh, &mut c);
 /// assert_eq!(c.note, None);
 /// ```
 pub fn note_cached_candidate(summary: &RunSummary, comparison: &mut Comparison) {
