@@ -294,7 +294,8 @@ async fn a_three_server_cluster_loses_a_server_and_nothing_else() {
         "{log}"
     );
     // The topology lookups take at most VIGIL_JS_TIMEOUT_S in all; a history
-    // read after them fails at its first unanswered request (5 s each).
+    // read after them is retried for history::LIST_RETRY_WINDOW (10 s) plus
+    // one unanswered request (5 s).
     assert!(
         took < Duration::from_secs(JS_TIMEOUT_S + 20),
         "bounded by VIGIL_JS_TIMEOUT_S: took {took:?}"

@@ -69,8 +69,40 @@ pub fn filter(suite: Option<&str>, target: Option<&str>) -> String {
     }
 }
 
+/// How long [`list`] keeps retrying a read that JetStream did not answer (a
+/// stream leader election after a server loss) before it gives up.
+pub const LIST_RETRY_WINDOW: Duration = Duration::from_secs(10);
+
+/// How long one summary may take to arrive once the read knows more are due.
+const MESSAGE_WAIT: Duration = Duration::from_secs(5);
+
 /// Every summary of the selection, oldest first (undecodable ones skipped).
+///
+/// The read is all or nothing: it knows from the consumer how many summaries
+/// match, and a summary that does not arrive is an error, never a shorter
+/// list. Reads that JetStream does not answer are retried for
+/// [`LIST_RETRY_WINDOW`], then fail with the no-quorum hint.
 pub async fn list(
+    js: &jetstream::Context,
+    suite: Option<&str>,
+    target: Option<&str>,
+) -> Result<Vec<HistoryEntry>, HistoryError> {
+    let until = tokio::time::Instant::now() + LIST_RETRY_WINDOW;
+    loop {
+        match list_once(js, suite, target).await {
+            Err(HistoryError::Nats(text))
+                if vigil_protocol::topology::is_transient(&text)
+                    && tokio::time::Instant::now() < until =>
+            {
+                tracing::debug!(error = %text, "history read not answered; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn list_once(
     js: &jetstream::Context,
     suite: Option<&str>,
     target: Option<&str>,
@@ -79,7 +111,7 @@ pub async fn list(
     if stream.info().await.map_err(nats)?.state.messages == 0 {
         return Ok(Vec::new());
     }
-    let consumer = stream
+    let mut consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: filter(suite, target),
             deliver_policy: DeliverPolicy::All,
@@ -87,23 +119,28 @@ pub async fn list(
         })
         .await
         .map_err(nats)?;
+    // What matches the filter now; later summaries may arrive too, and the
+    // read ends where the last delivered message says nothing is pending.
+    if consumer.info().await.map_err(nats)?.num_pending == 0 {
+        return Ok(Vec::new());
+    }
     let mut messages = consumer.messages().await.map_err(nats)?;
     let mut out = Vec::new();
     loop {
-        // An empty selection never delivers: a quiet second means the end.
-        let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-        let Ok(Some(message)) = next else { break };
-        let message = message.map_err(nats)?;
+        let message = match tokio::time::timeout(MESSAGE_WAIT, messages.next()).await {
+            Ok(Some(message)) => message.map_err(nats)?,
+            Ok(None) => return Err(nats("the history read ended early")),
+            Err(_) => return Err(nats("timed out waiting for the next summary")),
+        };
         let info = message.info().map_err(nats)?;
         let (seq, pending) = (info.stream_sequence, info.pending);
         if let Ok(summary) = vigil_protocol::decode::<RunSummary>(&message.payload) {
             out.push(HistoryEntry { seq, summary });
         }
         if pending == 0 {
-            break;
+            return Ok(out);
         }
     }
-    Ok(out)
 }
 
 /// The summary of run `run_id`.
