@@ -75,8 +75,8 @@ gates:
         (tests["mean"].as_f64().unwrap() - 0.6).abs() < 1e-12,
         "{tests}"
     );
-    // Three samples per item, each its own request (distinct seeds, so the
-    // cache at temperature 0 does not collapse them).
+    // Three samples per item, each its own request (distinct seeds, so even
+    // a run with the response cache on would not collapse them).
     assert_eq!(stub.stats().requests.load(Ordering::Relaxed), 15);
 }
 
