@@ -2,26 +2,16 @@
 //! installed by scripts/setup-extra.d/python-interop.sh) publishes a capture
 //! to a real nats-server; vigil's own types decode it from VIGIL_CAPTURE.
 
-use std::path::PathBuf;
+mod common;
+use common::interop_pythonpath;
+
 use vigil_protocol::topology::{TopologyConfig, ensure_capture_stream};
 use vigil_protocol::{Capture, codec, headers, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 
-fn interop_pythonpath() -> PathBuf {
-    let home = std::env::var("VIGIL_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".vigil"));
-    home.join("pypi/interop")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_capture_decodes_as_a_vigil_capture() {
     let pythonpath = interop_pythonpath();
-    assert!(
-        pythonpath.join("nats").exists() && pythonpath.join("msgpack").exists(),
-        "nats-py and msgpack are missing from {}: run scripts/setup.sh",
-        pythonpath.display()
-    );
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
         .unwrap();

@@ -196,3 +196,18 @@ pub fn value(text: &str, series: &str) -> f64 {
         .map(|v| v.trim().parse().unwrap())
         .unwrap_or(0.0)
 }
+
+/// Where `scripts/setup.sh` installs nats-py and msgpack for the interop
+/// tests (`$VIGIL_HOME/pypi/interop`); fails, naming the fix, when they are missing.
+pub fn interop_pythonpath() -> PathBuf {
+    let home = std::env::var("VIGIL_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap()).join(".vigil"));
+    let pythonpath = home.join("pypi/interop");
+    assert!(
+        pythonpath.join("nats").exists() && pythonpath.join("msgpack").exists(),
+        "nats-py and msgpack are missing from {}: run scripts/setup.sh",
+        pythonpath.display()
+    );
+    pythonpath
+}
