@@ -6,36 +6,12 @@
 
 mod common;
 
-use common::vigil;
-use std::io::{Read, Write};
+use common::{free_addr, scrape, value, vigil};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 use vigil_protocol::{Capture, codec, headers, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
-
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().to_string()
-}
-
-/// The body of `GET /metrics`, or `None` while nothing listens.
-fn scrape(addr: &str) -> Option<String> {
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.contains(" 200 ").then_some(text)
-}
-
-/// The value of one series (0 when absent).
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0.0)
-}
 
 /// A running `vigil proxy`, killed on drop.
 struct Proxy {
