@@ -3,9 +3,8 @@
 //! crashes, retries stay bounded, every failed item has its kind, the counts
 //! add up and the run ends.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use cluster::*;
 use common::*;

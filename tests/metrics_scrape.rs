@@ -1,7 +1,7 @@
 //! `/metrics` of a worker process and of a coordinator (`vigil run
 //! --metrics-addr`): the counters move while and after a run.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::process::Stdio;

@@ -3,7 +3,7 @@
 //! SIGTERM. Throughput rises after the scale-up, and no item is lost or
 //! duplicated, neither in the summary nor at the backend.
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures::StreamExt;

@@ -2,6 +2,9 @@
 //! temporary directory, and the `vigil` binary run as a real process.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod otel;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
