@@ -8,9 +8,9 @@
 //! so a client in any language decodes them as plain maps; readers ignore
 //! unknown fields and every field added after schema version 1 is optional.
 //!
-//! The crate does no IO. With the `nats` feature it also carries
-//! [`topology`](crate::topology): the JetStream stream and consumer configs and
-//! the server-version check that coordinator and workers share.
+//! The crate does no IO and depends on neither tokio nor async-nats (DESIGN
+//! §2): the JetStream topology, the header maps and the trace-context carriers
+//! that talk to a server live in `vigil-nats`.
 //!
 //! ```
 //! use vigil_protocol::{codec, ProgressEvent, RunPhase};
@@ -33,10 +33,6 @@ pub mod scorers;
 pub mod subjects;
 pub mod summary;
 pub mod text_stats;
-#[cfg(feature = "nats")]
-pub mod topology;
-#[cfg(feature = "nats")]
-pub mod trace_context;
 
 pub use alert::Alert;
 pub use capture::Capture;
