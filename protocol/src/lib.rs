@@ -3,7 +3,8 @@
 //! Everything that crosses NATS is defined here: the message types ([`Job`],
 //! [`JobResult`], [`RunSummary`], [`ProgressEvent`]), their MessagePack codec
 //! ([`codec`]), the subject, stream and consumer names ([`subjects`]) and the
-//! header names ([`headers`]). Scorer kinds, their parameters and their
+//! header names ([`headers`]). The OpenAI-compatible HTTP bodies the worker
+//! sends and the stub and `vigil serve-model` answer are in [`openai`]. Scorer kinds, their parameters and their
 //! pure checks are defined once, in [`scorers`]. Payloads are MessagePack maps with named fields,
 //! so a client in any language decodes them as plain maps; readers ignore
 //! unknown fields and every field added after schema version 1 is optional.
@@ -26,6 +27,7 @@ pub mod capture;
 pub mod codec;
 pub mod headers;
 pub mod job;
+pub mod openai;
 pub mod pii;
 pub mod progress;
 pub mod result;
