@@ -48,6 +48,8 @@ pub struct CachedResponse {
 #[derive(Clone)]
 pub struct ResponseCache {
     kv: kv::Store,
+    /// The context the bucket was opened with: writes are published on it.
+    js: jetstream::Context,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -126,7 +128,7 @@ impl ResponseCache {
     ) -> Result<Self, vigil_protocol::topology::TopologyError> {
         vigil_protocol::topology::ensure_cache_bucket(js, topology)
             .await
-            .map(|kv| ResponseCache { kv })
+            .map(|kv| ResponseCache { kv, js: js.clone() })
     }
 
     /// The cached response of `key`, unless missing, unreadable or older than `ttl_s`.
@@ -141,7 +143,12 @@ impl ResponseCache {
         Some(hit)
     }
 
-    /// Stores a successful completion under `key` (failures are only logged).
+    /// Stores a successful completion under `key`, pipelined: this returns
+    /// once the write is queued on the connection (so it reaches the server
+    /// before anything the caller publishes afterwards, such as the job's
+    /// result), and the server's acknowledgement is awaited in the
+    /// background. A write that fails is only logged: a lost cache entry
+    /// costs one more model call later, never a result.
     pub async fn put(&self, key: &str, completion: &Completion) {
         let entry = CachedResponse {
             text: completion.text.clone(),
@@ -154,9 +161,44 @@ impl ResponseCache {
         let Ok(bytes) = vigil_protocol::encode(&entry) else {
             return;
         };
-        if let Err(e) = self.kv.put(key, bytes.into()).await {
-            tracing::debug!(error = %e, "could not store a response in the cache");
+        let Some(subject) = self.subject(key) else {
+            // A bucket reached through another JetStream domain: its put
+            // subject needs that domain's prefix, which only the store knows.
+            if let Err(e) = self.kv.put(key, bytes.into()).await {
+                tracing::debug!(error = %e, "could not store a response in the cache");
+            }
+            return;
+        };
+        // What `kv::Store::put` does, without waiting for the PubAck here:
+        // a synchronous round trip per item was the cache's toll on misses.
+        match self.js.publish(subject, bytes.into()).await {
+            Ok(ack) => {
+                tokio::spawn(async move {
+                    if let Err(e) = ack.await {
+                        tracing::debug!(error = %e, "the server did not store a cache entry");
+                    }
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "could not store a response in the cache"),
         }
+    }
+
+    /// The subject a put of `key` is published on, as `kv::Store::put`
+    /// builds it; `None` for a key the bucket does not accept (the store's
+    /// own put then reports it) or a bucket of another JetStream domain.
+    fn subject(&self, key: &str) -> Option<String> {
+        // `kv::Store`'s key rule: `[-/_=.a-zA-Z0-9]+`, no dot at either end.
+        let valid = !key.is_empty()
+            && !key.starts_with('.')
+            && !key.ends_with('.')
+            && key.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_' | b'=' | b'.')
+            });
+        if !valid || self.kv.use_jetstream_prefix {
+            return None;
+        }
+        let prefix = self.kv.put_prefix.as_ref().unwrap_or(&self.kv.prefix);
+        Some(format!("{prefix}{key}"))
     }
 }
 

@@ -738,7 +738,7 @@ async fn call_model(
     if let Some(hit) = lookup.hit.clone() {
         return Ok((hit, true));
     }
-    let _call = shared.calls.acquire().await.expect("semaphore open");
+    let slot = shared.calls.acquire().await.expect("semaphore open");
     // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
     if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
         return Err(None);
@@ -750,6 +750,9 @@ async fn call_model(
         .complete(target, &item.prompt, Call { limit, span })
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    // The slot is for model calls: storing in the cache does not hold it
+    // (and only queues the write; see `ResponseCache::put`).
+    drop(slot);
     if let Ok(completion) = &call {
         lookup.store(completion).await;
     }
