@@ -20,6 +20,11 @@
 //! - [`validate`]: `vigil validate` (every item rendered for every target
 //!   kind) and [`validate::check_suite`], the check before publish.
 //! - [`dataset`]: streaming JSONL and CSV readers.
+//! - [`dataset_store`]: versioned datasets in the `vigil-artifacts` object
+//!   store (push, resolve, pull, extend), which suites name with
+//!   `dataset: { name, version }`.
+//! - [`promote`]: captures and their online scores into dataset items,
+//!   selected with the `--where` filter language ([`promote::filter`]).
 //! - [`render`]: dataset records into wire items (prompt, references, id,
 //!   tags, judge rubrics).
 //!

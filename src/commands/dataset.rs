@@ -1,5 +1,5 @@
 //! `vigil dataset push|list|show|pull|promote`: versioned datasets in the
-//! `vigil-artifacts` object store (see docs/datasets.md).
+//! `vigil-artifacts` object store (see docs/production.md, "The way back").
 
 use crate::cli::{DatasetArgs, DatasetCommand, DatasetFileFormat, StoreArgs};
 use crate::commands::runs::open_store;
