@@ -21,6 +21,20 @@ fn dataset(nats: &str, args: &[&str]) -> Output {
     run(vigil().arg("dataset").args(args).args(["--nats", nats]))
 }
 
+/// `vigil dataset promote --app support --where FILTER --to TO EXTRA.. --nats URL`.
+fn promote(nats: &str, filter: &str, to: &str, extra: &[&str]) -> Output {
+    let mut args = vec!["promote", "--app", "support", "--where", filter, "--to", to];
+    args.extend_from_slice(extra);
+    dataset(nats, &args)
+}
+
+/// `vigil dataset push FILE --name NAME`, expected to succeed.
+fn push(nats: &str, file: &Path, name: &str) -> Output {
+    let o = dataset(nats, &["push", file.to_str().unwrap(), "--name", name]);
+    assert_eq!(o.status.code(), Some(0));
+    o
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -140,20 +154,12 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     let v1_file = d.join("arith.jsonl");
     write_arith_dataset(&v1_file, 20, 0);
     let v1 = sha256_of(&v1_file);
-    let o = dataset(
-        &url,
-        &["push", v1_file.to_str().unwrap(), "--name", "arith"],
-    );
-    assert_eq!(o.status.code(), Some(0));
+    let o = push(&url, &v1_file, "arith");
     assert!(
         stdout(&o).contains(&format!("pushed arith@{v1} (20 items")),
         "the version is the content's SHA-256"
     );
-    let o = dataset(
-        &url,
-        &["push", v1_file.to_str().unwrap(), "--name", "arith"],
-    );
-    assert_eq!(o.status.code(), Some(0));
+    let o = push(&url, &v1_file, "arith");
     assert!(
         stdout(&o).contains("already stored"),
         "same content, one version"
@@ -171,15 +177,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     let v2_file = d.join("arith2.jsonl");
     write_arith_dataset(&v2_file, 25, 0);
     let v2 = sha256_of(&v2_file);
-    assert_eq!(
-        dataset(
-            &url,
-            &["push", v2_file.to_str().unwrap(), "--name", "arith"]
-        )
-        .status
-        .code(),
-        Some(0)
-    );
+    push(&url, &v2_file, "arith");
     let pulled = d.join("pulled.jsonl");
     let o = dataset(
         &url,
@@ -244,15 +242,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     // stored summary), not the new latest (which would refuse the resume).
     let v3_file = d.join("arith3.jsonl");
     write_arith_dataset(&v3_file, 30, 0);
-    assert_eq!(
-        dataset(
-            &url,
-            &["push", v3_file.to_str().unwrap(), "--name", "arith"]
-        )
-        .status
-        .code(),
-        Some(0)
-    );
+    push(&url, &v3_file, "arith");
     let o = run_suite(
         &latest,
         &url,
@@ -308,15 +298,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
         })
         .collect();
     std::fs::write(&mon_file, lines.join("\n") + "\n").unwrap();
-    assert_eq!(
-        dataset(
-            &url,
-            &["push", mon_file.to_str().unwrap(), "--name", "mon-input"]
-        )
-        .status
-        .code(),
-        Some(0)
-    );
+    push(&url, &mon_file, "mon-input");
     let mon = named_suite(
         d,
         "mon.yaml",
@@ -335,22 +317,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     // -- promote what failed online or got a thumbs-down: c1, c2, c3, c4, c5
     // minus c5 (same prompt as c1).
     let filter = r#"exact.passed == false or metadata.feedback == "down""#;
-    let promote = |extra: &[&str]| {
-        let mut args = vec![
-            "promote",
-            "--app",
-            "support",
-            "--since",
-            "1h",
-            "--where",
-            filter,
-            "--to",
-            "support-regressions",
-        ];
-        args.extend_from_slice(extra);
-        dataset(&url, &args)
-    };
-    let o = promote(&[]);
+    let o = promote(&url, filter, "support-regressions", &["--since", "1h"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("read 6 capture(s)"), "{}", stderr(&o));
     assert!(stdout(&o).contains("4 added"), "{}", stdout(&o));
@@ -378,7 +345,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     assert_eq!(c2["response"], "4");
 
     // -- promote again: nothing new, no new version.
-    let o = promote(&[]);
+    let o = promote(&url, filter, "support-regressions", &["--since", "1h"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).contains("nothing new"), "{}", stdout(&o));
     assert_eq!(versions_of(&url, "support-regressions").len(), 1);
@@ -386,19 +353,11 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     // -- by model, for review: only what is not in the dataset yet (c6);
     // the reviewed file goes back with `push --append`.
     let cand = d.join("candidates.jsonl");
-    let o = dataset(
+    let o = promote(
         &url,
-        &[
-            "promote",
-            "--app",
-            "support",
-            "--where",
-            r#"model == "qwen-2.5-7b""#,
-            "--to",
-            "support-regressions",
-            "--out",
-            cand.to_str().unwrap(),
-        ],
+        r#"model == "qwen-2.5-7b""#,
+        "support-regressions",
+        &["--out", cand.to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(0));
     let text = std::fs::read_to_string(&cand).unwrap();
@@ -474,36 +433,14 @@ async fn broken_inputs_give_clear_errors() {
     );
     assert!(versions_of(&url, "broken").is_empty(), "nothing stored");
 
-    let o = dataset(
-        &url,
-        &[
-            "promote",
-            "--app",
-            "support",
-            "--where",
-            r#"judge.value < 0.5 and model = "x""#,
-            "--to",
-            "r",
-        ],
-    );
+    let o = promote(&url, r#"judge.value < 0.5 and model = "x""#, "r", &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("--where: column 29: `=` is not an operator; use `==`"),
         "{}",
         stderr(&o)
     );
-    let o = dataset(
-        &url,
-        &[
-            "promote",
-            "--app",
-            "support",
-            "--where",
-            "judge.value < 0.5",
-            "--to",
-            "r",
-        ],
-    );
+    let o = promote(&url, "judge.value < 0.5", "r", &[]);
     assert_eq!(o.status.code(), Some(2), "a scorer no monitor run has");
     assert!(stderr(&o).contains("judge"), "{}", stderr(&o));
 
@@ -512,12 +449,7 @@ async fn broken_inputs_give_clear_errors() {
     assert!(stderr(&o).contains("no dataset `nope`"), "{}", stderr(&o));
     let good = d.join("good.jsonl");
     std::fs::write(&good, "{\"q\": 1}\n").unwrap();
-    assert_eq!(
-        dataset(&url, &["push", good.to_str().unwrap(), "--name", "good"])
-            .status
-            .code(),
-        Some(0)
-    );
+    push(&url, &good, "good");
     let missing = "0".repeat(64);
     let o = dataset(&url, &["pull", &format!("good@{missing}")]);
     assert_eq!(o.status.code(), Some(2));

@@ -1,7 +1,6 @@
 //! `vigil run SUITE`: validate, then evaluate every chosen target.
 
 use crate::cli::RunArgs;
-use crate::embedded::EmbeddedNats;
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
 use crate::progress::Progress;
 use anyhow::anyhow;
@@ -62,26 +61,6 @@ fn run_error(e: RunError) -> Failure {
     }
 }
 
-/// The embedded server (if any), its URL and a client: `--nats`, or a
-/// private nats-server on `--state-dir`.
-async fn connect(
-    args: &RunArgs,
-) -> Result<(Option<EmbeddedNats>, String, async_nats::Client), Failure> {
-    let embedded = match &args.nats.nats {
-        Some(_) => None,
-        None => Some(EmbeddedNats::start(&args.state_dir).await.infra_error()?),
-    };
-    let url = match (&args.nats.nats, &embedded) {
-        (Some(url), _) => url.clone(),
-        (None, Some(e)) => e.server.url(),
-        (None, None) => unreachable!("embedded server started above"),
-    };
-    let client = crate::nats_connect::connect_from_env(&url, "vigil-coordinator")
-        .await
-        .infra_error()?;
-    Ok((embedded, url, client))
-}
-
 pub async fn run(args: RunArgs) -> CommandResult {
     let mut suite = Suite::load(&args.suite).input_error()?;
     let targets: Vec<String> = if args.targets.is_empty() {
@@ -120,7 +99,12 @@ pub async fn run(args: RunArgs) -> CommandResult {
     let mut connection = None;
     let mut _fetched = None;
     if suite.dataset.named.is_some() {
-        let (embedded, url, client) = connect(&args).await?;
+        let (embedded, url, client) = crate::commands::runs::connect_or_embed(
+            &args.nats,
+            &args.state_dir,
+            "vigil-coordinator",
+        )
+        .await?;
         let js = vigil_protocol::topology::ensure_topology(&client, &topology, &suite.pool)
             .await
             .infra_error()?;
@@ -143,7 +127,14 @@ pub async fn run(args: RunArgs) -> CommandResult {
 
     let (embedded, url, client) = match connection {
         Some(c) => c,
-        None => connect(&args).await?,
+        None => {
+            crate::commands::runs::connect_or_embed(
+                &args.nats,
+                &args.state_dir,
+                "vigil-coordinator",
+            )
+            .await?
+        }
     };
 
     let shutdown = CancellationToken::new();
