@@ -3,7 +3,8 @@
 //! one version), run a suite on it by name and by version, promote failing
 //! captures into a new version (a second promotion adds nothing), review
 //! candidates with `--out` and push them back, run the regression suite over
-//! the promoted dataset; broken inputs give clear errors and exit 2.
+//! the promoted dataset (a candidate model and production's recorded
+//! answers); broken inputs give clear errors and exit 2.
 
 mod common;
 
@@ -271,7 +272,10 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     let caps = [
         capture("c1", "What is 1 + 1?", "llama-3.1-8b", Some("down")),
         capture("c2", "What is 2 + 2?", "llama-3.1-8b", None),
-        capture("c3", "What is 3 + 3?", "qwen-2.5-7b", Some("down")),
+        Capture {
+            response_text: Some("7".into()),
+            ..capture("c3", "What is 3 + 3?", "qwen-2.5-7b", Some("down"))
+        },
         capture("c4", "What is 4 + 4?", "llama-3.1-8b", None),
         capture("c5", "What is 1 + 1?", "llama-3.1-8b", Some("down")),
         capture("c6", "What is 6 + 6?", "qwen-2.5-7b", None),
@@ -406,11 +410,27 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
         ("{{ prompt }}", "{{ response }}"),
         &stub.base_url(),
     );
-    let s = run_ok(&regress, &url, &d.join("regress.json"), &[]);
-    assert_eq!(s["items_total"], 5);
-    assert_eq!(s["scores"]["exact"]["pass_rate"], 1.0);
-    assert_eq!(s["manifest"]["dataset_name"], "support-regressions");
-    assert_eq!(s["manifest"]["dataset_sha256"], latest_v["version"]);
+    // Production's own answers, scored the same way: a `recorded` target.
+    edit_suite(
+        &regress,
+        "scorers:",
+        "  - { name: prod, kind: recorded, output_field: response }\nscorers:",
+    );
+    let o = run_suite(&regress, &url, &d.join("regress.json"), &[]);
+    let runs: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(d.join("regress.json")).unwrap()).unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(runs.len(), 2);
+    for s in &runs {
+        assert_eq!(s["items_total"], 5);
+        assert_eq!(s["manifest"]["dataset_name"], "support-regressions");
+        assert_eq!(s["manifest"]["dataset_sha256"], latest_v["version"]);
+    }
+    let (candidate, prod) = (&runs[0], &runs[1]);
+    assert_eq!(prod["manifest"]["endpoint_kind"], "recorded");
+    assert_eq!(prod["scores"]["exact"]["pass_rate"], 1.0);
+    // c3's production answer was wrong ("7"): the candidate disagrees there.
+    assert_eq!(candidate["scores"]["exact"]["pass_rate"], 0.8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
