@@ -194,6 +194,12 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
         std::fs::read(&pulled).unwrap(),
         std::fs::read(&v1_file).unwrap()
     );
+    let o = dataset(&url, &["pull", &format!("arith@{}", &v1[..12])]);
+    assert_eq!(
+        o.stdout,
+        std::fs::read(&v1_file).unwrap(),
+        "a version's first 12 digits name it"
+    );
     let o = dataset(&url, &["pull", "arith"]);
     assert_eq!(
         o.stdout,
@@ -475,6 +481,13 @@ async fn broken_inputs_give_clear_errors() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(&format!("dataset `good` has no version `{missing}`")),
+        "{}",
+        stderr(&o)
+    );
+    let o = dataset(&url, &["pull", "good@00000000"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("dataset `good` has no version `00000000`"),
         "{}",
         stderr(&o)
     );

@@ -21,6 +21,8 @@
 //! assert_eq!("support".parse::<DatasetRef>().unwrap().version, "latest");
 //! assert!("bad name".parse::<DatasetRef>().is_err());
 //! assert!("support@v1".parse::<DatasetRef>().is_err());
+//! assert!("support@9521688d".parse::<DatasetRef>().is_ok(), "a prefix of 8 or more");
+//! assert!("support@9521688".parse::<DatasetRef>().is_err());
 //! ```
 
 use crate::dataset::{self, DatasetError};
@@ -58,10 +60,14 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Why a version is not `latest` or a SHA-256 (64 lowercase hex digits), if it is not.
+/// The fewest hex digits of a version prefix (`vigil dataset list` prints 12).
+pub const MIN_PREFIX: usize = 8;
+
+/// Why a version is not `latest`, a SHA-256 (64 lowercase hex digits) or a
+/// prefix of one of at least [`MIN_PREFIX`] digits, if it is not.
 pub fn check_version(version: &str) -> Result<(), String> {
     if version == LATEST
-        || (version.len() == 64
+        || ((MIN_PREFIX..=64).contains(&version.len())
             && version
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
@@ -69,7 +75,7 @@ pub fn check_version(version: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "version `{version}` is neither `latest` nor a SHA-256 (64 lowercase hex digits, as `vigil dataset show` prints them)"
+            "version `{version}` is neither `latest` nor a SHA-256 (64 lowercase hex digits as `vigil dataset show` prints them, or the first {MIN_PREFIX} or more)"
         ))
     }
 }
@@ -222,6 +228,18 @@ pub enum DatasetStoreError {
         /// The version asked for.
         version: String,
     },
+    /// A version prefix matches more than one version.
+    #[error(
+        "`{prefix}` is the start of {count} versions of dataset `{name}`; give more of it (see `vigil dataset show {name}`)"
+    )]
+    Ambiguous {
+        /// The dataset.
+        name: String,
+        /// The prefix given.
+        prefix: String,
+        /// How many versions it matches.
+        count: usize,
+    },
     /// The file is not a valid dataset (names the file and line).
     #[error(transparent)]
     Invalid(#[from] DatasetError),
@@ -373,14 +391,37 @@ pub async fn resolve(
             name: name.to_string(),
         });
     };
-    let version = if version == LATEST {
-        latest.as_str()
-    } else {
-        version
-    };
     let unknown = || DatasetStoreError::UnknownVersion {
         name: name.to_string(),
         version: version.to_string(),
+    };
+    let full;
+    let version = if version == LATEST {
+        latest.as_str()
+    } else if version.len() < 64 {
+        // A prefix: it must name one version.
+        let matching: Vec<String> = list(js, Some(name))
+            .await?
+            .into_iter()
+            .map(|v| v.version)
+            .filter(|v| v.starts_with(version))
+            .collect();
+        match matching.as_slice() {
+            [one] => {
+                full = one.clone();
+                full.as_str()
+            }
+            [] => return Err(unknown()),
+            many => {
+                return Err(DatasetStoreError::Ambiguous {
+                    name: name.to_string(),
+                    prefix: version.to_string(),
+                    count: many.len(),
+                });
+            }
+        }
+    } else {
+        version
     };
     let info = match store.info(object_name(name, version)).await {
         Ok(info) => info,
