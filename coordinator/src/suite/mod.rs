@@ -48,7 +48,7 @@ pub const DEFAULT_DEADLINE_S: f64 = 86_400.0;
 mod check;
 mod code_exec;
 mod io_scorers;
-mod raw;
+pub(crate) mod raw;
 mod scorers;
 mod text_scorers;
 
@@ -344,6 +344,45 @@ impl Suite {
             })
             .collect()
     }
+}
+
+/// The `targets` and `scorers` of a file that is not a suite (a monitor
+/// file), checked exactly as a suite's: errors name `path` and the field.
+pub(crate) fn check_scorers(
+    path: &Path,
+    targets: Vec<raw::RawTarget>,
+    scorers: Vec<raw::RawScorer>,
+) -> Result<(Vec<TargetConfig>, Vec<ScorerConfig>), SuiteError> {
+    let checker = Checker { path };
+    let targets = targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| checker.target(i, t))
+        .collect::<Result<Vec<_>, _>>()?;
+    check::unique(
+        &checker,
+        "targets",
+        "target",
+        targets.iter().map(|t| t.name.as_str()),
+    )?;
+    let scorers = scorers
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| checker.scorer(i, s, &targets))
+        .collect::<Result<Vec<_>, _>>()?;
+    check::unique(
+        &checker,
+        "scorers",
+        "scorer",
+        scorers.iter().map(|s| s.name.as_str()),
+    )?;
+    Ok((targets, scorers))
+}
+
+/// Checks that `name` (at `field` of the file at `path`) can be a NATS
+/// subject token, as a suite's names must.
+pub(crate) fn check_name(path: &Path, field: &str, what: &str, name: &str) -> Result<(), SuiteError> {
+    check::check_token(&Checker { path }, field, what, name)
 }
 
 /// Why a suite could not be loaded. Every message starts with the suite file's path.
