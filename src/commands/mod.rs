@@ -3,6 +3,7 @@
 mod compare;
 mod export;
 mod export_parquet;
+mod monitor;
 mod proxy;
 mod report;
 mod run;
@@ -32,5 +33,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Report(args) => report::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::Monitor(args) => monitor::run(args).await,
     }
 }

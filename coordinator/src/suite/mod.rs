@@ -384,7 +384,12 @@ pub(crate) fn check_scorers(
 
 /// Checks that `name` (at `field` of the file at `path`) can be a NATS
 /// subject token, as a suite's names must.
-pub(crate) fn check_name(path: &Path, field: &str, what: &str, name: &str) -> Result<(), SuiteError> {
+pub(crate) fn check_name(
+    path: &Path,
+    field: &str,
+    what: &str,
+    name: &str,
+) -> Result<(), SuiteError> {
     check::check_token(&Checker { path }, field, what, name)
 }
 
