@@ -509,6 +509,94 @@ scorers:
     worker.kill9();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_monitor_scores_exactly_the_captures_its_filter_and_sample_rate_pick() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    let (_client, js) = connect(&nats).await;
+    vigil_protocol::topology::ensure_capture_stream(&js, &Default::default())
+        .await
+        .unwrap();
+    // Two apps; in `shop`, tenants acme and other, models m and m2.
+    let mut expected = BTreeSet::new();
+    for i in 0..400u64 {
+        let mut c = capture(if i % 5 == 0 { "other-app" } else { "shop" }, i, "{}");
+        c.metadata.insert(
+            "tenant".into(),
+            if i % 2 == 0 { "acme" } else { "other" }.into(),
+        );
+        if i % 3 == 0 {
+            c.model = Some("m2".into());
+        }
+        let wanted = c.app == "shop"
+            && c.metadata["tenant"] == "acme"
+            && c.model.as_deref() == Some("m")
+            && vigil_protocol::capture::sampled(&c.request_id, 0.5);
+        if wanted {
+            expected.insert(c.capture_id.clone());
+        }
+        publish_capture(&js, &c).await;
+    }
+    assert!(expected.len() > 20, "{}", expected.len());
+    // One window exactly as large as the expected selection: it closes
+    // (and is summarised) when the last expected capture is scored.
+    let monitor_file = write_monitor(
+        dir.path(),
+        &format!(
+            r#"
+name: acme
+app: shop
+filter: {{models: [m], metadata: {{tenant: acme}}}}
+sample: 0.5
+batch_wait_ms: 100
+window: {{max_items: {}, duration_s: 1000000000}}
+scorers:
+  - {{name: json, kind: json_valid}}
+"#,
+            expected.len()
+        ),
+    );
+    let mut worker = Proc::spawn(
+        &["worker", "--nats", &nats.url(), "--concurrency", "8"],
+        &[],
+        &dir.path().join("worker.log"),
+    );
+    let mut monitor = Proc::spawn(
+        &[
+            "monitor",
+            monitor_file.to_str().unwrap(),
+            "--nats",
+            &nats.url(),
+        ],
+        &[],
+        &dir.path().join("monitor.log"),
+    );
+    let runs_subject = subjects::run_summary("acme", "shop");
+    wait_until("the window summary", WAIT, || async {
+        count_messages(&js, subjects::STREAM_RUNS, &runs_subject).await >= 1
+    })
+    .await;
+    let (per_id, failed) = results_per_id(&js).await;
+    assert_eq!(failed, 0);
+    assert_eq!(per_id.keys().cloned().collect::<BTreeSet<_>>(), expected);
+    // Tags carry app, model and metadata.
+    let results: Vec<JobResult> =
+        read_all(&js, subjects::STREAM_RESULTS, subjects::RESULTS_ALL).await;
+    let tags = &results[0].items[0].tags;
+    assert_eq!(
+        (
+            tags["app"].as_str(),
+            tags["model"].as_str(),
+            tags["tenant"].as_str()
+        ),
+        ("shop", "m", "acme")
+    );
+    monitor.kill9();
+    worker.kill9();
+}
+
 #[test]
 fn a_bad_monitor_file_names_the_field_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();

@@ -138,3 +138,58 @@ fn record(capture: &Capture, index: u64) -> Record {
         fields,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_capture_becomes_a_recorded_item_with_its_id_tags_and_rendered_rubric() {
+        let config = MonitorConfig::from_str(
+            r#"
+name: m
+scorers:
+  - name: helpful
+    kind: llm_judge
+    judge: {base_url: "http://127.0.0.1:1/v1", model: j}
+    rubric: "Tenant {{ metadata.tenant }} asked: {{ prompt }}. Answer: {{ output }}"
+"#,
+            std::path::Path::new("/m/monitor.yaml"),
+        )
+        .unwrap();
+        let builder = ItemBuilder::new(&config).unwrap();
+        let capture = Capture {
+            capture_id: "cap-1".into(),
+            app: "support".into(),
+            model: Some("llama".into()),
+            endpoint: "chat".into(),
+            prompt: "Where is my order?".into(),
+            messages: vec![vigil_protocol::ChatMessage {
+                role: "user".into(),
+                content: "Where is my order?".into(),
+            }],
+            response_text: Some("On its way.".into()),
+            status: 200,
+            latency_ms: 42.0,
+            metadata: [("tenant".to_string(), "acme".to_string())].into(),
+            ..Default::default()
+        };
+        let item = builder.item(&capture, 7);
+        assert_eq!((item.index, item.id.as_str()), (7, "cap-1"));
+        assert_eq!(item.tags["app"], "support");
+        assert_eq!(item.tags["model"], "llama");
+        assert_eq!(item.tags["tenant"], "acme");
+        assert_eq!(item.prompt, Prompt::Chat(capture.messages.clone()));
+        let r = item.recorded.unwrap();
+        assert_eq!(
+            (r.text.as_deref(), r.status, r.latency_ms),
+            (Some("On its way."), 200, 42.0)
+        );
+        let rubric = &item.scorer_prompts["helpful"];
+        assert!(
+            rubric.contains("Tenant acme asked: Where is my order?"),
+            "{rubric}"
+        );
+        assert_eq!(builder.scorer_specs()[0].name, "helpful");
+    }
+}

@@ -288,6 +288,59 @@ mod tests {
     }
 
     #[test]
+    fn latency_and_length_pass_within_their_bounds() {
+        let m: MetricsConfig = serde_json::from_value(serde_json::json!({
+            "latency": {"max_ms": 100.0}, "length": {"min_tokens": 2, "max_tokens": 10}
+        }))
+        .unwrap();
+        let mut i = item("a", true);
+        assert_eq!(metric_score("latency", &i, &m), Some(1.0));
+        i.latency_ms = 150.0;
+        assert_eq!(metric_score("latency", &i, &m), Some(0.0));
+        assert_eq!(metric_score("length", &i, &m), None, "no usage: left out");
+        i.usage.output = 5;
+        assert_eq!(metric_score("length", &i, &m), Some(1.0));
+        i.usage.output = 11;
+        assert_eq!(metric_score("length", &i, &m), Some(0.0));
+        assert_eq!(metric_score("latency", &i, &MetricsConfig::default()), None);
+    }
+
+    #[test]
+    fn a_static_threshold_alarms_named_as_such_and_the_alert_carries_the_evidence() {
+        let mut cfg = config(1_000_000); // the e-detector never arms
+        cfg.metrics.clear();
+        cfg.static_thresholds = vec![(
+            "json".into(),
+            crate::drift::StaticThresholdConfig {
+                window: 10,
+                min: Some(0.8),
+                ..Default::default()
+            },
+        )];
+        let mut w = AppWatch::new(&cfg, None);
+        let metrics = MetricsConfig::default();
+        let mut alarms = Vec::new();
+        for i in 0..30 {
+            alarms.extend(w.observe(&item(&format!("c{i}"), i < 10), &cfg, &metrics));
+        }
+        assert_eq!(alarms.len(), 2, "one per full window below min: {alarms:?}");
+        assert_eq!(alarms[0].detector, DetectorKind::StaticThreshold);
+        let alert = drift_alert("mon", "app", "run", &alarms[0]);
+        assert_eq!(
+            (
+                alert.kind.as_str(),
+                alert.suite.as_str(),
+                alert.target.as_str()
+            ),
+            ("drift", "mon", "app")
+        );
+        assert_eq!(alert.gate, "json.pass_rate static_threshold drop");
+        assert!(!alert.values.contains_key("alpha"));
+        assert_eq!(alert.values["recent_count"], 10.0);
+        assert!(alert.examples.iter().all(|e| e.as_str() >= "c10"));
+    }
+
+    #[test]
     fn model_side_failures_count_as_fails_and_scorer_failures_are_left_out() {
         let m = MetricsConfig::default();
         let failed = |kind| ItemResult {
