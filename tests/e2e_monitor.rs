@@ -77,16 +77,49 @@ async fn results_per_id(js: &jetstream::Context) -> (BTreeMap<String, u64>, u64)
     (per_id, failed)
 }
 
+/// `vigil worker` on `nats`, logging into `dir/worker.log`.
+fn spawn_worker(dir: &Path, nats: &NatsServer) -> Proc {
+    Proc::spawn(
+        &["worker", "--nats", &nats.url(), "--concurrency", "8"],
+        &[],
+        &dir.join("worker.log"),
+    )
+}
+
+/// `vigil monitor FILE` on `nats`, logging into `dir/<log>.log`.
+fn spawn_monitor(
+    dir: &Path,
+    nats: &NatsServer,
+    file: &Path,
+    envs: &[(&str, &str)],
+    log: &str,
+) -> Proc {
+    Proc::spawn(
+        &["monitor", file.to_str().unwrap(), "--nats", &nats.url()],
+        envs,
+        &dir.join(format!("{log}.log")),
+    )
+}
+
 fn write_monitor(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("monitor.yaml");
     std::fs::write(&path, text).unwrap();
     path
 }
 
-async fn connect(nats: &NatsServer) -> (async_nats::Client, jetstream::Context) {
+/// A temporary directory, a nats-server, and `VIGIL_CAPTURE` made (as a
+/// proxy or `vigil setup-streams` makes it).
+async fn setup() -> (tempfile::TempDir, NatsServer, jetstream::Context) {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = jetstream::new(client.clone());
-    (client, js)
+    let js = jetstream::new(client);
+    vigil_protocol::topology::ensure_capture_stream(&js, &Default::default())
+        .await
+        .unwrap();
+    (dir, nats, js)
 }
 
 /// Publishes a capture as a service would (docs/protocol.md, "Captures").
@@ -120,16 +153,8 @@ fn capture(app: &str, i: u64, response: &str) -> Capture {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn proxy_traffic_is_scored_in_windows_and_a_quality_drop_raises_one_alarm() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
+    let (dir, nats, js) = setup().await;
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
-    let (_client, js) = connect(&nats).await;
-    // The stream exists before the proxy's first capture.
-    vigil_protocol::topology::ensure_capture_stream(&js, &Default::default())
-        .await
-        .unwrap();
     let listen = free_addr();
     let mut proxy = Proc::spawn(
         &[
@@ -163,21 +188,8 @@ drift:
   reference_items: 200
 "#,
     );
-    let mut worker = Proc::spawn(
-        &["worker", "--nats", &nats.url(), "--concurrency", "8"],
-        &[],
-        &dir.path().join("worker.log"),
-    );
-    let mut monitor = Proc::spawn(
-        &[
-            "monitor",
-            monitor_file.to_str().unwrap(),
-            "--nats",
-            &nats.url(),
-        ],
-        &[],
-        &dir.path().join("monitor.log"),
-    );
+    let mut worker = spawn_worker(dir.path(), &nats);
+    let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &[], "monitor");
     let _ = rustls::crypto::ring::default_provider().install_default();
     let http = reqwest::Client::new();
     let until = std::time::Instant::now() + Duration::from_secs(30);
@@ -317,14 +329,7 @@ drift:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_unchanged_stream_raises_no_alarm() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let (_client, js) = connect(&nats).await;
-    vigil_protocol::topology::ensure_capture_stream(&js, &Default::default())
-        .await
-        .unwrap();
+    let (dir, nats, js) = setup().await;
     // 3,000 captures, 90% valid JSON throughout (a fixed pseudo-random pattern).
     let n = 3000u64;
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
@@ -352,21 +357,8 @@ scorers:
 drift: {alpha: 0.001, reference_items: 300}
 "#,
     );
-    let mut worker = Proc::spawn(
-        &["worker", "--nats", &nats.url(), "--concurrency", "8"],
-        &[],
-        &dir.path().join("worker.log"),
-    );
-    let mut monitor = Proc::spawn(
-        &[
-            "monitor",
-            monitor_file.to_str().unwrap(),
-            "--nats",
-            &nats.url(),
-        ],
-        &[],
-        &dir.path().join("monitor.log"),
-    );
+    let mut worker = spawn_worker(dir.path(), &nats);
+    let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &[], "monitor");
     let runs_subject = subjects::run_summary("steady-json", "steady");
     wait_until("three window summaries", WAIT, || async {
         count_messages(&js, subjects::STREAM_RUNS, &runs_subject).await >= 3
@@ -396,14 +388,7 @@ drift: {alpha: 0.001, reference_items: 300}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_monitor_killed_while_publishing_a_batch_resumes_without_scoring_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let (_client, js) = connect(&nats).await;
-    vigil_protocol::topology::ensure_capture_stream(&js, &Default::default())
-        .await
-        .unwrap();
+    let (dir, nats, js) = setup().await;
     let n = 200u64;
     for i in 0..n {
         publish_capture(&js, &capture("shop", i, r#"{"ok": 1}"#)).await;
@@ -425,16 +410,7 @@ scorers:
     // items) and window 2 share: its first job takes the last room, its
     // second waits, with the batch recorded and not acked. Killed there.
     let envs = [("VIGIL_JOBS_MAX_MSGS", "10")];
-    let mut monitor = Proc::spawn(
-        &[
-            "monitor",
-            monitor_file.to_str().unwrap(),
-            "--nats",
-            &nats.url(),
-        ],
-        &envs,
-        &dir.path().join("monitor1.log"),
-    );
+    let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &envs, "monitor1");
     let kv = async {
         loop {
             if let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await {
@@ -459,21 +435,8 @@ scorers:
     .await;
     monitor.kill9();
 
-    let mut monitor = Proc::spawn(
-        &[
-            "monitor",
-            monitor_file.to_str().unwrap(),
-            "--nats",
-            &nats.url(),
-        ],
-        &envs,
-        &dir.path().join("monitor2.log"),
-    );
-    let mut worker = Proc::spawn(
-        &["worker", "--nats", &nats.url(), "--concurrency", "4"],
-        &[],
-        &dir.path().join("worker.log"),
-    );
+    let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &envs, "monitor2");
+    let mut worker = spawn_worker(dir.path(), &nats);
     let runs_subject = subjects::run_summary("shop-json", "shop");
     wait_until("two window summaries", WAIT, || async {
         count_messages(&js, subjects::STREAM_RUNS, &runs_subject).await >= 2
@@ -511,14 +474,7 @@ scorers:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_monitor_scores_exactly_the_captures_its_filter_and_sample_rate_pick() {
-    let dir = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let (_client, js) = connect(&nats).await;
-    vigil_protocol::topology::ensure_capture_stream(&js, &Default::default())
-        .await
-        .unwrap();
+    let (dir, nats, js) = setup().await;
     // Two apps; in `shop`, tenants acme and other, models m and m2.
     let mut expected = BTreeSet::new();
     for i in 0..400u64 {
@@ -558,21 +514,8 @@ scorers:
             expected.len()
         ),
     );
-    let mut worker = Proc::spawn(
-        &["worker", "--nats", &nats.url(), "--concurrency", "8"],
-        &[],
-        &dir.path().join("worker.log"),
-    );
-    let mut monitor = Proc::spawn(
-        &[
-            "monitor",
-            monitor_file.to_str().unwrap(),
-            "--nats",
-            &nats.url(),
-        ],
-        &[],
-        &dir.path().join("monitor.log"),
-    );
+    let mut worker = spawn_worker(dir.path(), &nats);
+    let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &[], "monitor");
     let runs_subject = subjects::run_summary("acme", "shop");
     wait_until("the window summary", WAIT, || async {
         count_messages(&js, subjects::STREAM_RUNS, &runs_subject).await >= 1

@@ -357,28 +357,8 @@ pub(crate) fn check_scorers(
     scorers: Vec<raw::RawScorer>,
 ) -> Result<(Vec<TargetConfig>, Vec<ScorerConfig>), SuiteError> {
     let checker = Checker { path };
-    let targets = targets
-        .into_iter()
-        .enumerate()
-        .map(|(i, t)| checker.target(i, t))
-        .collect::<Result<Vec<_>, _>>()?;
-    check::unique(
-        &checker,
-        "targets",
-        "target",
-        targets.iter().map(|t| t.name.as_str()),
-    )?;
-    let scorers = scorers
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| checker.scorer(i, s, &targets))
-        .collect::<Result<Vec<_>, _>>()?;
-    check::unique(
-        &checker,
-        "scorers",
-        "scorer",
-        scorers.iter().map(|s| s.name.as_str()),
-    )?;
+    let targets = checker.targets(targets)?;
+    let scorers = checker.scorers(scorers, &targets)?;
     Ok((targets, scorers))
 }
 
