@@ -62,6 +62,9 @@
 //! - [`drift`]: sequential drift detectors on a stream of per-item scores
 //!   (an e-detector with a stated false-alarm rate, static thresholds).
 //!
+//! **Online**: [`monitor`] (`vigil monitor`) scores captured production
+//! traffic through the same jobs, windows it into runs and feeds [`drift`].
+//!
 //! **Output**: for people and CI.
 //!
 //! - [`report`]: the terminal table (`report::table`, `report::table_text`),
@@ -88,6 +91,7 @@ pub mod item_ids;
 pub mod manifest;
 pub mod metrics;
 pub mod promote;
+pub mod monitor;
 mod reconcile;
 pub mod render;
 pub mod report;
