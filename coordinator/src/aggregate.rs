@@ -408,6 +408,7 @@ impl Aggregator {
             manifest: None,
             slices,
             comparison: None,
+            shadow: None,
         }
     }
 }
