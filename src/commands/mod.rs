@@ -9,6 +9,7 @@ mod run;
 mod runs;
 mod serve_model;
 mod setup_streams;
+mod shadow;
 mod stub;
 mod validate;
 mod watch;
@@ -32,5 +33,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Report(args) => report::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::Shadow(args) => shadow::run(args).await,
     }
 }

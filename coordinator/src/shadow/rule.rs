@@ -28,6 +28,10 @@ pub enum PairedMetric {
     /// `(1 + candidate − production) / 2`: the mean score difference `Δ`
     /// mapped to [0, 1] (`Δ = 2·mean − 1`).
     Difference,
+    /// The candidate's score is already a paired verdict (a pairwise
+    /// judge's share: win 1, tie 0.5, loss 0, averaged over both orders);
+    /// production's score is not used.
+    Judge,
 }
 
 impl PairedMetric {
@@ -37,6 +41,7 @@ impl PairedMetric {
         match self {
             PairedMetric::WinRate => "win_rate",
             PairedMetric::Difference => "difference",
+            PairedMetric::Judge => "judge",
         }
     }
 
@@ -45,6 +50,7 @@ impl PairedMetric {
         match s {
             "win_rate" | "win-rate" => Some(PairedMetric::WinRate),
             "difference" => Some(PairedMetric::Difference),
+            "judge" => Some(PairedMetric::Judge),
             _ => None,
         }
     }
@@ -65,6 +71,7 @@ impl PairedMetric {
             PairedMetric::WinRate if c < p => 0.0,
             PairedMetric::WinRate => 0.5,
             PairedMetric::Difference => (1.0 + c - p) / 2.0,
+            PairedMetric::Judge => c,
         }
     }
 
@@ -72,7 +79,7 @@ impl PairedMetric {
     /// the win rate itself, or `Δ = 2·m − 1` for a difference.
     pub fn to_units(self, m: f64) -> f64 {
         match self {
-            PairedMetric::WinRate => m,
+            PairedMetric::WinRate | PairedMetric::Judge => m,
             PairedMetric::Difference => 2.0 * m - 1.0,
         }
     }
@@ -312,6 +319,8 @@ pub struct StoppingRule {
     cs: BettingCs,
     metric: PairedMetric,
     budget: u64,
+    /// The data ran out before the budget.
+    exhausted: bool,
     wins: u64,
     ties: u64,
     losses: u64,
@@ -367,6 +376,7 @@ impl StoppingRule {
             cs: BettingCs::new(config)?,
             metric,
             budget,
+            exhausted: false,
             wins: 0,
             ties: 0,
             losses: 0,
@@ -377,19 +387,31 @@ impl StoppingRule {
     /// decision when this pair ended the rule. Pairs after the stop are
     /// ignored (the rule's state stays the one at the stop).
     pub fn observe(&mut self, candidate: f64, production: f64) -> Option<Decision> {
+        self.observe_x(self.metric.observe(candidate, production))
+            .expect("PairedMetric::observe maps into [0, 1]")
+    }
+
+    /// Takes one paired observation `x` in [0, 1] directly (0.5: as good as
+    /// production; a win above, a loss below).
+    pub fn observe_x(&mut self, x: f64) -> Result<Option<Decision>, RuleError> {
         if self.stopped() {
-            return None;
+            return Ok(None);
         }
-        let x = self.metric.observe(candidate, production);
-        match candidate.partial_cmp(&production) {
-            Some(std::cmp::Ordering::Greater) => self.wins += 1,
-            Some(std::cmp::Ordering::Less) => self.losses += 1,
-            _ => self.ties += 1,
+        self.cs.observe(x)?;
+        if x > 0.5 {
+            self.wins += 1;
+        } else if x < 0.5 {
+            self.losses += 1;
+        } else {
+            self.ties += 1;
         }
-        self.cs
-            .observe(x)
-            .expect("PairedMetric::observe maps into [0, 1]");
-        self.decision()
+        Ok(self.decision())
+    }
+
+    /// No more pairs will come (the captures ran out before the budget):
+    /// an undecided rule stops with [`Decision::NoDifference`].
+    pub fn exhaust(&mut self) {
+        self.exhausted = true;
     }
 
     /// The call, once the rule has stopped.
@@ -409,7 +431,7 @@ impl StoppingRule {
         if self.stopped() {
             0
         } else {
-            self.budget - self.cs.n()
+            self.budget.saturating_sub(self.cs.n())
         }
     }
 

@@ -3,6 +3,7 @@
 //! anytime-valid rule (see `docs/production.md`, "Shadow a candidate").
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// The outcome of `vigil shadow`: the estimate, its confidence sequence at
 /// the stop, the items used and the call.
@@ -11,8 +12,10 @@ use serde::{Deserialize, Serialize};
 pub struct ShadowVerdict {
     /// The application whose captures were replayed.
     pub app: String,
-    /// What was estimated: `win_rate` (a win 1, a tie 0.5, a loss 0) or
-    /// `difference` (the mean score difference candidate − production, in [-1, 1]).
+    /// What was estimated: `win_rate` (a win 1, a tie 0.5, a loss 0, by the
+    /// per-item score), `difference` (the mean score difference candidate −
+    /// production, in [-1, 1]) or `judge` (the pairwise judges' share for
+    /// the candidate, position-swapped, a tie 0.5).
     pub compare: String,
     /// The estimate at the stop (the mean of the paired observations, in the
     /// units of `compare`).
@@ -43,8 +46,11 @@ pub struct ShadowVerdict {
     pub losses: u64,
     /// The scorers the per-item score averages.
     pub scorers: Vec<String>,
-    /// The run ids of the waves: production's and the candidate's, in order.
+    /// The run ids of production's waves, in order.
     pub production_runs: Vec<String>,
     /// The candidate's wave runs.
     pub candidate_runs: Vec<String>,
+    /// Captures read but not replayed, by reason (`status_4xx_5xx`,
+    /// `no_response`, `embeddings`, `no_prompt`, `malformed`).
+    pub captures_not_replayable: BTreeMap<String, u64>,
 }
