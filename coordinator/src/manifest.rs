@@ -44,11 +44,7 @@ pub fn build(
         dataset_items: check.items,
         template_sha256: hex::encode(Sha256::digest(templates.to_string().as_bytes())),
         scorers,
-        endpoint_kind: match target.kind {
-            vigil_protocol::EndpointKind::Chat => "chat".into(),
-            vigil_protocol::EndpointKind::Completions => "completions".into(),
-            vigil_protocol::EndpointKind::Local => "local".into(),
-        },
+        endpoint_kind: target.kind.as_str().into(),
         // A local target's model file stands where a server's URL would.
         base_url: match &target.model_path {
             Some(path) => path.display().to_string(),

@@ -24,13 +24,13 @@
 //! ```
 
 use crate::dataset::Record;
-use crate::suite::{Suite, SuiteError};
+use crate::suite::{Suite, SuiteError, TargetConfig};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use vigil_protocol::scorers::io::placeholders;
-use vigil_protocol::{ChatMessage, EndpointKind, Item, Prompt};
+use vigil_protocol::{ChatMessage, EndpointKind, Item, Prompt, Recorded};
 
 /// Why one record could not be rendered: `<dataset>:<line>: <field>: <problem>`.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -163,11 +163,55 @@ impl Renderer {
         })
     }
 
+    /// Renders one record into an item for `target`: [`Renderer::render`]
+    /// by its kind, plus the recorded output of a `recorded` target.
+    pub fn render_for(&self, record: &Record, target: &TargetConfig) -> Result<Item, RenderError> {
+        let mut item = self.render(record, target.kind)?;
+        if let Some(field) = &target.output_field {
+            item.recorded = Some(self.recorded(record, field)?);
+        }
+        Ok(item)
+    }
+
+    /// The output a `recorded` target "answers" for `record`: the value of
+    /// its `field` (a string; a number or boolean as its text; `null` as no
+    /// text, which fails the item as `empty_response`). A record without the
+    /// field is an error naming it.
+    pub fn recorded(&self, record: &Record, field: &str) -> Result<Recorded, RenderError> {
+        match record.fields.get(field) {
+            Some(Value::Null) => Ok(Recorded::default()),
+            Some(value) => match stringify(value) {
+                Some(text) => Ok(Recorded {
+                    text: Some(text),
+                    ..Default::default()
+                }),
+                None => Err(self.error(
+                    record,
+                    "targets.output_field",
+                    format!("field `{field}` holds a list or a map, not the output text"),
+                )),
+            },
+            None => Err(self.error(
+                record,
+                "targets.output_field",
+                format!("no field `{field}` (the recorded target's output)"),
+            )),
+        }
+    }
+
     /// Renders one record into an item for a target of `kind`.
     pub fn render(&self, record: &Record, kind: EndpointKind) -> Result<Item, RenderError> {
         let ctx = minijinja::Value::from_serialize(&record.fields);
-        // A local model takes either form: chat when the suite has a chat prompt.
+        let has_chat = self.messages.is_some() || self.system.is_some() || self.user.is_some();
+        // A local model takes either form: chat when the suite has a chat
+        // prompt. A recorded target calls nothing: its prompt (for the
+        // record, and for judges that show it) is whichever the suite has.
         let kind = match kind {
+            EndpointKind::Recorded if !has_chat && self.completion.is_none() => {
+                return self.finish(record, &ctx, Prompt::default());
+            }
+            EndpointKind::Recorded if has_chat => EndpointKind::Chat,
+            EndpointKind::Recorded => EndpointKind::Completions,
             EndpointKind::Local
                 if self.messages.is_none() && self.system.is_none() && self.user.is_none() =>
             {
@@ -205,20 +249,32 @@ impl Renderer {
                 }
                 Prompt::Chat(out)
             }
-            EndpointKind::Completions | EndpointKind::Local => match &self.completion {
-                Some(t) => Prompt::Completion(self.eval(t, &ctx, record)?),
-                None => {
-                    return Err(self.error(
-                        record,
-                        "prompt.completion",
-                        "completion targets need `prompt.completion`",
-                    ));
+            EndpointKind::Completions | EndpointKind::Local | EndpointKind::Recorded => {
+                match &self.completion {
+                    Some(t) => Prompt::Completion(self.eval(t, &ctx, record)?),
+                    None => {
+                        return Err(self.error(
+                            record,
+                            "prompt.completion",
+                            "completion targets need `prompt.completion`",
+                        ));
+                    }
                 }
-            },
+            }
         };
+        self.finish(record, &ctx, prompt)
+    }
+
+    /// The item of `record` with its `prompt`: references, scorer prompts, tags, id.
+    fn finish(
+        &self,
+        record: &Record,
+        ctx: &minijinja::Value,
+        prompt: Prompt,
+    ) -> Result<Item, RenderError> {
         let mut references = BTreeMap::new();
         for (name, t) in &self.references {
-            references.insert(name.clone(), self.eval(t, &ctx, record)?);
+            references.insert(name.clone(), self.eval(t, ctx, record)?);
         }
         let mut scorer_prompts = BTreeMap::new();
         if !self.scorer_prompts.is_empty() {
@@ -245,6 +301,7 @@ impl Renderer {
             references,
             tags,
             scorer_prompts,
+            recorded: None,
         })
     }
 

@@ -209,13 +209,10 @@ fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
                 ),
             ));
         }
-        (EndpointKind::Local, _) => {
+        (EndpointKind::Local | EndpointKind::Recorded, _) => {
             return Err(Failed::new(
                 ErrorKind::ClientError,
-                format!(
-                    "target `{}` is a local model, not an HTTP endpoint",
-                    target.name
-                ),
+                format!("target `{}` is not an HTTP endpoint", target.name),
             ));
         }
         (EndpointKind::Completions, Prompt::Chat(_)) => {
@@ -316,7 +313,7 @@ fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Faile
         ));
     };
     let text = match kind {
-        EndpointKind::Chat | EndpointKind::Local => first
+        EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => first
             .get("message")
             .and_then(|m| m.get("content"))
             .and_then(content_text),
@@ -413,7 +410,7 @@ impl BackendClient {
         let secrets = Secrets::new(api_key, &target.base_url);
         let body = request_body(target, prompt).map_err(|f| f.into_failure(0, &secrets))?;
         let path = match target.kind {
-            EndpointKind::Chat | EndpointKind::Local => "chat/completions",
+            EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => "chat/completions",
             EndpointKind::Completions => "completions",
         };
         let kind = target.kind;

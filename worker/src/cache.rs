@@ -191,7 +191,10 @@ pub async fn lookup_target<'a>(
 /// Whether `job` may use `cache` at all (the worker has one and the job's
 /// policy turns it on).
 pub fn allowed(cache: Option<&ResponseCache>, job: &Job) -> bool {
-    cache.is_some() && job.cache.as_ref().is_some_and(|p| p.enabled)
+    // A recorded target's outputs come with the items: nothing to cache.
+    cache.is_some()
+        && job.cache.as_ref().is_some_and(|p| p.enabled)
+        && job.target.kind != vigil_protocol::EndpointKind::Recorded
 }
 
 /// [`lookup_target`] for the model `identity` names: its identity is part of
@@ -204,7 +207,7 @@ pub async fn lookup_identified<'a>(
     prompt: &Prompt,
     identity: &Identity,
 ) -> Lookup<'a> {
-    let policy = job.cache.as_ref().filter(|p| p.enabled);
+    let policy = job.cache.as_ref().filter(|_| allowed(cache, job));
     let (Some(cache), Some(policy), Some(identity)) = (cache, policy, identity.key_part()) else {
         return Lookup {
             cache: None,

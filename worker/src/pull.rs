@@ -747,7 +747,15 @@ async fn call_model(
     // Whichever backend answers, the call goes through the same slots,
     // cache, span and scorers.
     let call = backend
-        .complete(target, &item.prompt, Call { limit, span })
+        .complete(
+            target,
+            &item.prompt,
+            Call {
+                limit,
+                span,
+                recorded: item.recorded.as_ref(),
+            },
+        )
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     if let Ok(completion) = &call {

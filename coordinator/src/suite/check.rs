@@ -169,7 +169,41 @@ impl Checker<'_> {
         let at = |key: &str| format!("targets[{i}].{key}");
         check_token(self, &at("name"), "target", &raw.name)?;
         let mut model = raw.model;
-        let model_path = if raw.kind == EndpointKind::Local {
+        let output_field = match (raw.kind, raw.output_field) {
+            (EndpointKind::Recorded, field) => {
+                let field = field.unwrap_or_else(|| "output".into());
+                if field.is_empty() {
+                    return Err(self.err(at("output_field"), "must not be empty"));
+                }
+                Some(field)
+            }
+            (_, Some(_)) => {
+                return Err(self.err(
+                    at("output_field"),
+                    "only `kind: recorded` targets take `output_field`",
+                ));
+            }
+            (_, None) => None,
+        };
+        let model_path = if raw.kind == EndpointKind::Recorded {
+            // Nothing is called: the outputs are in the dataset.
+            for (key, given) in [
+                ("base_url", !raw.base_url.is_empty()),
+                ("model_path", raw.model_path.is_some()),
+                ("api_key_env", raw.api_key_env.is_some()),
+            ] {
+                if given {
+                    return Err(self.err(
+                        at(key),
+                        "a `recorded` target calls no model: its outputs come from the dataset field `output_field`",
+                    ));
+                }
+            }
+            if model.trim().is_empty() {
+                model = raw.name.clone();
+            }
+            None
+        } else if raw.kind == EndpointKind::Local {
             let Some(path) = raw.model_path.filter(|p| !p.as_os_str().is_empty()) else {
                 return Err(self.err(
                     at("model_path"),
@@ -287,6 +321,7 @@ impl Checker<'_> {
             max_concurrency,
             max_retries: raw.max_retries.unwrap_or(3),
             model_path,
+            output_field,
         })
     }
 

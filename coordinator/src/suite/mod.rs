@@ -235,6 +235,9 @@ pub struct TargetConfig {
     pub max_retries: u32,
     /// The GGUF file of a `local` target (resolved: see [`resolve_model_path`]).
     pub model_path: Option<PathBuf>,
+    /// The dataset field that holds a `recorded` target's outputs (default
+    /// `output`); `None` for every other kind.
+    pub output_field: Option<String>,
 }
 
 impl TargetConfig {
@@ -244,7 +247,7 @@ impl TargetConfig {
     /// # use vigil_coordinator::suite::TargetConfig;
     /// let t = TargetConfig { name: "t".into(), kind: Default::default(), base_url: "http://h/v1".into(),
     ///     model: "m".into(), api_key_env: None, params: Default::default(), timeout_s: 1.5,
-    ///     max_concurrency: 4, max_retries: 1, model_path: None };
+    ///     max_concurrency: 4, max_retries: 1, model_path: None, output_field: None };
     /// assert_eq!(t.spec().timeout_ms, 1500);
     /// ```
     pub fn spec(&self) -> TargetSpec {

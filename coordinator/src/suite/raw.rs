@@ -108,6 +108,7 @@ pub(super) fn located(
 pub(super) struct RawSuite {
     pub(super) name: String,
     pub(super) dataset: RawDataset,
+    #[serde(default)]
     pub(super) prompt: RawPrompt,
     pub(super) targets: Vec<RawTarget>,
     pub(super) scorers: Vec<RawScorer>,
@@ -141,7 +142,7 @@ pub(super) struct RawDataset {
     pub(super) tags: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrompt {
     #[serde(default)]
@@ -166,6 +167,8 @@ pub(super) struct RawTarget {
     pub(super) model: String,
     #[serde(default)]
     pub(super) model_path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) output_field: Option<String>,
     #[serde(default)]
     pub(super) api_key_env: Option<String>,
     #[serde(default)]
