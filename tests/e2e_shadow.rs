@@ -18,14 +18,27 @@ use vigil_testkit::stub::{StubConfig, StubServer};
 /// What the candidate answers instead of the number when told to.
 const BAD: &str = "I cannot help with that.";
 
-/// Publishes `n` captures of `app`: arithmetic questions whose production
-/// answer is bad where `production_bad(i)`, and whose prompt makes the stub
-/// (the candidate) answer badly where `candidate_bad(i)`.
+/// Production's answer to capture `i` whose right answer is `sum`: [`BAD`]
+/// where `bad(i)`, else the number.
+fn refuses(bad: impl Fn(usize) -> bool) -> impl Fn(usize, usize) -> String {
+    move |i, sum| {
+        if bad(i) {
+            BAD.to_string()
+        } else {
+            sum.to_string()
+        }
+    }
+}
+
+/// Publishes `n` captures of `app`: arithmetic questions answered in
+/// production by `production(i, right answer)`, whose prompt makes the stub
+/// (the candidate) answer [`BAD`] where `candidate_bad(i)` (and the number
+/// elsewhere).
 async fn publish_captures(
     js: &async_nats::jetstream::Context,
     app: &str,
     n: usize,
-    production_bad: impl Fn(usize) -> bool,
+    production: impl Fn(usize, usize) -> String,
     candidate_bad: impl Fn(usize) -> bool,
 ) {
     for i in 0..n {
@@ -34,11 +47,7 @@ async fn publish_captures(
         if candidate_bad(i) {
             prompt.push_str(&format!(" [[reply: {BAD}]]"));
         }
-        let response = if production_bad(i) {
-            BAD.to_string()
-        } else {
-            (a + b).to_string()
-        };
+        let response = production(i, a + b);
         let capture = Capture {
             capture_id: format!("{app}-{i:04}"),
             request_id: format!("req-{app}-{i}"),
@@ -142,11 +151,11 @@ async fn worse_better_and_equal_candidates_are_called_right() {
         .await
         .unwrap();
     // Production right 90%, the candidate 40%.
-    publish_captures(&js, "worse", 200, |i| i % 10 == 9, |i| i % 10 < 6).await;
+    publish_captures(&js, "worse", 200, refuses(|i| i % 10 == 9), |i| i % 10 < 6).await;
     // Production right 40%, the candidate 90%.
-    publish_captures(&js, "better", 200, |i| i % 10 < 6, |i| i % 10 == 9).await;
+    publish_captures(&js, "better", 200, refuses(|i| i % 10 < 6), |i| i % 10 == 9).await;
     // Both right 75%, wrong on different items: as many wins as losses.
-    publish_captures(&js, "equal", 200, |i| i % 4 == 0, |i| i % 4 == 2).await;
+    publish_captures(&js, "equal", 200, refuses(|i| i % 4 == 0), |i| i % 4 == 2).await;
 
     let dir = tempfile::tempdir().unwrap();
     let suite = write_shadow_suite(dir.path(), &stub.base_url());
@@ -230,6 +239,82 @@ async fn worse_better_and_equal_candidates_are_called_right() {
     for w in &mut workers {
         let _ = w.wait();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pairwise_judge_compares_the_candidate_with_production_position_swapped() {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    // The stub is the candidate and the judge: it prefers the response
+    // that matches the question's arithmetic.
+    let stub = StubServer::start(StubConfig::default()).await.unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    ensure_capture_stream(&js, &TopologyConfig::default())
+        .await
+        .unwrap();
+    // Production is off by one on 6 items in 10; the candidate is always right.
+    let wrong = |i: usize| i % 10 < 6;
+    let production = move |i, sum: usize| if wrong(i) { sum + 1 } else { sum }.to_string();
+    publish_captures(&js, "judged", 200, production, |_| false).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let base_url = stub.base_url();
+    let suite = dir.path().join("judged.yaml");
+    std::fs::write(
+        &suite,
+        format!(
+            r#"name: shadow-judged
+targets:
+  - {{ name: candidate, base_url: "{base_url}", model: stub-model, params: {{ temperature: 0 }}, timeout_s: 5, max_retries: 1 }}
+scorers:
+  - name: judge
+    kind: llm_judge
+    mode: pairwise
+    judge: {{ base_url: "{base_url}", model: judge, params: {{ temperature: 0 }}, timeout_s: 5, max_retries: 1 }}
+    reference: "{{{{ output }}}}"
+"#
+        ),
+    )
+    .unwrap();
+    let mut worker = spawn_worker(&nats.url(), &base_url, 8);
+    let before = stub.stats().requests.load(Relaxed);
+    let (code, out) = shadow(
+        &suite,
+        &nats.url(),
+        "judged",
+        200,
+        &dir.path().join("judged.json"),
+    );
+    let v = &out["verdict"];
+    assert_eq!(code, Some(0), "{v}");
+    assert_eq!(
+        v["compare"], "judge",
+        "a pairwise judge is the default comparison: {v}"
+    );
+    assert_eq!(v["decision"], "better", "{v}");
+    let dispatched = v["items_dispatched"].as_u64().unwrap() as usize;
+    assert!(dispatched < 200, "{v}");
+    // Calls: one per candidate answer, two per judged pair (positions
+    // swapped) where the answers differ, one where they are the same text;
+    // production is not judged against itself.
+    let differing = (0..dispatched).filter(|&i| wrong(i)).count();
+    let expected = dispatched + 2 * differing + (dispatched - differing);
+    assert_eq!(
+        (stub.stats().requests.load(Relaxed) - before) as usize,
+        expected,
+        "candidate calls plus position-swapped judge calls"
+    );
+    // The pairs entered the rule in capture order: the candidate won where
+    // production was wrong, tied (the same answer) elsewhere.
+    let used = v["items_used"].as_u64().unwrap() as usize;
+    let wins = (0..used).filter(|&i| wrong(i)).count() as u64;
+    assert_eq!(v["wins"].as_u64(), Some(wins), "{v}");
+    assert_eq!(v["losses"].as_u64(), Some(0), "{v}");
+    assert_eq!(v["ties"].as_u64(), Some(used as u64 - wins), "{v}");
+    common::sigterm(&worker);
+    let _ = worker.wait();
 }
 
 #[test]

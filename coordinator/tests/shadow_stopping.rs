@@ -14,6 +14,9 @@ fn pass_fail(rng: &mut SplitMix64, p: f64) -> f64 {
     if rng.unit() < p { 1.0 } else { 0.0 }
 }
 
+/// Draws one (candidate, production) pair of per-item scores.
+type Pair = fn(&mut SplitMix64) -> (f64, f64);
+
 /// A rule that only decides (the grid holds just 0.5: the decision reads
 /// nothing else, and it keeps thousands of replications fast).
 fn deciding_rule(metric: PairedMetric, alpha: f64, budget: u64) -> StoppingRule {
@@ -82,7 +85,7 @@ fn equal_models_are_called_different_at_most_alpha_of_the_time() {
     // Three nulls: pass/fail scores at the same rate (many ties), win/tie/
     // loss with 40% ties, and continuous scores from one distribution
     // compared by their difference.
-    let cases: [(&str, PairedMetric, fn(&mut SplitMix64) -> (f64, f64)); 3] = [
+    let cases: [(&str, PairedMetric, Pair); 3] = [
         (
             "pass/fail 0.8 vs 0.8, win rate",
             PairedMetric::WinRate,

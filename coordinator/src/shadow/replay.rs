@@ -9,9 +9,7 @@ use super::captures::{CaptureSource, capture_record};
 use super::rule::{Decision, PairedMetric, StoppingRule};
 use crate::aggregate::{Aggregator, SummaryMeta};
 use crate::run::{self, RunConfig};
-use crate::suite::{
-    DatasetFormat, DatasetSpec, PromptSpec, Suite, SuiteError, SuiteFormat, TargetConfig,
-};
+use crate::suite::{DatasetFormat, DatasetSpec, Suite, SuiteError, SuiteFormat, TargetConfig};
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -31,10 +29,8 @@ pub const DEFAULT_WAVE: u64 = 25;
 /// How to shadow a candidate.
 #[derive(Debug, Clone)]
 pub struct ShadowConfig {
-    /// The shadow suite: the candidate target and the scorers (its dataset
-    /// is replaced by the captures; its prompt, when it has none, by
-    /// `system: "{{ system }}"`, `user: "{{ prompt }}"` and
-    /// `completion: "{{ prompt }}"`).
+    /// The shadow suite ([`load_suite`]): the candidate target, the
+    /// scorers and the prompt (its dataset is replaced by the captures).
     pub suite: Suite,
     /// The candidate: a target of the suite.
     pub candidate: String,
@@ -72,10 +68,17 @@ pub struct ShadowOutcome {
     pub candidate: RunSummary,
 }
 
-/// Reads a shadow suite: an ordinary suite file whose `dataset` may be left
-/// out (the captures replace it; without the key a placeholder is added
-/// before the file is checked, after its last line, so errors keep their
-/// line numbers).
+/// The prompt a shadow suite gets when it has none: the capture's system
+/// message and prompt, as chat or as a completion.
+const DEFAULT_PROMPT_YAML: &str =
+    "prompt: { system: \"{{ system }}\", user: \"{{ prompt }}\", completion: \"{{ prompt }}\" }\n";
+const DEFAULT_PROMPT_TOML: &str =
+    "[prompt]\nsystem = \"{{ system }}\"\nuser = \"{{ prompt }}\"\ncompletion = \"{{ prompt }}\"\n";
+
+/// Reads a shadow suite: an ordinary suite file whose `dataset` and `prompt`
+/// may be left out (the captures replace the dataset; the prompt defaults to
+/// [`DEFAULT_PROMPT_YAML`]'s). Missing keys are appended after the file's
+/// last line before it is checked, so errors keep their line numbers.
 pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
     let format = SuiteFormat::from_path(path).ok_or_else(|| SuiteError::Format {
         path: path.to_path_buf(),
@@ -84,20 +87,30 @@ pub fn load_suite(path: &Path) -> Result<Suite, SuiteError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let has_dataset = match format {
+    // Unparseable text is left to the suite parser, which says where.
+    let has = |key: &str| match format {
         SuiteFormat::Yaml => serde_norway::from_str::<serde_norway::Value>(&text)
             .ok()
-            .is_none_or(|v| v.get("dataset").is_some()),
+            .is_none_or(|v| v.get(key).is_some()),
         SuiteFormat::Toml => toml::from_str::<toml::Table>(&text)
             .ok()
-            .is_none_or(|t| t.contains_key("dataset")),
+            .is_none_or(|t| t.contains_key(key)),
     };
+    let (has_dataset, has_prompt) = (has("dataset"), has("prompt"));
+    let mut extra = String::from("\n");
     if !has_dataset {
-        text.push_str(match format {
-            SuiteFormat::Yaml => "\ndataset: { path: captures.jsonl, id_field: id }\n",
-            SuiteFormat::Toml => "\n[dataset]\npath = \"captures.jsonl\"\nid_field = \"id\"\n",
+        extra.push_str(match format {
+            SuiteFormat::Yaml => "dataset: { path: captures.jsonl, id_field: id }\n",
+            SuiteFormat::Toml => "[dataset]\npath = \"captures.jsonl\"\nid_field = \"id\"\n",
         });
     }
+    if !has_prompt {
+        extra.push_str(match format {
+            SuiteFormat::Yaml => DEFAULT_PROMPT_YAML,
+            SuiteFormat::Toml => DEFAULT_PROMPT_TOML,
+        });
+    }
+    text.push_str(&extra);
     Suite::from_str(&text, format, path)
 }
 
@@ -112,14 +125,6 @@ fn side_suite(base: &Suite, target: TargetConfig, dataset: PathBuf) -> Suite {
         id_field: Some("id".into()),
         tags: Vec::new(),
     };
-    if suite.prompt == PromptSpec::default() {
-        suite.prompt = PromptSpec {
-            system: Some("{{ system }}".into()),
-            user: Some("{{ prompt }}".into()),
-            messages: None,
-            completion: Some("{{ prompt }}".into()),
-        };
-    }
     if target.kind == EndpointKind::Recorded {
         suite.scorers.retain(|s| !is_pairwise(&s.kind));
     }

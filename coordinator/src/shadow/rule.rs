@@ -205,7 +205,7 @@ impl BettingCs {
                 config.alpha
             )));
         }
-        if config.grid < 2 || config.grid % 2 != 0 {
+        if config.grid < 2 || !config.grid.is_multiple_of(2) {
             return Err(RuleError::Config(format!(
                 "grid must be an even number of at least 2, got {}",
                 config.grid
@@ -295,7 +295,7 @@ impl BettingCs {
         let Some(first) = kept.next() else {
             return (self.mean(), self.mean());
         };
-        let last = kept.last().unwrap_or(first);
+        let last = kept.next_back().unwrap_or(first);
         ((first - step).max(0.0), (last + step).min(1.0))
     }
 
