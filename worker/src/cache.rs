@@ -122,9 +122,9 @@ impl ResponseCache {
     /// age) when missing, and giving an existing bucket without a max age one.
     pub async fn open(
         js: &jetstream::Context,
-        topology: &vigil_protocol::topology::TopologyConfig,
-    ) -> Result<Self, vigil_protocol::topology::TopologyError> {
-        vigil_protocol::topology::ensure_cache_bucket(js, topology)
+        topology: &vigil_nats::topology::TopologyConfig,
+    ) -> Result<Self, vigil_nats::topology::TopologyError> {
+        vigil_nats::topology::ensure_cache_bucket(js, topology)
             .await
             .map(|kv| ResponseCache { kv })
     }
