@@ -10,8 +10,9 @@ use common::{run, spawn_worker, vigil};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::Relaxed;
-use vigil_protocol::topology::{TopologyConfig, ensure_capture_stream};
-use vigil_protocol::{Capture, ChatMessage, codec, headers, subjects};
+use vigil_nats::headers;
+use vigil_nats::topology::{TopologyConfig, ensure_capture_stream};
+use vigil_protocol::{Capture, ChatMessage, codec, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
 

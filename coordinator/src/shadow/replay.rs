@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio_util::sync::CancellationToken;
+use vigil_nats::topology::TopologyConfig;
 use vigil_protocol::scorers::io::JudgeMode;
-use vigil_protocol::topology::TopologyConfig;
 use vigil_protocol::{EndpointKind, ItemResult, JobResult, RunSummary, ScorerKind, ShadowVerdict};
 
 /// The name of production's target in a shadow's runs.
@@ -225,10 +225,9 @@ pub async fn shadow(
     let candidate = run::find_target(&config.suite, &config.candidate)
         .map_err(|e| ShadowError::Config(e.to_string()))?
         .clone();
-    let js =
-        vigil_protocol::topology::ensure_topology(&client, &config.topology, &config.suite.pool)
-            .await
-            .map_err(|e| ShadowError::Nats(e.to_string()))?;
+    let js = vigil_nats::topology::ensure_topology(&client, &config.topology, &config.suite.pool)
+        .await
+        .map_err(|e| ShadowError::Nats(e.to_string()))?;
     let mut source = CaptureSource::open(&js, &config.app, config.since).await?;
     std::fs::create_dir_all(&config.work_dir).map_err(|e| io(&config.work_dir, e))?;
 
