@@ -129,6 +129,8 @@ fn shadow(
         nats,
         "--out",
         out.to_str().unwrap(),
+        "--report",
+        out.with_extension("report").to_str().unwrap(),
     ]));
     let text = std::fs::read_to_string(out).expect("--out written");
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -140,8 +142,8 @@ fn shadow(
     (output.status.code(), json)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worse_better_and_equal_candidates_are_called_right() {
+/// A nats-server with `VIGIL_CAPTURE`, and the stub.
+async fn start() -> (NatsServer, StubServer, async_nats::jetstream::Context) {
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
         .unwrap();
@@ -151,6 +153,12 @@ async fn worse_better_and_equal_candidates_are_called_right() {
     ensure_capture_stream(&js, &TopologyConfig::default())
         .await
         .unwrap();
+    (nats, stub, js)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worse_better_and_equal_candidates_are_called_right() {
+    let (nats, stub, js) = start().await;
     // Production right 90%, the candidate 40%.
     publish_captures(&js, "worse", 200, refuses(|i| i % 10 == 9), |i| i % 10 < 6).await;
     // Production right 40%, the candidate 90%.
@@ -192,6 +200,11 @@ async fn worse_better_and_equal_candidates_are_called_right() {
     assert_eq!(out["candidate"]["items_total"].as_u64(), Some(dispatched));
     assert_eq!(out["production"]["items_total"].as_u64(), Some(dispatched));
     assert_eq!(out["candidate"]["shadow"]["decision"], "worse");
+    let md = std::fs::read_to_string(dir.path().join("worse.report/summary.md")).unwrap();
+    assert!(
+        md.contains("candidate is WORSE"),
+        "the report carries the verdict: {md}"
+    );
     // Production's pass rate over the dispatched captures is the captured one (90%).
     let prod_rate = out["production"]["scores"]["numeric"]["pass_rate"]
         .as_f64()
@@ -244,17 +257,9 @@ async fn worse_better_and_equal_candidates_are_called_right() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pairwise_judge_compares_the_candidate_with_production_position_swapped() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
     // The stub is the candidate and the judge: it prefers the response
     // that matches the question's arithmetic.
-    let stub = StubServer::start(StubConfig::default()).await.unwrap();
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    ensure_capture_stream(&js, &TopologyConfig::default())
-        .await
-        .unwrap();
+    let (nats, stub, js) = start().await;
     // Production is off by one on 6 items in 10; the candidate is always right.
     let wrong = |i: usize| i % 10 < 6;
     let production = move |i, sum: usize| if wrong(i) { sum + 1 } else { sum }.to_string();

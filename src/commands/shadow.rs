@@ -10,7 +10,7 @@ use crate::cli::ShadowArgs;
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
 use anyhow::anyhow;
 use tokio_util::sync::CancellationToken;
-use vigil_coordinator::report::{ReportInput, html, junit, markdown, table};
+use vigil_coordinator::report::{ReportInput, table};
 use vigil_coordinator::shadow::{
     self, Decision, PairedMetric, ShadowConfig, ShadowError, ShadowOutcome,
 };
@@ -133,18 +133,5 @@ fn write_report(dir: &std::path::Path, outcome: &ShadowOutcome) -> Result<(), Fa
         history: vec![outcome.candidate.clone()],
         latencies_ms: Vec::new(),
     };
-    std::fs::create_dir_all(dir)
-        .map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))
-        .infra_error()?;
-    for (name, text) in [
-        ("report.html", html::render(&input)),
-        ("junit.xml", junit::render(&input.summary)),
-        ("summary.md", markdown::render(&input.summary)),
-    ] {
-        let path = dir.join(name);
-        std::fs::write(&path, text)
-            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
-            .infra_error()?;
-    }
-    Ok(())
+    crate::commands::report::write(dir, &input)
 }
