@@ -11,6 +11,7 @@ mod run;
 mod runs;
 mod serve_model;
 mod setup_streams;
+mod shadow;
 mod stub;
 mod validate;
 mod watch;
@@ -36,5 +37,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Proxy(args) => proxy::run(args).await,
         Command::Dataset(args) => dataset::run(args).await,
         Command::Monitor(args) => monitor::run(args).await,
+        Command::Shadow(args) => shadow::run(args).await,
     }
 }
