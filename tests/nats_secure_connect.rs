@@ -349,7 +349,7 @@ async fn readiness_follows_stream_and_connection() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("VIGIL_JOBS"), "{body}");
 
-    vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+    vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
         .await
         .unwrap();
     // The negative answer is cached for READY_CACHE: ready once it expires.
