@@ -6,7 +6,7 @@
 //! the promoted dataset (a candidate model and production's recorded
 //! answers); broken inputs give clear errors and exit 2.
 
-mod common;
+use crate::common;
 
 use common::*;
 use sha2::{Digest, Sha256};

@@ -17,11 +17,15 @@ mod bench_smoke;
 mod e2e_capture_interop;
 mod e2e_code_exec;
 mod e2e_code_exec_forged;
+mod e2e_datasets;
 mod e2e_input_errors;
 mod e2e_interop;
 mod e2e_io_scorers;
+mod e2e_monitor;
 mod e2e_proxy;
+mod e2e_recorded;
 mod e2e_run;
+mod e2e_shadow;
 mod e2e_text_scorers;
 mod e2e_verdicts;
 mod examples_run;
@@ -45,3 +49,36 @@ mod qa_history;
 mod qa_no_repeats;
 mod qa_report;
 mod scale_workers;
+
+/// With `autotests = false`, a file in a crate's `tests/` that its `it.rs`
+/// does not name is never compiled, silently: every one must be a module.
+#[test]
+fn every_test_file_is_a_module_of_its_crates_it_rs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let crates = std::fs::read_dir(root)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .chain([root.to_path_buf()]);
+    let mut checked = 0;
+    for dir in crates {
+        let Ok(it) = std::fs::read_to_string(dir.join("tests/it.rs")) else {
+            continue; // no folded tests/ (its files are test targets of their own)
+        };
+        for entry in std::fs::read_dir(dir.join("tests")).unwrap() {
+            let path = entry.unwrap().path();
+            let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if path.extension().is_some_and(|e| e == "rs") && name != "it" {
+                assert!(
+                    it.lines().any(|l| l.trim() == format!("mod {name};")),
+                    "{} is not compiled: add `mod {name};` to {}",
+                    path.display(),
+                    dir.join("tests/it.rs").display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} test files found");
+}

@@ -10,7 +10,7 @@
 use crate::common;
 
 use async_nats::jetstream::AckKind;
-use common::cluster::{count_messages, wait_until};
+use common::cluster::{count_messages, default_workers_consumer, wait_until};
 use common::*;
 use futures::StreamExt;
 use std::process::Stdio;
@@ -58,14 +58,8 @@ async fn worker_and_coordinator_counters_move() {
         count_messages(&js, "VIGIL_JOBS", "vigil.jobs.>").await >= (ITEMS / SHARD) as u64
     })
     .await;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream("VIGIL_JOBS")
+    let held = default_workers_consumer(&js)
         .await
-        .unwrap()
-        .get_consumer("vigil-workers-default")
-        .await
-        .unwrap();
-    let held = consumer
         .fetch()
         .max_messages(1)
         .messages()

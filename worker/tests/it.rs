@@ -7,6 +7,7 @@
 //! a `mod foo;` line below.
 
 mod backend;
+mod cache_batch;
 mod code_exec_humaneval;
 mod code_exec_pass_at_k;
 mod sandbox_hostile;
