@@ -507,6 +507,10 @@ pub struct StubArgs {
     /// Most concurrent requests before answering 429.
     #[arg(long)]
     pub max_concurrency: Option<usize>,
+    /// Serve at most N completion requests at once; the others wait for a
+    /// slot (capacity = N / latency, however many clients).
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
     /// The `created` of the model's `/v1/models` entry (restart with another
     /// value to play another model behind the same URL and name).
     #[arg(long, default_value_t = 0)]

@@ -9,8 +9,8 @@ use crate::embedded::EmbeddedNats;
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
 use async_nats::jetstream;
 use vigil_coordinator::history::{self, HistoryError};
+use vigil_nats::topology::ensure_topology;
 use vigil_protocol::RunSummary;
-use vigil_protocol::topology::ensure_topology;
 
 /// A connection to the history, and the embedded server behind it if any.
 pub struct Store {
