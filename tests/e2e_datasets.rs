@@ -21,6 +21,35 @@ use vigil_protocol::{Capture, ChatMessage, TokenUsage, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer, answer};
 
+/// A nats-server, its URL and a temporary directory.
+async fn setup() -> (NatsServer, String, tempfile::TempDir) {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    let url = nats.url();
+    (nats, url, tempfile::tempdir().unwrap())
+}
+
+/// JetStream on `url`, with vigil's streams made.
+async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(url).await.unwrap();
+    vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
+        .await
+        .unwrap()
+}
+
+/// The `capture_id`s of a JSONL file's items, in order.
+fn capture_ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let item: serde_json::Value = serde_json::from_str(l).unwrap();
+            item["capture_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
 /// `vigil dataset ARGS --nats URL`, to completion.
 fn dataset(nats: &str, args: &[&str]) -> Output {
     run(vigil().arg("dataset").args(args).args(["--nats", nats]))
@@ -147,12 +176,8 @@ fn run_ok(suite: &Path, nats: &str, out: &Path, extra: &[&str]) -> serde_json::V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_run_by_name_promote_and_run_the_regression_suite() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let url = nats.url();
+    let (_nats, url, dir) = setup().await;
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
 
     // -- push, twice: one version.
@@ -275,10 +300,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     );
 
     // -- production traffic: captures of app `support` (one prompt twice).
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
-        .await
-        .unwrap();
+    let js = jetstream(&url).await;
     let caps = [
         capture("c1", "What is 1 + 1?", "llama-3.1-8b", Some("down")),
         capture("c2", "What is 2 + 2?", "llama-3.1-8b", None),
@@ -374,17 +396,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
         &["--out", cand.to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(0));
-    let text = std::fs::read_to_string(&cand).unwrap();
-    let cand_ids: Vec<String> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["capture_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(cand_ids, ["c6"], "c3 is already in the dataset");
+    assert_eq!(capture_ids(&cand), ["c6"], "c3 is already in the dataset");
     assert_eq!(
         versions_of(&url, "support-regressions").len(),
         1,
@@ -445,11 +457,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_inputs_give_clear_errors() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
+    let (_nats, url, dir) = setup().await;
     let d = dir.path();
 
     let bad = d.join("bad.jsonl");
@@ -554,16 +562,9 @@ impl Drop for KillOnDrop {
 /// run id as their `monitor_run_id`, filtered by score and model.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn captures_scored_by_a_real_monitor_are_promoted_by_their_scores() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
+    let (_nats, url, dir) = setup().await;
     let d = dir.path();
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
-        .await
-        .unwrap();
+    let js = jetstream(&url).await;
     // Eight captures; 1, 4 and 6 answered with something that is not JSON.
     let mut bad = Vec::new();
     for i in 0..8u32 {
@@ -657,15 +658,5 @@ async fn captures_scored_by_a_real_monitor_are_promoted_by_their_scores() {
         &["--monitor", "support-json", "--out", cand.to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(0));
-    let ids: Vec<String> = std::fs::read_to_string(&cand)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["capture_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(ids, ["m4", "m6"]);
+    assert_eq!(capture_ids(&cand), ["m4", "m6"]);
 }
