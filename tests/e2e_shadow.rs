@@ -279,7 +279,7 @@ scorers:
     kind: llm_judge
     mode: pairwise
     judge: {{ base_url: "{base_url}", model: judge, params: {{ temperature: 0 }}, timeout_s: 5, max_retries: 1 }}
-    reference: "{{{{ output }}}}"
+    reference: "{{{{ response }}}}"
 "#
         ),
     )
