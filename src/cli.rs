@@ -52,6 +52,8 @@ pub enum Command {
     Export(ExportArgs),
     /// Reverse-proxy an OpenAI-compatible server and capture sampled, redacted traffic to VIGIL_CAPTURE.
     Proxy(ProxyArgs),
+    /// Score captured production traffic (VIGIL_CAPTURE) in windows, with drift alarms.
+    Monitor(MonitorArgs),
     /// Versioned datasets in NATS: push, list, show, pull, promote captures.
     Dataset(DatasetArgs),
     /// Replay an app's captured prompts against a candidate and compare it with production, stopping early.
@@ -594,4 +596,13 @@ pub struct ProxyArgs {
     /// Serve Prometheus metrics on /metrics here (captured, sampled out, dropped, queue depth).
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `vigil monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The monitor file (YAML): captures to score, scorers, windows, drift (docs/production.md).
+    pub monitor: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }

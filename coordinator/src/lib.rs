@@ -64,6 +64,9 @@
 //! - [`shadow`]: a candidate replayed on captured prompts against
 //!   production's recorded responses, stopped by an anytime-valid rule.
 //!
+//! **Online**: [`monitor`] (`vigil monitor`) scores captured production
+//! traffic through the same jobs, windows it into runs and feeds [`drift`].
+//!
 //! **Output**: for people and CI.
 //!
 //! - [`report`]: the terminal table (`report::table`, `report::table_text`),
@@ -90,6 +93,7 @@ pub mod item_ids;
 pub mod manifest;
 pub mod metrics;
 pub mod promote;
+pub mod monitor;
 mod reconcile;
 pub mod render;
 pub mod report;

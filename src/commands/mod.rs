@@ -4,6 +4,7 @@ mod compare;
 mod dataset;
 mod export;
 mod export_parquet;
+mod monitor;
 mod proxy;
 mod report;
 mod run;
@@ -35,6 +36,7 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Export(args) => export::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Dataset(args) => dataset::run(args).await,
+        Command::Monitor(args) => monitor::run(args).await,
         Command::Shadow(args) => shadow::run(args).await,
     }
 }
