@@ -256,6 +256,17 @@ pub async fn shadow(
             break;
         }
         let batch = source.next_batch(n).await?;
+        if batch.is_empty() && dispatched == 0 {
+            let detail = if source.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (not replayable: {:?})", source.skipped)
+            };
+            return Err(ShadowError::NoCaptures {
+                app: config.app.clone(),
+                detail,
+            });
+        }
         if batch.is_empty() {
             rule.exhaust();
             break;
