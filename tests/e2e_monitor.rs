@@ -18,7 +18,7 @@ use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
-use vigil_protocol::{Alert, Capture, JobResult, RunSummary, codec, headers, subjects};
+use vigil_protocol::{Alert, Capture, JobResult, RunSummary, codec, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
 
@@ -116,7 +116,7 @@ async fn setup() -> (tempfile::TempDir, NatsServer, jetstream::Context) {
         .unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
-    vigil_protocol::topology::ensure_capture_stream(&js, &Default::default())
+    vigil_nats::topology::ensure_capture_stream(&js, &Default::default())
         .await
         .unwrap();
     (dir, nats, js)
@@ -125,7 +125,7 @@ async fn setup() -> (tempfile::TempDir, NatsServer, jetstream::Context) {
 /// Publishes a capture as a service would (docs/protocol.md, "Captures").
 async fn publish_capture(js: &jetstream::Context, c: &Capture) {
     let publish = jetstream::message::PublishMessage::build()
-        .headers(headers::capture_headers(&c.capture_id))
+        .headers(vigil_nats::headers::capture_headers(&c.capture_id))
         .message_id(c.capture_id.clone())
         .payload(codec::encode(c).unwrap().into());
     js.send_publish(subjects::capture(&c.app), publish)

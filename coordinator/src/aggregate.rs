@@ -415,6 +415,7 @@ impl Aggregator {
             manifest: None,
             slices,
             comparison: None,
+            shadow: None,
         }
     }
 }

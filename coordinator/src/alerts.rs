@@ -107,7 +107,7 @@ pub async fn publish_one(
 ) -> Result<(), String> {
     let payload = vigil_protocol::encode(alert).map_err(|e| e.to_string())?;
     let publish = PublishMessage::build()
-        .headers(vigil_protocol::headers::message_headers(&alert.run_id))
+        .headers(vigil_nats::headers::message_headers(&alert.run_id))
         .message_id(message_id)
         .payload(payload.into());
     js.send_publish(subject.to_string(), publish)

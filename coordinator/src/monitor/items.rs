@@ -31,6 +31,7 @@ impl ItemBuilder {
                 format: crate::suite::DatasetFormat::Jsonl,
                 id_field: Some("capture_id".into()),
                 tags: Vec::new(),
+                named: None,
             },
             prompt: PromptSpec {
                 system: None,

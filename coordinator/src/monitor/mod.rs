@@ -44,7 +44,7 @@ pub enum MonitorError {
     Config(String),
     /// The server or its streams are not usable.
     #[error(transparent)]
-    Topology(#[from] vigil_protocol::topology::TopologyError),
+    Topology(#[from] vigil_nats::topology::TopologyError),
     /// A NATS operation failed.
     #[error("NATS: {0}")]
     Nats(String),

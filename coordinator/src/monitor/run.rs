@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vigil_protocol::topology::{TopologyConfig, ensure_capture_stream, ensure_topology};
+use vigil_nats::topology::{TopologyConfig, ensure_capture_stream, ensure_topology};
 use vigil_protocol::{
     Capture, EndpointKind, ErrorKind, Item, Job, JobResult, TargetSpec, subjects,
 };
@@ -446,7 +446,7 @@ impl Monitor {
             self.follow(w).await;
         }
         let subject = subjects::jobs(&self.config.pool);
-        let headers = vigil_protocol::headers::message_headers(&self.config.name);
+        let headers = vigil_nats::headers::message_headers(&self.config.name);
         let progress = DispatchProgress::default();
         for (run_id, job_index, payload, range) in jobs {
             let count = range.end - range.start;
