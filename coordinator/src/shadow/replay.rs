@@ -124,6 +124,7 @@ fn side_suite(base: &Suite, target: TargetConfig, dataset: PathBuf) -> Suite {
         format: DatasetFormat::Jsonl,
         id_field: Some("id".into()),
         tags: Vec::new(),
+        named: None,
     };
     if target.kind == EndpointKind::Recorded {
         suite.scorers.retain(|s| !is_pairwise(&s.kind));
