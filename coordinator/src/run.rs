@@ -320,8 +320,8 @@ async fn run_in_span(
     // Read and render on a blocking thread; shards flow through a bounded channel.
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
     let mut producer = {
-        let (suite, renderer, kind) = (suite.clone(), renderer.clone(), target.kind);
-        tokio::task::spawn_blocking(move || produce_shards(&suite, &renderer, kind, shard_tx))
+        let (suite, renderer, target) = (suite.clone(), renderer.clone(), target.clone());
+        tokio::task::spawn_blocking(move || produce_shards(&suite, &renderer, &target, shard_tx))
     };
     let template = JobTemplate {
         job: Job {
@@ -587,7 +587,7 @@ async fn mark_cancelled(recorder: &mut StateRecorder, run_id: &str) {
 fn produce_shards(
     suite: &Suite,
     renderer: &Renderer,
-    kind: vigil_protocol::EndpointKind,
+    target: &crate::suite::TargetConfig,
     tx: mpsc::Sender<Vec<Item>>,
 ) -> Result<(), RunError> {
     let records = dataset::open(&suite.dataset).map_err(|e| RunError::Dataset(e.to_string()))?;
@@ -595,7 +595,7 @@ fn produce_shards(
     for record in records {
         let record = record.map_err(|e| RunError::Dataset(e.to_string()))?;
         let item = renderer
-            .render(&record, kind)
+            .render_for(&record, target)
             .map_err(|e| RunError::Dataset(e.to_string()))?;
         shard.push(item);
         if shard.len() >= suite.shard_size {

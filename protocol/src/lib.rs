@@ -40,7 +40,7 @@ pub use alert::Alert;
 pub use capture::Capture;
 pub use codec::{CodecError, decode, encode};
 pub use job::{
-    CachePolicy, ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt,
+    CachePolicy, ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt, Recorded,
     SamplingParams, TargetOutline, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
@@ -66,8 +66,9 @@ pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu,
 /// only adds optional fields keeps [`SCHEMA_MIN_VERSION`], so older readers
 /// still accept it (docs/protocol.md, "the rule"). 2 added, among others,
 /// `JobResult.error`, `RunSummary.items_cached`, the `*_scored` figures and
-/// the comparison's pairing fields.
-pub const SCHEMA_VERSION: u32 = 2;
+/// the comparison's pairing fields; 3 the `recorded` endpoint kind and
+/// `Item.recorded` (an older worker answers such a job `unknown_kind`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest reader schema that decodes what this version writes, sent as
 /// `Vigil-Schema-Min` (see [`headers::check_schema`]). A version that only

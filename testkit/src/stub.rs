@@ -91,6 +91,10 @@ pub struct StubConfig {
     pub empty_rate: f64,
     /// Requests in flight beyond this are answered 429 at once.
     pub max_concurrency: Option<usize>,
+    /// At most this many completion requests are served at once; the others
+    /// wait for a free slot (a server with a fixed number of batch slots:
+    /// its capacity is `slots / latency`, however many clients it has).
+    pub slots: Option<usize>,
     /// The first N requests for each distinct prompt are answered 500.
     pub fail_first_attempts: u32,
     /// Every request whose prompt text contains this is answered 500 (a
@@ -124,6 +128,7 @@ impl Default for StubConfig {
             garbage_rate: 0.0,
             empty_rate: 0.0,
             max_concurrency: None,
+            slots: None,
             fail_first_attempts: 0,
             fail_marker: None,
             hang_marker: None,
@@ -606,6 +611,8 @@ struct Shared {
     /// The `created` of the `/v1/models` entry now.
     model_created: AtomicU64,
     attempts: Box<[Mutex<HashMap<u64, u32>>]>,
+    /// [`StubConfig::slots`] as permits.
+    slots: Option<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -719,6 +726,11 @@ async fn complete(
         Some(Fault::Hang)
     } else {
         draw(&st.cfg, &mut rng)
+    };
+    // A slot is held through the latency and the answer.
+    let _slot = match &st.slots {
+        Some(slots) => Some(slots.acquire().await.expect("the slots are never closed")),
+        None => None,
     };
     let mut delay = st.cfg.latency;
     if !st.cfg.latency_jitter.is_zero() {
@@ -1110,6 +1122,7 @@ fn shared(cfg: StubConfig, stats: Arc<StubStats>) -> Arc<Shared> {
         .collect();
     Arc::new(Shared {
         model_created: AtomicU64::new(cfg.model_created),
+        slots: cfg.slots.map(|n| tokio::sync::Semaphore::new(n.max(1))),
         cfg,
         stats,
         attempts,

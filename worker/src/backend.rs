@@ -16,6 +16,8 @@ use reqwest::header::{
 };
 use serde_json::{Map, Value};
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec, TokenUsage, openai};
 
@@ -61,6 +63,35 @@ pub struct BackendClient {
     http: reqwest::Client,
     base: Duration,
     cap: Duration,
+    urls: UrlCache,
+}
+
+/// Most endpoint URLs [`UrlCache`] remembers before it starts afresh (a
+/// worker calls a handful of targets; the bound only keeps a stream of
+/// jobs naming ever new URLs from growing it without end).
+const URL_CACHE_MAX: usize = 64;
+
+/// Endpoint URLs parsed once and reused: parsing (with IDNA processing of
+/// the host) cost several µs per item when every call parsed its URL again.
+#[derive(Debug, Clone, Default)]
+struct UrlCache(Arc<Mutex<HashMap<String, reqwest::Url>>>);
+
+impl UrlCache {
+    /// `{base_url}/{path}` parsed, from the cache when seen before; `None`
+    /// when it does not parse (the caller then lets reqwest report it).
+    fn get(&self, base_url: &str, path: &str) -> Option<reqwest::Url> {
+        let joined = format!("{}/{path}", base_url.trim_end_matches('/'));
+        let mut urls = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(url) = urls.get(&joined) {
+            return Some(url.clone());
+        }
+        let url = reqwest::Url::parse(&joined).ok()?;
+        if urls.len() >= URL_CACHE_MAX {
+            urls.clear();
+        }
+        urls.insert(joined, url.clone());
+        Some(url)
+    }
 }
 
 impl Default for BackendClient {
@@ -225,13 +256,10 @@ fn request_body<'a>(
                 ),
             ));
         }
-        (EndpointKind::Local, _) => {
+        (EndpointKind::Local | EndpointKind::Recorded, _) => {
             return Err(Failed::new(
                 ErrorKind::ClientError,
-                format!(
-                    "target `{}` is a local model, not an HTTP endpoint",
-                    target.name
-                ),
+                format!("target `{}` is not an HTTP endpoint", target.name),
             ));
         }
         (EndpointKind::Completions, Prompt::Chat(_)) => {
@@ -288,7 +316,7 @@ fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Faile
         );
     };
     let text = match kind {
-        EndpointKind::Chat | EndpointKind::Local => first
+        EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => first
             .message
             .as_ref()
             .and_then(openai::Message::content_text),
@@ -347,6 +375,7 @@ impl BackendClient {
             http,
             base: defaults.base,
             cap: defaults.cap,
+            urls: UrlCache::default(),
         }
     }
 
@@ -372,10 +401,10 @@ impl BackendClient {
         limit: &AdaptiveLimit,
         extra_headers: &[(String, String)],
     ) -> Result<Completion, CallFailure> {
-        let secrets = Secrets::new(api_key, &target.base_url);
-        let body = request_body(target, prompt).map_err(|f| f.into_failure(0, &secrets))?;
+        let body = request_body(target, prompt)
+            .map_err(|f| f.into_failure(0, &Secrets::new(api_key, &target.base_url)))?;
         let path = match target.kind {
-            EndpointKind::Chat | EndpointKind::Local => "chat/completions",
+            EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => "chat/completions",
             EndpointKind::Completions => "completions",
         };
         let kind = target.kind;
@@ -470,12 +499,17 @@ impl BackendClient {
         extra_headers: &[(String, String)],
         parse: impl Fn(&[u8]) -> Result<T, Failed>,
     ) -> Result<Answered<T>, CallFailure> {
-        let secrets = Secrets::new(api_key, &target.base_url);
+        // Only a failure needs the secrets (to redact its message).
+        let secrets = || Secrets::new(api_key, &target.base_url);
         let body = Bytes::from(
             serde_json::to_vec(body)
                 .expect("a request body serialises (string keys, no maps of other keys)"),
         );
-        let url = format!("{}/{path}", target.base_url.trim_end_matches('/'));
+        // A URL that does not parse goes to reqwest as text, which reports it.
+        let url = self
+            .urls
+            .get(&target.base_url, path)
+            .ok_or_else(|| format!("{}/{path}", target.base_url.trim_end_matches('/')));
         let headers = headers(api_key, extra_headers);
         let timeout = match target.timeout_ms {
             0 => DEFAULT_TIMEOUT,
@@ -519,7 +553,7 @@ impl BackendClient {
             }
             let retries_done = attempt - 1;
             if !failed.retryable() || retries_done >= policy.max_retries {
-                return Err(failed.into_failure(attempt, &secrets));
+                return Err(failed.into_failure(attempt, &secrets()));
             }
             let wait = failed
                 .retry_after
@@ -538,14 +572,16 @@ impl BackendClient {
     /// One HTTP attempt, body read included.
     async fn attempt<T>(
         &self,
-        url: &str,
+        url: &Result<reqwest::Url, String>,
         headers: &HeaderMap,
         body: Bytes,
         parse: &impl Fn(&[u8]) -> Result<T, Failed>,
     ) -> Result<T, Failed> {
-        let mut response = self
-            .http
-            .post(url)
+        let request = match url {
+            Ok(url) => self.http.post(url.clone()),
+            Err(text) => self.http.post(text.as_str()),
+        };
+        let mut response = request
             .headers(headers.clone())
             .body(body)
             .send()
@@ -751,6 +787,25 @@ mod tests {
             .kind,
             ErrorKind::EmptyResponse
         );
+    }
+
+    #[test]
+    fn endpoint_urls_are_parsed_once_and_the_cache_stays_bounded() {
+        let urls = UrlCache::default();
+        let url = urls.get("http://h:8000/v1/", "chat/completions").unwrap();
+        assert_eq!(url.as_str(), "http://h:8000/v1/chat/completions");
+        assert_eq!(urls.0.lock().unwrap().len(), 1);
+        assert_eq!(urls.get("http://h:8000/v1", "chat/completions"), Some(url));
+        assert_eq!(
+            urls.0.lock().unwrap().len(),
+            1,
+            "the same URL is not parsed again"
+        );
+        assert_eq!(urls.get("not a url", "completions"), None);
+        for i in 0..(URL_CACHE_MAX + 10) {
+            urls.get(&format!("http://h{i}/v1"), "completions").unwrap();
+        }
+        assert!(urls.0.lock().unwrap().len() <= URL_CACHE_MAX);
     }
 
     #[test]

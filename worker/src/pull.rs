@@ -574,10 +574,24 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
         }
     };
     let limit = shared.limits.of(&job.target);
+    // What identifies the model is looked up only when the job may use the
+    // cache (remembered per worker, run and target); then every item's
+    // entries are read at once, before the items run.
+    let identity = if crate::cache::allowed(shared.cache.as_ref(), job) {
+        backend.fingerprint(&job.target, &job.run_id).await
+    } else {
+        crate::identity::Identity::NotReported
+    };
+    let lookups = crate::cache::JobLookups::read(shared.cache.as_ref(), job, &identity).await;
     let mut pending: FuturesUnordered<_> = job
         .items
         .iter()
-        .map(|item| evaluate_item(shared, job, item, backend, &scorers, &limit))
+        .enumerate()
+        .map(|(position, item)| {
+            let lookups = &lookups;
+            let item_lookup = move |sample| lookups.lookup(position, sample);
+            evaluate_item(shared, job, item, backend, &scorers, &limit, item_lookup)
+        })
         .collect();
     let mut results = Vec::with_capacity(job.items.len());
     while let Some(result) = pending.next().await {
@@ -587,13 +601,14 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
     results
 }
 
-async fn evaluate_item(
+async fn evaluate_item<'c>(
     shared: &Shared,
     job: &Job,
     item: &Item,
     backend: Chosen<'_>,
     scorers: &[Built],
     limit: &AdaptiveLimit,
+    lookup: impl Fn(u32) -> crate::cache::Lookup<'c>,
 ) -> ItemResult {
     let started = Instant::now();
     // `Span::none()` when tracing is off: nothing allocated per item.
@@ -602,9 +617,14 @@ async fn evaluate_item(
     // first sample's completion describes the item.
     let n = job.samples.max(1);
     let calls = (0..n).map(|i| {
-        let target = crate::sampling::target_for_sample(&job.target, i);
+        // Sample 0 goes to the job's target as it is (no copy per item).
+        let target = match i {
+            0 => std::borrow::Cow::Borrowed(&job.target),
+            i => std::borrow::Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
+        };
         let span = &span;
-        async move { call_model(shared, job, &target, item, backend, limit, span).await }
+        let lookup = lookup(i);
+        async move { call_model(shared, job, &target, item, backend, limit, span, lookup).await }
     });
     let mut samples = Vec::with_capacity(n as usize);
     let mut call = None;
@@ -708,9 +728,11 @@ async fn evaluate_item(
     }
 }
 
-/// One model call for an item, from the cache when allowed: the completion
-/// and whether it was cached; `Err(None)` when the run's deadline passed
-/// while the item waited for a call slot.
+/// One model call for an item, from the cache when `lookup` (read up front
+/// for the whole job) has it: the completion and whether it was cached;
+/// `Err(None)` when the run's deadline passed while the item waited for a
+/// call slot.
+#[allow(clippy::too_many_arguments)] // one call's inputs; a struct would only rename them
 async fn call_model(
     shared: &Shared,
     job: &Job,
@@ -719,26 +741,12 @@ async fn call_model(
     backend: Chosen<'_>,
     limit: &AdaptiveLimit,
     span: &tracing::Span,
+    lookup: crate::cache::Lookup<'_>,
 ) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
-    // What identifies the model is looked up only when the job may use the
-    // cache (remembered per worker, run and target).
-    let identity = if crate::cache::allowed(shared.cache.as_ref(), job) {
-        backend.fingerprint(target, &job.run_id).await
-    } else {
-        crate::identity::Identity::NotReported
-    };
-    let lookup = crate::cache::lookup_identified(
-        shared.cache.as_ref(),
-        job,
-        target,
-        &item.prompt,
-        &identity,
-    )
-    .await;
     if let Some(hit) = lookup.hit.clone() {
         return Ok((hit, true));
     }
-    let _call = shared.calls.acquire().await.expect("semaphore open");
+    let slot = shared.calls.acquire().await.expect("semaphore open");
     // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
     if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
         return Err(None);
@@ -747,9 +755,20 @@ async fn call_model(
     // Whichever backend answers, the call goes through the same slots,
     // cache, span and scorers.
     let call = backend
-        .complete(target, &item.prompt, Call { limit, span })
+        .complete(
+            target,
+            &item.prompt,
+            Call {
+                limit,
+                span,
+                recorded: item.recorded.as_ref(),
+            },
+        )
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+    // The slot is for model calls: storing in the cache does not hold it
+    // (and only queues the write; see `ResponseCache::put`).
+    drop(slot);
     if let Ok(completion) = &call {
         lookup.store(completion).await;
     }

@@ -68,7 +68,7 @@ pub fn record_trace_id(span: &Span) {
 /// target's is `chat`; [`model_call_span`] names it by the prompt's form).
 pub fn operation(kind: EndpointKind) -> &'static str {
     match kind {
-        EndpointKind::Chat | EndpointKind::Local => "chat",
+        EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => "chat",
         EndpointKind::Completions => "text_completion",
     }
 }

@@ -108,6 +108,7 @@ pub(super) fn located(
 pub(super) struct RawSuite {
     pub(super) name: String,
     pub(super) dataset: RawDataset,
+    #[serde(default)]
     pub(super) prompt: RawPrompt,
     pub(super) targets: Vec<RawTarget>,
     pub(super) scorers: Vec<RawScorer>,
@@ -132,7 +133,12 @@ pub(super) struct RawSuite {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataset {
-    pub(super) path: PathBuf,
+    #[serde(default)]
+    pub(super) path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) version: Option<String>,
     #[serde(default)]
     pub(super) format: Option<DatasetFormat>,
     #[serde(default)]
@@ -141,7 +147,7 @@ pub(super) struct RawDataset {
     pub(super) tags: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrompt {
     #[serde(default)]
@@ -166,6 +172,8 @@ pub(super) struct RawTarget {
     pub(super) model: String,
     #[serde(default)]
     pub(super) model_path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) output_field: Option<String>,
     #[serde(default)]
     pub(super) api_key_env: Option<String>,
     #[serde(default)]

@@ -182,6 +182,7 @@ pub(crate) async fn call_judge(
             Call {
                 limit: &limit,
                 span: &span,
+                recorded: None,
             },
         )
         .await;
