@@ -21,7 +21,7 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
-use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
+use vigil_nats::server::{NatsServer, NatsServerConfig};
 
 /// A running private server and what keeps its store ours.
 pub struct EmbeddedNats {
