@@ -62,6 +62,18 @@ fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
     (status, Json(ErrorResponse::new(kind, message))).into_response()
 }
 
+/// A 429 with `Retry-After: <cfg.retry_after_s>`.
+fn rate_limited(cfg: &StubConfig, message: &str) -> Response {
+    let mut r = error_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        message,
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(cfg.retry_after_s));
+    r
+}
+
 fn now_s() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -85,14 +97,7 @@ async fn complete(
     let (_guard, now) = InFlight::enter(stats);
     if st.cfg.max_concurrency.is_some_and(|m| now > m as u64) {
         stats.over_capacity.fetch_add(1, Relaxed);
-        let mut r = error_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limit_exceeded",
-            "stub: too many concurrent requests",
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(st.cfg.retry_after_s));
-        return r;
+        return rate_limited(&st.cfg, "stub: too many concurrent requests");
     }
     let asked = match kind {
         Kind::Chat => parse_chat(body),
@@ -151,14 +156,7 @@ async fn complete(
         }
         Some(Fault::RateLimit) => {
             stats.rate_limited.fetch_add(1, Relaxed);
-            let mut r = error_response(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
-                "stub: rate limited",
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(st.cfg.retry_after_s));
-            return r;
+            return rate_limited(&st.cfg, "stub: rate limited");
         }
         Some(Fault::Reset) => {
             stats.resets.fetch_add(1, Relaxed);
