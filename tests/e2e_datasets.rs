@@ -13,7 +13,6 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
-use vigil_nats::headers;
 use vigil_protocol::{Capture, ChatMessage, TokenUsage, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer, answer};
@@ -98,7 +97,7 @@ cache: {{ enabled: false }}
 async fn publish_capture(js: &async_nats::jetstream::Context, c: &Capture) {
     js.publish_with_headers(
         subjects::capture(&c.app),
-        headers::capture_headers(&c.capture_id),
+        vigil_nats::headers::capture_headers(&c.capture_id),
         vigil_protocol::encode(c).unwrap().into(),
     )
     .await
