@@ -247,6 +247,23 @@ async fn worse_better_and_equal_candidates_are_called_right() {
     );
     assert!(low < 0.5 && 0.5 < high, "{v}");
 
+    // An app without captures (a typo) is an input error, not "no difference".
+    let output = run(vigil().args([
+        "shadow",
+        "--app",
+        "nobody",
+        "--suite",
+        suite.to_str().unwrap(),
+        "--nats",
+        &nats.url(),
+    ]));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no replayable captures of app `nobody`"),
+        "{stderr}"
+    );
+
     for w in &workers {
         common::sigterm(w);
     }
@@ -279,7 +296,7 @@ scorers:
     kind: llm_judge
     mode: pairwise
     judge: {{ base_url: "{base_url}", model: judge, params: {{ temperature: 0 }}, timeout_s: 5, max_retries: 1 }}
-    reference: "{{{{ output }}}}"
+    reference: "{{{{ response }}}}"
 "#
         ),
     )

@@ -17,7 +17,9 @@ use vigil_coordinator::shadow::{
 
 fn shadow_error(e: ShadowError) -> Failure {
     let exit = match &e {
-        ShadowError::Config(_) | ShadowError::Rule(_) => Exit::Input,
+        ShadowError::Config(_) | ShadowError::Rule(_) | ShadowError::NoCaptures { .. } => {
+            Exit::Input
+        }
         ShadowError::Run(e) => match e {
             vigil_coordinator::run::RunError::Validation(_)
             | vigil_coordinator::run::RunError::Suite(_)

@@ -4,7 +4,7 @@
 use super::ShadowError;
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use vigil_protocol::{Capture, subjects};
@@ -30,7 +30,12 @@ impl CaptureSource {
         since: Duration,
     ) -> Result<Self, ShadowError> {
         let nats = |e: &dyn std::fmt::Display| ShadowError::Nats(e.to_string());
-        let start = time::OffsetDateTime::now_utc() - since;
+        let since_epoch = std::time::SystemTime::now()
+            .checked_sub(since)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        let start = async_nats::datetime::from_nanos(since_epoch.as_nanos() as i128)
+            .map_err(|e| nats(&e))?;
         let stream = js
             .get_stream(subjects::STREAM_CAPTURE)
             .await
@@ -99,9 +104,11 @@ fn unreplayable(capture: &Capture) -> Option<&'static str> {
     }
 }
 
-/// The dataset record of a capture: the fields a shadow suite's templates
-/// see (`id`, `prompt`, `system`, `output`, `model`, `time`, `app`, and
-/// `meta` with the capture's metadata).
+/// The dataset record of a capture: the item a promoted capture becomes
+/// ([`crate::promote::item`]: `id` (the capture id), `prompt`, `messages`,
+/// `response` (production's answer), `capture_id`, `capture_time`, `app`,
+/// `model`, `endpoint`, `metadata`), plus `system`: the first system
+/// message's text, or empty.
 ///
 /// ```
 /// use vigil_protocol::{Capture, ChatMessage};
@@ -114,7 +121,7 @@ fn unreplayable(capture: &Capture) -> Option<&'static str> {
 /// let r = vigil_coordinator::shadow::capture_record(&c);
 /// assert_eq!(r["id"], "c1");
 /// assert_eq!(r["system"], "Be brief.");
-/// assert_eq!(r["output"], "Hello.");
+/// assert_eq!(r["response"], "Hello.");
 /// ```
 pub fn capture_record(capture: &Capture) -> Map<String, Value> {
     let system = capture
@@ -123,17 +130,7 @@ pub fn capture_record(capture: &Capture) -> Map<String, Value> {
         .find(|m| m.role == "system")
         .map(|m| m.content.as_str())
         .unwrap_or_default();
-    let Value::Object(record) = json!({
-        "id": capture.capture_id,
-        "prompt": capture.prompt,
-        "system": system,
-        "output": capture.response_text,
-        "model": capture.model,
-        "time": capture.time,
-        "app": capture.app,
-        "meta": capture.metadata,
-    }) else {
-        unreachable!("a json! object is an object")
-    };
+    let mut record = crate::promote::item(capture, None);
+    record.insert("system".into(), Value::from(system));
     record
 }

@@ -48,6 +48,15 @@ pub enum ShadowError {
     /// A wave's dataset file could not be written.
     #[error("{0}")]
     Io(String),
+    /// No capture of the app could be replayed (none stored in the
+    /// window, a misspelt app, or every one failed or was an embedding).
+    #[error("no replayable captures of app `{app}` in the window{detail}: check --app and --since")]
+    NoCaptures {
+        /// The app.
+        app: String,
+        /// What was read and skipped, if anything.
+        detail: String,
+    },
     /// The shadow was cancelled.
     #[error("shadow cancelled")]
     Cancelled,

@@ -139,7 +139,7 @@ fn is_pairwise(kind: &ScorerKind) -> bool {
     matches!(kind, ScorerKind::LlmJudge(p) if p.mode == JudgeMode::Pairwise)
 }
 
-/// Production as a target: the captured responses, from the `output` field.
+/// Production as a target: the captured responses, from the `response` field.
 fn production_target(model: &str) -> TargetConfig {
     TargetConfig {
         name: PRODUCTION_TARGET.into(),
@@ -152,7 +152,7 @@ fn production_target(model: &str) -> TargetConfig {
         max_concurrency: 32,
         max_retries: 0,
         model_path: None,
-        output_field: Some("output".into()),
+        output_field: Some("response".into()),
     }
 }
 
@@ -202,7 +202,7 @@ pub fn check(config: &ShadowConfig) -> Result<(PairedMetric, Vec<String>), Shado
     if scorers.is_empty() {
         return Err(ShadowError::Config(match metric {
             PairedMetric::Judge => format!(
-                "suite `{}`: --compare judge needs a pairwise llm_judge scorer (mode: pairwise, reference: \"{{{{ output }}}}\")",
+                "suite `{}`: --compare judge needs a pairwise llm_judge scorer (mode: pairwise, reference: \"{{{{ response }}}}\")",
                 suite.name
             ),
             _ => format!(
@@ -256,6 +256,17 @@ pub async fn shadow(
             break;
         }
         let batch = source.next_batch(n).await?;
+        if batch.is_empty() && dispatched == 0 {
+            let detail = if source.skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" (not replayable: {:?})", source.skipped)
+            };
+            return Err(ShadowError::NoCaptures {
+                app: config.app.clone(),
+                detail,
+            });
+        }
         if batch.is_empty() {
             rule.exhaust();
             break;
