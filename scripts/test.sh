@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Runs vigil's whole test suite; extra arguments go to `cargo test`.
+# Runs vigil's whole test suite; extra arguments go to `cargo test`. Each crate's
+# tests/ is one test binary named `it`, each file a module: the tests of one file
+# run with `scripts/test.sh --test it e2e_run::`.
 # Tests find nats-server through VIGIL_NATS_SERVER, then $VIGIL_HOME/bin (set up by
 # scripts/setup.sh), then PATH.
 set -euo pipefail

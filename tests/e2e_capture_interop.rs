@@ -2,7 +2,7 @@
 //! installed by scripts/setup-extra.d/python-interop.sh) publishes a capture
 //! to a real nats-server; vigil's own types decode it from VIGIL_CAPTURE.
 
-mod common;
+use crate::common;
 use common::interop_pythonpath;
 
 use vigil_nats::topology::{TopologyConfig, ensure_capture_stream};

@@ -4,7 +4,7 @@
 //! Three samples per item go through the response cache without being
 //! collapsed into one.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::sync::atomic::Ordering;

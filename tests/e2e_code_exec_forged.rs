@@ -11,9 +11,8 @@
 //!   its directory gets nothing out: a failed score whose detail holds
 //!   nothing of the host.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use cluster::Proc;
 use futures::StreamExt;

@@ -6,9 +6,8 @@
 //! the promoted dataset (a candidate model and production's recorded
 //! answers); broken inputs give clear errors and exit 2.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use cluster::{Proc, count_messages, wait_until};
 use common::*;

@@ -1,7 +1,7 @@
 //! Broken input gets an error that names the place, exit code 2, and nothing
 //! is published.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};

@@ -2,7 +2,7 @@
 //! scripts/setup.sh) receives the summary on `vigil.runs.>` and reads it as
 //! a plain map.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! nats-server, the stub as the model, the judge and the embedder, and a
 //! small Python program as an external scorer.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -7,9 +7,8 @@
 //! none; a monitor killed in the middle of publishing a batch resumes
 //! without scoring any capture twice.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
 use cluster::{Proc, count_messages, wait_until};

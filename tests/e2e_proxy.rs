@@ -4,7 +4,7 @@
 //! request id; with nats-server killed requests still succeed and the drop
 //! counter on /metrics rises.
 
-mod common;
+use crate::common;
 
 use common::{free_addr, scrape, value, vigil};
 use std::process::{Child, Stdio};

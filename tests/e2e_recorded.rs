@@ -3,7 +3,7 @@
 //! aggregation and gates as a model's, with no backend at all. Real
 //! processes: `vigil run` in embedded mode (its own nats-server and worker).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::Write;

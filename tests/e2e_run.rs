@@ -1,7 +1,7 @@
 //! `vigil run` end to end: real nats-server, real `vigil` processes, the stub
 //! backend as the model server.
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures::StreamExt;

@@ -5,7 +5,7 @@
 //! captures past the stop are never sent to it), a clearly better one is
 //! called better, an equal one is not called at all.
 
-mod common;
+use crate::common;
 use common::{run, spawn_worker, vigil};
 
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! `[[reply: ...]]` of each prompt, and `vigil run` checking the summary's
 //! per-class numbers against ones computed by hand.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::Write;

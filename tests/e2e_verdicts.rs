@@ -4,9 +4,8 @@
 //! fails items is flagged against its baseline, a judge that is down gives
 //! scorer errors instead of a regression, and comparisons pair items by id.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use cluster::*;
 use common::*;

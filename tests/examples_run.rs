@@ -2,7 +2,7 @@
 //! the stub backend (embedded nats-server, in-process worker), with the
 //! numbers its simulated answers imply.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

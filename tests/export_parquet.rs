@@ -4,7 +4,7 @@
 //! their types, the row groups, and every value against the JSONL export of
 //! the same run.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -3,9 +3,8 @@
 //! stream, publishes only the jobs not yet published, and ends with the
 //! summary an uninterrupted run gives. A resume of a changed suite is refused.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use async_nats::jetstream;
 use cluster::*;

@@ -3,9 +3,8 @@
 //! coordinator reconciles its outstanding jobs, and the run completes with
 //! every item exactly once.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use async_nats::jetstream;
 use cluster::*;

@@ -4,9 +4,8 @@
 //! the run with exit 2, and a worker told to stop while nats-server is down
 //! exits within its grace period.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, message::PublishMessage};

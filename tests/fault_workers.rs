@@ -2,9 +2,8 @@
 //! grace period, garbage on the jobs subject, a poison job that ends at
 //! MaxDeliver. A real nats-server, real `vigil` processes, the stub backend.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use async_nats::jetstream;
 use cluster::*;

@@ -3,8 +3,8 @@
 //! coordinator. Answers are cached like an HTTP target's; the worker loads
 //! only files its own flags allow.
 
-mod common;
-mod local_common;
+use crate::common;
+use crate::local_common;
 
 use common::{read_summary, run, vigil};
 use local_common::{KillOnDrop, MODEL_FILE, model_path};

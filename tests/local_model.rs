@@ -2,7 +2,7 @@
 //! max_tokens, stop sequences, token counts, the tokenizer and chat template
 //! read from the GGUF, and the worker-side allow list.
 
-mod local_common;
+use crate::local_common;
 
 use local_common::{MODEL_FILE, model_path};
 use std::sync::{Arc, OnceLock};

@@ -2,8 +2,8 @@
 //! the HTTP target's client (OpenAI-compatible, over a socket) and through
 //! the in-process engine give the same texts and token counts.
 
-mod common;
-mod local_common;
+use crate::common;
+use crate::local_common;
 
 use common::vigil;
 use local_common::{KillOnDrop, MODEL_FILE, model_path};

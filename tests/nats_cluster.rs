@@ -3,9 +3,8 @@
 //! and loses nothing else; the history and the comparison survive the loss;
 //! losing a majority gives a clear error within the command's own timeout.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use async_nats::jetstream;
 use cluster::*;

@@ -6,9 +6,8 @@
 //! it received are one trace: run → job (on the workers) → model call →
 //! scorer.
 
-mod common;
-#[path = "common/otel.rs"]
-mod otel;
+use crate::common;
+use crate::common::otel;
 
 use common::*;
 use otel::{KEY, Receiver, traced, write_keyed_suite};

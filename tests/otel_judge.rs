@@ -3,7 +3,7 @@
 //! exported over OTLP/HTTP to a real receiver (PyPI `oteltap`, installed by
 //! `scripts/setup-extra.d/otel.sh`).
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::Value;

@@ -4,9 +4,8 @@
 //! form run → job (on the workers) → model call → scorer. The same run
 //! checks that the API key reaches neither a span nor a log line.
 
-mod common;
-#[path = "common/otel.rs"]
-mod otel;
+use crate::common;
+use crate::common::otel;
 
 use common::*;
 use otel::{KEY, Receiver, attrs, traced, write_keyed_suite};

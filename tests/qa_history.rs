@@ -2,7 +2,7 @@
 //! comparison, regression gates, alerts, the response cache, watch and export.
 //! Real nats-server and real `vigil` processes; the stub is the model server.
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures::StreamExt;

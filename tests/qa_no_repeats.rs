@@ -4,9 +4,8 @@
 //! scheduled run publishes nothing. Real nats-server and `vigil` processes;
 //! the stub is the model server and counts every call.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use async_nats::jetstream::{self, kv};
 use cluster::*;

@@ -1,7 +1,7 @@
 //! `vigil report`: the HTML page, JUnit XML and Markdown of a stored run; the
 //! page is rendered in headless Chromium and its charts must be drawn.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

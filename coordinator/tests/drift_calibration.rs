@@ -1,7 +1,7 @@
 //! Seeded simulations of the drift detectors (issue 17 item 5): the false
 //! alarm rate on unchanged streams is within the configured `α`, and a
 //! 5-point drop in a pass rate of 0.9 is detected, with the median delay
-//! printed (`cargo test -p vigil-coordinator --test drift_calibration --
+//! printed (`cargo test -p vigil-coordinator --test it drift_calibration:: --
 //! --nocapture`); docs/production.md, "Drift detection", quotes the table.
 
 use vigil_coordinator::compare::bootstrap::SplitMix64;

@@ -3,7 +3,7 @@
 //! most `α` although the rule looks after every item; a clearly better and a
 //! clearly worse candidate are called with the right sign, early; the
 //! interval covers the true mean. The median items to a decision are printed
-//! (`cargo test -p vigil-coordinator --test shadow_stopping -- --nocapture`);
+//! (`cargo test -p vigil-coordinator --test it shadow_stopping:: -- --nocapture`);
 //! docs/production.md, "Shadow a candidate", quotes the table.
 
 use vigil_coordinator::compare::bootstrap::SplitMix64;

@@ -406,8 +406,10 @@ async fn latency_is_applied() {
     let started = Instant::now();
     assert_eq!(chat(&client(), &stub, "x").await.unwrap().status(), 200);
     let took = started.elapsed();
+    // At least the latency (a sleep never ends early); the upper bound only
+    // catches a unit mistake (seconds for milliseconds), not load.
     assert!(
-        took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+        took >= Duration::from_millis(200) && took < Duration::from_secs(20),
         "{took:?}"
     );
 }

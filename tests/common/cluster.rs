@@ -211,6 +211,18 @@ pub async fn topology_with_max_deliver(
         .unwrap()
 }
 
+/// The default pool's worker consumer, to pull jobs as a worker does.
+pub async fn default_workers_consumer(
+    js: &async_nats::jetstream::Context,
+) -> async_nats::jetstream::consumer::PullConsumer {
+    js.get_stream("VIGIL_JOBS")
+        .await
+        .unwrap()
+        .get_consumer("vigil-workers-default")
+        .await
+        .unwrap()
+}
+
 /// A broken worker: pulls jobs of the default pool and naks every delivery,
 /// `deliveries` times; the task returns how many it nak'd.
 pub async fn nak_every_delivery(
@@ -218,13 +230,7 @@ pub async fn nak_every_delivery(
     deliveries: u64,
 ) -> tokio::task::JoinHandle<u64> {
     use futures::StreamExt;
-    let consumer: async_nats::jetstream::consumer::PullConsumer = js
-        .get_stream("VIGIL_JOBS")
-        .await
-        .unwrap()
-        .get_consumer("vigil-workers-default")
-        .await
-        .unwrap();
+    let consumer = default_workers_consumer(js).await;
     tokio::spawn(async move {
         let mut nakked = 0u64;
         let mut messages = consumer.messages().await.unwrap();

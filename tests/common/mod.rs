@@ -2,6 +2,9 @@
 //! temporary directory, and the `vigil` binary run as a real process.
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod otel;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -126,20 +129,26 @@ pub fn read_summary(path: &Path) -> serde_json::Value {
 
 /// Starts a `vigil worker` process on `nats_url` allowed to call `base_url`.
 pub fn spawn_worker(nats_url: &str, base_url: &str, concurrency: usize) -> std::process::Child {
-    vigil()
-        .args([
-            "worker",
-            "--nats",
-            nats_url,
-            "--concurrency",
-            &concurrency.to_string(),
-            "--allow",
-            base_url,
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    worker_cmd(nats_url, base_url, concurrency)
         .spawn()
         .expect("vigil worker starts")
+}
+
+/// The command [`spawn_worker`] runs, for more flags (`--metrics-addr`).
+pub fn worker_cmd(nats_url: &str, base_url: &str, concurrency: usize) -> Command {
+    let mut cmd = vigil();
+    cmd.args([
+        "worker",
+        "--nats",
+        nats_url,
+        "--concurrency",
+        &concurrency.to_string(),
+        "--allow",
+        base_url,
+    ])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    cmd
 }
 
 /// Sends SIGTERM to a child process.

@@ -65,6 +65,14 @@ fn in_both_privilege_modes_with<F: Future<Output = ()>>(
     } else {
         eprintln!("not root: only the unprivileged mode can run here");
     }
+    // The test's name in this binary: its module path without the crate's name
+    // (`sandbox_hostile::busy_loop_is_stopped_by_the_cpu_limit`).
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
+    let name = if module.is_empty() {
+        test.to_string()
+    } else {
+        format!("{module}::{test}")
+    };
     for (mode, uid) in modes {
         let exe = std::env::current_exe().unwrap();
         let mut cmd = match uid {
@@ -82,7 +90,7 @@ fn in_both_privilege_modes_with<F: Future<Output = ()>>(
             }
         };
         let out = cmd
-            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .args(["--exact", &name, "--nocapture", "--test-threads=1"])
             .env(MODE_ENV, mode)
             .env(FAKE_KEY_ENV, FAKE_KEY)
             .env("TMPDIR", "/tmp")
