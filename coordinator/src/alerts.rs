@@ -87,7 +87,7 @@ pub async fn publish(js: &jetstream::Context, summary: &RunSummary) -> Result<us
     for (i, alert) in alerts.iter().enumerate() {
         let payload = vigil_protocol::encode(alert).map_err(|e| e.to_string())?;
         let publish = PublishMessage::build()
-            .headers(vigil_protocol::headers::message_headers(&summary.run_id))
+            .headers(vigil_nats::headers::message_headers(&summary.run_id))
             .message_id(format!("{}/alert/{i}", summary.run_id))
             .payload(payload.into());
         js.send_publish(subjects::alerts(&summary.suite), publish)

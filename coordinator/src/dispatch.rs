@@ -186,10 +186,10 @@ pub async fn dispatch(
     max_payload: usize,
     progress: Arc<DispatchProgress>,
 ) -> Result<u64, DispatchError> {
-    let mut headers = vigil_protocol::headers::message_headers(&template.job.run_id);
+    let mut headers = vigil_nats::headers::message_headers(&template.job.run_id);
     // Every job carries the run span's context: the job spans of whichever
     // workers take them become its children (no-op when tracing is off).
-    vigil_protocol::trace_context::inject(
+    vigil_nats::trace_context::inject(
         &tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current()),
         &mut headers,
     );

@@ -20,6 +20,11 @@
 //! - [`validate`]: `vigil validate` (every item rendered for every target
 //!   kind) and [`validate::check_suite`], the check before publish.
 //! - [`dataset`]: streaming JSONL and CSV readers.
+//! - [`dataset_store`]: versioned datasets in the `vigil-artifacts` object
+//!   store (push, resolve, pull, extend), which suites name with
+//!   `dataset: { name, version }`.
+//! - [`promote`]: captures and their online scores into dataset items,
+//!   selected with the `--where` filter language ([`promote::filter`]).
 //! - [`render`]: dataset records into wire items (prompt, references, id,
 //!   tags, judge rubrics).
 //!
@@ -72,6 +77,7 @@ pub mod alerts;
 pub mod baseline;
 pub mod compare;
 pub mod dataset;
+pub mod dataset_store;
 pub mod dispatch;
 pub mod drift;
 pub mod export;
@@ -81,6 +87,7 @@ pub mod index_set;
 pub mod item_ids;
 pub mod manifest;
 pub mod metrics;
+pub mod promote;
 mod reconcile;
 pub mod render;
 pub mod report;

@@ -41,6 +41,12 @@ pub fn build(
     Manifest {
         suite_sha256: suite.sha256.clone(),
         dataset_sha256: check.sha256.clone(),
+        dataset_name: suite
+            .dataset
+            .named
+            .as_ref()
+            .map(|n| n.name.clone())
+            .unwrap_or_default(),
         dataset_items: check.items,
         template_sha256: hex::encode(Sha256::digest(templates.to_string().as_bytes())),
         scorers,

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
+use vigil_nats::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
     ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects,
 };
@@ -201,7 +201,7 @@ pub async fn run(
         vigil.run_id = Empty,
         trace_id = Empty,
     );
-    if let Some((trace_id, _)) = vigil_protocol::trace_context::ids(&span.context()) {
+    if let Some((trace_id, _)) = vigil_nats::trace_context::ids(&span.context()) {
         span.record("trace_id", trace_id.as_str());
     }
     let metrics = config.metrics.clone();
@@ -496,7 +496,7 @@ async fn run_in_span(
         finished_at,
     };
     let mut summary = aggregate.summary(&meta);
-    summary.trace_id = vigil_protocol::trace_context::ids(&tracing::Span::current().context())
+    summary.trace_id = vigil_nats::trace_context::ids(&tracing::Span::current().context())
         .map(|(trace_id, _)| trace_id);
     summary.manifest = Some(crate::manifest::build(
         &suite,
@@ -656,7 +656,7 @@ async fn publish_progress(
         let _ = client
             .publish_with_headers(
                 subject.to_string(),
-                vigil_protocol::headers::message_headers(&event.run_id),
+                vigil_nats::headers::message_headers(&event.run_id),
                 payload.into(),
             )
             .await;
@@ -672,9 +672,9 @@ async fn publish_summary(
 ) -> Result<(), RunError> {
     let payload: bytes::Bytes = vigil_protocol::encode(summary).map_err(nats_err)?.into();
     let subject = subjects::run_summary(&summary.suite, &summary.target);
-    vigil_protocol::topology::retry_transient(deadline, subjects::STREAM_RUNS, || async {
+    vigil_nats::topology::retry_transient(deadline, subjects::STREAM_RUNS, || async {
         let publish = PublishMessage::build()
-            .headers(vigil_protocol::headers::message_headers(&summary.run_id))
+            .headers(vigil_nats::headers::message_headers(&summary.run_id))
             .message_id(format!("{}/summary", summary.run_id))
             .payload(payload.clone());
         js.send_publish(subject.clone(), publish)

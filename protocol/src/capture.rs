@@ -3,7 +3,7 @@
 //! service itself (see docs/protocol.md, "Captures").
 //!
 //! Like every vigil message it is a MessagePack map with named fields, sent
-//! with the headers of [`crate::headers::capture_headers`]. Everything in it is
+//! with the headers of `vigil_nats::headers::capture_headers` (`Content-Type`, the schema and `Nats-Msg-Id: <capture_id>`). Everything in it is
 //! already redacted by the writer: the proxy replaces PII and secrets before a
 //! capture leaves the process and never records the `Authorization` header.
 //!

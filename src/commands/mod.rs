@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 mod compare;
+mod dataset;
 mod export;
 mod export_parquet;
 mod proxy;
@@ -32,5 +33,6 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Report(args) => report::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::Dataset(args) => dataset::run(args).await,
     }
 }

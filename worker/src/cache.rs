@@ -126,9 +126,9 @@ impl ResponseCache {
     /// age) when missing, and giving an existing bucket without a max age one.
     pub async fn open(
         js: &jetstream::Context,
-        topology: &vigil_protocol::topology::TopologyConfig,
-    ) -> Result<Self, vigil_protocol::topology::TopologyError> {
-        vigil_protocol::topology::ensure_cache_bucket(js, topology)
+        topology: &vigil_nats::topology::TopologyConfig,
+    ) -> Result<Self, vigil_nats::topology::TopologyError> {
+        vigil_nats::topology::ensure_cache_bucket(js, topology)
             .await
             .map(|kv| ResponseCache { kv, js: js.clone() })
     }
@@ -156,7 +156,7 @@ impl ResponseCache {
         }
         let direct = self.kv.stream.cached_info().config.allow_direct;
         let batch =
-            vigil_protocol::topology::parse_version(&self.js.client().server_info().version)
+            vigil_nats::topology::parse_version(&self.js.client().server_info().version)
                 .is_some_and(|v| v >= (2, 11));
         if !(direct && batch) || self.kv.use_jetstream_prefix {
             let gets = keys

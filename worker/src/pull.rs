@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
+use vigil_nats::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
     ErrorKind, Item, ItemError, ItemResult, Job, JobResult, TargetSpec, headers, subjects,
 };
@@ -786,7 +786,7 @@ async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), as
         payload = vigil_protocol::encode(&result)?;
         tracing::warn!(run_id = %result.run_id, job = result.job_index, bytes = payload.len(), "result too large for max_payload: outputs dropped");
     }
-    let headers = headers::message_headers(&result.run_id);
+    let headers = vigil_nats::headers::message_headers(&result.run_id);
     let publish = PublishMessage::build()
         .headers(headers)
         .message_id(headers::job_msg_id(&result.run_id, result.job_index))

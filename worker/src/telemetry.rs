@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use vigil_protocol::{EndpointKind, Item, Job, Prompt, Score, TargetSpec, trace_context};
+use vigil_nats::trace_context;
+use vigil_protocol::{EndpointKind, Item, Job, Prompt, Score, TargetSpec};
 
 use crate::backend::{CallFailure, Completion};
 

@@ -5,8 +5,8 @@
 use super::raw::{OneOrMany, RawDataset, RawPrompt, RawSuite, RawTarget};
 use super::{
     DEFAULT_KEEP_OUTPUT_CHARS, DEFAULT_SHARD_SIZE, DatasetFormat, DatasetSpec, MAX_SHARD_SIZE,
-    PromptSpec, RUN_METRICS, SCORE_FIELDS, ScorerConfig, Suite, SuiteError, TargetConfig,
-    code_exec, resolve_model_path, text_scorers,
+    NamedDataset, PromptSpec, RUN_METRICS, SCORE_FIELDS, ScorerConfig, Suite, SuiteError,
+    TargetConfig, code_exec, resolve_model_path, text_scorers,
 };
 use crate::gates::GateSpec;
 use std::collections::HashMap;
@@ -122,13 +122,39 @@ impl Checker<'_> {
     }
 
     pub(super) fn dataset(&self, raw: RawDataset) -> Result<DatasetSpec, SuiteError> {
-        if raw.path.as_os_str().is_empty() {
+        let named = match (&raw.path, raw.name) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "dataset",
+                    "set either `path` (a file) or `name` (a dataset in NATS), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.err(
+                    "dataset",
+                    "missing `path` (a file) or `name` (a dataset in NATS, see `vigil dataset push`)",
+                ));
+            }
+            (None, Some(name)) => Some(self.named_dataset(name, raw.version, raw.format)?),
+            (Some(_), None) => {
+                if raw.version.is_some() {
+                    return Err(self.err(
+                        "dataset.version",
+                        "only a named dataset has versions (`name:`); a file is read as it is",
+                    ));
+                }
+                None
+            }
+        };
+        let path = raw.path.unwrap_or_default();
+        if named.is_none() && path.as_os_str().is_empty() {
             return Err(self.err("dataset.path", "must not be empty"));
         }
         let format = match raw.format {
             Some(f) => f,
-            None => match raw
-                .path
+            // A named dataset's format is stored with it (set on resolution).
+            None if named.is_some() => DatasetFormat::Jsonl,
+            None => match path
                 .extension()
                 .and_then(|e| e.to_str())
                 .map(str::to_ascii_lowercase)
@@ -141,7 +167,7 @@ impl Checker<'_> {
                         "dataset.format",
                         format!(
                             "cannot tell the format of `{}` from its extension (.jsonl, .ndjson, .csv); set `format: jsonl` or `format: csv`",
-                            raw.path.display()
+                            path.display()
                         ),
                     ));
                 }
@@ -158,11 +184,37 @@ impl Checker<'_> {
             }
         }
         Ok(DatasetSpec {
-            path: self.resolve(&raw.path),
+            path: if named.is_some() {
+                PathBuf::new()
+            } else {
+                self.resolve(&path)
+            },
             format,
             id_field: raw.id_field,
             tags: raw.tags,
+            named,
         })
+    }
+
+    /// `dataset: { name, version }`: a dataset stored with `vigil dataset push`.
+    fn named_dataset(
+        &self,
+        name: String,
+        version: Option<String>,
+        format: Option<DatasetFormat>,
+    ) -> Result<NamedDataset, SuiteError> {
+        if format.is_some() {
+            return Err(self.err(
+                "dataset.format",
+                "a named dataset's format is stored with it; remove `format`",
+            ));
+        }
+        crate::dataset_store::check_name(&name)
+            .map_err(|message| self.err("dataset.name", message))?;
+        let version = version.unwrap_or_else(|| crate::dataset_store::LATEST.to_string());
+        crate::dataset_store::check_version(&version)
+            .map_err(|message| self.err("dataset.version", message))?;
+        Ok(NamedDataset { name, version })
     }
 
     pub(super) fn target(&self, i: usize, raw: RawTarget) -> Result<TargetConfig, SuiteError> {

@@ -169,14 +169,29 @@ impl SuiteFormat {
 /// The dataset of a suite.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSpec {
-    /// The file, resolved relative to the suite file's directory.
+    /// The file, resolved relative to the suite file's directory. For a
+    /// named dataset: empty until the version is fetched from NATS
+    /// ([`crate::dataset_store::fetch`]), then the local copy.
     pub path: PathBuf,
-    /// JSONL or CSV (from `format:` or the file's extension).
+    /// JSONL or CSV (from `format:` or the file's extension; a named
+    /// dataset's from its stored metadata).
     pub format: DatasetFormat,
     /// The item field that holds the item's id; `None`: the line number.
     pub id_field: Option<String>,
     /// Item fields copied into `Item.tags` for per-slice metrics.
     pub tags: Vec<String>,
+    /// `dataset: { name, version }`: a dataset stored in NATS instead of a file.
+    pub named: Option<NamedDataset>,
+}
+
+/// A dataset in the `vigil-artifacts` object store, as a suite names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedDataset {
+    /// The dataset's name (`vigil dataset push --name`).
+    pub name: String,
+    /// A version (SHA-256 of the content, 64 hex digits) or `latest`; once
+    /// fetched, the version that was read.
+    pub version: String,
 }
 
 /// A dataset file format.

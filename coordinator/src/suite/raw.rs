@@ -133,7 +133,12 @@ pub(super) struct RawSuite {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataset {
-    pub(super) path: PathBuf,
+    #[serde(default)]
+    pub(super) path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) version: Option<String>,
     #[serde(default)]
     pub(super) format: Option<DatasetFormat>,
     #[serde(default)]
