@@ -155,9 +155,8 @@ impl ResponseCache {
             return found;
         }
         let direct = self.kv.stream.cached_info().config.allow_direct;
-        let batch =
-            vigil_nats::topology::parse_version(&self.js.client().server_info().version)
-                .is_some_and(|v| v >= (2, 11));
+        let batch = vigil_nats::topology::parse_version(&self.js.client().server_info().version)
+            .is_some_and(|v| v >= (2, 11));
         if !(direct && batch) || self.kv.use_jetstream_prefix {
             let gets = keys
                 .iter()

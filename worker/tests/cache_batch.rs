@@ -4,7 +4,7 @@
 //! queued before a later publish is stored by the time that publish is.
 
 use std::time::{SystemTime, UNIX_EPOCH};
-use vigil_protocol::topology::TopologyConfig;
+use vigil_nats::topology::TopologyConfig;
 use vigil_protocol::{TokenUsage, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_worker::backend::Completion;
