@@ -52,8 +52,12 @@ pub enum Command {
     Export(ExportArgs),
     /// Reverse-proxy an OpenAI-compatible server and capture sampled, redacted traffic to VIGIL_CAPTURE.
     Proxy(ProxyArgs),
+    /// Score captured production traffic (VIGIL_CAPTURE) in windows, with drift alarms.
+    Monitor(MonitorArgs),
     /// Versioned datasets in NATS: push, list, show, pull, promote captures.
     Dataset(DatasetArgs),
+    /// Replay an app's captured prompts against a candidate and compare it with production, stopping early.
+    Shadow(ShadowArgs),
 }
 
 /// `vigil dataset`.
@@ -149,6 +153,48 @@ pub enum DatasetFileFormat {
     Jsonl,
     /// Comma-separated values with a header row.
     Csv,
+}
+
+/// `vigil shadow` (docs/production.md, "Shadow a candidate").
+#[derive(Debug, Args)]
+pub struct ShadowArgs {
+    /// The app whose captures (`VIGIL_CAPTURE`, `vigil.capture.<app>`) are replayed.
+    #[arg(long)]
+    pub app: String,
+    /// The shadow suite: the candidate target and the scorers (its dataset and
+    /// prompt may be left out: the captures fill them in).
+    #[arg(long, value_name = "FILE")]
+    pub suite: PathBuf,
+    /// The candidate: a target of the suite (default: its only target).
+    #[arg(long, value_name = "TARGET")]
+    pub candidate: Option<String>,
+    /// Replay captures stored at most this long ago.
+    #[arg(long, default_value = "24h")]
+    pub since: humantime::Duration,
+    /// Most captures replayed.
+    #[arg(long, default_value_t = 1000)]
+    pub budget: u64,
+    /// Captures dispatched per wave (the rule looks after each wave).
+    #[arg(long, default_value_t = 25)]
+    pub wave: u64,
+    /// The error rate: the chance of calling equal models different.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// What the rule observes: `win_rate`, `difference` or `judge` (default:
+    /// `judge` when the suite has a pairwise llm_judge, else `win_rate`).
+    #[arg(long, value_name = "METRIC")]
+    pub compare: Option<String>,
+    /// Never answer the candidate from the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the verdict and both summaries as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write report.html, junit.xml and summary.md of the candidate (with the verdict) here.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 /// Where the history lives: a NATS server, or the embedded mode's store.
@@ -550,4 +596,13 @@ pub struct ProxyArgs {
     /// Serve Prometheus metrics on /metrics here (captured, sampled out, dropped, queue depth).
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `vigil monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The monitor file (YAML): captures to score, scorers, windows, drift (docs/production.md).
+    pub monitor: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }

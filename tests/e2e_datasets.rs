@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
-use vigil_protocol::{Capture, ChatMessage, TokenUsage, headers, subjects};
+use vigil_protocol::{Capture, ChatMessage, TokenUsage, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer, answer};
 
@@ -97,7 +97,7 @@ cache: {{ enabled: false }}
 async fn publish_capture(js: &async_nats::jetstream::Context, c: &Capture) {
     js.publish_with_headers(
         subjects::capture(&c.app),
-        headers::capture_headers(&c.capture_id),
+        vigil_nats::headers::capture_headers(&c.capture_id),
         vigil_protocol::encode(c).unwrap().into(),
     )
     .await
@@ -272,7 +272,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
 
     // -- production traffic: captures of app `support` (one prompt twice).
     let client = async_nats::connect(&url).await.unwrap();
-    let js = vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+    let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
         .await
         .unwrap();
     let caps = [

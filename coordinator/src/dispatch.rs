@@ -229,8 +229,11 @@ pub async fn dispatch(
     Ok(next_index)
 }
 
+/// Publishes one encoded job with `Nats-Msg-Id = <run_id>/<job_index>`,
+/// retrying (a full stream is waited out; other errors up to 30 times);
+/// returns its index once the server has it. Counts into `progress`.
 #[allow(clippy::too_many_arguments)]
-async fn publish_job(
+pub async fn publish_job(
     js: &jetstream::Context,
     subject: &str,
     headers: &HeaderMap,

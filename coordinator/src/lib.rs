@@ -61,6 +61,11 @@
 //! - [`alerts`]: a failed gate published on `vigil.alerts.<suite>`.
 //! - [`drift`]: sequential drift detectors on a stream of per-item scores
 //!   (an e-detector with a stated false-alarm rate, static thresholds).
+//! - [`shadow`]: a candidate replayed on captured prompts against
+//!   production's recorded responses, stopped by an anytime-valid rule.
+//!
+//! **Online**: [`monitor`] (`vigil monitor`) scores captured production
+//! traffic through the same jobs, windows it into runs and feeds [`drift`].
 //!
 //! **Output**: for people and CI.
 //!
@@ -88,12 +93,14 @@ pub mod item_ids;
 pub mod manifest;
 pub mod metrics;
 pub mod promote;
+pub mod monitor;
 mod reconcile;
 pub mod render;
 pub mod report;
 pub mod resume;
 pub mod run;
 pub mod scores_store;
+pub mod shadow;
 pub mod slices;
 pub mod stats;
 pub mod suite;

@@ -665,7 +665,7 @@ async fn publish_progress(
 
 /// Publishes the summary, retrying while the cluster elects a leader of
 /// `VIGIL_RUNS` (the message id makes a repeat a no-op), up to `deadline`.
-async fn publish_summary(
+pub(crate) async fn publish_summary(
     js: &jetstream::Context,
     summary: &RunSummary,
     deadline: Duration,

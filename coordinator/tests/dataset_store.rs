@@ -13,7 +13,7 @@ async fn js() -> (NatsServer, async_nats::jetstream::Context) {
         .await
         .unwrap();
     let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+    let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
         .await
         .unwrap();
     (nats, js)

@@ -57,7 +57,7 @@ pub use scorers::text::{
 pub use scorers::{Normalization, ParamError, SandboxLimits, ScorerKind, ScorerSpec};
 pub use summary::{
     Comparison, GateOutcome, LatencySummary, Manifest, ManifestDiff, MetricComparison, RunSummary,
-    ScoreSummary, TokenTotals,
+    ScoreSummary, ShadowVerdict, TokenTotals,
 };
 pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu, OTHER_LABEL};
 

@@ -4,12 +4,14 @@ mod compare;
 mod dataset;
 mod export;
 mod export_parquet;
+mod monitor;
 mod proxy;
 mod report;
 mod run;
 mod runs;
 mod serve_model;
 mod setup_streams;
+mod shadow;
 mod stub;
 mod validate;
 mod watch;
@@ -34,5 +36,7 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Export(args) => export::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
         Command::Dataset(args) => dataset::run(args).await,
+        Command::Monitor(args) => monitor::run(args).await,
+        Command::Shadow(args) => shadow::run(args).await,
     }
 }

@@ -105,7 +105,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
             "vigil-coordinator",
         )
         .await?;
-        let js = vigil_protocol::topology::ensure_topology(&client, &topology, &suite.pool)
+        let js = vigil_nats::topology::ensure_topology(&client, &topology, &suite.pool)
             .await
             .infra_error()?;
         let run_ids: Vec<String> = targets

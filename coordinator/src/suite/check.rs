@@ -2,7 +2,7 @@
 //! first problem (`targets[0].base_url: ...`). Targets, prompts, gates and
 //! the suite-wide keys are checked here; scorers in [`super::scorers`].
 
-use super::raw::{OneOrMany, RawDataset, RawPrompt, RawSuite, RawTarget};
+use super::raw::{OneOrMany, RawDataset, RawPrompt, RawScorer, RawSuite, RawTarget};
 use super::{
     DEFAULT_KEEP_OUTPUT_CHARS, DEFAULT_SHARD_SIZE, DatasetFormat, DatasetSpec, MAX_SHARD_SIZE,
     NamedDataset, PromptSpec, RUN_METRICS, SCORE_FIELDS, ScorerConfig, Suite, SuiteError,
@@ -44,31 +44,9 @@ impl Checker<'_> {
         if raw.scorers.is_empty() {
             return Err(self.err("scorers", "a suite needs at least one scorer"));
         }
-        let targets = raw
-            .targets
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| self.target(i, t))
-            .collect::<Result<Vec<_>, _>>()?;
-        unique(
-            self,
-            "targets",
-            "target",
-            targets.iter().map(|t| t.name.as_str()),
-        )?;
+        let targets = self.targets(raw.targets)?;
         let prompt = self.prompt(raw.prompt, &targets)?;
-        let scorers = raw
-            .scorers
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| self.scorer(i, s, &targets))
-            .collect::<Result<Vec<_>, _>>()?;
-        unique(
-            self,
-            "scorers",
-            "scorer",
-            scorers.iter().map(|s| s.name.as_str()),
-        )?;
+        let scorers = self.scorers(raw.scorers, &targets)?;
         for (i, gate) in raw.gates.iter().enumerate() {
             self.gate(i, gate, &scorers)?;
             self.qa_gate(i, gate, &dataset)?;
@@ -119,6 +97,42 @@ impl Checker<'_> {
             cache: raw.cache,
             samples,
         })
+    }
+
+    /// The targets, each checked, names unique.
+    pub(super) fn targets(&self, raw: Vec<RawTarget>) -> Result<Vec<TargetConfig>, SuiteError> {
+        let targets = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.target(i, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            self,
+            "targets",
+            "target",
+            targets.iter().map(|t| t.name.as_str()),
+        )?;
+        Ok(targets)
+    }
+
+    /// The scorers, each checked against `targets`, names unique.
+    pub(super) fn scorers(
+        &self,
+        raw: Vec<RawScorer>,
+        targets: &[TargetConfig],
+    ) -> Result<Vec<ScorerConfig>, SuiteError> {
+        let scorers = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| self.scorer(i, s, targets))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            self,
+            "scorers",
+            "scorer",
+            scorers.iter().map(|s| s.name.as_str()),
+        )?;
+        Ok(scorers)
     }
 
     pub(super) fn dataset(&self, raw: RawDataset) -> Result<DatasetSpec, SuiteError> {

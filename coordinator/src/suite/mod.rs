@@ -48,7 +48,7 @@ pub const DEFAULT_DEADLINE_S: f64 = 86_400.0;
 mod check;
 mod code_exec;
 mod io_scorers;
-mod raw;
+pub(crate) mod raw;
 mod scorers;
 mod text_scorers;
 
@@ -362,6 +362,30 @@ impl Suite {
             })
             .collect()
     }
+}
+
+/// The `targets` and `scorers` of a file that is not a suite (a monitor
+/// file), checked exactly as a suite's: errors name `path` and the field.
+pub(crate) fn check_scorers(
+    path: &Path,
+    targets: Vec<raw::RawTarget>,
+    scorers: Vec<raw::RawScorer>,
+) -> Result<(Vec<TargetConfig>, Vec<ScorerConfig>), SuiteError> {
+    let checker = Checker { path };
+    let targets = checker.targets(targets)?;
+    let scorers = checker.scorers(scorers, &targets)?;
+    Ok((targets, scorers))
+}
+
+/// Checks that `name` (at `field` of the file at `path`) can be a NATS
+/// subject token, as a suite's names must.
+pub(crate) fn check_name(
+    path: &Path,
+    field: &str,
+    what: &str,
+    name: &str,
+) -> Result<(), SuiteError> {
+    check::check_token(&Checker { path }, field, what, name)
 }
 
 /// Why a suite could not be loaded. Every message starts with the suite file's path.
