@@ -9,8 +9,9 @@
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::commands::export_parquet::ParquetExport;
-use crate::commands::runs::{history_error, open_store};
+use crate::commands::runs::history_error;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::open_store;
 use anyhow::anyhow;
 use std::io::Write;
 use vigil_coordinator::export::{Cell, ExportColumns};
