@@ -102,6 +102,17 @@ pub fn key(target: &TargetSpec, prompt: &Prompt) -> String {
 /// assert_ne!(a, key(&t, &p));
 /// ```
 pub fn key_identified(target: &TargetSpec, prompt: &Prompt, identity: Option<&str>) -> String {
+    let doc = key_document(target, json!(prompt), identity);
+    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+}
+
+/// The canonical document [`key_identified`] hashes, with `prompt` as the
+/// prompt's JSON (object keys sorted: `serde_json` maps are ordered).
+fn key_document(
+    target: &TargetSpec,
+    prompt: serde_json::Value,
+    identity: Option<&str>,
+) -> serde_json::Value {
     let mut doc = json!({
         "v": 1,
         "kind": target.kind,
@@ -118,7 +129,69 @@ pub fn key_identified(target: &TargetSpec, prompt: &Prompt, identity: Option<&st
     if let Some(identity) = identity {
         doc["model_identity"] = json!(identity);
     }
-    hex::encode(Sha256::digest(doc.to_string().as_bytes()))
+    doc
+}
+
+/// [`key_identified`] for many prompts sent to one target and model: the
+/// document around the prompt is made and hashed once, each prompt is
+/// written straight into a copy of that hash. Equal keys, byte for byte;
+/// building the whole document per item cost more than the model call's
+/// own JSON.
+pub struct KeyPrefix {
+    /// SHA-256 state after the document's text before the prompt.
+    head: Sha256,
+    /// The document's text after the prompt.
+    tail: String,
+}
+
+impl KeyPrefix {
+    /// The key document of `target` and `identity`, split at its prompt.
+    pub fn new(target: &TargetSpec, identity: Option<&str>) -> KeyPrefix {
+        // A string no prompt serialises to marks the prompt's place.
+        const MARK: &str = "\u{0}vigil-prompt\u{0}";
+        let text = key_document(target, json!(MARK), identity).to_string();
+        let mark = serde_json::to_string(MARK).expect("a string serialises");
+        let at = text.find(&mark).expect("the document holds the mark");
+        KeyPrefix {
+            head: Sha256::new_with_prefix(&text[..at]),
+            tail: text[at + mark.len()..].to_string(),
+        }
+    }
+
+    /// The key of `prompt`: [`key_identified`] of the target, prompt and identity.
+    pub fn key(&self, prompt: &Prompt) -> String {
+        let mut json = Vec::with_capacity(256);
+        // `json!(prompt)` as text: an externally tagged enum, each
+        // message's keys in order (`content` before `role`).
+        let string = |out: &mut Vec<u8>, s: &str| {
+            serde_json::to_writer(out, s).expect("a string serialises");
+        };
+        match prompt {
+            Prompt::Chat(messages) => {
+                json.extend_from_slice(br#"{"chat":["#);
+                for (i, m) in messages.iter().enumerate() {
+                    if i > 0 {
+                        json.push(b',');
+                    }
+                    json.extend_from_slice(br#"{"content":"#);
+                    string(&mut json, &m.content);
+                    json.extend_from_slice(br#","role":"#);
+                    string(&mut json, &m.role);
+                    json.push(b'}');
+                }
+                json.extend_from_slice(b"]}");
+            }
+            Prompt::Completion(text) => {
+                json.extend_from_slice(br#"{"completion":"#);
+                string(&mut json, text);
+                json.push(b'}');
+            }
+        }
+        let mut hash = self.head.clone();
+        hash.update(&json);
+        hash.update(self.tail.as_bytes());
+        hex::encode(hash.finalize())
+    }
 }
 
 impl ResponseCache {
@@ -418,15 +491,14 @@ impl<'a> JobLookups<'a> {
                 i => std::borrow::Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
             })
             .collect();
+        let prefixes: Vec<KeyPrefix> = targets
+            .iter()
+            .map(|t| KeyPrefix::new(t, identity))
+            .collect();
         let keys: Vec<Vec<String>> = job
             .items
             .iter()
-            .map(|item| {
-                targets
-                    .iter()
-                    .map(|t| key_identified(t, &item.prompt, identity))
-                    .collect()
-            })
+            .map(|item| prefixes.iter().map(|p| p.key(&item.prompt)).collect())
             .collect();
         let all: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
         let hits = cache.get_many(&all, policy.ttl_s).await;
@@ -465,6 +537,69 @@ impl Lookup<'_> {
     pub async fn store(&self, completion: &Completion) {
         if let (Some(cache), Some(key), None) = (self.cache, &self.key, &self.hit) {
             cache.put(key, completion).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_protocol::{ChatMessage, EndpointKind, SamplingParams};
+
+    /// The per-job prefix gives exactly the keys of [`key_identified`]
+    /// (entries stored by earlier versions stay reachable).
+    #[test]
+    fn prefixed_keys_equal_the_full_document_keys() {
+        let chat = |pairs: &[(&str, &str)]| {
+            Prompt::Chat(
+                pairs
+                    .iter()
+                    .map(|(role, content)| ChatMessage {
+                        role: role.to_string(),
+                        content: content.to_string(),
+                    })
+                    .collect(),
+            )
+        };
+        let prompts = [
+            chat(&[
+                ("system", "Answer with the number only."),
+                ("user", "What is 7 + 9?"),
+            ]),
+            chat(&[("user", "quotes \" back\\slash\nnewline \u{1} ünï 🙂 </b>")]),
+            chat(&[]),
+            Prompt::Completion("2 + 2 =".into()),
+            Prompt::Completion(String::new()),
+        ];
+        let mut targets = vec![TargetSpec {
+            model: "m".into(),
+            base_url: "http://h:8000/v1/".into(),
+            ..Default::default()
+        }];
+        let mut t = targets[0].clone();
+        t.kind = EndpointKind::Completions;
+        t.params = SamplingParams {
+            temperature: Some(0.7),
+            top_p: Some(0.9),
+            max_tokens: Some(16),
+            seed: Some(7),
+            stop: vec!["\n".into(), "END".into()],
+        };
+        targets.push(t.clone());
+        t.model_path = Some("/models/a b.gguf".into());
+        t.kind = EndpointKind::Local;
+        targets.push(t);
+        for target in &targets {
+            for identity in [None, Some(r#"{"created":1,"id":"m"}"#)] {
+                let prefix = KeyPrefix::new(target, identity);
+                for prompt in &prompts {
+                    assert_eq!(
+                        prefix.key(prompt),
+                        key_identified(target, prompt, identity),
+                        "{target:?} {identity:?} {prompt:?}"
+                    );
+                }
+            }
         }
     }
 }
