@@ -2,8 +2,10 @@
 //!
 //! Per job: decode (a job it cannot read is answered with failed items, then
 //! `+TERM`, counted: see [`crate::unreadable`]) → keep it alive with `+WPI`
-//! progress acks while it runs → evaluate its items under the worker's
-//! concurrency limit and the target's adaptive limit → publish the
+//! progress acks while it runs → evaluate its items under the target's
+//! adaptive limit and the worker's concurrency limit (both held only while
+//! an attempt runs; a job whose every call waits to retry parks, see
+//! [`JobSlots`](crate::retry::JobSlots)) → publish the
 //! [`JobResult`] (deduplicated by `Nats-Msg-Id`) → ack. A job whose result
 //! cannot be published is nak'd and comes back. On shutdown the worker stops
 //! pulling, lets in-flight jobs finish for the grace period, then naks what is
@@ -13,7 +15,7 @@ use crate::allow::AllowList;
 use crate::backend::BackendClient;
 use crate::backends::{Backend, Backends, Call, Chosen, LocalBackend};
 use crate::metrics::WorkerStats;
-use crate::retry::AdaptiveLimit;
+use crate::retry::{Deadline, JobGate, JobSlots, Slots};
 use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
 use async_nats::jetstream::{
@@ -44,9 +46,11 @@ use vigil_protocol::{
 pub struct WorkerConfig {
     /// The pool whose consumer to pull from.
     pub pool: String,
-    /// Most model calls in flight across all jobs.
+    /// Most model calls in flight across all jobs (attempts: a call waiting
+    /// to retry holds no slot).
     pub concurrency: usize,
-    /// Most jobs held at once (0: derived from `concurrency`).
+    /// Most jobs evaluating at once (0: derived from `concurrency`); as many
+    /// more may be held parked, every call of theirs waiting to retry.
     pub max_jobs: usize,
     /// The backends this worker may call, and their keys.
     pub allow: AllowList,
@@ -121,6 +125,7 @@ struct Shared {
     config: WorkerConfig,
     backends: Backends,
     calls: Semaphore,
+    jobs: JobSlots,
     limits: crate::retry::EndpointLimits,
     stats: Arc<WorkerStats>,
     max_payload: usize,
@@ -236,12 +241,13 @@ pub async fn run(
         js,
         backends,
         calls: Semaphore::new(config.concurrency.max(1)),
+        jobs: JobSlots::new(max_jobs),
         limits: Default::default(),
         stats,
         config,
         scorer_env,
     });
-    let slots = Arc::new(Semaphore::new(max_jobs));
+    let slots = shared.jobs.working.clone();
     let hard_stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -295,8 +301,7 @@ pub async fn run(
                     let shared = shared.clone();
                     let hard_stop = hard_stop.clone();
                     tasks.spawn(async move {
-                        handle_message(&shared, message, hard_stop).await;
-                        drop(permit);
+                        handle_message(&shared, message, permit, hard_stop).await;
                     });
                 }
                 Some(Err(e)) => {
@@ -368,9 +373,12 @@ async fn nak_rest_of_batch(batch: &mut jetstream::consumer::pull::Batch, stats: 
     }
 }
 
+/// Handles one pulled job; `slot` (the working job slot it was pulled
+/// with) is held until it is answered, except while the job is parked.
 async fn handle_message(
     shared: &Shared,
     message: jetstream::Message,
+    slot: tokio::sync::OwnedSemaphorePermit,
     hard_stop: CancellationToken,
 ) {
     let delivered = message
@@ -402,9 +410,10 @@ async fn handle_message(
         &shared.config.worker_id,
     );
     let acker = Arc::new(acker);
+    let gate = JobGate::new(shared.jobs.clone(), slot, job.items.len());
     let heartbeat = tokio::spawn(keep_alive(acker.clone(), shared.config.topology.ack_wait));
     let outcome = tokio::select! {
-        results = evaluate_job(shared, &job).instrument(span.clone()) => Some(results),
+        results = evaluate_job(shared, &job, &gate).instrument(span.clone()) => Some(results),
         _ = hard_stop.cancelled() => None,
     };
     heartbeat.abort();
@@ -540,7 +549,7 @@ fn failed_item(item: &Item, kind: ErrorKind, message: impl Into<String>) -> Item
     }
 }
 
-async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
+async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemResult> {
     if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
         return job
             .items
@@ -574,10 +583,21 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
         }
     };
     let limit = shared.limits.of(&job.target);
+    let scorers = scorers.as_slice();
+    let slots = Slots {
+        target: &limit,
+        worker: Some(&shared.calls),
+        job: Some(gate),
+        deadline: Deadline::at_unix_ms(job.deadline_unix_ms),
+    };
     let mut pending: FuturesUnordered<_> = job
         .items
         .iter()
-        .map(|item| evaluate_item(shared, job, item, backend, &scorers, &limit))
+        .map(|item| async move {
+            let result = evaluate_item(shared, job, item, backend, scorers, slots).await;
+            gate.item_done();
+            result
+        })
         .collect();
     let mut results = Vec::with_capacity(job.items.len());
     while let Some(result) = pending.next().await {
@@ -593,7 +613,7 @@ async fn evaluate_item(
     item: &Item,
     backend: Chosen<'_>,
     scorers: &[Built],
-    limit: &AdaptiveLimit,
+    slots: Slots<'_>,
 ) -> ItemResult {
     let started = Instant::now();
     // `Span::none()` when tracing is off: nothing allocated per item.
@@ -604,7 +624,7 @@ async fn evaluate_item(
     let calls = (0..n).map(|i| {
         let target = crate::sampling::target_for_sample(&job.target, i);
         let span = &span;
-        async move { call_model(shared, job, &target, item, backend, limit, span).await }
+        async move { call_model(shared, job, &target, item, backend, slots, span).await }
     });
     let mut samples = Vec::with_capacity(n as usize);
     let mut call = None;
@@ -709,15 +729,16 @@ async fn evaluate_item(
 }
 
 /// One model call for an item, from the cache when allowed: the completion
-/// and whether it was cached; `Err(None)` when the run's deadline passed
-/// while the item waited for a call slot.
+/// and whether it was cached; `Err(None)` when the run's deadline had
+/// passed before the call (a wait the deadline cuts short is a `deadline`
+/// failure of the backend's, with its reason).
 async fn call_model(
     shared: &Shared,
     job: &Job,
     target: &TargetSpec,
     item: &Item,
     backend: Chosen<'_>,
-    limit: &AdaptiveLimit,
+    slots: Slots<'_>,
     span: &tracing::Span,
 ) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
     // What identifies the model is looked up only when the job may use the
@@ -738,16 +759,16 @@ async fn call_model(
     if let Some(hit) = lookup.hit.clone() {
         return Ok((hit, true));
     }
-    let _call = shared.calls.acquire().await.expect("semaphore open");
-    // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
-    if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
+    // The cache lookup took time; an item whose run ended meanwhile is not
+    // worth a call. (The call slots are taken per attempt, by the backend.)
+    if slots.deadline.passed() {
         return Err(None);
     }
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
     // Whichever backend answers, the call goes through the same slots,
     // cache, span and scorers.
     let call = backend
-        .complete(target, &item.prompt, Call { limit, span })
+        .complete(target, &item.prompt, Call { slots, span })
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     if let Ok(completion) = &call {
