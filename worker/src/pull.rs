@@ -49,8 +49,9 @@ pub struct WorkerConfig {
     /// Most model calls in flight across all jobs (attempts: a call waiting
     /// to retry holds no slot).
     pub concurrency: usize,
-    /// Most jobs evaluating at once (0: derived from `concurrency`); as many
-    /// more may be held parked, every call of theirs waiting to retry.
+    /// Most jobs evaluating at once (0: derived from `concurrency`);
+    /// [`PARKED_PER_WORKING`](crate::retry::PARKED_PER_WORKING) times as
+    /// many more may be held parked, every call of theirs waiting to retry.
     pub max_jobs: usize,
     /// The backends this worker may call, and their keys.
     pub allow: AllowList,

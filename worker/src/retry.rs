@@ -343,8 +343,16 @@ pub struct DeadlinePassed {
 /// *working* slot (as many as the worker pulls jobs for); a job every
 /// unfinished call of which waits to retry (a backoff or a `Retry-After`)
 /// swaps it for a *parked* slot, so the worker pulls other work meanwhile,
-/// and takes a working slot again when a call wakes up. At most
-/// `working + parked` jobs are held at once, whatever the targets do.
+/// and takes a working slot again when a call wakes up. There are
+/// [`PARKED_PER_WORKING`] times as many parked slots as working ones, so at
+/// most `(1 + PARKED_PER_WORKING) × working` jobs are held at once, whatever
+/// the targets do; a job that finds no parked slot free keeps its working
+/// slot while it waits.
+///
+/// ```
+/// let slots = vigil_worker::retry::JobSlots::new(8);
+/// assert_eq!((slots.working.available_permits(), slots.parked.available_permits()), (8, 32));
+/// ```
 #[derive(Debug, Clone)]
 pub struct JobSlots {
     /// The working slots the pull loop also takes before pulling.
@@ -353,12 +361,16 @@ pub struct JobSlots {
     pub parked: Arc<Semaphore>,
 }
 
+/// Parked job slots per working one: jobs waiting out a long `Retry-After`
+/// cost only their items' memory, not calls.
+pub const PARKED_PER_WORKING: usize = 4;
+
 impl JobSlots {
-    /// `working` working slots and as many parked ones.
+    /// `working` working slots and [`PARKED_PER_WORKING`] times as many parked ones.
     pub fn new(working: usize) -> Self {
         JobSlots {
             working: Arc::new(Semaphore::new(working)),
-            parked: Arc::new(Semaphore::new(working)),
+            parked: Arc::new(Semaphore::new(working * PARKED_PER_WORKING)),
         }
     }
 }
@@ -747,7 +759,7 @@ mod tests {
         gate.item_done();
         assert!(gate.is_parked(), "the only unfinished call waits");
         assert_eq!(slots.working.available_permits(), 1);
-        assert_eq!(slots.parked.available_permits(), 0);
+        assert_eq!(slots.parked.available_permits(), PARKED_PER_WORKING - 1);
         // Another job takes the working slot; waking up waits for it.
         let other = slots.working.clone().acquire_owned().await.unwrap();
         let woke = gate.wait_ends(Deadline::NONE);
@@ -761,13 +773,16 @@ mod tests {
         drop(other);
         woke.await.unwrap();
         assert!(!gate.is_parked());
-        assert_eq!(slots.parked.available_permits(), 1);
+        assert_eq!(slots.parked.available_permits(), PARKED_PER_WORKING);
         assert_eq!(slots.working.available_permits(), 0);
     }
 
     #[tokio::test]
     async fn parked_jobs_are_bounded_and_a_wakeup_respects_the_deadline() {
-        let slots = JobSlots::new(1);
+        let slots = JobSlots {
+            working: Arc::new(Semaphore::new(1)),
+            parked: Arc::new(Semaphore::new(1)),
+        };
         let a = JobGate::new(
             slots.clone(),
             slots.working.clone().acquire_owned().await.unwrap(),
