@@ -411,7 +411,8 @@ async fn handle_message(
         &shared.config.worker_id,
     );
     let acker = Arc::new(acker);
-    let gate = JobGate::new(shared.jobs.clone(), slot, job.items.len());
+    let calls = job.items.len() * job.samples.max(1) as usize;
+    let gate = JobGate::new(shared.jobs.clone(), slot, calls);
     let heartbeat = tokio::spawn(keep_alive(acker.clone(), shared.config.topology.ack_wait));
     let outcome = tokio::select! {
         results = evaluate_job(shared, &job, &gate).instrument(span.clone()) => Some(results),
@@ -596,7 +597,7 @@ async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemRes
         .iter()
         .map(|item| async move {
             let result = evaluate_item(shared, job, item, backend, scorers, slots).await;
-            gate.item_done();
+            gate.calls_done(job.samples.max(1) as usize);
             result
         })
         .collect();

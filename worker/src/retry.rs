@@ -386,7 +386,7 @@ pub struct JobGate {
 
 #[derive(Debug)]
 struct GateState {
-    /// Calls of the job not finished (an item counts once, samples aside).
+    /// Calls of the job not finished (one per item and sample).
     unfinished: usize,
     /// Calls waiting to retry.
     waiting: usize,
@@ -395,12 +395,13 @@ struct GateState {
 }
 
 impl JobGate {
-    /// The gate of a job of `items` items, pulled with the `working` slot.
-    pub fn new(slots: JobSlots, working: OwnedSemaphorePermit, items: usize) -> Self {
+    /// The gate of a job of `calls` calls (items × samples), pulled with
+    /// the `working` slot.
+    pub fn new(slots: JobSlots, working: OwnedSemaphorePermit, calls: usize) -> Self {
         JobGate {
             slots,
             state: Mutex::new(GateState {
-                unfinished: items,
+                unfinished: calls,
                 waiting: 0,
                 working: Some(working),
                 parked: None,
@@ -420,10 +421,10 @@ impl JobGate {
         self.lock().parked.is_some()
     }
 
-    /// An item of the job is done.
-    pub fn item_done(&self) {
+    /// `calls` calls of the job are done (an item's samples).
+    pub fn calls_done(&self, calls: usize) {
         let mut state = self.lock();
-        state.unfinished = state.unfinished.saturating_sub(1);
+        state.unfinished = state.unfinished.saturating_sub(calls);
         self.park_if_idle(&mut state);
     }
 
@@ -756,7 +757,7 @@ mod tests {
         let gate = JobGate::new(slots.clone(), held, 2);
         gate.wait_begins();
         assert!(!gate.is_parked(), "one of two items still works");
-        gate.item_done();
+        gate.calls_done(1);
         assert!(gate.is_parked(), "the only unfinished call waits");
         assert_eq!(slots.working.available_permits(), 1);
         assert_eq!(slots.parked.available_permits(), PARKED_PER_WORKING - 1);
