@@ -52,6 +52,149 @@ pub enum Command {
     Export(ExportArgs),
     /// Reverse-proxy an OpenAI-compatible server and capture sampled, redacted traffic to VIGIL_CAPTURE.
     Proxy(ProxyArgs),
+    /// Score captured production traffic (VIGIL_CAPTURE) in windows, with drift alarms.
+    Monitor(MonitorArgs),
+    /// Versioned datasets in NATS: push, list, show, pull, promote captures.
+    Dataset(DatasetArgs),
+    /// Replay an app's captured prompts against a candidate and compare it with production, stopping early.
+    Shadow(ShadowArgs),
+}
+
+/// `vigil dataset`.
+#[derive(Debug, Args)]
+pub struct DatasetArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DatasetCommand,
+}
+
+/// `vigil dataset ...`.
+#[derive(Debug, Subcommand)]
+pub enum DatasetCommand {
+    /// Store a JSONL or CSV file as a version of a dataset (the version is
+    /// its SHA-256; the same content pushed twice is one version) and make it
+    /// the latest.
+    Push {
+        /// The file (.jsonl, .ndjson or .csv).
+        file: PathBuf,
+        /// The dataset's name (ASCII letters, digits, `-`, `_`).
+        #[arg(long)]
+        name: String,
+        /// The file's format; default: from its extension.
+        #[arg(long, value_enum)]
+        format: Option<DatasetFileFormat>,
+        /// Add the file's items to the latest version instead of replacing
+        /// it (items already in it, by content hash, are left out). JSONL.
+        #[arg(long)]
+        append: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List the datasets: versions, latest version, its items.
+    List {
+        /// One JSON object per version instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Print a version's metadata (items, source, created, provenance) and the dataset's versions.
+    Show {
+        /// NAME or NAME@VERSION (default: latest).
+        dataset: String,
+        /// JSON instead of text.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Write a version's content to a file (default: standard output).
+    Pull {
+        /// NAME or NAME@VERSION (default: latest).
+        dataset: String,
+        /// The file to write.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Select captures of an app (and their online scores) with a filter and
+    /// push them as a new version of a dataset (or write them for review).
+    Promote {
+        /// The app whose captures are read (`vigil.capture.<app>`).
+        #[arg(long)]
+        app: String,
+        /// How far back to read captures and monitor runs (e.g. `24h`, `7d`).
+        #[arg(long, default_value = "24h")]
+        since: humantime::Duration,
+        /// The filter over scores, metadata and model, e.g.
+        /// `json_valid.passed == false and model == "llama-3.1-8b"`.
+        #[arg(long = "where", value_name = "EXPR")]
+        filter: String,
+        /// The dataset to add the selected captures to.
+        #[arg(long)]
+        to: String,
+        /// Only this monitor's runs give scores (default: every monitor of the app).
+        #[arg(long)]
+        monitor: Option<String>,
+        /// Write the candidates (JSONL) here for review instead of pushing;
+        /// push the reviewed file with `vigil dataset push FILE --name NAME --append`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// Dataset file formats.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum DatasetFileFormat {
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// `vigil shadow` (docs/production.md, "Shadow a candidate").
+#[derive(Debug, Args)]
+pub struct ShadowArgs {
+    /// The app whose captures (`VIGIL_CAPTURE`, `vigil.capture.<app>`) are replayed.
+    #[arg(long)]
+    pub app: String,
+    /// The shadow suite: the candidate target and the scorers (its dataset and
+    /// prompt may be left out: the captures fill them in).
+    #[arg(long, value_name = "FILE")]
+    pub suite: PathBuf,
+    /// The candidate: a target of the suite (default: its only target).
+    #[arg(long, value_name = "TARGET")]
+    pub candidate: Option<String>,
+    /// Replay captures stored at most this long ago.
+    #[arg(long, default_value = "24h")]
+    pub since: humantime::Duration,
+    /// Most captures replayed.
+    #[arg(long, default_value_t = 1000)]
+    pub budget: u64,
+    /// Captures dispatched per wave (the rule looks after each wave).
+    #[arg(long, default_value_t = 25)]
+    pub wave: u64,
+    /// The error rate: the chance of calling equal models different.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// What the rule observes: `win_rate`, `difference` or `judge` (default:
+    /// `judge` when the suite has a pairwise llm_judge, else `win_rate`).
+    #[arg(long, value_name = "METRIC")]
+    pub compare: Option<String>,
+    /// Never answer the candidate from the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Write the verdict and both summaries as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Write report.html, junit.xml and summary.md of the candidate (with the verdict) here.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }
 
 /// Where the history lives: a NATS server, or the embedded mode's store.
@@ -368,6 +511,10 @@ pub struct ServeModelArgs {
 pub struct ValidateArgs {
     /// The suite file.
     pub suite: PathBuf,
+    /// Where a suite's named dataset (`dataset: { name }`) is read from;
+    /// unused for a dataset file.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// `vigil setup-streams`.
@@ -406,6 +553,10 @@ pub struct StubArgs {
     /// Most concurrent requests before answering 429.
     #[arg(long)]
     pub max_concurrency: Option<usize>,
+    /// Serve at most N completion requests at once; the others wait for a
+    /// slot (capacity = N / latency, however many clients).
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
     /// The `created` of the model's `/v1/models` entry (restart with another
     /// value to play another model behind the same URL and name).
     #[arg(long, default_value_t = 0)]
@@ -445,4 +596,13 @@ pub struct ProxyArgs {
     /// Serve Prometheus metrics on /metrics here (captured, sampled out, dropped, queue depth).
     #[arg(long, env = "VIGIL_METRICS_ADDR")]
     pub metrics_addr: Option<SocketAddr>,
+}
+
+/// `vigil monitor`.
+#[derive(Debug, Args)]
+pub struct MonitorArgs {
+    /// The monitor file (YAML): captures to score, scorers, windows, drift (docs/production.md).
+    pub monitor: PathBuf,
+    #[command(flatten)]
+    pub nats: NatsArgs,
 }

@@ -21,6 +21,12 @@ mod topology_env;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc instead of the system allocator: a worker's hot path allocates
+/// and frees many small strings per item, and glibc's malloc was a quarter
+/// of its CPU (docs/performance.md, "Hot-path changes").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let telemetry = logging::init(&cli);

@@ -326,7 +326,7 @@ pub async fn connect(url: &str, auth: &NatsAuth, name: &str) -> anyhow::Result<a
         .connect(servers)
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect to NATS at {shown}: {}", describe(&e)))?;
-    vigil_protocol::topology::check_server(&client)
+    vigil_nats::topology::check_server(&client)
         .map_err(|e| anyhow::anyhow!("NATS at {shown}: {e}"))?;
     Ok(client)
 }

@@ -28,7 +28,7 @@
 
 use anyhow::{Context, anyhow};
 use std::time::Duration;
-use vigil_protocol::topology::TopologyConfig;
+use vigil_nats::topology::TopologyConfig;
 
 /// The default topology with the environment's overrides applied.
 pub fn topology_from_env() -> anyhow::Result<TopologyConfig> {

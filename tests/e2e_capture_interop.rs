@@ -5,7 +5,7 @@
 mod common;
 use common::interop_pythonpath;
 
-use vigil_protocol::topology::{TopologyConfig, ensure_capture_stream};
+use vigil_nats::topology::{TopologyConfig, ensure_capture_stream};
 use vigil_protocol::{Capture, codec, headers, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 

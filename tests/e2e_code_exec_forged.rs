@@ -168,7 +168,7 @@ async fn forge(nats: &str, job: &Job) -> ItemResult {
     let js = async_nats::jetstream::new(client.clone());
     js.publish_with_headers(
         subjects::jobs("default"),
-        vigil_protocol::headers::message_headers(&job.run_id),
+        vigil_nats::headers::message_headers(&job.run_id),
         vigil_protocol::encode(job).unwrap().into(),
     )
     .await

@@ -329,7 +329,7 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
         .unwrap()
         .config
         .clone();
-    let want = vigil_protocol::topology::TopologyConfig::default();
+    let want = vigil_nats::topology::TopologyConfig::default();
     assert_eq!(
         config.retention,
         async_nats::jetstream::stream::RetentionPolicy::Limits

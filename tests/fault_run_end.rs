@@ -86,12 +86,12 @@ fn with_header(headers: &HeaderMap, name: &str, value: &str) -> HeaderMap {
 /// can be replaced by a forged one with the same dedup id.
 async fn short_dedup_topology(url: &str) {
     let client = async_nats::connect(url).await.unwrap();
-    let topology = vigil_protocol::topology::TopologyConfig {
+    let topology = vigil_nats::topology::TopologyConfig {
         duplicate_window: Duration::from_millis(300),
         ack_wait: Duration::from_secs(2),
         ..Default::default()
     };
-    vigil_protocol::topology::ensure_topology(&client, &topology, "default")
+    vigil_nats::topology::ensure_topology(&client, &topology, "default")
         .await
         .unwrap();
 }

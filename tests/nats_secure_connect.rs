@@ -332,7 +332,7 @@ async fn readiness_follows_stream_and_connection() {
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("VIGIL_JOBS"), "{body}");
 
-    vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+    vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
         .await
         .unwrap();
     // The negative answer is cached for ~2 s.

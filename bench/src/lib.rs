@@ -1,11 +1,17 @@
 //! vigil's benchmark harness.
 //!
-//! One [`run`] measures, side by side on the same machine: the stub
-//! backend's own ceiling (driven directly by a load generator), `vigil run`
-//! against the same stub at zero latency, latency-bound efficiency, peak
-//! memory of coordinator and worker, and scale-out over worker processes.
-//! It returns a [`Report`] whose [`Report::markdown`] is what
-//! `docs/performance.md` holds between its bench markers.
+//! One [`run`] measures, side by side on the same machine and commit, each
+//! vigil scenario next to its ceiling, alternating (ceiling, vigil, ceiling,
+//! vigil, ...): `vigil run --workers 1 --no-cache` over distinct items
+//! against the stub backend's own ceiling under the bench's tokio client and
+//! under `wrk` where installed; the response cache's cost (a cold run with
+//! the cache on, a fully cached re-run); latency-bound efficiency; peak
+//! memory of coordinator and worker; and scale-out over worker processes
+//! against a backend with a fixed number of slots. Rates are given by wall
+//! clock (spawn to exit) beside the run's own duration. It returns a
+//! [`Report`] whose [`Report::markdown`] is what `docs/performance.md`
+//! holds between its bench markers. [`soak`] is the capture proxy's memory
+//! over a long steady load, run on its own.
 //!
 //! Everything runs as real processes of the `vigil` binary given in
 //! [`BenchConfig::vigil`] (a release build for numbers that mean anything).
@@ -18,7 +24,9 @@ pub mod procfs;
 pub mod proxy_overhead;
 pub mod report;
 pub mod scenario;
+pub mod soak;
 pub mod spawn;
+pub mod wrk;
 
 pub use report::{Budget, Report, Row};
 
@@ -55,12 +63,19 @@ pub struct BenchConfig {
     pub scale_latency_ms: u64,
     /// `--concurrency` of each scale-out worker (the per-worker cap).
     pub scale_concurrency: usize,
-    /// Items of a scale-out run = workers × concurrency × rounds.
-    pub scale_rounds: u64,
+    /// The scale-out backend's slots: it serves this many requests at once,
+    /// so it caps throughput at slots / latency however many workers call it.
+    pub scale_slots: usize,
+    /// Seconds a scale-out run would last at its bound (sets its items).
+    pub scale_seconds: u64,
+    /// Seconds of each `wrk` run (where wrk is installed).
+    pub wrk_seconds: u64,
+    /// Also run the cache rows (cold run with the cache on, cached re-run).
+    pub cache_rows: bool,
 }
 
 impl BenchConfig {
-    /// The full benchmark (a few minutes on two cores).
+    /// The full benchmark (about ten minutes on two cores).
     pub fn full(vigil: PathBuf) -> Self {
         BenchConfig {
             vigil,
@@ -74,9 +89,12 @@ impl BenchConfig {
             memory_items: vec![10_000, 100_000, 1_000_000],
             memory_concurrency: 64,
             scale_workers: vec![1, 2, 4],
-            scale_latency_ms: 100,
-            scale_concurrency: 16,
-            scale_rounds: 40,
+            scale_latency_ms: 20,
+            scale_concurrency: 8,
+            scale_slots: 24,
+            scale_seconds: 8,
+            wrk_seconds: 5,
+            cache_rows: true,
         }
     }
 
@@ -96,7 +114,10 @@ impl BenchConfig {
             scale_workers: vec![1, 2],
             scale_latency_ms: 20,
             scale_concurrency: 4,
-            scale_rounds: 5,
+            scale_slots: 6,
+            scale_seconds: 1,
+            wrk_seconds: 1,
+            cache_rows: true,
         }
     }
 }
@@ -110,42 +131,53 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
             cfg.vigil.display()
         );
     }
+    let commit = machine::commit(&machine::workspace(), &cfg.vigil);
     let machine = machine::describe(&cfg.vigil);
-    let mut report = Report::new(machine, cfg);
+    let mut report = Report::new(commit, machine, cfg);
     let c0 = cfg.zero_latency_concurrency;
+    let n0 = cfg.zero_latency_items;
+    let zero = spawn::StubSpec::default();
 
-    // (a) + (b): alternate so slow phases of a shared machine hit both sides.
-    let mut ceilings = Vec::new();
-    let mut embedded = Vec::new();
-    for round in 0..cfg.repeats.max(1) {
-        eprintln!("bench: stub ceiling, C={c0} (round {})", round + 1);
-        ceilings.push(scenario::ceiling(&cfg.vigil, c0, cfg.zero_latency_items).await?);
-        eprintln!(
-            "bench: vigil run, embedded, 0 ms, C={c0} (round {})",
-            round + 1
-        );
-        embedded.push(
-            scenario::embedded(&cfg.vigil, cfg.zero_latency_items, c0, cfg.shard_size).await?,
-        );
+    // Zero latency: alternate so slow phases of a shared machine hit both sides.
+    let (mut ceilings, mut wrks, mut runs, mut cached) = (vec![], vec![], vec![], vec![]);
+    for round in 1..=cfg.repeats.max(1) {
+        eprintln!("bench: round {round}: ceiling, tokio client, C={c0}");
+        ceilings.push(scenario::ceiling(&cfg.vigil, zero, c0, n0).await?);
+        eprintln!("bench: round {round}: ceiling, wrk -c{c0}");
+        wrks.push(scenario::wrk_ceiling(&cfg.vigil, c0, cfg.wrk_seconds).await?);
+        eprintln!("bench: round {round}: vigil run --workers 1 --no-cache, {n0} items");
+        runs.push(scenario::embedded(&cfg.vigil, n0, c0, cfg.shard_size).await?);
+        if cfg.cache_rows {
+            eprintln!("bench: round {round}: vigil run --cache, cold then fully cached");
+            cached.push(scenario::cached_pair(&cfg.vigil, n0, c0, cfg.shard_size).await?);
+        }
     }
-    report.zero_latency(c0, &ceilings, &embedded);
+    report.zero_latency(c0, &ceilings, &wrks, &runs, &cached);
 
-    // (c) latency-bound efficiency.
+    // Latency-bound efficiency: the tokio client, then vigil, at each C.
+    let slow = spawn::StubSpec {
+        latency_ms: cfg.latency_ms,
+        slots: None,
+    };
     for &c in &cfg.latency_concurrency {
-        eprintln!("bench: latency {} ms, C={c}", cfg.latency_ms);
+        let items = c as u64 * cfg.latency_rounds;
+        eprintln!("bench: latency {} ms, C={c}: ceiling", cfg.latency_ms);
+        let ceiling = scenario::ceiling(&cfg.vigil, slow, c, items).await?;
+        eprintln!("bench: latency {} ms, C={c}: vigil", cfg.latency_ms);
         let spec = scenario::Separate {
-            items: c as u64 * cfg.latency_rounds,
+            items,
             latency_ms: cfg.latency_ms,
             workers: 1,
             worker_concurrency: c,
             max_concurrency: c,
             shard_size: cfg.shard_size,
+            slots: None,
         };
         let m = scenario::separate(&cfg.vigil, &spec).await?;
-        report.latency_bound(c, cfg.latency_ms, &m);
+        report.latency_bound(c, cfg.latency_ms, &ceiling, &m);
     }
 
-    // (d) memory.
+    // Memory.
     for &n in &cfg.memory_items {
         eprintln!("bench: memory, {n} items");
         let spec = scenario::Separate {
@@ -155,26 +187,38 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
             worker_concurrency: cfg.memory_concurrency,
             max_concurrency: cfg.memory_concurrency,
             shard_size: cfg.shard_size,
+            slots: None,
         };
         let m = scenario::separate(&cfg.vigil, &spec).await?;
         report.memory(n, cfg.memory_concurrency, &m);
     }
 
-    // (e) scale-out: each worker may hold `scale_concurrency` calls, the
-    // stub answers after a fixed latency, so capacity is workers × cap / latency.
+    // Scale-out against a capped backend: it serves `scale_slots` requests at
+    // once, each taking `scale_latency_ms`, so workers add throughput only
+    // until workers × concurrency reaches the slots.
+    let capped = spawn::StubSpec {
+        latency_ms: cfg.scale_latency_ms,
+        slots: Some(cfg.scale_slots),
+    };
     for &w in &cfg.scale_workers {
-        eprintln!("bench: scale-out, {w} worker(s)");
         let k = cfg.scale_concurrency;
+        let in_flight = (w * k).min(cfg.scale_slots);
+        let bound = in_flight as f64 * 1000.0 / cfg.scale_latency_ms.max(1) as f64;
+        let items = ((bound * cfg.scale_seconds as f64) as u64).max((w * k) as u64);
+        eprintln!("bench: scale-out, {w} worker(s): ceiling");
+        let ceiling = scenario::ceiling(&cfg.vigil, capped, w * k, items).await?;
+        eprintln!("bench: scale-out, {w} worker(s): vigil");
         let spec = scenario::Separate {
-            items: (w * k) as u64 * cfg.scale_rounds,
+            items,
             latency_ms: cfg.scale_latency_ms,
             workers: w,
             worker_concurrency: k,
-            max_concurrency: w * k,
+            max_concurrency: k,
             shard_size: cfg.shard_size.min(k.max(1)),
+            slots: Some(cfg.scale_slots),
         };
         let m = scenario::separate(&cfg.vigil, &spec).await?;
-        report.scale_out(w, k, cfg.scale_latency_ms, &m);
+        report.scale_out(w, k, cfg.scale_slots, cfg.scale_latency_ms, &ceiling, &m);
     }
     report.finish_budgets();
     Ok(report)

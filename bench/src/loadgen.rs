@@ -25,14 +25,14 @@ impl Drive {
     }
 }
 
-/// A request body like the worker's for an arithmetic item.
+/// A request body like the worker's for item `i` of the bench's dataset
+/// ([`crate::spawn::question`]: distinct for every `i`).
 pub fn body(i: u64) -> Vec<u8> {
-    let (a, b) = (i % 97 + 1, i % 13 + 2);
     serde_json::to_vec(&serde_json::json!({
         "model": "stub-model",
         "messages": [
             {"role": "system", "content": "Answer with the number only."},
-            {"role": "user", "content": format!("What is {a} + {b}?")},
+            {"role": "user", "content": crate::spawn::question(i)},
         ],
         "temperature": 0.0,
         "max_tokens": 16,

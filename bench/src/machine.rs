@@ -1,6 +1,6 @@
 //! A description of the machine a benchmark ran on.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn first_line(cmd: &str, args: &[&str]) -> String {
     std::process::Command::new(cmd)
@@ -33,6 +33,68 @@ fn proc_field(file: &str, key: &str) -> Option<String> {
         .map(|(_, v)| v.trim().to_string())
 }
 
+/// The load average now (1, 5 and 15 minutes), as `/proc/loadavg` gives it.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The date and time now, UTC (`date -u`).
+pub fn now_utc() -> String {
+    first_line("date", &["-u", "+%Y-%m-%d %H:%M UTC"])
+}
+
+/// The workspace this bench was built from.
+pub fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The commit the measured binary was built from, as far as can be told:
+/// `git rev-parse --short HEAD` of `repo`, `-dirty` when tracked files
+/// differ from it, and a warning when `binary` is older than a tracked
+/// source file (then it was not built from what the commit says).
+pub fn commit(repo: &Path, binary: &Path) -> String {
+    let git = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+    };
+    let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
+        return "unknown (not a git checkout)".into();
+    };
+    let mut out = head.trim().to_string();
+    if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.trim().is_empty())
+    {
+        out.push_str("-dirty");
+    }
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok();
+    let newest_source = git(&["ls-files"]).and_then(|files| {
+        files
+            .lines()
+            .filter(|f| {
+                f.ends_with(".rs") || f.ends_with("Cargo.toml") || f.ends_with("Cargo.lock")
+            })
+            .filter_map(|f| {
+                std::fs::metadata(repo.join(f))
+                    .and_then(|m| m.modified())
+                    .ok()
+            })
+            .max()
+    });
+    if let (Some(built), Some(newest)) = (built, newest_source)
+        && newest > built
+    {
+        out.push_str(" (binary older than the sources: rebuild)");
+    }
+    out
+}
+
 /// (name, value) pairs: CPUs, CPU model, memory, kernel, load, versions.
 pub fn describe(vigil: &Path) -> Vec<(String, String)> {
     let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -57,12 +119,7 @@ pub fn describe(vigil: &Path) -> Vec<(String, String)> {
                 .map(|s| s.trim().to_string())
                 .unwrap_or_else(|_| "unknown".into()),
         ),
-        (
-            "load average at start (1/5/15 min)".into(),
-            std::fs::read_to_string("/proc/loadavg")
-                .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_else(|_| "unknown".into()),
-        ),
+        ("load average at start (1/5/15 min)".into(), loadavg()),
         (
             "vigil".into(),
             format!(

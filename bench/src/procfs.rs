@@ -61,14 +61,18 @@ pub fn sample(pid: u32) -> Option<Sample> {
     })
 }
 
-/// The resident set size of this process now, KiB (`VmRSS`); 0 when unreadable.
-pub fn self_rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
+/// The resident set size of a process now, KiB (`VmRSS`); `None` once it is gone.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
         .lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
+}
+
+/// The resident set size of this process now, KiB (`VmRSS`); 0 when unreadable.
+pub fn self_rss_kb() -> u64 {
+    rss_kb(std::process::id()).unwrap_or(0)
 }
 
 /// CPU seconds of this process so far (user + system).
@@ -104,6 +108,8 @@ pub fn comm(pid: u32) -> String {
 struct Tracked {
     label: String,
     follow_children: bool,
+    /// CPU ticks when tracking began (what it spent before is not counted).
+    base_ticks: u64,
     last: Sample,
 }
 
@@ -148,8 +154,9 @@ impl ProcWatch {
         ProcWatch { procs, task }
     }
 
-    /// Tracks a process under `label`; with `follow_children`, its children
-    /// too, each labelled by its command name.
+    /// Tracks a process under `label` from now on (CPU it spent before is
+    /// not counted; its peak RSS is its own high-water mark); with
+    /// `follow_children`, its children too, each labelled by its command name.
     pub fn track(&self, pid: u32, label: &str, follow_children: bool) {
         let last = sample(pid).unwrap_or_default();
         self.procs.lock().expect("watch lock").insert(
@@ -157,6 +164,7 @@ impl ProcWatch {
             Tracked {
                 label: label.to_string(),
                 follow_children,
+                base_ticks: last.cpu_ticks,
                 last,
             },
         );
@@ -173,7 +181,7 @@ impl ProcWatch {
         let mut usage = Usage::default();
         for t in procs.values() {
             let entry = usage.by_label.entry(t.label.clone()).or_default();
-            entry.0 += ticks_to_s(t.last.cpu_ticks);
+            entry.0 += ticks_to_s(t.last.cpu_ticks.saturating_sub(t.base_ticks));
             entry.1 = entry.1.max(t.last.hwm_kb as f64 / 1024.0);
         }
         usage
@@ -207,9 +215,11 @@ fn poll(procs: &Mutex<BTreeMap<u32, Tracked>>) {
         }
     }
     for child in found {
+        // A child found now started after tracking began: all its CPU counts.
         procs.entry(child).or_insert_with(|| Tracked {
             label: comm(child),
             follow_children: false,
+            base_ticks: 0,
             last: sample(child).unwrap_or_default(),
         });
     }

@@ -53,7 +53,7 @@ pub struct Quantiles {
 }
 
 impl Quantiles {
-    fn of(h: &Histogram<u64>) -> Quantiles {
+    pub(crate) fn of(h: &Histogram<u64>) -> Quantiles {
         Quantiles {
             n: h.len(),
             p50: h.value_at_quantile(0.5),
@@ -175,7 +175,10 @@ pub fn run(cfg: OverheadConfig) -> anyhow::Result<Overhead> {
     let proxy = proxy_rt.spawn(vigil_proxy::run(proxy_cfg, proxy_listener, client, s));
 
     let load = runtime("bench-load")?;
-    let (direct, proxied, errors, rss_mib) = load.block_on(drive(&cfg, &stub_url, &proxy_url));
+    let self_rss = || Some(crate::procfs::self_rss_kb() as f64 / 1024.0);
+    let (direct, proxied, errors, rss_mib) =
+        load.block_on(drive(&cfg, &stub_url, &proxy_url, &self_rss, 1));
+    let rss_mib = rss_mib.into_iter().map(|(_, m)| m).collect();
     // Let the publisher finish what is queued before reading its counters.
     let until = Instant::now() + Duration::from_secs(10);
     while metrics.queue_depth.get() > 0 && Instant::now() < until {
@@ -213,14 +216,22 @@ pub fn run(cfg: OverheadConfig) -> anyhow::Result<Overhead> {
     })
 }
 
+/// What a drive measured: latency of the direct and the proxied requests
+/// (after the warm-up), failed requests, and the memory samples
+/// (seconds since measuring began, MiB).
+pub(crate) type Drive = (Histogram<u64>, Histogram<u64>, u64, Vec<(f64, f64)>);
+
 /// The open-loop drive: request `i` is sent at `i / rate` seconds, to the stub
 /// when `i` is even, through the proxy when odd; latency is from send to the
-/// last byte read.
-async fn drive(
+/// last byte read. `rss_mib` is sampled every `every_s` measured seconds and
+/// once at the end.
+pub(crate) async fn drive(
     cfg: &OverheadConfig,
     stub_url: &str,
     proxy_url: &str,
-) -> (Histogram<u64>, Histogram<u64>, u64, Vec<f64>) {
+    rss_mib: &dyn Fn() -> Option<f64>,
+    every_s: u64,
+) -> Drive {
     let hist = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
     let direct = Arc::new(Mutex::new(hist()));
     let proxied = Arc::new(Mutex::new(hist()));
@@ -234,10 +245,15 @@ async fn drive(
     let total = warm + cfg.rate * cfg.seconds;
     let start = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    let mut rss_mib = Vec::new();
+    let mut samples = Vec::new();
+    let mut sample = |at: f64| {
+        if let Some(m) = rss_mib() {
+            samples.push((at, m));
+        }
+    };
     for i in 0..total {
-        if i >= warm && (i - warm).is_multiple_of(cfg.rate) {
-            rss_mib.push(crate::procfs::self_rss_kb() as f64 / 1024.0);
+        if i >= warm && (i - warm).is_multiple_of(cfg.rate * every_s.max(1)) {
+            sample((i - warm) as f64 / cfg.rate as f64);
         }
         tokio::time::sleep_until(start + Duration::from_secs_f64(i as f64 / cfg.rate as f64)).await;
         let http = http.clone();
@@ -272,11 +288,11 @@ async fn drive(
     }
     while tasks.join_next().await.is_some() {}
     let take = |h: Arc<Mutex<Histogram<u64>>>| h.lock().expect("histogram lock").clone();
-    rss_mib.push(crate::procfs::self_rss_kb() as f64 / 1024.0);
+    sample((start.elapsed().as_secs_f64() - cfg.warmup_seconds as f64).max(0.0));
     (
         take(direct),
         take(proxied),
         errors.load(std::sync::atomic::Ordering::Relaxed),
-        rss_mib,
+        samples,
     )
 }

@@ -4,7 +4,8 @@
 
 use crate::loadgen;
 use crate::procfs::{self, ProcWatch, Usage};
-use crate::spawn::{self, SuiteSpec};
+use crate::spawn::{self, StubSpec, SuiteSpec};
+use crate::wrk::{self, WrkDrive};
 use anyhow::{Context, anyhow, bail};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -24,17 +25,23 @@ pub struct Ceiling {
     pub client_cpu_s: f64,
 }
 
-/// Drives a zero-latency stub with `concurrency` requests in flight.
-pub async fn ceiling(vigil: &Path, concurrency: usize, total: u64) -> anyhow::Result<Ceiling> {
-    let (stub, url) = spawn::stub(vigil, 0).await?;
-    // Warm up: connections, allocator, page cache.
-    loadgen::drive(&url, concurrency, (total / 10).clamp(100, 2_000)).await;
-    let stub_before = procfs::sample(stub.pid).unwrap_or_default();
+/// Drives a fresh stub with `concurrency` requests in flight, after a
+/// warm-up (connections, allocator, page cache) of a tenth as many.
+pub async fn ceiling(
+    vigil: &Path,
+    spec: StubSpec,
+    concurrency: usize,
+    total: u64,
+) -> anyhow::Result<Ceiling> {
+    let stub = spawn::stub(vigil, spec).await?;
+    let warmup = (total / 10).clamp(concurrency as u64, 2_000.max(concurrency as u64));
+    loadgen::drive(&stub.url, concurrency, warmup).await;
+    let stub_before = procfs::sample(stub.pid()).unwrap_or_default();
     let client_before = procfs::self_cpu_s();
-    let drive = loadgen::drive(&url, concurrency, total).await;
-    let stub_after = procfs::sample(stub.pid).unwrap_or_default();
+    let drive = loadgen::drive(&stub.url, concurrency, total).await;
+    let stub_after = procfs::sample(stub.pid()).unwrap_or_default();
     let client_cpu_s = procfs::self_cpu_s() - client_before;
-    stub.terminate(Duration::from_secs(5)).await?;
+    stub.terminate().await?;
     if drive.errors > 0 {
         bail!("{} of {total} direct requests failed", drive.errors);
     }
@@ -43,6 +50,49 @@ pub async fn ceiling(vigil: &Path, concurrency: usize, total: u64) -> anyhow::Re
         stub_cpu_s: procfs::ticks_to_s(stub_after.cpu_ticks - stub_before.cpu_ticks),
         client_cpu_s,
     })
+}
+
+/// The stub under `wrk`.
+#[derive(Debug, Clone)]
+pub struct WrkCeiling {
+    /// What wrk measured.
+    pub drive: WrkDrive,
+    /// Stub CPU seconds during the drive.
+    pub stub_cpu_s: f64,
+}
+
+/// Drives a fresh zero-latency stub with `wrk` (2 threads, `connections`
+/// connections, `seconds`); `None` when wrk is not installed.
+pub async fn wrk_ceiling(
+    vigil: &Path,
+    connections: usize,
+    seconds: u64,
+) -> anyhow::Result<Option<WrkCeiling>> {
+    if !wrk::installed() {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir()?;
+    let stub = spawn::stub(vigil, StubSpec::default()).await?;
+    // Warm-up, as for the tokio client.
+    loadgen::drive(&stub.url, connections, 2_000).await;
+    let before = procfs::sample(stub.pid()).unwrap_or_default();
+    let drive = wrk::drive(dir.path(), &stub.url, 2, connections, seconds).await;
+    let after = procfs::sample(stub.pid()).unwrap_or_default();
+    stub.terminate().await?;
+    let Some(drive) = drive? else {
+        return Ok(None);
+    };
+    if drive.non_2xx > 0 {
+        bail!(
+            "wrk: {} of {} answers were not 2xx",
+            drive.non_2xx,
+            drive.requests
+        );
+    }
+    Ok(Some(WrkCeiling {
+        drive,
+        stub_cpu_s: procfs::ticks_to_s(after.cpu_ticks - before.cpu_ticks),
+    }))
 }
 
 /// What a `vigil run` measured.
@@ -59,14 +109,21 @@ pub struct RunMeasure {
     /// CPU and peak RSS by process label.
     pub usage: Usage,
     /// From spawning `vigil run` to the first result stored in
-    /// `VIGIL_RESULTS` (embedded runs only).
+    /// `VIGIL_RESULTS` (embedded runs without the cache only).
     pub first_result_s: Option<f64>,
+    /// Completion requests the stub was sent during the run.
+    pub stub_calls: u64,
 }
 
 impl RunMeasure {
     /// Items per second over the run's own duration.
     pub fn per_s(&self) -> f64 {
         self.items as f64 / self.duration_s.max(1e-9)
+    }
+
+    /// Items per second by wall clock: from spawning `vigil run` to its exit.
+    pub fn wall_per_s(&self) -> f64 {
+        self.items as f64 / self.wall_s.max(1e-9)
     }
 
     /// CPU microseconds per item of a label.
@@ -91,39 +148,56 @@ fn summary_numbers(dir: &Path) -> anyhow::Result<(u64, u64, f64, String)> {
     ))
 }
 
-/// `vigil run` in embedded mode (its own nats-server, one in-process worker)
-/// against a zero-latency stub; also the time to the first stored result.
-pub async fn embedded(
-    vigil: &Path,
-    items: u64,
-    concurrency: usize,
-    shard_size: usize,
-) -> anyhow::Result<RunMeasure> {
+/// Whether a run may use the response cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cache {
+    /// `vigil run --no-cache`.
+    Off,
+    /// `vigil run --cache`.
+    On,
+}
+
+/// A directory with a dataset of distinct items and a suite over it.
+struct Workdir {
+    dir: tempfile::TempDir,
+    suite: std::path::PathBuf,
+}
+
+fn workdir(items: u64, spec: SuiteSpec) -> anyhow::Result<Workdir> {
     let dir = tempfile::tempdir()?;
-    let (stub, url) = spawn::stub(vigil, 0).await?;
     spawn::write_dataset(&dir.path().join("dataset.jsonl"), items)?;
-    let suite = spawn::write_suite(
-        dir.path(),
-        &SuiteSpec {
-            base_url: url,
-            max_concurrency: concurrency,
-            shard_size,
-        },
-    )?;
-    let state = dir.path().join("state");
+    let suite = spawn::write_suite(dir.path(), &spec)?;
+    Ok(Workdir { dir, suite })
+}
+
+/// One `vigil run --workers 1 --concurrency C` in embedded mode (its own
+/// nats-server, store in `state`) against a running stub.
+async fn embedded_once(
+    vigil: &Path,
+    work: &Workdir,
+    stub: &spawn::Stub,
+    concurrency: usize,
+    cache: Cache,
+    state: &Path,
+    first_result: bool,
+) -> anyhow::Result<RunMeasure> {
     let watch = ProcWatch::start(POLL);
-    watch.track(stub.pid, "stub", false);
+    watch.track(stub.pid(), "stub", false);
     let spawned_at = SystemTime::now();
     let started = Instant::now();
     let run = spawn::run(
         vigil,
-        dir.path(),
-        &suite,
+        work.dir.path(),
+        &work.suite,
         &[
             "--workers".into(),
             "1".into(),
             "--concurrency".into(),
             concurrency.to_string(),
+            match cache {
+                Cache::Off => "--no-cache".into(),
+                Cache::On => "--cache".into(),
+            },
             "--state-dir".into(),
             state.display().to_string(),
         ],
@@ -132,19 +206,98 @@ pub async fn embedded(
     run.wait_ok(Duration::from_secs(1800)).await?;
     let wall_s = started.elapsed().as_secs_f64();
     let usage = watch.finish();
-    stub.terminate(Duration::from_secs(5)).await?;
-    let (total, failed, duration_s, run_id) = summary_numbers(dir.path())?;
-    let first_result_s = first_result_after(&state.join("nats"), &run_id, spawned_at)
-        .await
-        .context("reading the first result's timestamp from the embedded store")?;
+    let (total, failed, duration_s, run_id) = summary_numbers(work.dir.path())?;
+    let first_result_s = if first_result {
+        Some(
+            first_result_after(&state.join("nats"), &run_id, spawned_at)
+                .await
+                .context("reading the first result's timestamp from the embedded store")?,
+        )
+    } else {
+        None
+    };
     Ok(RunMeasure {
         items: total,
         failed,
         duration_s,
         wall_s,
         usage,
-        first_result_s: Some(first_result_s),
+        first_result_s,
+        stub_calls: 0,
     })
+}
+
+/// `vigil run --workers 1 --no-cache` in embedded mode against a fresh
+/// zero-latency stub, over `items` distinct items; also the time to the
+/// first stored result. Fails unless the stub was called once per item.
+pub async fn embedded(
+    vigil: &Path,
+    items: u64,
+    concurrency: usize,
+    shard_size: usize,
+) -> anyhow::Result<RunMeasure> {
+    let stub = spawn::stub(vigil, StubSpec::default()).await?;
+    let work = workdir(
+        items,
+        SuiteSpec {
+            base_url: stub.url.clone(),
+            max_concurrency: concurrency,
+            shard_size,
+        },
+    )?;
+    let state = work.dir.path().join("state");
+    let mut m = embedded_once(vigil, &work, &stub, concurrency, Cache::Off, &state, true).await;
+    let calls = stub.terminate().await?;
+    if let Ok(m) = &mut m {
+        m.stub_calls = calls;
+        if calls < m.items {
+            bail!("the stub answered {calls} calls for {} items", m.items);
+        }
+    }
+    m
+}
+
+/// The cache's two costs, on one fresh zero-latency stub and one store: a
+/// cold run with the cache on (every lookup a miss, every answer written),
+/// then the same run again (every item a hit). Fails unless the stub was
+/// called exactly once per item over both runs, i.e. not at all by the
+/// second.
+pub async fn cached_pair(
+    vigil: &Path,
+    items: u64,
+    concurrency: usize,
+    shard_size: usize,
+) -> anyhow::Result<(RunMeasure, RunMeasure)> {
+    let stub = spawn::stub(vigil, StubSpec::default()).await?;
+    let work = workdir(
+        items,
+        SuiteSpec {
+            base_url: stub.url.clone(),
+            max_concurrency: concurrency,
+            shard_size,
+        },
+    )?;
+    let state = work.dir.path().join("state");
+    let pair = async {
+        let cold =
+            embedded_once(vigil, &work, &stub, concurrency, Cache::On, &state, false).await?;
+        let warm =
+            embedded_once(vigil, &work, &stub, concurrency, Cache::On, &state, false).await?;
+        Ok::<_, anyhow::Error>((cold, warm))
+    }
+    .await;
+    let calls = stub.terminate().await?;
+    let (mut cold, mut warm) = pair?;
+    if calls != cold.items {
+        bail!(
+            "cache on: the stub answered {calls} calls for a cold run and a re-run of {} items \
+             (a fully cached re-run calls it 0 times)",
+            cold.items
+        );
+    }
+    cold.stub_calls = calls;
+    warm.stub_calls = 0;
+    Ok((cold, warm))
 }
 
 /// Opens the store an embedded run left behind and returns how long after
@@ -186,24 +339,33 @@ pub struct Separate {
     pub max_concurrency: usize,
     /// Items per job.
     pub shard_size: usize,
+    /// The stub's `--slots` (a backend capacity of slots / latency).
+    pub slots: Option<usize>,
 }
 
 /// Runs a [`Separate`] scenario.
 pub async fn separate(vigil: &Path, spec: &Separate) -> anyhow::Result<RunMeasure> {
-    let dir = tempfile::tempdir()?;
     let nats = NatsServer::start(NatsServerConfig::default()).await?;
-    let (stub, url) = spawn::stub(vigil, spec.latency_ms).await?;
-    spawn::write_dataset(&dir.path().join("dataset.jsonl"), spec.items)?;
-    let suite = spawn::write_suite(
-        dir.path(),
-        &SuiteSpec {
+    let stub = spawn::stub(
+        vigil,
+        StubSpec {
+            latency_ms: spec.latency_ms,
+            slots: spec.slots,
+        },
+    )
+    .await?;
+    let url = stub.url.clone();
+    let work = workdir(
+        spec.items,
+        SuiteSpec {
             base_url: url.clone(),
             max_concurrency: spec.max_concurrency,
             shard_size: spec.shard_size,
         },
     )?;
+    let (dir, suite) = (&work.dir, &work.suite);
     let watch = ProcWatch::start(POLL);
-    watch.track(stub.pid, "stub", false);
+    watch.track(stub.pid(), "stub", false);
     if let Some(pid) = nats.pid() {
         watch.track(pid, "nats-server", false);
     }
@@ -224,8 +386,14 @@ pub async fn separate(vigil: &Path, spec: &Separate) -> anyhow::Result<RunMeasur
     let run = spawn::run(
         vigil,
         dir.path(),
-        &suite,
-        &["--nats".into(), nats.url(), "--workers".into(), "0".into()],
+        suite,
+        &[
+            "--nats".into(),
+            nats.url(),
+            "--workers".into(),
+            "0".into(),
+            "--no-cache".into(),
+        ],
     )?;
     watch.track(run.pid, "coordinator", false);
     let outcome = run.wait_ok(Duration::from_secs(3600)).await;
@@ -235,9 +403,12 @@ pub async fn separate(vigil: &Path, spec: &Separate) -> anyhow::Result<RunMeasur
         w.terminate(Duration::from_secs(10)).await?;
     }
     let usage = watch.finish();
-    stub.terminate(Duration::from_secs(5)).await?;
+    let stub_calls = stub.terminate().await?;
     outcome?;
     let (total, failed, duration_s, _) = summary_numbers(dir.path())?;
+    if stub_calls < total {
+        bail!("the stub answered {stub_calls} calls for {total} items");
+    }
     Ok(RunMeasure {
         items: total,
         failed,
@@ -245,5 +416,6 @@ pub async fn separate(vigil: &Path, spec: &Separate) -> anyhow::Result<RunMeasur
         wall_s,
         usage,
         first_result_s: None,
+        stub_calls,
     })
 }

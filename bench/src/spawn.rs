@@ -10,14 +10,28 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Writes `n` arithmetic items (`id`, `question`, `answer`) as JSON lines.
+/// The operands of item `i`: the first is `i + 1`, so no two items of a
+/// dataset share a prompt (a run of N items is N distinct model calls, never
+/// cache hits of one another).
+pub fn operands(i: u64) -> (u64, u64) {
+    (i + 1, i % 13 + 2)
+}
+
+/// The question of item `i` (distinct for every `i`).
+pub fn question(i: u64) -> String {
+    let (a, b) = operands(i);
+    format!("What is {a} + {b}?")
+}
+
+/// Writes `n` distinct arithmetic items (`id`, `question`, `answer`) as JSON lines.
 pub fn write_dataset(path: &Path, n: u64) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
     for i in 0..n {
-        let (a, b) = (i % 97 + 1, i % 13 + 2);
+        let (a, b) = operands(i);
         writeln!(
             f,
-            r#"{{"id": "q{i}", "question": "What is {a} + {b}?", "answer": "{}"}}"#,
+            r#"{{"id": "q{i}", "question": "{}", "answer": "{}"}}"#,
+            question(i),
             a + b
         )?;
     }
@@ -147,41 +161,136 @@ fn spawned(mut cmd: Command, log: PathBuf) -> anyhow::Result<Proc> {
     Ok(Proc { child, pid, log })
 }
 
-/// Starts `vigil stub` on a free port; returns it and its base URL.
-pub async fn stub(vigil: &Path, latency_ms: u64) -> anyhow::Result<(Proc, String)> {
-    let mut cmd = Command::new(vigil);
-    cmd.args(["stub", "--listen", "127.0.0.1:0", "--latency-ms"])
-        .arg(latency_ms.to_string())
-        .env("VIGIL_LOG", "warn")
-        .stdin(Stdio::null())
+/// How a `vigil stub` process behaves.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StubSpec {
+    /// `--latency-ms`.
+    pub latency_ms: u64,
+    /// `--slots`: completion requests served at once (the rest wait).
+    pub slots: Option<usize>,
+}
+
+/// A running `vigil stub` process.
+pub struct Stub {
+    /// The process.
+    pub proc: Proc,
+    /// Its base URL (`http://127.0.0.1:PORT/v1`).
+    pub url: String,
+    drain: tokio::task::JoinHandle<Option<u64>>,
+}
+
+impl Stub {
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.proc.pid
+    }
+
+    /// Stops it and returns how many completion requests it was sent over
+    /// its life (it says so on exit).
+    pub async fn terminate(self) -> anyhow::Result<u64> {
+        self.proc.terminate(Duration::from_secs(5)).await?;
+        tokio::time::timeout(Duration::from_secs(5), self.drain)
+            .await
+            .context("the stub's stderr did not close")??
+            .ok_or_else(|| anyhow!("the stub did not say how many requests it served"))
+    }
+}
+
+type Lines = tokio::io::Lines<BufReader<tokio::process::ChildStderr>>;
+
+/// Spawns `cmd` with stderr piped and waits (10 s at most) for the line
+/// starting with `prefix`; returns the child, its pid, the rest of that line
+/// and the rest of its stderr.
+async fn announced(mut cmd: Command, prefix: &str) -> anyhow::Result<(Child, u32, String, Lines)> {
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .with_context(|| format!("cannot start {} stub", vigil.display()))?;
-    let pid = child.id().ok_or_else(|| anyhow!("stub exited at once"))?;
+        .with_context(|| format!("cannot start {:?}", cmd.as_std().get_program()))?;
+    let pid = child.id().ok_or_else(|| anyhow!("exited at once"))?;
     let mut lines = BufReader::new(child.stderr.take().expect("piped")).lines();
-    let url = tokio::time::timeout(Duration::from_secs(10), async {
+    let rest = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.trim().strip_prefix("stub backend on ") {
-                return Ok::<_, std::io::Error>(Some(url.to_string()));
+            if let Some(rest) = line.trim().strip_prefix(prefix) {
+                return Ok::<_, std::io::Error>(Some(rest.to_string()));
             }
         }
         Ok(None)
     })
     .await
-    .context("the stub did not say where it listens")??
-    .ok_or_else(|| anyhow!("the stub exited before listening"))?;
-    // Keep draining its stderr so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((
-        Proc {
+    .with_context(|| format!("no line `{prefix}...` within 10 s"))??
+    .ok_or_else(|| anyhow!("exited before saying `{prefix}...`"))?;
+    Ok((child, pid, rest, lines))
+}
+
+/// Starts `vigil stub` on a free port.
+pub async fn stub(vigil: &Path, spec: StubSpec) -> anyhow::Result<Stub> {
+    let mut cmd = Command::new(vigil);
+    cmd.args(["stub", "--listen", "127.0.0.1:0", "--latency-ms"])
+        .arg(spec.latency_ms.to_string())
+        .env("VIGIL_LOG", "warn");
+    if let Some(n) = spec.slots {
+        cmd.arg("--slots").arg(n.to_string());
+    }
+    let (child, pid, url, mut lines) = announced(cmd, "stub backend on ")
+        .await
+        .context("starting vigil stub")?;
+    // Keep draining its stderr so it never blocks on a full pipe, and keep
+    // the count it prints on exit.
+    let drain = tokio::spawn(async move {
+        let mut served = None;
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.trim().strip_prefix("stub served ") {
+                served = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+            }
+        }
+        served
+    });
+    Ok(Stub {
+        proc: Proc {
             child,
             pid,
             log: PathBuf::from("(stub stderr drained)"),
         },
         url,
+        drain,
+    })
+}
+
+/// Starts `vigil proxy --listen 127.0.0.1:0 --upstream UPSTREAM --app APP
+/// --sample 1 --nats NATS --metrics-addr METRICS`; returns it and the base
+/// URL it proxies on (`http://ADDR/v1`).
+pub async fn proxy(
+    vigil: &Path,
+    upstream: &str,
+    app: &str,
+    nats: &str,
+    metrics: std::net::SocketAddr,
+) -> anyhow::Result<(Proc, String)> {
+    let mut cmd = Command::new(vigil);
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--upstream", upstream])
+        .args(["--app", app, "--sample", "1", "--nats", nats])
+        .arg("--metrics-addr")
+        .arg(metrics.to_string())
+        .env("VIGIL_LOG", "warn");
+    let (child, pid, rest, mut lines) = announced(cmd, "vigil proxy on ")
+        .await
+        .context("starting vigil proxy")?;
+    let addr = rest
+        .split_whitespace()
+        .next()
+        .ok_or_else(|| anyhow!("vigil proxy said `{rest}`"))?
+        .to_string();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((
+        Proc {
+            child,
+            pid,
+            log: PathBuf::from("(proxy stderr drained)"),
+        },
+        format!("{}/v1", addr.trim_end_matches('/')),
     ))
 }
 

@@ -264,6 +264,13 @@ impl Aggregator {
         newly
     }
 
+    /// Ends the run at `n` items, for a run that learns its size only when it
+    /// ends (a monitor's window, created for its most items, whose items are
+    /// indexes `0..n`). A total above the current one is ignored.
+    pub fn set_items_total(&mut self, n: u64) {
+        self.items_total = self.items_total.min(n);
+    }
+
     /// Whether item `index` is counted (scored or failed).
     pub fn is_counted(&self, index: u64) -> bool {
         index < self.items_total && self.counted.contains(index)
@@ -408,6 +415,7 @@ impl Aggregator {
             manifest: None,
             slices,
             comparison: None,
+            shadow: None,
         }
     }
 }

@@ -78,6 +78,7 @@ fn alert(summary: &RunSummary, g: &GateOutcome) -> Alert {
         values,
         baseline_run_id,
         at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+        examples: Vec::new(),
     }
 }
 
@@ -85,16 +86,34 @@ fn alert(summary: &RunSummary, g: &GateOutcome) -> Alert {
 pub async fn publish(js: &jetstream::Context, summary: &RunSummary) -> Result<usize, String> {
     let alerts = alerts_of(summary);
     for (i, alert) in alerts.iter().enumerate() {
-        let payload = vigil_protocol::encode(alert).map_err(|e| e.to_string())?;
-        let publish = PublishMessage::build()
-            .headers(vigil_protocol::headers::message_headers(&summary.run_id))
-            .message_id(format!("{}/alert/{i}", summary.run_id))
-            .payload(payload.into());
-        js.send_publish(subjects::alerts(&summary.suite), publish)
-            .await
-            .map_err(|e| e.to_string())?
-            .await
-            .map_err(|e| e.to_string())?;
+        publish_one(
+            js,
+            &subjects::alerts(&summary.suite),
+            alert,
+            &format!("{}/alert/{i}", summary.run_id),
+        )
+        .await?;
     }
     Ok(alerts.len())
+}
+
+/// Publishes one alert on `subject` with `Nats-Msg-Id` `message_id` (a
+/// repeat within the duplicate window is stored once) and waits for its ack.
+pub async fn publish_one(
+    js: &jetstream::Context,
+    subject: &str,
+    alert: &Alert,
+    message_id: &str,
+) -> Result<(), String> {
+    let payload = vigil_protocol::encode(alert).map_err(|e| e.to_string())?;
+    let publish = PublishMessage::build()
+        .headers(vigil_nats::headers::message_headers(&alert.run_id))
+        .message_id(message_id)
+        .payload(payload.into());
+    js.send_publish(subject.to_string(), publish)
+        .await
+        .map_err(|e| e.to_string())?
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }

@@ -10,7 +10,7 @@
 //! let dir = tempfile::tempdir().unwrap();
 //! let path = dir.path().join("d.jsonl");
 //! std::fs::write(&path, "{\"q\": 1}\n\n{\"q\": 2}\n").unwrap();
-//! let spec = DatasetSpec { path, format: DatasetFormat::Jsonl, id_field: None, tags: vec![] };
+//! let spec = DatasetSpec { path, format: DatasetFormat::Jsonl, id_field: None, tags: vec![], named: None };
 //! let records: Vec<_> = dataset::open(&spec).unwrap().collect::<Result<_, _>>().unwrap();
 //! assert_eq!((records[1].line, records[1].index), (3, 1));
 //! ```
@@ -54,6 +54,14 @@ pub enum DatasetError {
         /// The IO error.
         source: std::io::Error,
     },
+    /// A named dataset was opened before its version was fetched from NATS.
+    #[error(
+        "dataset `{name}` is stored in NATS and was not fetched (a command that reads it needs --nats)"
+    )]
+    NotFetched {
+        /// The dataset's name.
+        name: String,
+    },
     /// A line or record is not a valid item.
     #[error("{path}:{line}: {message}")]
     Invalid {
@@ -70,7 +78,7 @@ impl DatasetError {
     /// The 1-based line the error is about, if any.
     pub fn line(&self) -> Option<u64> {
         match self {
-            DatasetError::Open { .. } => None,
+            DatasetError::Open { .. } | DatasetError::NotFetched { .. } => None,
             DatasetError::Read { line, .. } | DatasetError::Invalid { line, .. } => Some(*line),
         }
     }
@@ -78,6 +86,13 @@ impl DatasetError {
 
 /// Opens the dataset a suite names, for streaming.
 pub fn open(spec: &DatasetSpec) -> Result<Records, DatasetError> {
+    if let Some(named) = &spec.named
+        && spec.path.as_os_str().is_empty()
+    {
+        return Err(DatasetError::NotFetched {
+            name: named.name.clone(),
+        });
+    }
     open_path(&spec.path, spec.format)
 }
 

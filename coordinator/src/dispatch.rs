@@ -186,10 +186,10 @@ pub async fn dispatch(
     max_payload: usize,
     progress: Arc<DispatchProgress>,
 ) -> Result<u64, DispatchError> {
-    let mut headers = vigil_protocol::headers::message_headers(&template.job.run_id);
+    let mut headers = vigil_nats::headers::message_headers(&template.job.run_id);
     // Every job carries the run span's context: the job spans of whichever
     // workers take them become its children (no-op when tracing is off).
-    vigil_protocol::trace_context::inject(
+    vigil_nats::trace_context::inject(
         &tracing_opentelemetry::OpenTelemetrySpanExt::context(&tracing::Span::current()),
         &mut headers,
     );
@@ -229,8 +229,11 @@ pub async fn dispatch(
     Ok(next_index)
 }
 
+/// Publishes one encoded job with `Nats-Msg-Id = <run_id>/<job_index>`,
+/// retrying (a full stream is waited out; other errors up to 30 times);
+/// returns its index once the server has it. Counts into `progress`.
 #[allow(clippy::too_many_arguments)]
-async fn publish_job(
+pub async fn publish_job(
     js: &jetstream::Context,
     subject: &str,
     headers: &HeaderMap,

@@ -28,10 +28,10 @@ pub enum HistoryError {
 
 fn nats(e: impl std::fmt::Display) -> HistoryError {
     let text = e.to_string();
-    if vigil_protocol::topology::is_transient(&text) {
+    if vigil_nats::topology::is_transient(&text) {
         HistoryError::Nats(format!(
             "{text}: JetStream did not answer; {}",
-            vigil_protocol::topology::NO_ANSWER_HINT
+            vigil_nats::topology::NO_ANSWER_HINT
         ))
     } else {
         HistoryError::Nats(text)
@@ -91,7 +91,7 @@ pub async fn list(
     loop {
         match list_once(js, suite, target).await {
             Err(HistoryError::Nats(text))
-                if vigil_protocol::topology::is_transient(&text)
+                if vigil_nats::topology::is_transient(&text)
                     && tokio::time::Instant::now() < until =>
             {
                 tracing::debug!(error = %text, "history read not answered; retrying");
@@ -395,7 +395,7 @@ mod tests {
             .await
             .unwrap();
         let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+        let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
             .await
             .unwrap();
         publish(&js, "r1", 0, &[(0, "a"), (1, "b")]).await;

@@ -20,6 +20,11 @@
 //! - [`validate`]: `vigil validate` (every item rendered for every target
 //!   kind) and [`validate::check_suite`], the check before publish.
 //! - [`dataset`]: streaming JSONL and CSV readers.
+//! - [`dataset_store`]: versioned datasets in the `vigil-artifacts` object
+//!   store (push, resolve, pull, extend), which suites name with
+//!   `dataset: { name, version }`.
+//! - [`promote`]: captures and their online scores into dataset items,
+//!   selected with the `--where` filter language ([`promote::filter`]).
 //! - [`render`]: dataset records into wire items (prompt, references, id,
 //!   tags, judge rubrics).
 //!
@@ -56,6 +61,11 @@
 //! - [`alerts`]: a failed gate published on `vigil.alerts.<suite>`.
 //! - [`drift`]: sequential drift detectors on a stream of per-item scores
 //!   (an e-detector with a stated false-alarm rate, static thresholds).
+//! - [`shadow`]: a candidate replayed on captured prompts against
+//!   production's recorded responses, stopped by an anytime-valid rule.
+//!
+//! **Online**: [`monitor`] (`vigil monitor`) scores captured production
+//! traffic through the same jobs, windows it into runs and feeds [`drift`].
 //!
 //! **Output**: for people and CI.
 //!
@@ -72,6 +82,7 @@ pub mod alerts;
 pub mod baseline;
 pub mod compare;
 pub mod dataset;
+pub mod dataset_store;
 pub mod dispatch;
 pub mod drift;
 pub mod export;
@@ -81,12 +92,15 @@ pub mod index_set;
 pub mod item_ids;
 pub mod manifest;
 pub mod metrics;
+pub mod promote;
+pub mod monitor;
 mod reconcile;
 pub mod render;
 pub mod report;
 pub mod resume;
 pub mod run;
 pub mod scores_store;
+pub mod shadow;
 pub mod slices;
 pub mod stats;
 pub mod suite;

@@ -41,14 +41,16 @@ pub fn build(
     Manifest {
         suite_sha256: suite.sha256.clone(),
         dataset_sha256: check.sha256.clone(),
+        dataset_name: suite
+            .dataset
+            .named
+            .as_ref()
+            .map(|n| n.name.clone())
+            .unwrap_or_default(),
         dataset_items: check.items,
         template_sha256: hex::encode(Sha256::digest(templates.to_string().as_bytes())),
         scorers,
-        endpoint_kind: match target.kind {
-            vigil_protocol::EndpointKind::Chat => "chat".into(),
-            vigil_protocol::EndpointKind::Completions => "completions".into(),
-            vigil_protocol::EndpointKind::Local => "local".into(),
-        },
+        endpoint_kind: target.kind.as_str().into(),
         // A local target's model file stands where a server's URL would.
         base_url: match &target.model_path {
             Some(path) => path.display().to_string(),

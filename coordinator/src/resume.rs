@@ -414,7 +414,7 @@ mod tests {
             .await
             .unwrap();
         let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = vigil_protocol::topology::ensure_topology(&client, &Default::default(), "default")
+        let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
             .await
             .unwrap();
         let running = RunState {

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
+use vigil_nats::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
     ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects,
 };
@@ -201,7 +201,7 @@ pub async fn run(
         vigil.run_id = Empty,
         trace_id = Empty,
     );
-    if let Some((trace_id, _)) = vigil_protocol::trace_context::ids(&span.context()) {
+    if let Some((trace_id, _)) = vigil_nats::trace_context::ids(&span.context()) {
         span.record("trace_id", trace_id.as_str());
     }
     let metrics = config.metrics.clone();
@@ -320,8 +320,8 @@ async fn run_in_span(
     // Read and render on a blocking thread; shards flow through a bounded channel.
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
     let mut producer = {
-        let (suite, renderer, kind) = (suite.clone(), renderer.clone(), target.kind);
-        tokio::task::spawn_blocking(move || produce_shards(&suite, &renderer, kind, shard_tx))
+        let (suite, renderer, target) = (suite.clone(), renderer.clone(), target.clone());
+        tokio::task::spawn_blocking(move || produce_shards(&suite, &renderer, &target, shard_tx))
     };
     let template = JobTemplate {
         job: Job {
@@ -496,7 +496,7 @@ async fn run_in_span(
         finished_at,
     };
     let mut summary = aggregate.summary(&meta);
-    summary.trace_id = vigil_protocol::trace_context::ids(&tracing::Span::current().context())
+    summary.trace_id = vigil_nats::trace_context::ids(&tracing::Span::current().context())
         .map(|(trace_id, _)| trace_id);
     summary.manifest = Some(crate::manifest::build(
         &suite,
@@ -587,7 +587,7 @@ async fn mark_cancelled(recorder: &mut StateRecorder, run_id: &str) {
 fn produce_shards(
     suite: &Suite,
     renderer: &Renderer,
-    kind: vigil_protocol::EndpointKind,
+    target: &crate::suite::TargetConfig,
     tx: mpsc::Sender<Vec<Item>>,
 ) -> Result<(), RunError> {
     let records = dataset::open(&suite.dataset).map_err(|e| RunError::Dataset(e.to_string()))?;
@@ -595,7 +595,7 @@ fn produce_shards(
     for record in records {
         let record = record.map_err(|e| RunError::Dataset(e.to_string()))?;
         let item = renderer
-            .render(&record, kind)
+            .render_for(&record, target)
             .map_err(|e| RunError::Dataset(e.to_string()))?;
         shard.push(item);
         if shard.len() >= suite.shard_size {
@@ -656,7 +656,7 @@ async fn publish_progress(
         let _ = client
             .publish_with_headers(
                 subject.to_string(),
-                vigil_protocol::headers::message_headers(&event.run_id),
+                vigil_nats::headers::message_headers(&event.run_id),
                 payload.into(),
             )
             .await;
@@ -665,16 +665,16 @@ async fn publish_progress(
 
 /// Publishes the summary, retrying while the cluster elects a leader of
 /// `VIGIL_RUNS` (the message id makes a repeat a no-op), up to `deadline`.
-async fn publish_summary(
+pub(crate) async fn publish_summary(
     js: &jetstream::Context,
     summary: &RunSummary,
     deadline: Duration,
 ) -> Result<(), RunError> {
     let payload: bytes::Bytes = vigil_protocol::encode(summary).map_err(nats_err)?.into();
     let subject = subjects::run_summary(&summary.suite, &summary.target);
-    vigil_protocol::topology::retry_transient(deadline, subjects::STREAM_RUNS, || async {
+    vigil_nats::topology::retry_transient(deadline, subjects::STREAM_RUNS, || async {
         let publish = PublishMessage::build()
-            .headers(vigil_protocol::headers::message_headers(&summary.run_id))
+            .headers(vigil_nats::headers::message_headers(&summary.run_id))
             .message_id(format!("{}/summary", summary.run_id))
             .payload(payload.clone());
         js.send_publish(subject.clone(), publish)

@@ -283,11 +283,9 @@ pub async fn artifacts(
     }
     // `ensure_topology` creates it with the deployment's replicas; this is
     // the fallback for a server set up without it.
-    js.create_object_store(vigil_protocol::topology::artifacts_store(
-        &Default::default(),
-    ))
-    .await
-    .map_err(|e| ScoresError::Store(e.to_string()))
+    js.create_object_store(vigil_nats::topology::artifacts_store(&Default::default()))
+        .await
+        .map_err(|e| ScoresError::Store(e.to_string()))
 }
 
 /// Stores a run's scores under `scores/<run_id>`.

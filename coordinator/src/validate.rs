@@ -88,6 +88,16 @@ pub fn check_dataset(
             distinct.push(*k);
         }
     }
+    // The dataset fields that hold the outputs of `recorded` targets.
+    let recorded_fields: Vec<&str> = if distinct.contains(&EndpointKind::Recorded) {
+        let fields = suite
+            .targets
+            .iter()
+            .filter_map(|t| t.output_field.as_deref());
+        fields.collect()
+    } else {
+        Vec::new()
+    };
     let mut records = dataset::open(&suite.dataset)?;
     // Id hash -> line first seen. The key is already a hash: no rehashing.
     let mut seen: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>> = HashMap::default();
@@ -96,6 +106,9 @@ pub fn check_dataset(
         let record = record?;
         for &kind in &distinct {
             renderer.render(&record, kind)?;
+        }
+        for field in &recorded_fields {
+            renderer.recorded(&record, field)?;
         }
         let id = renderer.item_id(&record)?;
         let h = id_hash(&id);

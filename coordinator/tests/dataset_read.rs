@@ -11,6 +11,7 @@ fn spec(path: &Path, format: DatasetFormat) -> DatasetSpec {
         format,
         id_field: None,
         tags: vec![],
+        named: None,
     }
 }
 

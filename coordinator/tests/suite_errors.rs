@@ -350,6 +350,61 @@ fn dataset_format_must_be_known() {
 }
 
 #[test]
+fn a_named_dataset_is_a_name_and_a_version() {
+    let named = |keys: &str| GOOD.replace("path: data/arith.jsonl", keys);
+    let s = yaml(&named("name: support-regressions")).unwrap();
+    let n = s.dataset.named.as_ref().expect("named");
+    assert_eq!(
+        (n.name.as_str(), n.version.as_str()),
+        ("support-regressions", "latest")
+    );
+    assert!(
+        s.dataset.path.as_os_str().is_empty(),
+        "no file until fetched"
+    );
+    let v = "a".repeat(64);
+    let s = yaml(&named(&format!("name: arith\n  version: {v}"))).unwrap();
+    assert_eq!(s.dataset.named.unwrap().version, v);
+
+    let cases = [
+        (
+            named("name: a\n  path: x.jsonl"),
+            "dataset: set either `path` (a file) or `name`",
+        ),
+        (
+            named("id_field: id"),
+            "dataset: missing `path` (a file) or `name`",
+        ),
+        (
+            named("name: a b"),
+            "dataset.name: dataset name `a b` may only contain",
+        ),
+        (
+            named("name: a\n  version: v2"),
+            "dataset.version: version `v2` is neither `latest` nor a SHA-256",
+        ),
+        (
+            named("name: a\n  format: csv"),
+            "dataset.format: a named dataset's format is stored with it",
+        ),
+        (
+            GOOD.replace(
+                "path: data/arith.jsonl",
+                "path: data/arith.jsonl\n  version: latest",
+            ),
+            "dataset.version: only a named dataset has versions",
+        ),
+    ];
+    for (text, needle) in cases {
+        let e = yaml_err(&text);
+        assert!(
+            e.starts_with("examples/arith.yaml: ") && e.contains(needle),
+            "{needle}: {e}"
+        );
+    }
+}
+
+#[test]
 fn missing_and_unknown_files_name_the_file() {
     let e = Suite::load(Path::new("/nonexistent/dir/suite.yaml"))
         .unwrap_err()

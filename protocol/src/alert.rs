@@ -1,4 +1,5 @@
-//! The alert published on `vigil.alerts.<suite>` when a gate fails.
+//! The alert published on `vigil.alerts.<suite>` when a gate fails, and on
+//! `vigil.alerts.<app>` when a monitor's drift detector alarms.
 //!
 //! Every field is optional with a default, so older readers and writers keep
 //! working.
@@ -6,7 +7,9 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// Published on `vigil.alerts.<suite>` when a gate fails.
+/// Published on `vigil.alerts.<suite>` when a gate fails (kind
+/// `gate_failed`), and on `vigil.alerts.<app>` by `vigil monitor` when a
+/// drift detector alarms (kind `drift`).
 ///
 /// ```
 /// let a = vigil_protocol::Alert { suite: "s".into(), gate: "exact.pass_rate".into(), ..Default::default() };
@@ -16,7 +19,7 @@ use std::collections::BTreeMap;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Alert {
-    /// `gate_failed`.
+    /// `gate_failed` or `drift`.
     pub kind: String,
     /// The suite.
     pub suite: String,
@@ -32,4 +35,8 @@ pub struct Alert {
     pub baseline_run_id: Option<String>,
     /// When, RFC 3339.
     pub at: String,
+    /// Ids of items behind the alert: for `drift`, captures after the
+    /// change point that moved the metric, most recent first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
 }

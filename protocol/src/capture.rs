@@ -3,7 +3,7 @@
 //! service itself (see docs/protocol.md, "Captures").
 //!
 //! Like every vigil message it is a MessagePack map with named fields, sent
-//! with the headers of [`crate::headers::capture_headers`]. Everything in it is
+//! with the headers of `vigil_nats::headers::capture_headers` (`Content-Type`, the schema and `Nats-Msg-Id: <capture_id>`). Everything in it is
 //! already redacted by the writer: the proxy replaces PII and secrets before a
 //! capture leaves the process and never records the `Authorization` header.
 //!
@@ -25,6 +25,7 @@
 
 use crate::{ChatMessage, TokenUsage};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// One captured request/response pair. Only `capture_id` and `app` are
@@ -94,4 +95,28 @@ pub struct Capture {
     /// away mid-stream, body over the capture limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// Whether `request_id` is in the sample at `rate` (0..=1): SHA-256 of the id
+/// read as a fraction of 2^64, below `rate`. The proxy's and the monitors'
+/// sampling, so the same id is in or out wherever it is decided.
+///
+/// ```
+/// use vigil_protocol::capture::sampled;
+/// assert!(sampled("anything", 1.0));
+/// assert!(!sampled("anything", 0.0));
+/// let kept = (0..10_000).filter(|i| sampled(&format!("r{i}"), 0.1)).count();
+/// assert!((800..1200).contains(&kept), "{kept}");
+/// ```
+pub fn sampled(request_id: &str, rate: f64) -> bool {
+    if rate >= 1.0 {
+        return true;
+    }
+    if rate <= 0.0 {
+        return false;
+    }
+    let digest = Sha256::digest(request_id.as_bytes());
+    let mut top = [0u8; 8];
+    top.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(top) as f64) < rate * (u64::MAX as f64)
 }

@@ -79,7 +79,7 @@ pub struct JobOutline {
 #[derive(Debug, Clone, PartialEq, Deserialize, Default)]
 #[serde(default)]
 pub struct TargetOutline {
-    /// The endpoint kind's name (`chat`, `completions`, `local`, or one this version does not know).
+    /// The endpoint kind's name (`chat`, `completions`, `local`, `recorded`, or one this version does not know).
     pub kind: String,
 }
 
@@ -128,6 +128,55 @@ pub struct Item {
     /// rubric), by scorer name; see [`crate::scorers::io`].
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub scorer_prompts: BTreeMap<String, String>,
+    /// The output that already exists, for a target of kind
+    /// [`EndpointKind::Recorded`] (a captured production response, or a
+    /// dataset column): the worker scores it instead of calling a model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorded: Option<Recorded>,
+}
+
+/// An output that already exists: what a `recorded` target "answers".
+///
+/// ```
+/// use vigil_protocol::*;
+/// let item = Item {
+///     id: "capture-1".into(),
+///     recorded: Some(Recorded { text: Some("4".into()), status: 200, latency_ms: 12.5, ..Default::default() }),
+///     ..Default::default()
+/// };
+/// let back: Item = decode(&encode(&item).unwrap()).unwrap();
+/// assert_eq!(back, item);
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Recorded {
+    /// The response text; `None` when the response had none (the item then
+    /// fails as `empty_response`).
+    pub text: Option<String>,
+    /// The HTTP status the response had; 400 and above fail the item with
+    /// the matching kind (`rate_limited`, `client_error`, `server_error`).
+    pub status: u16,
+    /// How long the response took, milliseconds.
+    pub latency_ms: f64,
+    /// Token usage as recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::TokenUsage>,
+    /// The model that answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+impl Default for Recorded {
+    /// An empty `200` response.
+    fn default() -> Self {
+        Recorded {
+            text: None,
+            status: 200,
+            latency_ms: 0.0,
+            usage: None,
+            model: None,
+        }
+    }
 }
 
 /// A rendered prompt.
@@ -167,6 +216,26 @@ pub enum EndpointKind {
     /// A GGUF model run inside the worker (`model_path`); chat prompts go
     /// through the model's chat template, completion prompts as they are.
     Local,
+    /// No model is called: each item carries its output ([`Item::recorded`]:
+    /// a captured production response, or a dataset column), which the
+    /// worker scores like any other.
+    Recorded,
+}
+
+impl EndpointKind {
+    /// The snake_case name, as suites and messages write it.
+    ///
+    /// ```
+    /// assert_eq!(vigil_protocol::EndpointKind::Recorded.as_str(), "recorded");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointKind::Chat => "chat",
+            EndpointKind::Completions => "completions",
+            EndpointKind::Local => "local",
+            EndpointKind::Recorded => "recorded",
+        }
+    }
 }
 
 /// A model endpoint as a job carries it: no API key, only where to call.

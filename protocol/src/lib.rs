@@ -3,14 +3,15 @@
 //! Everything that crosses NATS is defined here: the message types ([`Job`],
 //! [`JobResult`], [`RunSummary`], [`ProgressEvent`]), their MessagePack codec
 //! ([`codec`]), the subject, stream and consumer names ([`subjects`]) and the
-//! header names ([`headers`]). Scorer kinds, their parameters and their
+//! header names ([`headers`]). The OpenAI-compatible HTTP bodies the worker
+//! sends and the stub and `vigil serve-model` answer are in [`openai`]. Scorer kinds, their parameters and their
 //! pure checks are defined once, in [`scorers`]. Payloads are MessagePack maps with named fields,
 //! so a client in any language decodes them as plain maps; readers ignore
 //! unknown fields and every field added after schema version 1 is optional.
 //!
-//! The crate does no IO. With the `nats` feature it also carries
-//! [`topology`](crate::topology): the JetStream stream and consumer configs and
-//! the server-version check that coordinator and workers share.
+//! The crate does no IO and depends on neither tokio nor async-nats (DESIGN
+//! §2): the JetStream topology, the header maps and the trace-context carriers
+//! that talk to a server live in `vigil-nats`.
 //!
 //! ```
 //! use vigil_protocol::{codec, ProgressEvent, RunPhase};
@@ -26,6 +27,7 @@ pub mod capture;
 pub mod codec;
 pub mod headers;
 pub mod job;
+pub mod openai;
 pub mod pii;
 pub mod progress;
 pub mod result;
@@ -33,16 +35,12 @@ pub mod scorers;
 pub mod subjects;
 pub mod summary;
 pub mod text_stats;
-#[cfg(feature = "nats")]
-pub mod topology;
-#[cfg(feature = "nats")]
-pub mod trace_context;
 
 pub use alert::Alert;
 pub use capture::Capture;
 pub use codec::{CodecError, decode, encode};
 pub use job::{
-    CachePolicy, ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt,
+    CachePolicy, ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt, Recorded,
     SamplingParams, TargetOutline, TargetSpec,
 };
 pub use progress::{ProgressEvent, RunPhase};
@@ -59,7 +57,7 @@ pub use scorers::text::{
 pub use scorers::{Normalization, ParamError, SandboxLimits, ScorerKind, ScorerSpec};
 pub use summary::{
     Comparison, GateOutcome, LatencySummary, Manifest, ManifestDiff, MetricComparison, RunSummary,
-    ScoreSummary, TokenTotals,
+    ScoreSummary, ShadowVerdict, TokenTotals,
 };
 pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu, OTHER_LABEL};
 
@@ -68,8 +66,9 @@ pub use text_stats::{BleuStats, ClassMetrics, ClassificationSummary, CorpusBleu,
 /// only adds optional fields keeps [`SCHEMA_MIN_VERSION`], so older readers
 /// still accept it (docs/protocol.md, "the rule"). 2 added, among others,
 /// `JobResult.error`, `RunSummary.items_cached`, the `*_scored` figures and
-/// the comparison's pairing fields.
-pub const SCHEMA_VERSION: u32 = 2;
+/// the comparison's pairing fields; 3 the `recorded` endpoint kind and
+/// `Item.recorded` (an older worker answers such a job `unknown_kind`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The oldest reader schema that decodes what this version writes, sent as
 /// `Vigil-Schema-Min` (see [`headers::check_schema`]). A version that only

@@ -63,6 +63,7 @@ fn sample_job() -> Job {
             references: [("exact".to_string(), "2".to_string())].into(),
             tags: [("lang".to_string(), "en".to_string())].into(),
             scorer_prompts: Default::default(),
+            recorded: None,
         }],
         deadline_unix_ms: None,
         keep_output_chars: 100,
@@ -588,4 +589,32 @@ fn code_exec_params_default_when_absent() {
     // A job without `samples` (an older coordinator) samples once.
     let job: Job = decode(&encode(&Job::default()).unwrap()).unwrap();
     assert_eq!(job.samples, 0);
+}
+
+#[test]
+fn a_recorded_item_carries_its_output_as_named_fields() {
+    let mut job = sample_job();
+    job.target.kind = EndpointKind::Recorded;
+    job.items[0].recorded = Some(Recorded {
+        text: Some("2".into()),
+        status: 200,
+        latency_ms: 12.5,
+        usage: Some(TokenUsage {
+            input: 3,
+            output: 1,
+        }),
+        model: Some("prod-model".into()),
+    });
+    let bytes = encode(&job).unwrap();
+    let map: serde_json::Value = decode(&bytes).unwrap();
+    assert_eq!(map["target"]["kind"].as_str(), Some("recorded"));
+    let recorded = &map["items"][0]["recorded"];
+    assert_eq!(recorded["text"].as_str(), Some("2"));
+    assert_eq!(recorded["status"].as_u64(), Some(200));
+    assert_eq!(recorded["model"].as_str(), Some("prod-model"));
+    let back: Job = decode(&bytes).unwrap();
+    assert_eq!(back, job);
+    // An item without one writes no `recorded` key at all.
+    let plain: serde_json::Value = decode(&encode(&sample_job()).unwrap()).unwrap();
+    assert!(plain["items"][0].get("recorded").is_none());
 }

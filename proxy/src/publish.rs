@@ -13,8 +13,9 @@ use futures::stream::FuturesUnordered;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use vigil_protocol::topology::TopologyConfig;
-use vigil_protocol::{codec, headers, subjects, topology};
+use vigil_nats::topology::TopologyConfig;
+use vigil_nats::{headers, topology};
+use vigil_protocol::{codec, subjects};
 
 /// Why a capture was dropped (the `reason` label of `vigil_proxy_dropped_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

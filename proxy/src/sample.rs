@@ -37,25 +37,4 @@ pub fn request_id(headers: &HeaderMap, method: &str, path: &str, body: &[u8]) ->
     format!("sha256:{}", hex::encode(&h.finalize()[..16]))
 }
 
-/// Whether `request_id` is in the sample at `rate` (0..=1): SHA-256 of the id
-/// read as a fraction of 2^64, below `rate`.
-///
-/// ```
-/// use vigil_proxy::sample::sampled;
-/// assert!(sampled("anything", 1.0));
-/// assert!(!sampled("anything", 0.0));
-/// let kept = (0..10_000).filter(|i| sampled(&format!("r{i}"), 0.1)).count();
-/// assert!((800..1200).contains(&kept), "{kept}");
-/// ```
-pub fn sampled(request_id: &str, rate: f64) -> bool {
-    if rate >= 1.0 {
-        return true;
-    }
-    if rate <= 0.0 {
-        return false;
-    }
-    let digest = Sha256::digest(request_id.as_bytes());
-    let mut top = [0u8; 8];
-    top.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(top) as f64) < rate * (u64::MAX as f64)
-}
+pub use vigil_protocol::capture::sampled;

@@ -1,14 +1,17 @@
 //! One module per subcommand.
 
 mod compare;
+mod dataset;
 mod export;
 mod export_parquet;
+mod monitor;
 mod proxy;
 mod report;
 mod run;
 mod runs;
 mod serve_model;
 mod setup_streams;
+mod shadow;
 mod stub;
 mod validate;
 mod watch;
@@ -32,5 +35,8 @@ pub async fn dispatch(cli: Cli) -> CommandResult {
         Command::Report(args) => report::run(args).await,
         Command::Export(args) => export::run(args).await,
         Command::Proxy(args) => proxy::run(args).await,
+        Command::Dataset(args) => dataset::run(args).await,
+        Command::Monitor(args) => monitor::run(args).await,
+        Command::Shadow(args) => shadow::run(args).await,
     }
 }

@@ -35,7 +35,7 @@ pub async fn run(args: ProxyArgs) -> CommandResult {
         redact,
         publish: PublishConfig {
             queue_capacity: args.queue_capacity,
-            topology: vigil_protocol::topology::TopologyConfig {
+            topology: vigil_nats::topology::TopologyConfig {
                 replicas: args.replicas,
                 ..crate::topology_env::topology_from_env().input_error()?
             },

@@ -41,22 +41,29 @@ pub async fn run(args: ReportArgs) -> CommandResult {
         history: runs,
         latencies_ms,
     };
-    std::fs::create_dir_all(&args.out)
-        .map_err(|e| anyhow!("cannot create {}: {e}", args.out.display()))
-        .infra_error()?;
-    for (name, text) in [
-        ("report.html", html::render(&input)),
-        ("junit.xml", junit::render(&input.summary)),
-        ("summary.md", markdown::render(&input.summary)),
-    ] {
-        let path = args.out.join(name);
-        std::fs::write(&path, text)
-            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
-            .infra_error()?;
-    }
+    write(&args.out, &input)?;
     println!(
         "wrote report.html, junit.xml and summary.md to {}",
         args.out.display()
     );
     Ok(Exit::Ok)
+}
+
+/// Writes report.html, junit.xml and summary.md of `input` into `dir`
+/// (created if missing).
+pub fn write(dir: &std::path::Path, input: &ReportInput) -> Result<(), crate::exit::Failure> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| anyhow!("cannot create {}: {e}", dir.display()))
+        .infra_error()?;
+    for (name, text) in [
+        ("report.html", html::render(input)),
+        ("junit.xml", junit::render(&input.summary)),
+        ("summary.md", markdown::render(&input.summary)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| anyhow!("cannot write {}: {e}", path.display()))
+            .infra_error()?;
+    }
+    Ok(())
 }

@@ -1,7 +1,6 @@
 //! `vigil run SUITE`: validate, then evaluate every chosen target.
 
 use crate::cli::RunArgs;
-use crate::embedded::EmbeddedNats;
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
 use crate::progress::Progress;
 use anyhow::anyhow;
@@ -63,7 +62,7 @@ fn run_error(e: RunError) -> Failure {
 }
 
 pub async fn run(args: RunArgs) -> CommandResult {
-    let suite = Arc::new(Suite::load(&args.suite).input_error()?);
+    let mut suite = Suite::load(&args.suite).input_error()?;
     let targets: Vec<String> = if args.targets.is_empty() {
         suite.targets.iter().map(|t| t.name.clone()).collect()
     } else {
@@ -86,6 +85,37 @@ pub async fn run(args: RunArgs) -> CommandResult {
         .as_deref()
         .map(resolve_date)
         .transpose()?;
+    // The run id of each target's run, when the command line fixes it.
+    let run_id_of = |suite: &Suite, target: &str| match (
+        args.run_id.as_ref().or(args.resume.as_ref()),
+        &date,
+    ) {
+        (Some(id), _) => Some(id.clone()),
+        (None, Some(date)) => Some(scheduled_run_id(&suite.name, target, date)),
+        (None, None) => None,
+    };
+    // A named dataset is fetched from NATS before anything is checked; a
+    // resumed run reads the version it started with.
+    let mut connection = None;
+    let mut _fetched = None;
+    if suite.dataset.named.is_some() {
+        let (embedded, url, client) = crate::commands::runs::connect_or_embed(
+            &args.nats,
+            &args.state_dir,
+            "vigil-coordinator",
+        )
+        .await?;
+        let js = vigil_nats::topology::ensure_topology(&client, &topology, &suite.pool)
+            .await
+            .infra_error()?;
+        let run_ids: Vec<String> = targets
+            .iter()
+            .filter_map(|t| run_id_of(&suite, t))
+            .collect();
+        _fetched = crate::commands::dataset::fetch_for_suite(&js, &mut suite, &run_ids).await?;
+        connection = Some((embedded, url, client));
+    }
+    let suite = Arc::new(suite);
     // Everything a run checks before publishing, checked once here for a clear error.
     let (_, check) = tokio::task::block_in_place(|| {
         vigil_coordinator::validate::check_suite(&suite, vigil_worker::scorers::check)
@@ -95,18 +125,17 @@ pub async fn run(args: RunArgs) -> CommandResult {
         crate::commands::worker::check_suite_models(&suite)?;
     }
 
-    let embedded = match &args.nats.nats {
-        Some(_) => None,
-        None => Some(EmbeddedNats::start(&args.state_dir).await.infra_error()?),
+    let (embedded, url, client) = match connection {
+        Some(c) => c,
+        None => {
+            crate::commands::runs::connect_or_embed(
+                &args.nats,
+                &args.state_dir,
+                "vigil-coordinator",
+            )
+            .await?
+        }
     };
-    let url = match (&args.nats.nats, &embedded) {
-        (Some(url), _) => url.clone(),
-        (None, Some(e)) => e.server.url(),
-        (None, None) => unreachable!("embedded server started above"),
-    };
-    let client = crate::nats_connect::connect_from_env(&url, "vigil-coordinator")
-        .await
-        .infra_error()?;
 
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
@@ -197,11 +226,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
         config.no_cache = args.no_cache;
         config.reconcile_after = reconcile_after;
         config.cache = args.cache;
-        config.run_id = match (args.run_id.as_ref().or(args.resume.as_ref()), &date) {
-            (Some(id), _) => Some(id.clone()),
-            (None, Some(date)) => Some(scheduled_run_id(&suite.name, name, date)),
-            (None, None) => None,
-        };
+        config.run_id = run_id_of(&suite, name);
         let (client, stop) = (client.clone(), shutdown.clone());
         runs.spawn(async move {
             (

@@ -9,8 +9,8 @@ use crate::embedded::EmbeddedNats;
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
 use async_nats::jetstream;
 use vigil_coordinator::history::{self, HistoryError};
+use vigil_nats::topology::ensure_topology;
 use vigil_protocol::RunSummary;
-use vigil_protocol::topology::ensure_topology;
 
 /// A connection to the history, and the embedded server behind it if any.
 pub struct Store {
@@ -21,13 +21,18 @@ pub struct Store {
     _embedded: Option<EmbeddedNats>,
 }
 
-/// Connects to `--nats`, or starts the embedded mode's server on its store.
-pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> {
-    let embedded = match &args.nats.nats {
+/// Connects to `nats` (`--nats`), or starts the embedded mode's server on
+/// `state_dir`: the server (if embedded), its URL and a client named `name`.
+pub async fn connect_or_embed(
+    nats: &crate::cli::NatsArgs,
+    state_dir: &std::path::Path,
+    name: &str,
+) -> Result<(Option<EmbeddedNats>, String, async_nats::Client), Failure> {
+    let embedded = match &nats.nats {
         Some(_) => None,
-        None => Some(EmbeddedNats::start(&args.state_dir).await.infra_error()?),
+        None => Some(EmbeddedNats::start(state_dir).await.infra_error()?),
     };
-    let url = match (&args.nats.nats, &embedded) {
+    let url = match (&nats.nats, &embedded) {
         (Some(url), _) => url.clone(),
         (None, Some(e)) => e.server.url(),
         (None, None) => unreachable!("embedded server started above"),
@@ -35,6 +40,12 @@ pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> 
     let client = crate::nats_connect::connect_from_env(&url, name)
         .await
         .infra_error()?;
+    Ok((embedded, url, client))
+}
+
+/// Connects to `--nats`, or starts the embedded mode's server on its store.
+pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> {
+    let (embedded, _, client) = connect_or_embed(&args.nats, &args.state_dir, name).await?;
     // Streams that exist are used as they are; what is missing is created
     // with the deployment's settings (VIGIL_REPLICAS and the rest).
     let topology = crate::topology_env::topology_from_env().input_error()?;

@@ -7,60 +7,63 @@
 use crate::cli::ServeModelArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
 use anyhow::anyhow;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio_util::sync::CancellationToken;
 use vigil_local::{GenerateRequest, Generation, LocalEngine, LocalError, LocalModel, PromptInput};
 use vigil_protocol::ChatMessage;
+use vigil_protocol::openai::{
+    Choice, CompletionRequest, CompletionResponse, ErrorResponse, Message, OneOrMany, Usage,
+};
 
 struct Served {
     engine: LocalEngine,
     model: Arc<LocalModel>,
 }
 
-/// `"x"` or `["x", "y"]`, as the OpenAI API accepts for `stop` and `prompt`.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
+/// Reads a request body as axum's `Json` extractor would answer it (415
+/// without a JSON content type, 400 for bad JSON, 422 for a body of the wrong
+/// shape), borrowing its strings.
+fn read_request<'a>(
+    headers: &HeaderMap,
+    body: &'a [u8],
+) -> Result<CompletionRequest<'a>, Response> {
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|mime| {
+            let mime = mime.trim().to_ascii_lowercase();
+            mime == "application/json"
+                || (mime.starts_with("application/") && mime.ends_with("+json"))
+        });
+    if !json {
+        return Err(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected request with `Content-Type: application/json`",
+        ));
     }
-}
-
-/// The fields both endpoints read; others are ignored.
-#[derive(Deserialize)]
-struct Body {
-    #[serde(default)]
-    messages: Option<Vec<ChatMessage>>,
-    #[serde(default)]
-    prompt: Option<OneOrMany>,
-    #[serde(default)]
-    max_tokens: Option<u32>,
-    #[serde(default)]
-    max_completion_tokens: Option<u32>,
-    #[serde(default)]
-    temperature: Option<f64>,
-    #[serde(default)]
-    top_p: Option<f64>,
-    #[serde(default)]
-    seed: Option<u64>,
-    #[serde(default)]
-    stop: Option<OneOrMany>,
+    serde_json::from_slice(body).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        error(
+            status,
+            format!("Failed to parse the request body as JSON: {e}"),
+        )
+    })
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -69,21 +72,23 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     } else {
         "server_error"
     };
-    (
-        status,
-        Json(json!({"error": {"message": message.into(), "type": kind}})),
-    )
-        .into_response()
+    (status, Json(ErrorResponse::new(kind, message.into()))).into_response()
 }
 
-fn request(body: Body, prompt: PromptInput) -> GenerateRequest {
+fn request(body: &CompletionRequest<'_>, prompt: PromptInput) -> GenerateRequest {
     GenerateRequest {
         prompt,
-        max_tokens: body.max_completion_tokens.or(body.max_tokens),
+        max_tokens: body
+            .token_limit()
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
         temperature: body.temperature,
         top_p: body.top_p,
         seed: body.seed,
-        stop: body.stop.map(OneOrMany::into_vec).unwrap_or_default(),
+        stop: body
+            .stop
+            .clone()
+            .map(|s| s.into_vec().into_iter().map(Cow::into_owned).collect())
+            .unwrap_or_default(),
     }
 }
 
@@ -105,43 +110,69 @@ async fn generate(served: &Served, request: GenerateRequest) -> Result<Generatio
         })
 }
 
-fn usage(g: &Generation) -> Value {
-    json!({
-        "prompt_tokens": g.prompt_tokens,
-        "completion_tokens": g.completion_tokens,
-        "total_tokens": g.prompt_tokens + g.completion_tokens,
+/// The response body of a generation: `choice` completed with the finish
+/// reason, the usage and the ids.
+fn answer(
+    served: &Served,
+    prefix: &str,
+    object: &str,
+    choice: Choice<'_>,
+    g: &Generation,
+) -> Response {
+    Json(CompletionResponse {
+        id: Some(format!("{prefix}-{}", uuid::Uuid::now_v7().simple()).into()),
+        object: Some(object.into()),
+        created: Some(now()),
+        model: Some(served.model.name().into()),
+        choices: Some(vec![Choice {
+            finish_reason: Some(g.finish_reason.as_str().into()),
+            ..choice
+        }]),
+        usage: Some(Usage::new(g.prompt_tokens, g.completion_tokens)),
     })
+    .into_response()
 }
 
-async fn chat(State(served): State<Arc<Served>>, Json(mut body): Json<Body>) -> Response {
-    let Some(messages) = body.messages.take().filter(|m| !m.is_empty()) else {
+async fn chat(State(served): State<Arc<Served>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = match read_request(&headers, &body) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let Some(messages) = body.messages.as_ref().filter(|m| !m.is_empty()) else {
         return error(
             StatusCode::BAD_REQUEST,
             "`messages` must be a non-empty array",
         );
     };
-    let generation = match generate(&served, request(body, PromptInput::Chat(messages))).await {
+    let messages = messages
+        .iter()
+        .map(|m| ChatMessage {
+            role: m.role.to_string(),
+            content: m.content_text().unwrap_or_default().into_owned(),
+        })
+        .collect();
+    let generation = match generate(&served, request(&body, PromptInput::Chat(messages))).await {
         Ok(g) => g,
         Err(response) => return response,
     };
-    Json(json!({
-        "id": format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
-        "object": "chat.completion",
-        "created": now(),
-        "model": served.model.name(),
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": generation.text},
-            "finish_reason": generation.finish_reason.as_str(),
-        }],
-        "usage": usage(&generation),
-    }))
-    .into_response()
+    let choice = Choice {
+        message: Some(Message::text("assistant", generation.text.as_str())),
+        ..Default::default()
+    };
+    answer(&served, "chatcmpl", "chat.completion", choice, &generation)
 }
 
-async fn completions(State(served): State<Arc<Served>>, Json(mut body): Json<Body>) -> Response {
-    let prompt = match body.prompt.take().map(OneOrMany::into_vec).as_deref() {
-        Some([one]) => one.clone(),
+async fn completions(
+    State(served): State<Arc<Served>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let body = match read_request(&headers, &body) {
+        Ok(b) => b,
+        Err(response) => return response,
+    };
+    let prompt = match body.prompt.clone().map(OneOrMany::into_vec).as_deref() {
+        Some([one]) => one.to_string(),
         _ => {
             return error(
                 StatusCode::BAD_REQUEST,
@@ -149,23 +180,15 @@ async fn completions(State(served): State<Arc<Served>>, Json(mut body): Json<Bod
             );
         }
     };
-    let generation = match generate(&served, request(body, PromptInput::Text(prompt))).await {
+    let generation = match generate(&served, request(&body, PromptInput::Text(prompt))).await {
         Ok(g) => g,
         Err(response) => return response,
     };
-    Json(json!({
-        "id": format!("cmpl-{}", uuid::Uuid::now_v7().simple()),
-        "object": "text_completion",
-        "created": now(),
-        "model": served.model.name(),
-        "choices": [{
-            "index": 0,
-            "text": generation.text,
-            "finish_reason": generation.finish_reason.as_str(),
-        }],
-        "usage": usage(&generation),
-    }))
-    .into_response()
+    let choice = Choice {
+        text: Some(generation.text.as_str().into()),
+        ..Default::default()
+    };
+    answer(&served, "cmpl", "text_completion", choice, &generation)
 }
 
 async fn models(State(served): State<Arc<Served>>) -> Json<Value> {

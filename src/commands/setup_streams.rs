@@ -4,7 +4,7 @@
 use crate::cli::SetupStreamsArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
 use anyhow::{Context, anyhow};
-use vigil_protocol::topology::ensure_topology_report;
+use vigil_nats::topology::ensure_topology_report;
 
 pub async fn run(args: SetupStreamsArgs) -> CommandResult {
     let url = args
@@ -29,7 +29,7 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
     let (js, notes) = ensure_topology_report(&client, &topology, &args.pool)
         .await
         .infra_error()?;
-    vigil_protocol::topology::ensure_cache_bucket(&js, &topology)
+    vigil_nats::topology::ensure_cache_bucket(&js, &topology)
         .await
         .infra_error()?;
     for note in &notes {

@@ -2,9 +2,10 @@
 
 use crate::cli::StubArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vigil_testkit::stub::{StubConfig, serve};
+use vigil_testkit::stub::{StubConfig, StubStats, serve_with_stats};
 
 pub async fn run(args: StubArgs) -> CommandResult {
     let listener = tokio::net::TcpListener::bind(args.listen)
@@ -16,6 +17,7 @@ pub async fn run(args: StubArgs) -> CommandResult {
         rate_limit_rate: args.rate_limit_rate,
         garbage_rate: args.garbage_rate,
         max_concurrency: args.max_concurrency,
+        slots: args.slots,
         model_created: args.model_created,
         ..Default::default()
     };
@@ -25,8 +27,18 @@ pub async fn run(args: StubArgs) -> CommandResult {
         "stub backend on http://{}/v1",
         listener.local_addr().infra_error()?
     );
-    serve(listener, config, async move { shutdown.cancelled().await })
-        .await
-        .infra_error()?;
+    let stats = Arc::new(StubStats::default());
+    serve_with_stats(listener, config, stats.clone(), async move {
+        shutdown.cancelled().await
+    })
+    .await
+    .infra_error()?;
+    // What it served, for whoever started it (vigil-bench checks that a
+    // fully cached run made no calls).
+    let s = stats.snapshot();
+    eprintln!(
+        "stub served {} completion requests ({} answered 200)",
+        s.requests, s.ok
+    );
     Ok(Exit::Ok)
 }

@@ -7,7 +7,17 @@ use vigil_coordinator::suite::Suite;
 use vigil_coordinator::validate::check_suite;
 
 pub async fn run(args: ValidateArgs) -> CommandResult {
-    let suite = Suite::load(&args.suite).input_error()?;
+    let mut suite = Suite::load(&args.suite).input_error()?;
+    // A named dataset is read from NATS (--nats, or the embedded store).
+    let _fetched = match suite.dataset.named {
+        Some(_) => {
+            let store = crate::commands::runs::open_store(&args.store, "vigil-validate").await?;
+            let fetched =
+                crate::commands::dataset::fetch_for_suite(&store.js, &mut suite, &[]).await?;
+            Some((store, fetched))
+        }
+        None => None,
+    };
     let (_, check) =
         tokio::task::block_in_place(|| check_suite(&suite, vigil_worker::scorers::check))
             .input_error()?;
@@ -15,7 +25,10 @@ pub async fn run(args: ValidateArgs) -> CommandResult {
         "ok: suite `{}`: {} items in {} (sha256 {}), {} target(s): {}, {} scorer(s): {}",
         suite.name,
         check.items,
-        suite.dataset.path.display(),
+        match &suite.dataset.named {
+            Some(n) => format!("dataset {}@{}", n.name, n.version),
+            None => suite.dataset.path.display().to_string(),
+        },
         check.sha256,
         suite.targets.len(),
         suite

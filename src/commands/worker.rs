@@ -32,7 +32,14 @@ pub fn allow_list(
 /// judges are allowed through [`local_engine`]).
 pub fn add_suite_targets(list: &mut AllowList, suite: &Suite) {
     let endpoints = suite.targets.iter().chain(suite.scorer_endpoints());
-    for target in endpoints.filter(|t| t.model_path.is_none()) {
+    // `local` ones run in the worker, `recorded` ones call nothing.
+    let http = |t: &&vigil_coordinator::suite::TargetConfig| {
+        matches!(
+            t.kind,
+            vigil_protocol::EndpointKind::Chat | vigil_protocol::EndpointKind::Completions
+        )
+    };
+    for target in endpoints.filter(http) {
         list.push(&target.base_url, target.api_key_env.clone(), &|name| {
             std::env::var(name).ok()
         });

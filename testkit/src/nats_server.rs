@@ -58,7 +58,7 @@ pub enum NatsServerError {
         /// The version it reported.
         version: String,
         /// The protocol crate's verdict.
-        source: vigil_protocol::topology::TopologyError,
+        source: vigil_nats::topology::TopologyError,
     },
     /// The process could not be spawned.
     #[error("cannot start {}: {source}", binary.display())]
@@ -191,7 +191,7 @@ pub fn server_version(binary: &Path) -> Result<String, NatsServerError> {
         .unwrap_or("")
         .trim()
         .to_string();
-    if !out.status.success() || vigil_protocol::topology::parse_version(&version).is_none() {
+    if !out.status.success() || vigil_nats::topology::parse_version(&version).is_none() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(verr(format!(
             "`--version` gave {:?} ({}) {}",
@@ -206,12 +206,10 @@ pub fn server_version(binary: &Path) -> Result<String, NatsServerError> {
 /// Checks that `binary` is nats-server 2.10 or newer; returns its version.
 pub fn check_server_binary(binary: &Path) -> Result<String, NatsServerError> {
     let version = server_version(binary)?;
-    vigil_protocol::topology::check_version(&version).map_err(|source| {
-        NatsServerError::TooOld {
-            binary: binary.to_path_buf(),
-            version: version.clone(),
-            source,
-        }
+    vigil_nats::topology::check_version(&version).map_err(|source| NatsServerError::TooOld {
+        binary: binary.to_path_buf(),
+        version: version.clone(),
+        source,
     })?;
     Ok(version)
 }

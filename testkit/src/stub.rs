@@ -38,10 +38,14 @@ use axum::{Json, Router};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use vigil_protocol::openai::{
+    Choice, CompletionRequest, CompletionResponse, ErrorResponse, Message, OneOrMany, Usage,
+};
 
 /// How long a "hang" fault sleeps: far past any client timeout.
 pub const HANG_FOR: Duration = Duration::from_secs(3600);
@@ -87,6 +91,10 @@ pub struct StubConfig {
     pub empty_rate: f64,
     /// Requests in flight beyond this are answered 429 at once.
     pub max_concurrency: Option<usize>,
+    /// At most this many completion requests are served at once; the others
+    /// wait for a free slot (a server with a fixed number of batch slots:
+    /// its capacity is `slots / latency`, however many clients it has).
+    pub slots: Option<usize>,
     /// The first N requests for each distinct prompt are answered 500.
     pub fail_first_attempts: u32,
     /// Every request whose prompt text contains this is answered 500 (a
@@ -120,6 +128,7 @@ impl Default for StubConfig {
             garbage_rate: 0.0,
             empty_rate: 0.0,
             max_concurrency: None,
+            slots: None,
             fail_first_attempts: 0,
             fail_marker: None,
             hang_marker: None,
@@ -503,119 +512,6 @@ fn truncate(text: String, max: Option<u64>) -> (String, bool) {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Content {
-    Text(String),
-    Parts(Vec<ContentPart>),
-}
-
-#[derive(Deserialize)]
-struct ContentPart {
-    #[serde(default)]
-    text: Option<String>,
-}
-
-impl Content {
-    fn text(&self) -> String {
-        match self {
-            Content::Text(t) => t.clone(),
-            Content::Parts(p) => p
-                .iter()
-                .filter_map(|p| p.text.as_deref())
-                .collect::<Vec<_>>()
-                .join("\n"),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct ChatMessage {
-    #[serde(default)]
-    role: String,
-    #[serde(default)]
-    content: Option<Content>,
-}
-
-#[derive(Deserialize, Default)]
-struct StreamOptions {
-    #[serde(default)]
-    include_usage: bool,
-}
-
-#[derive(Deserialize)]
-struct ChatRequest {
-    #[serde(default)]
-    model: Option<String>,
-    messages: Vec<ChatMessage>,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    max_completion_tokens: Option<u64>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PromptField {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize)]
-struct CompletionRequest {
-    #[serde(default)]
-    model: Option<String>,
-    prompt: PromptField,
-    #[serde(default)]
-    max_tokens: Option<u64>,
-    #[serde(default)]
-    stream: bool,
-    #[serde(default)]
-    stream_options: Option<StreamOptions>,
-}
-
-#[derive(Serialize)]
-struct Usage {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-    total_tokens: u64,
-}
-
-#[derive(Serialize)]
-struct ChatChoiceMessage<'a> {
-    role: &'static str,
-    content: &'a str,
-}
-
-#[derive(Serialize)]
-struct ChatChoice<'a> {
-    index: u32,
-    message: ChatChoiceMessage<'a>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct TextChoice<'a> {
-    index: u32,
-    text: &'a str,
-    logprobs: Option<()>,
-    finish_reason: &'static str,
-}
-
-#[derive(Serialize)]
-struct Completion<'a, C> {
-    id: String,
-    object: &'static str,
-    created: u64,
-    model: &'a str,
-    choices: Vec<C>,
-    usage: Usage,
-}
-
 /// What a request asked, reduced to what the stub needs.
 struct Asked {
     model: Option<String>,
@@ -630,57 +526,74 @@ struct Asked {
     include_usage: bool,
 }
 
+/// Reads a request body; `field` is the input the endpoint needs.
+fn parse_request<'a>(body: &'a [u8], field: &str) -> Result<CompletionRequest<'a>, String> {
+    let req: CompletionRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let missing = match field {
+        "messages" => req.messages.is_none(),
+        _ => req.prompt.is_none(),
+    };
+    if missing {
+        return Err(format!("missing field `{field}`"));
+    }
+    Ok(req)
+}
+
 fn parse_chat(body: &[u8]) -> Result<Asked, String> {
-    let req: ChatRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    if req.messages.is_empty() {
+    let req = parse_request(body, "messages")?;
+    let messages = req.messages.as_deref().unwrap_or_default();
+    if messages.is_empty() {
         return Err("messages must not be empty".to_string());
     }
-    let texts: Vec<(String, String)> = req
-        .messages
+    let texts: Vec<(&str, Cow<'_, str>)> = messages
         .iter()
         .map(|m| {
             (
-                m.role.clone(),
-                m.content.as_ref().map(Content::text).unwrap_or_default(),
+                m.role.as_ref(),
+                m.content
+                    .as_ref()
+                    .and_then(|c| c.joined("\n"))
+                    .unwrap_or_default(),
             )
         })
         .collect();
     let text = texts
         .iter()
         .rev()
-        .find(|(r, _)| r == "user")
+        .find(|(r, _)| *r == "user")
         .or(texts.last())
-        .map(|(_, t)| t.clone())
+        .map(|(_, t)| t.to_string())
         .unwrap_or_default();
     let mut h = std::hash::DefaultHasher::new();
     texts.hash(&mut h);
     Ok(Asked {
-        model: req.model,
+        model: req.model.as_deref().map(str::to_string),
         text,
         key: h.finish(),
         prompt_tokens: tokens(
             &texts
                 .iter()
-                .map(|(_, t)| t.as_str())
+                .map(|(_, t)| t.as_ref())
                 .collect::<Vec<_>>()
                 .join(" "),
         ),
-        max_tokens: req.max_completion_tokens.or(req.max_tokens),
+        max_tokens: req.token_limit(),
         stream: req.stream,
         include_usage: req.stream_options.is_some_and(|o| o.include_usage),
     })
 }
 
 fn parse_completion(body: &[u8]) -> Result<Asked, String> {
-    let req: CompletionRequest = serde_json::from_slice(body).map_err(|e| e.to_string())?;
-    let text = match req.prompt {
-        PromptField::One(t) => t,
-        PromptField::Many(v) => v.join("\n"),
+    let req = parse_request(body, "prompt")?;
+    let text = match &req.prompt {
+        Some(OneOrMany::One(t)) => t.to_string(),
+        Some(OneOrMany::Many(v)) => v.join("\n"),
+        None => String::new(),
     };
     let mut h = std::hash::DefaultHasher::new();
     text.hash(&mut h);
     Ok(Asked {
-        model: req.model,
+        model: req.model.as_deref().map(str::to_string),
         key: h.finish(),
         prompt_tokens: tokens(&text),
         text,
@@ -698,6 +611,8 @@ struct Shared {
     /// The `created` of the `/v1/models` entry now.
     model_created: AtomicU64,
     attempts: Box<[Mutex<HashMap<u64, u32>>]>,
+    /// [`StubConfig::slots`] as permits.
+    slots: Option<tokio::sync::Semaphore>,
 }
 
 impl Shared {
@@ -754,8 +669,7 @@ fn draw(cfg: &StubConfig, rng: &mut SmallRng) -> Option<Fault> {
 }
 
 fn error_response(status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = serde_json::json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
-    (status, Json(body)).into_response()
+    (status, Json(ErrorResponse::new(kind, message))).into_response()
 }
 
 fn now_s() -> u64 {
@@ -812,6 +726,11 @@ async fn complete(
         Some(Fault::Hang)
     } else {
         draw(&st.cfg, &mut rng)
+    };
+    // A slot is held through the latency and the answer.
+    let _slot = match &st.slots {
+        Some(slots) => Some(slots.acquire().await.expect("the slots are never closed")),
+        None => None,
     };
     let mut delay = st.cfg.latency;
     if !st.cfg.latency_jitter.is_zero() {
@@ -876,11 +795,7 @@ async fn complete(
     let (text, cut) = truncate(answer(&asked.text), asked.max_tokens);
     let finish_reason = if cut { "length" } else { "stop" };
     let completion_tokens = tokens(&text);
-    let usage = Usage {
-        prompt_tokens: asked.prompt_tokens,
-        completion_tokens,
-        total_tokens: asked.prompt_tokens + completion_tokens,
-    };
+    let usage = Usage::new(asked.prompt_tokens, completion_tokens);
     let empty = matches!(fault, Some(Fault::Empty));
     if empty {
         stats.empty.fetch_add(1, Relaxed);
@@ -902,52 +817,36 @@ async fn complete(
         return sse(kind, &id, created, model, text, finish_reason, usage)
             .delayed(st.cfg.stream_chunk_delay);
     }
-    match kind {
-        Kind::Chat => {
-            let choices = if empty {
-                vec![]
-            } else {
-                vec![ChatChoice {
-                    index: 0,
-                    message: ChatChoiceMessage {
-                        role: "assistant",
-                        content: &text,
-                    },
-                    finish_reason,
-                }]
-            };
-            let body = Completion {
-                id: format!("chatcmpl-stub-{idx}"),
-                object: "chat.completion",
-                created,
-                model,
-                choices,
-                usage,
-            };
-            Json(body).into_response()
-        }
-        Kind::Text => {
-            let choices = if empty {
-                vec![]
-            } else {
-                vec![TextChoice {
-                    index: 0,
-                    text: &text,
-                    logprobs: None,
-                    finish_reason,
-                }]
-            };
-            let body = Completion {
-                id: format!("cmpl-stub-{idx}"),
-                object: "text_completion",
-                created,
-                model,
-                choices,
-                usage,
-            };
-            Json(body).into_response()
-        }
-    }
+    let choice = match kind {
+        Kind::Chat => Choice {
+            message: Some(Message::text("assistant", text.as_str())),
+            ..Default::default()
+        },
+        Kind::Text => Choice {
+            text: Some(Cow::Borrowed(&text)),
+            ..Default::default()
+        },
+    };
+    let (prefix, object) = match kind {
+        Kind::Chat => ("chatcmpl", "chat.completion"),
+        Kind::Text => ("cmpl", "text_completion"),
+    };
+    let body = CompletionResponse {
+        id: Some(format!("{prefix}-stub-{idx}").into()),
+        object: Some(object.into()),
+        created: Some(created),
+        model: Some(model.into()),
+        choices: Some(if empty {
+            vec![]
+        } else {
+            vec![Choice {
+                finish_reason: Some(finish_reason.into()),
+                ..choice
+            }]
+        }),
+        usage: Some(usage),
+    };
+    Json(body).into_response()
 }
 
 /// The events of a streamed answer, each a separate body frame.
@@ -1043,10 +942,11 @@ async fn text(
 }
 
 #[derive(Deserialize)]
-struct EmbeddingsRequest {
-    #[serde(default)]
-    model: Option<String>,
-    input: PromptField,
+struct EmbeddingsRequest<'a> {
+    #[serde(default, borrow)]
+    model: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    input: OneOrMany<'a>,
 }
 
 async fn embeddings(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
@@ -1062,10 +962,7 @@ async fn embeddings(State(st): State<Arc<Shared>>, body: Bytes) -> Response {
             );
         }
     };
-    let inputs = match req.input {
-        PromptField::One(t) => vec![t],
-        PromptField::Many(v) => v,
-    };
+    let inputs = req.input.into_vec();
     let tokens_in: u64 = inputs.iter().map(|t| tokens(t)).sum();
     let data: Vec<serde_json::Value> = inputs
         .iter()
@@ -1225,6 +1122,7 @@ fn shared(cfg: StubConfig, stats: Arc<StubStats>) -> Arc<Shared> {
         .collect();
     Arc::new(Shared {
         model_created: AtomicU64::new(cfg.model_created),
+        slots: cfg.slots.map(|n| tokio::sync::Semaphore::new(n.max(1))),
         cfg,
         stats,
         attempts,

@@ -26,7 +26,7 @@ fn alive(pid: u32) -> bool {
 fn finds_a_recent_binary() {
     let bin = find_nats_server().expect("nats-server installed (scripts/setup.sh)");
     let v = server_version(&bin).unwrap();
-    assert!(vigil_protocol::topology::check_version(&v).is_ok(), "{v}");
+    assert!(vigil_nats::topology::check_version(&v).is_ok(), "{v}");
 }
 
 #[tokio::test]
@@ -38,7 +38,7 @@ async fn starts_and_accepts_a_client() {
     assert_ne!(server.port(), 0);
     assert!(server.store_dir().is_dir());
     let client = async_nats::connect(server.url()).await.unwrap();
-    vigil_protocol::topology::check_server(&client).unwrap();
+    vigil_nats::topology::check_server(&client).unwrap();
     let mut sub = client.subscribe("t.>").await.unwrap();
     client.publish("t.x", "hello".into()).await.unwrap();
     let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())

@@ -370,6 +370,30 @@ async fn max_concurrency_gives_429_beyond_it() {
     assert!(s.max_in_flight >= 3, "{s:?}");
 }
 
+/// Slots queue requests instead of refusing them: 6 requests through 2
+/// slots of 100 ms take at least three rounds, and every one is answered.
+#[tokio::test]
+async fn slots_queue_requests_beyond_them() {
+    let stub = StubServer::start(StubConfig {
+        slots: Some(2),
+        latency: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let c = client();
+    let started = Instant::now();
+    let prompts: Vec<String> = (0..6).map(|i| format!("{i} + 1")).collect();
+    let reqs = prompts.iter().map(|p| chat(&c, &stub, p));
+    let res = futures::future::join_all(reqs).await;
+    let elapsed = started.elapsed();
+    assert!(res.iter().all(|r| r.as_ref().unwrap().status() == 200));
+    assert!(elapsed >= Duration::from_millis(300), "{elapsed:?}");
+    let s = stub.stats().snapshot();
+    assert_eq!((s.ok, s.over_capacity, s.in_flight), (6, 0, 0));
+    assert_eq!(s.max_in_flight, 6, "all six were in flight, four waiting");
+}
+
 #[tokio::test]
 async fn latency_is_applied() {
     let stub = StubServer::start(StubConfig {

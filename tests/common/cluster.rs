@@ -201,12 +201,12 @@ pub async fn topology_with_max_deliver(
     max_deliver: i64,
 ) -> async_nats::jetstream::Context {
     let client = async_nats::connect(url).await.unwrap();
-    let topology = vigil_protocol::topology::TopologyConfig {
+    let topology = vigil_nats::topology::TopologyConfig {
         max_deliver,
         ack_wait: Duration::from_secs(2),
         ..Default::default()
     };
-    vigil_protocol::topology::ensure_topology(&client, &topology, "default")
+    vigil_nats::topology::ensure_topology(&client, &topology, "default")
         .await
         .unwrap()
 }

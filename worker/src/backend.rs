@@ -16,9 +16,12 @@ use bytes::Bytes;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
 };
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec, TokenUsage};
+use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec, TokenUsage, openai};
 
 /// Largest response body read; a backend sending more is broken or hostile.
 const MAX_BODY: usize = 16 << 20;
@@ -62,6 +65,35 @@ pub struct BackendClient {
     http: reqwest::Client,
     base: Duration,
     cap: Duration,
+    urls: UrlCache,
+}
+
+/// Most endpoint URLs [`UrlCache`] remembers before it starts afresh (a
+/// worker calls a handful of targets; the bound only keeps a stream of
+/// jobs naming ever new URLs from growing it without end).
+const URL_CACHE_MAX: usize = 64;
+
+/// Endpoint URLs parsed once and reused: parsing (with IDNA processing of
+/// the host) cost several µs per item when every call parsed its URL again.
+#[derive(Debug, Clone, Default)]
+struct UrlCache(Arc<Mutex<HashMap<String, reqwest::Url>>>);
+
+impl UrlCache {
+    /// `{base_url}/{path}` parsed, from the cache when seen before; `None`
+    /// when it does not parse (the caller then lets reqwest report it).
+    fn get(&self, base_url: &str, path: &str) -> Option<reqwest::Url> {
+        let joined = format!("{}/{path}", base_url.trim_end_matches('/'));
+        let mut urls = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(url) = urls.get(&joined) {
+            return Some(url.clone());
+        }
+        let url = reqwest::Url::parse(&joined).ok()?;
+        if urls.len() >= URL_CACHE_MAX {
+            urls.clear();
+        }
+        urls.insert(joined, url.clone());
+        Some(url)
+    }
 }
 
 impl Default for BackendClient {
@@ -187,20 +219,35 @@ fn classify(err: reqwest::Error) -> Failed {
     Failed::new(ErrorKind::Connection, "connection error").excerpt(describe(err))
 }
 
-/// The request body for `prompt` at `target`, or why it cannot be sent.
-fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
-    let mut body = Map::new();
-    body.insert("model".into(), json!(target.model));
+/// The request body for `prompt` at `target`, or why it cannot be sent. It
+/// borrows the prompt and the target's strings.
+fn request_body<'a>(
+    target: &'a TargetSpec,
+    prompt: &'a Prompt,
+) -> Result<openai::CompletionRequest<'a>, Failed> {
+    let p = &target.params;
+    let mut body = openai::CompletionRequest {
+        model: Some(Cow::Borrowed(&target.model)),
+        temperature: p.temperature,
+        top_p: p.top_p,
+        max_tokens: p.max_tokens.map(u64::from),
+        seed: p.seed,
+        stop: (!p.stop.is_empty()).then(|| {
+            openai::OneOrMany::Many(p.stop.iter().map(|s| Cow::Borrowed(s.as_str())).collect())
+        }),
+        ..Default::default()
+    };
     match (target.kind, prompt) {
         (EndpointKind::Chat, Prompt::Chat(messages)) => {
-            let messages: Vec<Value> = messages
-                .iter()
-                .map(|m| json!({"role": m.role, "content": m.content}))
-                .collect();
-            body.insert("messages".into(), Value::Array(messages));
+            body.messages = Some(
+                messages
+                    .iter()
+                    .map(|m| openai::Message::text(m.role.as_str(), m.content.as_str()))
+                    .collect(),
+            );
         }
         (EndpointKind::Completions, Prompt::Completion(text)) => {
-            body.insert("prompt".into(), json!(text));
+            body.prompt = Some(openai::OneOrMany::One(Cow::Borrowed(text)));
         }
         (EndpointKind::Chat, Prompt::Completion(_)) => {
             return Err(Failed::new(
@@ -211,13 +258,10 @@ fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
                 ),
             ));
         }
-        (EndpointKind::Local, _) => {
+        (EndpointKind::Local | EndpointKind::Recorded, _) => {
             return Err(Failed::new(
                 ErrorKind::ClientError,
-                format!(
-                    "target `{}` is a local model, not an HTTP endpoint",
-                    target.name
-                ),
+                format!("target `{}` is not an HTTP endpoint", target.name),
             ));
         }
         (EndpointKind::Completions, Prompt::Chat(_)) => {
@@ -230,39 +274,7 @@ fn request_body(target: &TargetSpec, prompt: &Prompt) -> Result<Value, Failed> {
             ));
         }
     }
-    let p = &target.params;
-    if let Some(t) = p.temperature {
-        body.insert("temperature".into(), json!(t));
-    }
-    if let Some(t) = p.top_p {
-        body.insert("top_p".into(), json!(t));
-    }
-    if let Some(n) = p.max_tokens {
-        body.insert("max_tokens".into(), json!(n));
-    }
-    if let Some(s) = p.seed {
-        body.insert("seed".into(), json!(s));
-    }
-    if !p.stop.is_empty() {
-        body.insert("stop".into(), json!(p.stop));
-    }
-    Ok(Value::Object(body))
-}
-
-/// The text of a chat message's `content`: a string, or the concatenated
-/// text parts of a content array (some servers answer that way).
-fn content_text(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => {
-            let texts: Vec<&str> = parts
-                .iter()
-                .filter_map(|p| p.get("text")?.as_str())
-                .collect();
-            (!texts.is_empty()).then(|| texts.concat())
-        }
-        _ => None,
-    }
+    Ok(body)
 }
 
 /// Reads a response body the way a call does: the completion, or the error
@@ -281,51 +293,36 @@ pub fn parse_response(kind: EndpointKind, body: &[u8]) -> Result<Completion, Err
 }
 
 /// Reads a successful response body into a completion (latency and
-/// attempts filled in by the caller).
+/// attempts filled in by the caller). The body is read into the typed
+/// [`openai::CompletionResponse`], borrowing its strings; only the first
+/// choice's text is copied out.
 fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Failed> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        Failed::new(
-            ErrorKind::InvalidResponse,
-            format!("invalid JSON in response ({e})"),
-        )
-        .excerpt(excerpt(body))
+    let response: openai::CompletionResponse = serde_json::from_slice(body).map_err(|e| {
+        let head = if e.is_data() && !is_object(body) {
+            "response is not a JSON object".to_string()
+        } else {
+            format!("invalid JSON in response ({e})")
+        };
+        Failed::new(ErrorKind::InvalidResponse, head).excerpt(excerpt(body))
     })?;
-    let Some(object) = value.as_object() else {
+    // serde reads a struct from an array too; a response is an object.
+    if !is_object(body) {
         return Err(
             Failed::new(ErrorKind::InvalidResponse, "response is not a JSON object")
                 .excerpt(excerpt(body)),
         );
-    };
-    let choices = match object.get("choices") {
-        Some(Value::Array(choices)) => choices,
-        None | Some(Value::Null) => {
-            return Err(
-                Failed::new(ErrorKind::EmptyResponse, "no choices in response")
-                    .excerpt(excerpt(body)),
-            );
-        }
-        Some(_) => {
-            return Err(
-                Failed::new(ErrorKind::InvalidResponse, "`choices` is not an array")
-                    .excerpt(excerpt(body)),
-            );
-        }
-    };
-    let Some(first) = choices.first() else {
-        return Err(Failed::new(
-            ErrorKind::EmptyResponse,
-            "no choices in response",
-        ));
+    }
+    let Some(first) = response.choices.as_ref().and_then(|c| c.first()) else {
+        return Err(
+            Failed::new(ErrorKind::EmptyResponse, "no choices in response").excerpt(excerpt(body)),
+        );
     };
     let text = match kind {
-        EndpointKind::Chat | EndpointKind::Local => first
-            .get("message")
-            .and_then(|m| m.get("content"))
-            .and_then(content_text),
-        EndpointKind::Completions => first
-            .get("text")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => first
+            .message
+            .as_ref()
+            .and_then(openai::Message::content_text),
+        EndpointKind::Completions => first.text.as_deref().map(Cow::Borrowed),
     };
     // An empty string is an answer (the model stopped at once) and gets
     // scored; a missing or null text is not.
@@ -335,30 +332,23 @@ fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Faile
                 .excerpt(excerpt(body)),
         );
     };
-    let usage = object.get("usage");
-    let count = |field: &str| {
-        usage
-            .and_then(|u| u.get(field))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-    };
+    let usage = response.usage.unwrap_or_default();
     Ok(Completion {
-        text,
+        text: text.into_owned(),
         usage: TokenUsage {
-            input: count("prompt_tokens"),
-            output: count("completion_tokens"),
+            input: usage.prompt_tokens,
+            output: usage.completion_tokens,
         },
-        finish_reason: first
-            .get("finish_reason")
-            .and_then(Value::as_str)
-            .map(str::to_string),
-        model: object
-            .get("model")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        finish_reason: first.finish_reason.as_deref().map(str::to_string),
+        model: response.model.map(Cow::into_owned),
         latency_ms: 0.0,
         attempts: 0,
     })
+}
+
+/// Whether a JSON body is an object (its first non-blank byte is `{`).
+fn is_object(body: &[u8]) -> bool {
+    body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
 }
 
 impl BackendClient {
@@ -387,6 +377,7 @@ impl BackendClient {
             http,
             base: defaults.base,
             cap: defaults.cap,
+            urls: UrlCache::default(),
         }
     }
 
@@ -414,10 +405,10 @@ impl BackendClient {
         slots: impl Into<Slots<'_>>,
         extra_headers: &[(String, String)],
     ) -> Result<Completion, CallFailure> {
-        let secrets = Secrets::new(api_key, &target.base_url);
-        let body = request_body(target, prompt).map_err(|f| f.into_failure(0, &secrets))?;
+        let body = request_body(target, prompt)
+            .map_err(|f| f.into_failure(0, &Secrets::new(api_key, &target.base_url)))?;
         let path = match target.kind {
-            EndpointKind::Chat | EndpointKind::Local => "chat/completions",
+            EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => "chat/completions",
             EndpointKind::Completions => "completions",
         };
         let kind = target.kind;
@@ -507,16 +498,24 @@ impl BackendClient {
         target: &TargetSpec,
         api_key: Option<&str>,
         path: &str,
-        body: &Value,
+        body: &(impl serde::Serialize + ?Sized),
         slots: impl Into<Slots<'_>>,
         extra_headers: &[(String, String)],
         parse: impl Fn(&[u8]) -> Result<T, Failed>,
     ) -> Result<Answered<T>, CallFailure> {
         let slots = slots.into();
         let limit = slots.target;
-        let secrets = Secrets::new(api_key, &target.base_url);
-        let body = Bytes::from(serde_json::to_vec(body).expect("a JSON value serialises"));
-        let url = format!("{}/{path}", target.base_url.trim_end_matches('/'));
+        // Only a failure needs the secrets (to redact its message).
+        let secrets = || Secrets::new(api_key, &target.base_url);
+        let body = Bytes::from(
+            serde_json::to_vec(body)
+                .expect("a request body serialises (string keys, no maps of other keys)"),
+        );
+        // A URL that does not parse goes to reqwest as text, which reports it.
+        let url = self
+            .urls
+            .get(&target.base_url, path)
+            .ok_or_else(|| format!("{}/{path}", target.base_url.trim_end_matches('/')));
         let headers = headers(api_key, extra_headers);
         let timeout = match target.timeout_ms {
             0 => DEFAULT_TIMEOUT,
@@ -572,7 +571,7 @@ impl BackendClient {
             }
             let retries_done = attempt - 1;
             if !failed.retryable() || retries_done >= policy.max_retries {
-                return Err(failed.into_failure(attempt, &secrets));
+                return Err(failed.into_failure(attempt, &secrets()));
             }
             let (wait, why) = match failed.retry_after {
                 Some(wait) => (wait, "Retry-After"),
@@ -585,7 +584,7 @@ impl BackendClient {
                 wait_ms = wait.as_millis() as u64,
                 "backend call failed, retrying"
             );
-            let failure = failed.into_failure(attempt, &secrets);
+            let failure = failed.into_failure(attempt, &secrets());
             if let Err(passed) = slots.wait(wait).await {
                 let waiting = format!("before a retry in {:.1} s ({why})", wait.as_secs_f64());
                 return Err(past_deadline(passed, &waiting, attempt, Some(&failure)));
@@ -597,14 +596,16 @@ impl BackendClient {
     /// One HTTP attempt, body read included.
     async fn attempt<T>(
         &self,
-        url: &str,
+        url: &Result<reqwest::Url, String>,
         headers: &HeaderMap,
         body: Bytes,
         parse: &impl Fn(&[u8]) -> Result<T, Failed>,
     ) -> Result<T, Failed> {
-        let mut response = self
-            .http
-            .post(url)
+        let request = match url {
+            Ok(url) => self.http.post(url.clone()),
+            Err(text) => self.http.post(text.as_str()),
+        };
+        let mut response = request
             .headers(headers.clone())
             .body(body)
             .send()
@@ -699,6 +700,7 @@ fn headers(api_key: Option<&str>, extra: &[(String, String)]) -> HeaderMap {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
     use vigil_protocol::{ChatMessage, SamplingParams};
 
     fn target(kind: EndpointKind) -> TargetSpec {
@@ -722,7 +724,7 @@ mod tests {
             role: "user".into(),
             content: "hi".into(),
         }]);
-        let body = request_body(&t, &prompt).ok().unwrap();
+        let body = serde_json::to_value(request_body(&t, &prompt).ok().unwrap()).unwrap();
         assert_eq!(
             body,
             json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.0, "seed": 7})
@@ -738,9 +740,8 @@ mod tests {
             top_p: Some(0.9),
             ..Default::default()
         };
-        let body = request_body(&t, &Prompt::Completion("2+2=".into()))
-            .ok()
-            .unwrap();
+        let prompt = Prompt::Completion("2+2=".into());
+        let body = serde_json::to_value(request_body(&t, &prompt).ok().unwrap()).unwrap();
         assert_eq!(
             body,
             json!({"model": "m", "prompt": "2+2=", "max_tokens": 5, "stop": ["\n"], "top_p": 0.9})
@@ -796,6 +797,23 @@ mod tests {
         };
         assert_eq!(kind(b"<html>"), ErrorKind::InvalidResponse);
         assert_eq!(kind(b"[1]"), ErrorKind::InvalidResponse);
+        assert_eq!(kind(b"  \"x\""), ErrorKind::InvalidResponse);
+        // Fields of another type read as absent, as the untyped reader did.
+        assert_eq!(kind(br#"{"choices": [1]}"#), ErrorKind::EmptyResponse);
+        assert_eq!(
+            kind(br#"{"choices": [{"message": {"content": 5}}]}"#),
+            ErrorKind::EmptyResponse
+        );
+        let odd = br#"{"model": 1, "choices": [{"message": {"content": "a"}, "finish_reason": 2}], "usage": {"prompt_tokens": "x", "completion_tokens": 4}}"#;
+        let c = parse_completion(EndpointKind::Chat, odd).ok().unwrap();
+        assert_eq!((c.model, c.finish_reason), (None, None));
+        assert_eq!(
+            c.usage,
+            TokenUsage {
+                input: 0,
+                output: 4
+            }
+        );
         assert_eq!(kind(br#"{"choices": 3}"#), ErrorKind::InvalidResponse);
         assert_eq!(kind(br#"{"choices": []}"#), ErrorKind::EmptyResponse);
         assert_eq!(kind(br#"{"object": "x"}"#), ErrorKind::EmptyResponse);
@@ -813,6 +831,25 @@ mod tests {
             .kind,
             ErrorKind::EmptyResponse
         );
+    }
+
+    #[test]
+    fn endpoint_urls_are_parsed_once_and_the_cache_stays_bounded() {
+        let urls = UrlCache::default();
+        let url = urls.get("http://h:8000/v1/", "chat/completions").unwrap();
+        assert_eq!(url.as_str(), "http://h:8000/v1/chat/completions");
+        assert_eq!(urls.0.lock().unwrap().len(), 1);
+        assert_eq!(urls.get("http://h:8000/v1", "chat/completions"), Some(url));
+        assert_eq!(
+            urls.0.lock().unwrap().len(),
+            1,
+            "the same URL is not parsed again"
+        );
+        assert_eq!(urls.get("not a url", "completions"), None);
+        for i in 0..(URL_CACHE_MAX + 10) {
+            urls.get(&format!("http://h{i}/v1"), "completions").unwrap();
+        }
+        assert!(urls.0.lock().unwrap().len() <= URL_CACHE_MAX);
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //!   [`BackendClient`], with the API key from the worker's own allow list;
 //! - [`LocalModels`]: a GGUF model run in this process by the
 //!   [`LocalBackend`] port (implemented by the `vigil-local` crate), with the
-//!   model files the worker's own configuration allows.
+//!   model files the worker's own configuration allows;
+//! - [`RecordedOutputs`]: no model at all: the item carries its output (a
+//!   captured production response, a dataset column), scored like any other.
 //!
 //! [`Backends::choose`] picks one per target, once (by its kind), and the
 //! rest of the worker (the pull loop, the response cache, the `llm_judge`
@@ -24,7 +26,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tracing::Instrument;
-use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec};
+use vigil_protocol::{EndpointKind, ErrorKind, Prompt, Recorded, TargetSpec};
 
 /// What a call carries besides the target and the prompt.
 #[derive(Clone, Copy)]
@@ -35,6 +37,9 @@ pub struct Call<'a> {
     /// The model-call span: the call runs in it and HTTP requests carry it
     /// as `traceparent`.
     pub span: &'a tracing::Span,
+    /// The item's recorded output, which a `recorded` target answers with
+    /// (`None` for calls that are not an item's, such as a judge's).
+    pub recorded: Option<&'a Recorded>,
 }
 
 /// A model backend: where a target's prompts are answered.
@@ -99,6 +104,8 @@ pub fn addressed(target: &TargetSpec) -> bool {
     let place = match target.kind {
         EndpointKind::Local => target.model_path.as_deref().unwrap_or(""),
         EndpointKind::Chat | EndpointKind::Completions => target.base_url.as_str(),
+        // Its outputs come with the items: nothing to address.
+        EndpointKind::Recorded => return true,
     };
     !target.model.is_empty() && !place.is_empty()
 }
@@ -211,6 +218,89 @@ impl Backend for LocalModels {
     }
 }
 
+/// Outputs that already exist (`recorded` targets): the "call" returns the
+/// item's [`Recorded`] output, so it is scored through the same path as a
+/// model's. No network, no cache; nothing to allow (the output is data, and
+/// a job is data).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordedOutputs;
+
+impl RecordedOutputs {
+    /// The completion `recorded` stands for, or the failure it recorded:
+    /// a status of 400 or more fails as the HTTP call would have
+    /// (`rate_limited`, `client_error`, `server_error`), no text as
+    /// `empty_response`.
+    ///
+    /// ```
+    /// use vigil_protocol::{ErrorKind, Recorded};
+    /// use vigil_worker::backends::RecordedOutputs;
+    /// let ok = Recorded { text: Some("4".into()), latency_ms: 9.0, ..Default::default() };
+    /// assert_eq!(RecordedOutputs::answer(Some(&ok)).unwrap().text, "4");
+    /// let limited = Recorded { status: 429, ..ok.clone() };
+    /// assert_eq!(RecordedOutputs::answer(Some(&limited)).unwrap_err().kind, ErrorKind::RateLimited);
+    /// assert_eq!(RecordedOutputs::answer(None).unwrap_err().kind, ErrorKind::EmptyResponse);
+    /// ```
+    pub fn answer(recorded: Option<&Recorded>) -> Result<Completion, CallFailure> {
+        let fail = |kind, message: String| CallFailure {
+            kind,
+            message,
+            attempts: 0,
+        };
+        let Some(recorded) = recorded else {
+            return Err(fail(
+                ErrorKind::EmptyResponse,
+                "the item carries no recorded output".into(),
+            ));
+        };
+        let status = recorded.status;
+        let kind = match status {
+            429 => Some(ErrorKind::RateLimited),
+            400..=499 => Some(ErrorKind::ClientError),
+            500.. => Some(ErrorKind::ServerError),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            return Err(fail(
+                kind,
+                format!("the recorded response had HTTP {status}"),
+            ));
+        }
+        let Some(text) = &recorded.text else {
+            return Err(fail(
+                ErrorKind::EmptyResponse,
+                "the recorded response has no text".into(),
+            ));
+        };
+        Ok(Completion {
+            text: text.clone(),
+            usage: recorded.usage.unwrap_or_default(),
+            finish_reason: None,
+            model: recorded.model.clone(),
+            latency_ms: recorded.latency_ms,
+            attempts: 0,
+        })
+    }
+}
+
+impl Backend for RecordedOutputs {
+    fn allows(&self, _target: &TargetSpec) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn complete(
+        &self,
+        _target: &TargetSpec,
+        _prompt: &Prompt,
+        call: Call<'_>,
+    ) -> Result<Completion, CallFailure> {
+        RecordedOutputs::answer(call.recorded)
+    }
+
+    async fn fingerprint(&self, _target: &TargetSpec, _run_id: &str) -> Identity {
+        Identity::NotReported
+    }
+}
+
 /// A refusal as a call's failure (no attempt made).
 fn not_allowed(refused: Result<(), String>) -> CallFailure {
     CallFailure {
@@ -267,6 +357,7 @@ impl Backends {
         match target.kind {
             EndpointKind::Chat | EndpointKind::Completions => Chosen::Http(&self.http),
             EndpointKind::Local => Chosen::Local(&self.local),
+            EndpointKind::Recorded => Chosen::Recorded(&RecordedOutputs),
         }
     }
 }
@@ -278,6 +369,8 @@ pub enum Chosen<'a> {
     Http(&'a HttpBackend),
     /// A model in this process.
     Local(&'a LocalModels),
+    /// The item's own recorded output.
+    Recorded(&'a RecordedOutputs),
 }
 
 impl Backend for Chosen<'_> {
@@ -285,6 +378,7 @@ impl Backend for Chosen<'_> {
         match self {
             Chosen::Http(b) => b.allows(target),
             Chosen::Local(b) => b.allows(target),
+            Chosen::Recorded(b) => b.allows(target),
         }
     }
 
@@ -297,6 +391,7 @@ impl Backend for Chosen<'_> {
         match self {
             Chosen::Http(b) => b.complete(target, prompt, call).await,
             Chosen::Local(b) => b.complete(target, prompt, call).await,
+            Chosen::Recorded(b) => b.complete(target, prompt, call).await,
         }
     }
 
@@ -304,6 +399,7 @@ impl Backend for Chosen<'_> {
         match self {
             Chosen::Http(b) => b.fingerprint(target, run_id).await,
             Chosen::Local(b) => b.fingerprint(target, run_id).await,
+            Chosen::Recorded(b) => b.fingerprint(target, run_id).await,
         }
     }
 }

@@ -20,10 +20,12 @@
 use crate::backend::Completion;
 use crate::identity::Identity;
 use async_nats::jetstream::{self, kv};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_protocol::{Job, Prompt, TargetSpec, TokenUsage};
 
 /// A cached response.
@@ -48,6 +50,8 @@ pub struct CachedResponse {
 #[derive(Clone)]
 pub struct ResponseCache {
     kv: kv::Store,
+    /// The context the bucket was opened with: writes are published on it.
+    js: jetstream::Context,
 }
 
 impl std::fmt::Debug for ResponseCache {
@@ -122,26 +126,117 @@ impl ResponseCache {
     /// age) when missing, and giving an existing bucket without a max age one.
     pub async fn open(
         js: &jetstream::Context,
-        topology: &vigil_protocol::topology::TopologyConfig,
-    ) -> Result<Self, vigil_protocol::topology::TopologyError> {
-        vigil_protocol::topology::ensure_cache_bucket(js, topology)
+        topology: &vigil_nats::topology::TopologyConfig,
+    ) -> Result<Self, vigil_nats::topology::TopologyError> {
+        vigil_nats::topology::ensure_cache_bucket(js, topology)
             .await
-            .map(|kv| ResponseCache { kv })
+            .map(|kv| ResponseCache { kv, js: js.clone() })
     }
 
     /// The cached response of `key`, unless missing, unreadable or older than `ttl_s`.
     pub async fn get(&self, key: &str, ttl_s: Option<u64>) -> Option<CachedResponse> {
         let bytes = self.kv.get(key).await.ok()??;
-        let hit: CachedResponse = vigil_protocol::decode(&bytes).ok()?;
-        if let Some(ttl) = ttl_s
-            && now_ms().saturating_sub(hit.stored_at_ms) > ttl.saturating_mul(1000)
-        {
-            return None;
-        }
-        Some(hit)
+        fresh(&bytes, ttl_s)
     }
 
-    /// Stores a successful completion under `key` (failures are only logged).
+    /// The cached responses of `keys` (those present, readable and not older
+    /// than `ttl_s`), read in as few requests as possible: one JetStream
+    /// batch direct get (`multi_last`, nats-server 2.11 and newer) per
+    /// [`BATCH_KEYS`] keys, else one concurrent get per key. A read that
+    /// fails or takes longer than [`BATCH_WAIT`] leaves its keys missing:
+    /// those items call their backend.
+    pub async fn get_many(
+        &self,
+        keys: &[&str],
+        ttl_s: Option<u64>,
+    ) -> HashMap<String, CachedResponse> {
+        let mut found = HashMap::new();
+        if keys.is_empty() {
+            return found;
+        }
+        let direct = self.kv.stream.cached_info().config.allow_direct;
+        let batch = vigil_nats::topology::parse_version(&self.js.client().server_info().version)
+            .is_some_and(|v| v >= (2, 11));
+        if !(direct && batch) || self.kv.use_jetstream_prefix {
+            let gets = keys
+                .iter()
+                .map(|key| async move { (*key, self.get(key, ttl_s).await) });
+            for (key, hit) in futures::future::join_all(gets).await {
+                if let Some(hit) = hit {
+                    found.insert(key.to_string(), hit);
+                }
+            }
+            return found;
+        }
+        for chunk in keys.chunks(BATCH_KEYS) {
+            match tokio::time::timeout(BATCH_WAIT, self.read_batch(chunk, ttl_s, &mut found)).await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "cache batch read failed; its items call their backend")
+                }
+                Err(_) => {
+                    tracing::debug!("cache batch read timed out; its items call their backend")
+                }
+            }
+        }
+        found
+    }
+
+    /// One batch direct get of the last entries of `keys` into `found`.
+    async fn read_batch(
+        &self,
+        keys: &[&str],
+        ttl_s: Option<u64>,
+        found: &mut HashMap<String, CachedResponse>,
+    ) -> Result<(), async_nats::Error> {
+        let prefix = &self.kv.prefix;
+        let subjects: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
+        let request = serde_json::to_vec(&json!({ "multi_last": subjects, "batch": keys.len() }))?;
+        let client = self.js.client();
+        let inbox = client.new_inbox();
+        let mut replies = client.subscribe(inbox.clone()).await?;
+        client
+            .publish_with_reply(
+                format!("$JS.API.DIRECT.GET.{}", self.kv.stream_name),
+                inbox,
+                request.into(),
+            )
+            .await?;
+        while let Some(reply) = replies.next().await {
+            // A status ends the batch: 204 after the last entry, 404 when
+            // no key has one, anything else is an error (the rest misses).
+            if let Some(status) = reply.status {
+                return match status.as_u16() {
+                    204 | 404 => Ok(()),
+                    code => Err(
+                        format!("status {code} {}", reply.description.unwrap_or_default()).into(),
+                    ),
+                };
+            }
+            let headers = reply.headers.as_ref();
+            let header = |name: &str| headers.and_then(|h| h.get(name)).map(|v| v.as_str());
+            // A deleted or purged key is a miss.
+            if header("KV-Operation").is_some_and(|op| op != "PUT") {
+                continue;
+            }
+            let Some(key) = header("Nats-Subject").and_then(|s| s.strip_prefix(prefix.as_str()))
+            else {
+                continue;
+            };
+            if let Some(hit) = fresh(&reply.payload, ttl_s) {
+                found.insert(key.to_string(), hit);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores a successful completion under `key`, pipelined: this returns
+    /// once the write is queued on the connection (so it reaches the server
+    /// before anything the caller publishes afterwards, such as the job's
+    /// result), and the server's acknowledgement is awaited in the
+    /// background. A write that fails is only logged: a lost cache entry
+    /// costs one more model call later, never a result.
     pub async fn put(&self, key: &str, completion: &Completion) {
         let entry = CachedResponse {
             text: completion.text.clone(),
@@ -154,10 +249,63 @@ impl ResponseCache {
         let Ok(bytes) = vigil_protocol::encode(&entry) else {
             return;
         };
-        if let Err(e) = self.kv.put(key, bytes.into()).await {
-            tracing::debug!(error = %e, "could not store a response in the cache");
+        let Some(subject) = self.subject(key) else {
+            // A bucket reached through another JetStream domain: its put
+            // subject needs that domain's prefix, which only the store knows.
+            if let Err(e) = self.kv.put(key, bytes.into()).await {
+                tracing::debug!(error = %e, "could not store a response in the cache");
+            }
+            return;
+        };
+        // What `kv::Store::put` does, without waiting for the PubAck here:
+        // a synchronous round trip per item was the cache's toll on misses.
+        match self.js.publish(subject, bytes.into()).await {
+            Ok(ack) => {
+                tokio::spawn(async move {
+                    if let Err(e) = ack.await {
+                        tracing::debug!(error = %e, "the server did not store a cache entry");
+                    }
+                });
+            }
+            Err(e) => tracing::debug!(error = %e, "could not store a response in the cache"),
         }
     }
+
+    /// The subject a put of `key` is published on, as `kv::Store::put`
+    /// builds it; `None` for a key the bucket does not accept (the store's
+    /// own put then reports it) or a bucket of another JetStream domain.
+    fn subject(&self, key: &str) -> Option<String> {
+        // `kv::Store`'s key rule: `[-/_=.a-zA-Z0-9]+`, no dot at either end.
+        let valid = !key.is_empty()
+            && !key.starts_with('.')
+            && !key.ends_with('.')
+            && key.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'/' | b'_' | b'=' | b'.')
+            });
+        if !valid || self.kv.use_jetstream_prefix {
+            return None;
+        }
+        let prefix = self.kv.put_prefix.as_ref().unwrap_or(&self.kv.prefix);
+        Some(format!("{prefix}{key}"))
+    }
+}
+
+/// Keys per batch read: a request naming them stays far below any
+/// `max_payload`, and the server answers at most 1024 subjects at once.
+pub const BATCH_KEYS: usize = 256;
+
+/// How long a batch read may take before its keys count as misses.
+pub const BATCH_WAIT: Duration = Duration::from_secs(5);
+
+/// A stored entry, unless unreadable or older than `ttl_s`.
+fn fresh(bytes: &[u8], ttl_s: Option<u64>) -> Option<CachedResponse> {
+    let hit: CachedResponse = vigil_protocol::decode(bytes).ok()?;
+    if let Some(ttl) = ttl_s
+        && now_ms().saturating_sub(hit.stored_at_ms) > ttl.saturating_mul(1000)
+    {
+        return None;
+    }
+    Some(hit)
 }
 
 /// A cache lookup for one item: the hit, or the key to store the answer under.
@@ -191,7 +339,10 @@ pub async fn lookup_target<'a>(
 /// Whether `job` may use `cache` at all (the worker has one and the job's
 /// policy turns it on).
 pub fn allowed(cache: Option<&ResponseCache>, job: &Job) -> bool {
-    cache.is_some() && job.cache.as_ref().is_some_and(|p| p.enabled)
+    // A recorded target's outputs come with the items: nothing to cache.
+    cache.is_some()
+        && job.cache.as_ref().is_some_and(|p| p.enabled)
+        && job.target.kind != vigil_protocol::EndpointKind::Recorded
 }
 
 /// [`lookup_target`] for the model `identity` names: its identity is part of
@@ -204,7 +355,7 @@ pub async fn lookup_identified<'a>(
     prompt: &Prompt,
     identity: &Identity,
 ) -> Lookup<'a> {
-    let policy = job.cache.as_ref().filter(|p| p.enabled);
+    let policy = job.cache.as_ref().filter(|_| allowed(cache, job));
     let (Some(cache), Some(policy), Some(identity)) = (cache, policy, identity.key_part()) else {
         return Lookup {
             cache: None,
@@ -213,18 +364,99 @@ pub async fn lookup_identified<'a>(
         };
     };
     let key = key_identified(target, prompt, identity);
-    let hit = cache.get(&key, policy.ttl_s).await.map(|h| Completion {
+    let hit = cache.get(&key, policy.ttl_s).await.map(cached_completion);
+    Lookup {
+        cache: Some(cache),
+        key: Some(key),
+        hit,
+    }
+}
+
+/// A cached response as the completion of a call (no attempt made).
+fn cached_completion(h: CachedResponse) -> Completion {
+    Completion {
         text: h.text,
         usage: h.usage,
         finish_reason: h.finish_reason,
         model: h.model,
         latency_ms: h.latency_ms,
         attempts: 0,
-    });
-    Lookup {
-        cache: Some(cache),
-        key: Some(key),
-        hit,
+    }
+}
+
+/// The cache's answers for every call of a job, read up front in batches
+/// ([`ResponseCache::get_many`]): no item waits on a lookup of its own.
+pub struct JobLookups<'a> {
+    cache: Option<&'a ResponseCache>,
+    /// Per item of the job (in its order), per sample: the cache key.
+    keys: Vec<Vec<String>>,
+    hits: HashMap<String, CachedResponse>,
+}
+
+impl<'a> JobLookups<'a> {
+    /// Reads the entries of every item and sample of `job` for the model
+    /// `identity` names, when the job's policy allows the cache (as
+    /// [`lookup_identified`] decides for one call).
+    pub async fn read(
+        cache: Option<&'a ResponseCache>,
+        job: &Job,
+        identity: &Identity,
+    ) -> JobLookups<'a> {
+        let policy = job.cache.as_ref().filter(|_| allowed(cache, job));
+        let (Some(cache), Some(policy), Some(identity)) = (cache, policy, identity.key_part())
+        else {
+            return JobLookups {
+                cache: None,
+                keys: Vec::new(),
+                hits: HashMap::new(),
+            };
+        };
+        // Sample 0 is sent to the job's target as it is.
+        let targets: Vec<std::borrow::Cow<'_, TargetSpec>> = (0..job.samples.max(1))
+            .map(|i| match i {
+                0 => std::borrow::Cow::Borrowed(&job.target),
+                i => std::borrow::Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
+            })
+            .collect();
+        let keys: Vec<Vec<String>> = job
+            .items
+            .iter()
+            .map(|item| {
+                targets
+                    .iter()
+                    .map(|t| key_identified(t, &item.prompt, identity))
+                    .collect()
+            })
+            .collect();
+        let all: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
+        let hits = cache.get_many(&all, policy.ttl_s).await;
+        JobLookups {
+            cache: Some(cache),
+            keys,
+            hits,
+        }
+    }
+
+    /// The lookup of sample `sample` of the job's `position`-th item.
+    pub fn lookup(&self, position: usize, sample: u32) -> Lookup<'a> {
+        let key = self.keys.get(position).and_then(|k| k.get(sample as usize));
+        match (self.cache, key) {
+            (Some(cache), Some(key)) => Lookup {
+                cache: Some(cache),
+                key: Some(key.clone()),
+                hit: self.hits.get(key).cloned().map(cached_completion),
+            },
+            _ => Lookup {
+                cache: None,
+                key: None,
+                hit: None,
+            },
+        }
+    }
+
+    /// How many of the job's calls the cache answers.
+    pub fn hits(&self) -> usize {
+        self.hits.len()
     }
 }
 

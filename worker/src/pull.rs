@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
-use vigil_protocol::topology::{TopologyConfig, TopologyError, ensure_topology};
+use vigil_nats::topology::{TopologyConfig, TopologyError, ensure_topology};
 use vigil_protocol::{
     ErrorKind, Item, ItemError, ItemResult, Job, JobResult, TargetSpec, headers, subjects,
 };
@@ -585,6 +585,15 @@ async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemRes
         }
     };
     let limit = shared.limits.of(&job.target);
+    // What identifies the model is looked up only when the job may use the
+    // cache (remembered per worker, run and target); then every item's
+    // entries are read at once, before the items run.
+    let identity = if crate::cache::allowed(shared.cache.as_ref(), job) {
+        backend.fingerprint(&job.target, &job.run_id).await
+    } else {
+        crate::identity::Identity::NotReported
+    };
+    let lookups = crate::cache::JobLookups::read(shared.cache.as_ref(), job, &identity).await;
     let scorers = scorers.as_slice();
     let slots = Slots {
         target: &limit,
@@ -595,10 +604,16 @@ async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemRes
     let mut pending: FuturesUnordered<_> = job
         .items
         .iter()
-        .map(|item| async move {
-            let result = evaluate_item(shared, job, item, backend, scorers, slots).await;
-            gate.calls_done(job.samples.max(1) as usize);
-            result
+        .enumerate()
+        .map(|(position, item)| {
+            let lookups = &lookups;
+            let item_lookup = move |sample| lookups.lookup(position, sample);
+            async move {
+                let result =
+                    evaluate_item(shared, job, item, backend, scorers, slots, item_lookup).await;
+                gate.calls_done(job.samples.max(1) as usize);
+                result
+            }
         })
         .collect();
     let mut results = Vec::with_capacity(job.items.len());
@@ -609,13 +624,14 @@ async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemRes
     results
 }
 
-async fn evaluate_item(
+async fn evaluate_item<'c>(
     shared: &Shared,
     job: &Job,
     item: &Item,
     backend: Chosen<'_>,
     scorers: &[Built],
     slots: Slots<'_>,
+    lookup: impl Fn(u32) -> crate::cache::Lookup<'c>,
 ) -> ItemResult {
     let started = Instant::now();
     // `Span::none()` when tracing is off: nothing allocated per item.
@@ -624,9 +640,14 @@ async fn evaluate_item(
     // first sample's completion describes the item.
     let n = job.samples.max(1);
     let calls = (0..n).map(|i| {
-        let target = crate::sampling::target_for_sample(&job.target, i);
+        // Sample 0 goes to the job's target as it is (no copy per item).
+        let target = match i {
+            0 => std::borrow::Cow::Borrowed(&job.target),
+            i => std::borrow::Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
+        };
         let span = &span;
-        async move { call_model(shared, job, &target, item, backend, slots, span).await }
+        let lookup = lookup(i);
+        async move { call_model(shared, &target, item, backend, slots, span, lookup).await }
     });
     let mut samples = Vec::with_capacity(n as usize);
     let mut call = None;
@@ -730,39 +751,27 @@ async fn evaluate_item(
     }
 }
 
-/// One model call for an item, from the cache when allowed: the completion
-/// and whether it was cached; `Err(None)` when the run's deadline had
-/// passed before the call (a wait the deadline cuts short is a `deadline`
-/// failure of the backend's, with its reason).
+/// One model call for an item, from the cache when `lookup` (read up front
+/// for the whole job) has it: the completion and whether it was cached;
+/// `Err(None)` when the run's deadline had passed before the call (a wait
+/// the deadline cuts short is a `deadline` failure of the backend's, with
+/// its reason).
+#[allow(clippy::too_many_arguments)] // one call's inputs; a struct would only rename them
 async fn call_model(
     shared: &Shared,
-    job: &Job,
     target: &TargetSpec,
     item: &Item,
     backend: Chosen<'_>,
     slots: Slots<'_>,
     span: &tracing::Span,
+    lookup: crate::cache::Lookup<'_>,
 ) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
-    // What identifies the model is looked up only when the job may use the
-    // cache (remembered per worker, run and target).
-    let identity = if crate::cache::allowed(shared.cache.as_ref(), job) {
-        backend.fingerprint(target, &job.run_id).await
-    } else {
-        crate::identity::Identity::NotReported
-    };
-    let lookup = crate::cache::lookup_identified(
-        shared.cache.as_ref(),
-        job,
-        target,
-        &item.prompt,
-        &identity,
-    )
-    .await;
     if let Some(hit) = lookup.hit.clone() {
         return Ok((hit, true));
     }
-    // The cache lookup took time; an item whose run ended meanwhile is not
-    // worth a call. (The call slots are taken per attempt, by the backend.)
+    // An item whose run ended meanwhile is not worth a call. (The call
+    // slots are taken per attempt, by the backend, and not held while a
+    // retry waits.)
     if slots.deadline.passed() {
         return Err(None);
     }
@@ -770,7 +779,15 @@ async fn call_model(
     // Whichever backend answers, the call goes through the same slots,
     // cache, span and scorers.
     let call = backend
-        .complete(target, &item.prompt, Call { slots, span })
+        .complete(
+            target,
+            &item.prompt,
+            Call {
+                slots,
+                span,
+                recorded: item.recorded.as_ref(),
+            },
+        )
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     if let Ok(completion) = &call {
@@ -790,7 +807,7 @@ async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), as
         payload = vigil_protocol::encode(&result)?;
         tracing::warn!(run_id = %result.run_id, job = result.job_index, bytes = payload.len(), "result too large for max_payload: outputs dropped");
     }
-    let headers = headers::message_headers(&result.run_id);
+    let headers = vigil_nats::headers::message_headers(&result.run_id);
     let publish = PublishMessage::build()
         .headers(headers)
         .message_id(headers::job_msg_id(&result.run_id, result.job_index))

@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use vigil_protocol::{EndpointKind, Item, Job, Prompt, Score, TargetSpec, trace_context};
+use vigil_nats::trace_context;
+use vigil_protocol::{EndpointKind, Item, Job, Prompt, Score, TargetSpec};
 
 use crate::backend::{CallFailure, Completion};
 
@@ -67,7 +68,7 @@ pub fn record_trace_id(span: &Span) {
 /// target's is `chat`; [`model_call_span`] names it by the prompt's form).
 pub fn operation(kind: EndpointKind) -> &'static str {
     match kind {
-        EndpointKind::Chat | EndpointKind::Local => "chat",
+        EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => "chat",
         EndpointKind::Completions => "text_completion",
     }
 }

@@ -4,8 +4,8 @@ use super::{DriftError, check_score};
 use crate::stats::{Welford, mean_interval, wilson_interval};
 
 /// Scores of a reference period: their count, mean, and whether all were
-/// pass/fail (0 or 1).
-#[derive(Debug, Clone, Default)]
+/// pass/fail (0 or 1). Serialisable, so a monitor can keep it across restarts.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Reference {
     scores: Welford,
     passed: u64,
@@ -34,23 +34,35 @@ impl Reference {
 
     /// A reference from scores in [0, 1]; pass/fail if every score is 0 or 1.
     pub fn from_scores(scores: impl IntoIterator<Item = f64>) -> Result<Self, DriftError> {
-        let mut r = Reference {
-            binary: true,
-            ..Default::default()
-        };
+        let mut r = Reference::empty();
         for s in scores {
-            check_score("<reference>", s)?;
-            r.scores.push(s);
-            if s == 1.0 {
-                r.passed += 1;
-            } else if s != 0.0 {
-                r.binary = false;
-            }
+            r.push(s)?;
         }
         if r.scores.count() == 0 {
             return Err(DriftError::EmptyReference);
         }
         Ok(r)
+    }
+
+    /// A reference without scores yet, to [`Reference::push`] scores into
+    /// as they come (a monitor's first items).
+    pub fn empty() -> Self {
+        Reference {
+            binary: true,
+            ..Default::default()
+        }
+    }
+
+    /// Adds one score in [0, 1].
+    pub fn push(&mut self, score: f64) -> Result<(), DriftError> {
+        check_score("<reference>", score)?;
+        self.scores.push(score);
+        if score == 1.0 {
+            self.passed += 1;
+        } else if score != 0.0 {
+            self.binary = false;
+        }
+        Ok(())
     }
 
     /// The number of reference scores.

@@ -64,6 +64,9 @@ pub fn render(s: &RunSummary) -> String {
             );
         }
     }
+    if let Some(v) = &s.shadow {
+        let _ = writeln!(out, "\n```text\n{}```", super::shadow_verdict(v));
+    }
     if let Some(c) = &s.comparison {
         let _ = writeln!(
             out,

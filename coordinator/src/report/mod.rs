@@ -75,3 +75,49 @@ pub fn gate_condition(g: &vigil_protocol::GateOutcome) -> String {
     }
     parts.join(", ")
 }
+
+/// A shadow evaluation's verdict as text (the terminal table and Markdown
+/// show it under the summary).
+///
+/// ```
+/// use vigil_protocol::ShadowVerdict;
+/// let v = ShadowVerdict { app: "support".into(), compare: "win_rate".into(), estimate: 0.2,
+///     ci_low: 0.1, ci_high: 0.35, alpha: 0.05, decision: "worse".into(), items_used: 40,
+///     budget: 500, items_dispatched: 50, ..Default::default() };
+/// let text = vigil_coordinator::report::shadow_verdict(&v);
+/// assert!(text.contains("candidate is WORSE"));
+/// assert!(text.contains("items used 40 of 500"));
+/// ```
+pub fn shadow_verdict(v: &vigil_protocol::ShadowVerdict) -> String {
+    let call = match v.decision.as_str() {
+        "better" => "candidate is BETTER".to_string(),
+        "worse" => "candidate is WORSE".to_string(),
+        _ => "no difference called within the budget".to_string(),
+    };
+    let mut skipped = String::new();
+    for (reason, n) in &v.captures_not_replayable {
+        skipped.push_str(&format!(" {reason}={n}"));
+    }
+    format!(
+        "shadow of app `{}` ({}, α = {}): {call}\n  estimate {:.3}, confidence sequence [{:.3}, {:.3}], items used {} of {} ({} dispatched, {} without a score to compare)\n  wins {}, ties {}, losses {}; compared by {}{}\n",
+        v.app,
+        v.compare,
+        v.alpha,
+        v.estimate,
+        v.ci_low,
+        v.ci_high,
+        v.items_used,
+        v.budget,
+        v.items_dispatched,
+        v.items_skipped,
+        v.wins,
+        v.ties,
+        v.losses,
+        v.scorers.join(", "),
+        if skipped.is_empty() {
+            String::new()
+        } else {
+            format!("\n  captures not replayed:{skipped}")
+        },
+    )
+}

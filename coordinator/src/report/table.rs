@@ -190,6 +190,10 @@ pub fn render(summary: &RunSummary) -> String {
         out.push('\n');
         out.push_str(&render_comparison(c, &s.run_id, false));
     }
+    if let Some(v) = &s.shadow {
+        out.push('\n');
+        out.push_str(&super::shadow_verdict(v));
+    }
     let verdict = if s.passed { "PASS" } else { "FAIL" };
     if !s.passed && s.items_scored == 0 {
         let _ = writeln!(out, "verdict: {verdict} (no item was scored)");

@@ -15,7 +15,7 @@
 /// assert!((w.mean() - 2.5).abs() < 1e-12);
 /// assert!((w.variance() - 5.0 / 3.0).abs() < 1e-12);
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Welford {
     count: u64,
     mean: f64,

@@ -2,11 +2,11 @@
 //! first problem (`targets[0].base_url: ...`). Targets, prompts, gates and
 //! the suite-wide keys are checked here; scorers in [`super::scorers`].
 
-use super::raw::{OneOrMany, RawDataset, RawPrompt, RawSuite, RawTarget};
+use super::raw::{OneOrMany, RawDataset, RawPrompt, RawScorer, RawSuite, RawTarget};
 use super::{
     DEFAULT_KEEP_OUTPUT_CHARS, DEFAULT_SHARD_SIZE, DatasetFormat, DatasetSpec, MAX_SHARD_SIZE,
-    PromptSpec, RUN_METRICS, SCORE_FIELDS, ScorerConfig, Suite, SuiteError, TargetConfig,
-    code_exec, resolve_model_path, text_scorers,
+    NamedDataset, PromptSpec, RUN_METRICS, SCORE_FIELDS, ScorerConfig, Suite, SuiteError,
+    TargetConfig, code_exec, resolve_model_path, text_scorers,
 };
 use crate::gates::GateSpec;
 use std::collections::HashMap;
@@ -44,31 +44,9 @@ impl Checker<'_> {
         if raw.scorers.is_empty() {
             return Err(self.err("scorers", "a suite needs at least one scorer"));
         }
-        let targets = raw
-            .targets
-            .into_iter()
-            .enumerate()
-            .map(|(i, t)| self.target(i, t))
-            .collect::<Result<Vec<_>, _>>()?;
-        unique(
-            self,
-            "targets",
-            "target",
-            targets.iter().map(|t| t.name.as_str()),
-        )?;
+        let targets = self.targets(raw.targets)?;
         let prompt = self.prompt(raw.prompt, &targets)?;
-        let scorers = raw
-            .scorers
-            .into_iter()
-            .enumerate()
-            .map(|(i, s)| self.scorer(i, s, &targets))
-            .collect::<Result<Vec<_>, _>>()?;
-        unique(
-            self,
-            "scorers",
-            "scorer",
-            scorers.iter().map(|s| s.name.as_str()),
-        )?;
+        let scorers = self.scorers(raw.scorers, &targets)?;
         for (i, gate) in raw.gates.iter().enumerate() {
             self.gate(i, gate, &scorers)?;
             self.qa_gate(i, gate, &dataset)?;
@@ -121,14 +99,76 @@ impl Checker<'_> {
         })
     }
 
+    /// The targets, each checked, names unique.
+    pub(super) fn targets(&self, raw: Vec<RawTarget>) -> Result<Vec<TargetConfig>, SuiteError> {
+        let targets = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, t)| self.target(i, t))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            self,
+            "targets",
+            "target",
+            targets.iter().map(|t| t.name.as_str()),
+        )?;
+        Ok(targets)
+    }
+
+    /// The scorers, each checked against `targets`, names unique.
+    pub(super) fn scorers(
+        &self,
+        raw: Vec<RawScorer>,
+        targets: &[TargetConfig],
+    ) -> Result<Vec<ScorerConfig>, SuiteError> {
+        let scorers = raw
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| self.scorer(i, s, targets))
+            .collect::<Result<Vec<_>, _>>()?;
+        unique(
+            self,
+            "scorers",
+            "scorer",
+            scorers.iter().map(|s| s.name.as_str()),
+        )?;
+        Ok(scorers)
+    }
+
     pub(super) fn dataset(&self, raw: RawDataset) -> Result<DatasetSpec, SuiteError> {
-        if raw.path.as_os_str().is_empty() {
+        let named = match (&raw.path, raw.name) {
+            (Some(_), Some(_)) => {
+                return Err(self.err(
+                    "dataset",
+                    "set either `path` (a file) or `name` (a dataset in NATS), not both",
+                ));
+            }
+            (None, None) => {
+                return Err(self.err(
+                    "dataset",
+                    "missing `path` (a file) or `name` (a dataset in NATS, see `vigil dataset push`)",
+                ));
+            }
+            (None, Some(name)) => Some(self.named_dataset(name, raw.version, raw.format)?),
+            (Some(_), None) => {
+                if raw.version.is_some() {
+                    return Err(self.err(
+                        "dataset.version",
+                        "only a named dataset has versions (`name:`); a file is read as it is",
+                    ));
+                }
+                None
+            }
+        };
+        let path = raw.path.unwrap_or_default();
+        if named.is_none() && path.as_os_str().is_empty() {
             return Err(self.err("dataset.path", "must not be empty"));
         }
         let format = match raw.format {
             Some(f) => f,
-            None => match raw
-                .path
+            // A named dataset's format is stored with it (set on resolution).
+            None if named.is_some() => DatasetFormat::Jsonl,
+            None => match path
                 .extension()
                 .and_then(|e| e.to_str())
                 .map(str::to_ascii_lowercase)
@@ -141,7 +181,7 @@ impl Checker<'_> {
                         "dataset.format",
                         format!(
                             "cannot tell the format of `{}` from its extension (.jsonl, .ndjson, .csv); set `format: jsonl` or `format: csv`",
-                            raw.path.display()
+                            path.display()
                         ),
                     ));
                 }
@@ -158,18 +198,78 @@ impl Checker<'_> {
             }
         }
         Ok(DatasetSpec {
-            path: self.resolve(&raw.path),
+            path: if named.is_some() {
+                PathBuf::new()
+            } else {
+                self.resolve(&path)
+            },
             format,
             id_field: raw.id_field,
             tags: raw.tags,
+            named,
         })
+    }
+
+    /// `dataset: { name, version }`: a dataset stored with `vigil dataset push`.
+    fn named_dataset(
+        &self,
+        name: String,
+        version: Option<String>,
+        format: Option<DatasetFormat>,
+    ) -> Result<NamedDataset, SuiteError> {
+        if format.is_some() {
+            return Err(self.err(
+                "dataset.format",
+                "a named dataset's format is stored with it; remove `format`",
+            ));
+        }
+        crate::dataset_store::check_name(&name)
+            .map_err(|message| self.err("dataset.name", message))?;
+        let version = version.unwrap_or_else(|| crate::dataset_store::LATEST.to_string());
+        crate::dataset_store::check_version(&version)
+            .map_err(|message| self.err("dataset.version", message))?;
+        Ok(NamedDataset { name, version })
     }
 
     pub(super) fn target(&self, i: usize, raw: RawTarget) -> Result<TargetConfig, SuiteError> {
         let at = |key: &str| format!("targets[{i}].{key}");
         check_token(self, &at("name"), "target", &raw.name)?;
         let mut model = raw.model;
-        let model_path = if raw.kind == EndpointKind::Local {
+        let output_field = match (raw.kind, raw.output_field) {
+            (EndpointKind::Recorded, field) => {
+                let field = field.unwrap_or_else(|| "output".into());
+                if field.is_empty() {
+                    return Err(self.err(at("output_field"), "must not be empty"));
+                }
+                Some(field)
+            }
+            (_, Some(_)) => {
+                return Err(self.err(
+                    at("output_field"),
+                    "only `kind: recorded` targets take `output_field`",
+                ));
+            }
+            (_, None) => None,
+        };
+        let model_path = if raw.kind == EndpointKind::Recorded {
+            // Nothing is called: the outputs are in the dataset.
+            for (key, given) in [
+                ("base_url", !raw.base_url.is_empty()),
+                ("model_path", raw.model_path.is_some()),
+                ("api_key_env", raw.api_key_env.is_some()),
+            ] {
+                if given {
+                    return Err(self.err(
+                        at(key),
+                        "a `recorded` target calls no model: its outputs come from the dataset field `output_field`",
+                    ));
+                }
+            }
+            if model.trim().is_empty() {
+                model = raw.name.clone();
+            }
+            None
+        } else if raw.kind == EndpointKind::Local {
             let Some(path) = raw.model_path.filter(|p| !p.as_os_str().is_empty()) else {
                 return Err(self.err(
                     at("model_path"),
@@ -287,6 +387,7 @@ impl Checker<'_> {
             max_concurrency,
             max_retries: raw.max_retries.unwrap_or(3),
             model_path,
+            output_field,
         })
     }
 

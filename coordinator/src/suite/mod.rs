@@ -48,7 +48,7 @@ pub const DEFAULT_DEADLINE_S: f64 = 86_400.0;
 mod check;
 mod code_exec;
 mod io_scorers;
-mod raw;
+pub(crate) mod raw;
 mod scorers;
 mod text_scorers;
 
@@ -169,14 +169,29 @@ impl SuiteFormat {
 /// The dataset of a suite.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetSpec {
-    /// The file, resolved relative to the suite file's directory.
+    /// The file, resolved relative to the suite file's directory. For a
+    /// named dataset: empty until the version is fetched from NATS
+    /// ([`crate::dataset_store::fetch`]), then the local copy.
     pub path: PathBuf,
-    /// JSONL or CSV (from `format:` or the file's extension).
+    /// JSONL or CSV (from `format:` or the file's extension; a named
+    /// dataset's from its stored metadata).
     pub format: DatasetFormat,
     /// The item field that holds the item's id; `None`: the line number.
     pub id_field: Option<String>,
     /// Item fields copied into `Item.tags` for per-slice metrics.
     pub tags: Vec<String>,
+    /// `dataset: { name, version }`: a dataset stored in NATS instead of a file.
+    pub named: Option<NamedDataset>,
+}
+
+/// A dataset in the `vigil-artifacts` object store, as a suite names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedDataset {
+    /// The dataset's name (`vigil dataset push --name`).
+    pub name: String,
+    /// A version (SHA-256 of the content, 64 hex digits) or `latest`; once
+    /// fetched, the version that was read.
+    pub version: String,
 }
 
 /// A dataset file format.
@@ -235,6 +250,9 @@ pub struct TargetConfig {
     pub max_retries: u32,
     /// The GGUF file of a `local` target (resolved: see [`resolve_model_path`]).
     pub model_path: Option<PathBuf>,
+    /// The dataset field that holds a `recorded` target's outputs (default
+    /// `output`); `None` for every other kind.
+    pub output_field: Option<String>,
 }
 
 impl TargetConfig {
@@ -244,7 +262,7 @@ impl TargetConfig {
     /// # use vigil_coordinator::suite::TargetConfig;
     /// let t = TargetConfig { name: "t".into(), kind: Default::default(), base_url: "http://h/v1".into(),
     ///     model: "m".into(), api_key_env: None, params: Default::default(), timeout_s: 1.5,
-    ///     max_concurrency: 4, max_retries: 1, model_path: None };
+    ///     max_concurrency: 4, max_retries: 1, model_path: None, output_field: None };
     /// assert_eq!(t.spec().timeout_ms, 1500);
     /// ```
     pub fn spec(&self) -> TargetSpec {
@@ -344,6 +362,30 @@ impl Suite {
             })
             .collect()
     }
+}
+
+/// The `targets` and `scorers` of a file that is not a suite (a monitor
+/// file), checked exactly as a suite's: errors name `path` and the field.
+pub(crate) fn check_scorers(
+    path: &Path,
+    targets: Vec<raw::RawTarget>,
+    scorers: Vec<raw::RawScorer>,
+) -> Result<(Vec<TargetConfig>, Vec<ScorerConfig>), SuiteError> {
+    let checker = Checker { path };
+    let targets = checker.targets(targets)?;
+    let scorers = checker.scorers(scorers, &targets)?;
+    Ok((targets, scorers))
+}
+
+/// Checks that `name` (at `field` of the file at `path`) can be a NATS
+/// subject token, as a suite's names must.
+pub(crate) fn check_name(
+    path: &Path,
+    field: &str,
+    what: &str,
+    name: &str,
+) -> Result<(), SuiteError> {
+    check::check_token(&Checker { path }, field, what, name)
 }
 
 /// Why a suite could not be loaded. Every message starts with the suite file's path.

@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use vigil_protocol::EndpointKind;
 // ---------------------------------------------------------------- parsing
 
-pub(super) fn parse_yaml(text: &str, path: &Path) -> Result<RawSuite, SuiteError> {
+pub(crate) fn parse_yaml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, SuiteError> {
     // A first, untyped pass separates syntax errors (reported at their line
     // and column) from errors in values (reported at their place).
     if let Err(err) = serde_norway::from_str::<serde_norway::Value>(text) {
@@ -108,6 +111,7 @@ pub(super) fn located(
 pub(super) struct RawSuite {
     pub(super) name: String,
     pub(super) dataset: RawDataset,
+    #[serde(default)]
     pub(super) prompt: RawPrompt,
     pub(super) targets: Vec<RawTarget>,
     pub(super) scorers: Vec<RawScorer>,
@@ -132,7 +136,12 @@ pub(super) struct RawSuite {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDataset {
-    pub(super) path: PathBuf,
+    #[serde(default)]
+    pub(super) path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) version: Option<String>,
     #[serde(default)]
     pub(super) format: Option<DatasetFormat>,
     #[serde(default)]
@@ -141,7 +150,7 @@ pub(super) struct RawDataset {
     pub(super) tags: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawPrompt {
     #[serde(default)]
@@ -156,7 +165,7 @@ pub(super) struct RawPrompt {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawTarget {
+pub(crate) struct RawTarget {
     pub(super) name: String,
     #[serde(default)]
     pub(super) kind: EndpointKind,
@@ -166,6 +175,8 @@ pub(super) struct RawTarget {
     pub(super) model: String,
     #[serde(default)]
     pub(super) model_path: Option<PathBuf>,
+    #[serde(default)]
+    pub(super) output_field: Option<String>,
     #[serde(default)]
     pub(super) api_key_env: Option<String>,
     #[serde(default)]
@@ -204,13 +215,13 @@ pub(super) enum OneOrMany {
 /// A scorer as written: common keys plus the kind's own keys at the same
 /// level, checked per kind once the kind is known.
 #[derive(Deserialize)]
-pub(super) struct RawScorer {
+pub(crate) struct RawScorer {
     pub(super) name: String,
-    pub(super) kind: String,
+    pub(crate) kind: String,
     #[serde(default)]
     pub(super) reference: Option<String>,
     #[serde(default)]
     pub(super) threshold: Option<f64>,
     #[serde(flatten)]
-    pub(super) params: Map<String, Value>,
+    pub(crate) params: Map<String, Value>,
 }

@@ -502,7 +502,15 @@ impl ScorerKind {
                 }
                 limits.validate()?;
             }
-            ScorerKind::LlmJudge(p) => io::check_scale(p.scale_min, p.scale_max)?,
+            ScorerKind::LlmJudge(p) => {
+                if p.judge.kind == crate::EndpointKind::Recorded {
+                    return Err(ParamError::new(
+                        "judge.kind",
+                        "a judge must be a model (`chat`, `completions` or `local`): `recorded` calls none",
+                    ));
+                }
+                io::check_scale(p.scale_min, p.scale_max)?
+            }
             ScorerKind::External(p) if p.command.first().is_none_or(|c| c.is_empty()) => {
                 return Err(ParamError::new("command", "must name a program"));
             }

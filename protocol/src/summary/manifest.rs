@@ -21,8 +21,12 @@ use std::collections::BTreeMap;
 pub struct Manifest {
     /// SHA-256 (hex) of the suite file's bytes.
     pub suite_sha256: String,
-    /// SHA-256 (hex) of the dataset file's bytes.
+    /// SHA-256 (hex) of the dataset file's bytes; for a dataset stored in
+    /// NATS (`dataset_name`), this is the version that was read.
     pub dataset_sha256: String,
+    /// The stored dataset the run read (`dataset: { name }`); empty for a file.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub dataset_name: String,
     /// Items in the dataset.
     pub dataset_items: u64,
     /// SHA-256 (hex) of the prompt templates (system, user, messages, completion).

@@ -4,9 +4,11 @@
 
 mod comparison;
 mod manifest;
+mod shadow;
 
 pub use comparison::{Comparison, MetricComparison};
 pub use manifest::{Manifest, ManifestDiff};
+pub use shadow::ShadowVerdict;
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -70,6 +72,9 @@ pub struct RunSummary {
     pub slices: BTreeMap<String, BTreeMap<String, BTreeMap<String, ScoreSummary>>>,
     /// The paired comparison with the baseline run, when there was one.
     pub comparison: Option<Comparison>,
+    /// The shadow evaluation's verdict (`vigil shadow`'s candidate summary).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowVerdict>,
 }
 
 /// One scorer over a run.

@@ -182,6 +182,7 @@ pub(crate) async fn call_judge(
             Call {
                 slots: (&*limit).into(),
                 span: &span,
+                recorded: None,
             },
         )
         .await;

@@ -382,8 +382,9 @@ impl LlmJudge {
     ) -> Result<String, String> {
         let judge = &self.params.judge;
         let prompt = match judge.kind {
-            // A local model is asked in chat form (its GGUF's chat template).
-            EndpointKind::Chat | EndpointKind::Local => {
+            // A local model is asked in chat form (its GGUF's chat template);
+            // a `recorded` judge is refused by `validate` before this.
+            EndpointKind::Chat | EndpointKind::Local | EndpointKind::Recorded => {
                 let mut messages = Vec::with_capacity(2);
                 if let Some(system) = &self.params.system {
                     messages.push(ChatMessage {

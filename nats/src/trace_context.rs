@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use opentelemetry::propagation::{Extractor, Injector};
-//! use vigil_protocol::trace_context::{HeaderExtractor, HeaderInjector};
+//! use vigil_nats::trace_context::{HeaderExtractor, HeaderInjector};
 //! let mut headers = async_nats::HeaderMap::new();
 //! HeaderInjector(&mut headers).set("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
 //! assert_eq!(

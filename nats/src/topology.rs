@@ -1,4 +1,4 @@
-//! The JetStream topology both sides rely on (feature `nats`): streams,
+//! The JetStream topology both sides rely on: streams,
 //! the worker consumer, buckets, and the server-version check.
 //!
 //! Creating is idempotent and looks first: a stream, bucket or object store
@@ -13,9 +13,9 @@
 //! such timeouts are retried until [`TopologyConfig::api_deadline`], after
 //! which [`TopologyError::Unavailable`] says the cluster may have lost quorum.
 
-use crate::subjects;
 use async_nats::jetstream::{self, consumer, kv, stream};
 use std::time::Duration;
+use vigil_protocol::subjects;
 
 /// The lowest nats-server version vigil accepts.
 pub const MIN_SERVER_VERSION: (u64, u64) = (2, 10);
@@ -26,7 +26,7 @@ pub const DEFAULT_CACHE_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Knobs of the topology; `Default` suits one machine.
 ///
 /// ```
-/// let t = vigil_protocol::topology::TopologyConfig { replicas: 3, ..Default::default() };
+/// let t = vigil_nats::topology::TopologyConfig { replicas: 3, ..Default::default() };
 /// assert_eq!(t.max_deliver, 5);
 /// ```
 #[derive(Debug, Clone)]
@@ -137,7 +137,7 @@ pub enum TopologyError {
 /// Parses `2.10.4`, `v2.11.0-beta.1` and the like into (major, minor).
 ///
 /// ```
-/// use vigil_protocol::topology::parse_version;
+/// use vigil_nats::topology::parse_version;
 /// assert_eq!(parse_version("v2.15.1"), Some((2, 15)));
 /// assert_eq!(parse_version("nats-server: v2.9.10"), Some((2, 9)));
 /// assert_eq!(parse_version("garbage"), None);
@@ -153,7 +153,7 @@ pub fn parse_version(text: &str) -> Option<(u64, u64)> {
 /// Checks a version string against [`MIN_SERVER_VERSION`].
 ///
 /// ```
-/// use vigil_protocol::topology::check_version;
+/// use vigil_nats::topology::check_version;
 /// assert!(check_version("2.10.0").is_ok());
 /// assert!(check_version("2.9.10").is_err());
 /// ```
@@ -293,7 +293,7 @@ pub const NO_ANSWER_HINT: &str = "in a cluster this means fewer than a majority 
 /// 10008 "JetStream system temporarily unavailable".
 ///
 /// ```
-/// use vigil_protocol::topology::is_transient;
+/// use vigil_nats::topology::is_transient;
 /// assert!(is_transient("request error: jetstream request timed out"));
 /// assert!(is_transient("JetStream system temporarily unavailable (10008)"));
 /// assert!(!is_transient("stream not found"));

@@ -1,0 +1,40 @@
+//! `vigil monitor`: loads the monitor file, connects NATS and runs
+//! [`vigil_coordinator::monitor::run`] until Ctrl-C or SIGTERM.
+
+use crate::cli::MonitorArgs;
+use crate::exit::{CommandResult, Exit, ExitContext};
+use anyhow::Context;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use vigil_coordinator::monitor::{self, MonitorConfig};
+
+pub async fn run(args: MonitorArgs) -> CommandResult {
+    let config = MonitorConfig::load(&args.monitor).input_error()?;
+    let Some(url) = args.nats.nats.clone() else {
+        return Err(anyhow::anyhow!(
+            "vigil monitor reads captures from NATS: give --nats URL (or VIGIL_NATS_URL)"
+        ))
+        .input_error();
+    };
+    let topology = crate::topology_env::topology_from_env().input_error()?;
+    let client = crate::nats_connect::connect_from_env(&url, "vigil-monitor")
+        .await
+        .infra_error()?;
+    let shutdown = CancellationToken::new();
+    crate::signals::cancel_on_signal(shutdown.clone());
+    eprintln!(
+        "vigil monitor {}: captures of {} -> pool {}, summaries on {}",
+        config.name,
+        config.filter.app.as_deref().unwrap_or("every app"),
+        config.pool,
+        vigil_protocol::subjects::run_summary(
+            &config.name,
+            config.filter.app.as_deref().unwrap_or("<app>")
+        ),
+    );
+    monitor::run(client, Arc::new(config), topology, shutdown)
+        .await
+        .context("monitor stopped")
+        .infra_error()?;
+    Ok(Exit::Ok)
+}
