@@ -505,6 +505,15 @@ impl BackendClient {
     ) -> Result<Answered<T>, CallFailure> {
         let slots = slots.into();
         let limit = slots.target;
+        // The first attempt's slots before the request is built: the many
+        // calls waiting for one (a worker holds several times its
+        // concurrency in items) hold no body, URL or headers meanwhile.
+        let mut first = Some(
+            slots
+                .acquire()
+                .await
+                .map_err(|passed| past_deadline(passed, "waiting for a call slot", 0, None))?,
+        );
         // Only a failure needs the secrets (to redact its message).
         let secrets = || Secrets::new(api_key, &target.base_url);
         let body = Bytes::from(
@@ -532,7 +541,11 @@ impl BackendClient {
         let mut last: Option<CallFailure> = None;
         loop {
             attempt += 1;
-            let permit = match slots.acquire().await {
+            let acquired = match first.take() {
+                Some(permit) => Ok(permit),
+                None => slots.acquire().await,
+            };
+            let permit = match acquired {
                 Ok(permit) => permit,
                 Err(passed) => {
                     return Err(past_deadline(
