@@ -70,7 +70,7 @@ async fn a_rate_limited_target_stalls_nothing_else() {
         "deadline_s: 120\n",
     );
     let limited_base = limited.base_url();
-    let _worker = worker(
+    let worker_proc = worker(
         dir.path(),
         "worker",
         &nats.url(),
@@ -137,7 +137,12 @@ async fn a_rate_limited_target_stalls_nothing_else() {
         limited_run.log_text()
     );
     let l = read_summary(&limited_out);
-    assert_eq!(l["errors"]["rate_limited"], N, "{l}");
+    assert_eq!(
+        l["errors"]["rate_limited"],
+        N,
+        "{l}\n{}",
+        worker_proc.log_text()
+    );
     assert_eq!(limited_stats.requests.load(Relaxed), 2 * N as u64);
 }
 

@@ -382,6 +382,10 @@ impl JobSlots {
 pub struct JobGate {
     slots: JobSlots,
     state: Mutex<GateState>,
+    /// Held by the one call of the job that takes a working slot back: its
+    /// siblings wait here, not in the slots' queue (where, holding no slot
+    /// they would use, they could keep every slot's job from finishing).
+    unparking: tokio::sync::Mutex<()>,
 }
 
 #[derive(Debug)]
@@ -406,6 +410,7 @@ impl JobGate {
                 working: Some(working),
                 parked: None,
             }),
+            unparking: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -454,6 +459,10 @@ impl JobGate {
             if state.working.is_some() {
                 return Ok(());
             }
+        }
+        let _unparking = bounded(deadline, self.unparking.lock()).await?;
+        if self.lock().working.is_some() {
+            return Ok(()); // a sibling took one back meanwhile
         }
         let working = bounded(deadline, self.slots.working.clone().acquire_owned())
             .await?
@@ -776,6 +785,57 @@ mod tests {
         assert!(!gate.is_parked());
         assert_eq!(slots.parked.available_permits(), PARKED_PER_WORKING);
         assert_eq!(slots.working.available_permits(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_of_parked_jobs_waking_together_take_one_slot_per_job() {
+        // Two working slots, four jobs of three calls, all parked; every
+        // call wakes at once. Each job must get going and finish: a call
+        // must not queue for a slot its job already has back (the queue
+        // would then hold every slot's job hostage).
+        let slots = JobSlots::new(2);
+        let mut gates = Vec::new();
+        for _ in 0..4 {
+            let held = slots.working.clone().acquire_owned().await;
+            let gate = Arc::new(JobGate::new(slots.clone(), held.unwrap(), 3));
+            for _ in 0..3 {
+                gate.wait_begins();
+            }
+            assert!(gate.is_parked());
+            gates.push(gate);
+        }
+        // Interleaved (the first call of each job, then the second...): two
+        // jobs' first calls take the two slots, the rest wait.
+        let calls: Vec<_> = (0..3)
+            .flat_map(|_| gates.iter().cloned())
+            .map(|gate| {
+                tokio::spawn(async move {
+                    gate.wait_ends(Deadline::NONE).await.unwrap();
+                    tokio::task::yield_now().await;
+                    gate.calls_done(1);
+                })
+            })
+            .collect();
+        // A job whose calls are all done gives its slot back when dropped.
+        let finished = async {
+            for call in calls {
+                call.await.unwrap();
+            }
+        };
+        let drop_done = async {
+            loop {
+                gates.retain(|g| g.lock().unfinished > 0);
+                if gates.is_empty() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(finished, drop_done)
+        })
+        .await
+        .expect("parked jobs waking together deadlocked");
     }
 
     #[tokio::test]
