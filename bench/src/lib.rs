@@ -91,7 +91,7 @@ impl BenchConfig {
             scale_workers: vec![1, 2, 4],
             scale_latency_ms: 20,
             scale_concurrency: 8,
-            scale_slots: 24,
+            scale_slots: 16,
             scale_seconds: 8,
             wrk_seconds: 5,
             cache_rows: true,

@@ -119,7 +119,16 @@ async fn main() -> anyhow::Result<()> {
         println!("{text}");
         write(args.write.as_deref(), soak::BEGIN, soak::END, &text)?;
         anyhow::ensure!(result.errors == 0, "{} requests failed", result.errors);
-        return Ok(());
+        // The scenario passes only when the proxy's memory is flat.
+        match result.flatness {
+            Some(f) if f.flat => return Ok(()),
+            Some(f) => anyhow::bail!(
+                "the proxy's memory is not flat: it rose {:+.2} MiB after the first fifth (at most {:.2} MiB allowed)",
+                f.rise_mib,
+                f.allowed_mib
+            ),
+            None => anyhow::bail!("too few memory samples for a verdict (--seconds / --every < 3)"),
+        }
     }
     let mut cfg = if args.quick {
         BenchConfig::quick(vigil)

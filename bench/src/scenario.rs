@@ -227,15 +227,14 @@ async fn embedded_once(
     })
 }
 
-/// `vigil run --workers 1 --no-cache` in embedded mode against a fresh
-/// zero-latency stub, over `items` distinct items; also the time to the
-/// first stored result. Fails unless the stub was called once per item.
-pub async fn embedded(
+/// A fresh zero-latency stub, a workdir of `items` distinct items whose
+/// suite points at it, and where an embedded run keeps its store.
+async fn zero_latency_setup(
     vigil: &Path,
     items: u64,
     concurrency: usize,
     shard_size: usize,
-) -> anyhow::Result<RunMeasure> {
+) -> anyhow::Result<(spawn::Stub, Workdir, std::path::PathBuf)> {
     let stub = spawn::stub(vigil, StubSpec::default()).await?;
     let work = workdir(
         items,
@@ -246,6 +245,19 @@ pub async fn embedded(
         },
     )?;
     let state = work.dir.path().join("state");
+    Ok((stub, work, state))
+}
+
+/// `vigil run --workers 1 --no-cache` in embedded mode against a fresh
+/// zero-latency stub, over `items` distinct items; also the time to the
+/// first stored result. Fails unless the stub was called once per item.
+pub async fn embedded(
+    vigil: &Path,
+    items: u64,
+    concurrency: usize,
+    shard_size: usize,
+) -> anyhow::Result<RunMeasure> {
+    let (stub, work, state) = zero_latency_setup(vigil, items, concurrency, shard_size).await?;
     let mut m = embedded_once(vigil, &work, &stub, concurrency, Cache::Off, &state, true).await;
     let calls = stub.terminate().await?;
     if let Ok(m) = &mut m {
@@ -268,16 +280,7 @@ pub async fn cached_pair(
     concurrency: usize,
     shard_size: usize,
 ) -> anyhow::Result<(RunMeasure, RunMeasure)> {
-    let stub = spawn::stub(vigil, StubSpec::default()).await?;
-    let work = workdir(
-        items,
-        SuiteSpec {
-            base_url: stub.url.clone(),
-            max_concurrency: concurrency,
-            shard_size,
-        },
-    )?;
-    let state = work.dir.path().join("state");
+    let (stub, work, state) = zero_latency_setup(vigil, items, concurrency, shard_size).await?;
     let pair = async {
         let cold =
             embedded_once(vigil, &work, &stub, concurrency, Cache::On, &state, false).await?;

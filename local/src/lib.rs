@@ -9,11 +9,14 @@
 //!   configuration allows (a job is data, never authority), each loaded once
 //!   and shared, and a small bound on concurrent generations, which run on
 //!   tokio's blocking pool because they are CPU-bound.
+//! - [`serve`] is `vigil serve-model`: one model over the OpenAI-compatible
+//!   HTTP API.
 
 mod engine;
 mod error;
 mod generate;
 mod model;
+pub mod serve;
 mod template;
 mod tokenizer;
 

@@ -7,8 +7,11 @@
 //!   (`ensure_topology`), the server-version check and the retry of requests a
 //!   cluster does not answer during a leader election;
 //! - [`headers`]: the header maps every vigil message carries;
-//! - [`trace_context`]: W3C trace context carried in those headers.
+//! - [`trace_context`]: W3C trace context carried in those headers;
+//! - [`server`]: a private nats-server process (the embedded mode's, and
+//!   every test's).
 
 pub mod headers;
+pub mod server;
 pub mod topology;
 pub mod trace_context;

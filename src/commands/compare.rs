@@ -1,8 +1,9 @@
 //! `vigil compare A B`: the paired comparison of two stored runs.
 
 use crate::cli::CompareArgs;
-use crate::commands::runs::{history_error, open_store};
+use crate::commands::runs::history_error;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::open_store;
 use vigil_coordinator::compare::{CompareOptions, compare};
 use vigil_coordinator::{history, manifest, scores_store};
 use vigil_protocol::Comparison;

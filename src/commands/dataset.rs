@@ -2,8 +2,8 @@
 //! `vigil-artifacts` object store (see docs/production.md, "The way back").
 
 use crate::cli::{DatasetArgs, DatasetCommand, DatasetFileFormat, StoreArgs};
-use crate::commands::runs::open_store;
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
+use crate::session::open_store;
 use anyhow::anyhow;
 use std::path::Path;
 use vigil_coordinator::dataset_store::{

@@ -11,8 +11,8 @@
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::commands::export_parquet::ParquetExport;
-use crate::commands::runs::open_store;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::open_store;
 use anyhow::anyhow;
 use std::io::Write;
 use vigil_coordinator::export::{Cell, ExportColumns};

@@ -17,9 +17,9 @@ pub async fn run(args: MonitorArgs) -> CommandResult {
         .input_error();
     };
     let topology = crate::topology_env::topology_from_env().input_error()?;
-    let client = crate::nats_connect::connect_from_env(&url, "vigil-monitor")
-        .await
-        .infra_error()?;
+    let client = crate::session::Session::connect(url, "vigil-monitor")
+        .await?
+        .client;
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
     eprintln!(

@@ -3,6 +3,7 @@
 
 use crate::cli::ProxyArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::{self, Session};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 use vigil_proxy::{ProxyConfig, PublishConfig, redact::RedactFile};
@@ -48,32 +49,13 @@ pub async fn run(args: ProxyArgs) -> CommandResult {
     // Fail open from the start: a NATS that is down now is retried in the
     // background, and captures are dropped (and counted) until it is up.
     // One URL or a comma-separated server list, like every other command.
-    let servers = crate::nats_connect::server_addrs(&url).input_error()?;
-    let client = crate::nats_connect::NatsAuth::from_env()
-        .input_error()?
-        .options("vigil-proxy")
-        .await
-        .input_error()?
-        .retry_on_initial_connect()
-        .connect(servers)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to NATS at {}",
-                crate::nats_connect::redact_url(&url)
-            )
-        })
-        .infra_error()?;
+    let session = Session::connect_in_background(url, "vigil-proxy").await?;
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
-    if let Some(addr) = args.metrics_addr {
-        let mut registry = crate::metrics_server::registry();
-        cfg.metrics.register(&mut registry);
-        crate::metrics_server::serve(addr, registry, shutdown.clone())
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))
-            .infra_error()?;
-    }
+    session::serve_metrics(args.metrics_addr, &shutdown, None, |registry| {
+        cfg.metrics.register(registry)
+    })
+    .await?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))
@@ -85,7 +67,7 @@ pub async fn run(args: ProxyArgs) -> CommandResult {
         cfg.app,
         cfg.sample_rate
     );
-    vigil_proxy::run(cfg, listener, client, shutdown)
+    vigil_proxy::run(cfg, listener, session.client.clone(), shutdown)
         .await
         .infra_error()?;
     Ok(Exit::Ok)

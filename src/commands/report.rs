@@ -2,8 +2,9 @@
 //! charts), junit.xml and summary.md.
 
 use crate::cli::ReportArgs;
-use crate::commands::runs::{history_error, open_store};
+use crate::commands::runs::history_error;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::open_store;
 use anyhow::anyhow;
 use vigil_coordinator::history;
 use vigil_coordinator::report::{ReportInput, html, junit, markdown};

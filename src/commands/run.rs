@@ -3,6 +3,7 @@
 use crate::cli::RunArgs;
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
 use crate::progress::Progress;
+use crate::session::{self, Session};
 use anyhow::anyhow;
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -99,13 +100,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
     let mut connection = None;
     let mut _fetched = None;
     if suite.dataset.named.is_some() {
-        let (embedded, url, client) = crate::commands::runs::connect_or_embed(
-            &args.nats,
-            &args.state_dir,
-            "vigil-coordinator",
-        )
-        .await?;
-        let js = vigil_nats::topology::ensure_topology(&client, &topology, &suite.pool)
+        let session =
+            Session::connect_or_embedded(&args.nats, &args.state_dir, "vigil-coordinator").await?;
+        let js = vigil_nats::topology::ensure_topology(&session.client, &topology, &suite.pool)
             .await
             .infra_error()?;
         let run_ids: Vec<String> = targets
@@ -113,7 +110,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
             .filter_map(|t| run_id_of(&suite, t))
             .collect();
         _fetched = crate::commands::dataset::fetch_for_suite(&js, &mut suite, &run_ids).await?;
-        connection = Some((embedded, url, client));
+        connection = Some(session);
     }
     let suite = Arc::new(suite);
     // Everything a run checks before publishing, checked once here for a clear error.
@@ -125,17 +122,13 @@ pub async fn run(args: RunArgs) -> CommandResult {
         crate::commands::worker::check_suite_models(&suite)?;
     }
 
-    let (embedded, url, client) = match connection {
-        Some(c) => c,
+    let session = match connection {
+        Some(session) => session,
         None => {
-            crate::commands::runs::connect_or_embed(
-                &args.nats,
-                &args.state_dir,
-                "vigil-coordinator",
-            )
-            .await?
+            Session::connect_or_embedded(&args.nats, &args.state_dir, "vigil-coordinator").await?
         }
     };
+    let client = session.client.clone();
 
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
@@ -149,37 +142,30 @@ pub async fn run(args: RunArgs) -> CommandResult {
         uses_code_exec,
         uses_code_exec && args.unsafe_code_exec_without_sandbox,
     );
-    if let Some(addr) = args.health_addr {
+    if args.health_addr.is_some() {
         let probe = crate::health::ReadyProbe::new(Some(client.clone()));
         if args.workers > 0 {
             crate::commands::worker::report_code_exec(code_exec, Some(&probe)).await;
         }
-        let stop = shutdown.clone();
-        crate::health::serve(addr, probe, async move { stop.cancelled().await })
-            .await
-            .infra_error()?;
+        session::serve_health(args.health_addr, &probe, &shutdown).await?;
     }
     let workers_stop = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
     // One set of counters for the in-process workers, one for the runs.
     let worker_stats = Arc::new(WorkerStats::default());
     let coordinator_metrics = Arc::new(vigil_coordinator::metrics::CoordinatorMetrics::default());
-    if let Some(addr) = args.metrics_addr {
-        let mut registry = crate::metrics_server::registry();
-        coordinator_metrics.register(&mut registry);
-        if args.workers > 0 {
-            vigil_worker::metrics::register(&mut registry, worker_stats.clone());
-        }
-        crate::metrics_server::poll_consumer(
-            &mut registry,
-            client.clone(),
-            &suite.pool,
-            workers_stop.clone(),
-        );
-        crate::metrics_server::serve(addr, registry, workers_stop.clone())
-            .await
-            .infra_error()?;
-    }
+    session::serve_metrics(
+        args.metrics_addr,
+        &workers_stop,
+        Some((&client, &suite.pool)),
+        |registry| {
+            coordinator_metrics.register(registry);
+            if args.workers > 0 {
+                vigil_worker::metrics::register(registry, worker_stats.clone());
+            }
+        },
+    )
+    .await?;
     if args.workers > 0 {
         let mut allow = AllowList::default();
         crate::commands::worker::add_suite_targets(&mut allow, &suite);
@@ -191,9 +177,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
             crate::commands::worker::suite_models(&suite).collect(),
         );
         for _ in 0..args.workers {
-            let client = crate::nats_connect::connect_from_env(&url, "vigil-embedded-worker")
-                .await
-                .infra_error()?;
+            let client = session.another_client("vigil-embedded-worker").await?;
             let config = WorkerConfig {
                 pool: suite.pool.clone(),
                 concurrency: args.concurrency.max(1),
@@ -258,7 +242,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
     workers_stop.cancel();
     while workers.join_next().await.is_some() {}
     drop(client);
-    drop(embedded);
+    drop(session);
     if let Some(failure) = first_error {
         return Err(failure);
     }

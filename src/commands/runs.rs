@@ -2,62 +2,14 @@
 //!
 //! Every history command reads either the server named by `--nats`, or,
 //! without it, the embedded mode's store under `--state-dir` (the same one
-//! `vigil run` writes to), through [`open_store`].
+//! `vigil run` writes to), through [`crate::session::open_store`].
 
-use crate::cli::{RunsArgs, RunsCommand, StoreArgs};
-use crate::embedded::EmbeddedNats;
+use crate::cli::{RunsArgs, RunsCommand};
 use crate::exit::{CommandResult, Exit, ExitContext, Failure};
+use crate::session::open_store;
 use async_nats::jetstream;
 use vigil_coordinator::history::{self, HistoryError};
-use vigil_nats::topology::ensure_topology;
 use vigil_protocol::RunSummary;
-
-/// A connection to the history, and the embedded server behind it if any.
-pub struct Store {
-    /// The client.
-    pub client: async_nats::Client,
-    /// JetStream on it, topology ensured.
-    pub js: jetstream::Context,
-    _embedded: Option<EmbeddedNats>,
-}
-
-/// Connects to `nats` (`--nats`), or starts the embedded mode's server on
-/// `state_dir`: the server (if embedded), its URL and a client named `name`.
-pub async fn connect_or_embed(
-    nats: &crate::cli::NatsArgs,
-    state_dir: &std::path::Path,
-    name: &str,
-) -> Result<(Option<EmbeddedNats>, String, async_nats::Client), Failure> {
-    let embedded = match &nats.nats {
-        Some(_) => None,
-        None => Some(EmbeddedNats::start(state_dir).await.infra_error()?),
-    };
-    let url = match (&nats.nats, &embedded) {
-        (Some(url), _) => url.clone(),
-        (None, Some(e)) => e.server.url(),
-        (None, None) => unreachable!("embedded server started above"),
-    };
-    let client = crate::nats_connect::connect_from_env(&url, name)
-        .await
-        .infra_error()?;
-    Ok((embedded, url, client))
-}
-
-/// Connects to `--nats`, or starts the embedded mode's server on its store.
-pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> {
-    let (embedded, _, client) = connect_or_embed(&args.nats, &args.state_dir, name).await?;
-    // Streams that exist are used as they are; what is missing is created
-    // with the deployment's settings (VIGIL_REPLICAS and the rest).
-    let topology = crate::topology_env::topology_from_env().input_error()?;
-    let js = ensure_topology(&client, &topology, vigil_protocol::subjects::DEFAULT_POOL)
-        .await
-        .infra_error()?;
-    Ok(Store {
-        client,
-        js,
-        _embedded: embedded,
-    })
-}
 
 /// A history error with its exit code: an unknown run is the user's input.
 pub fn history_error(e: HistoryError) -> Failure {

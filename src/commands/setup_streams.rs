@@ -3,30 +3,20 @@
 
 use crate::cli::SetupStreamsArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::{self, Session};
 use anyhow::{Context, anyhow};
 use vigil_nats::topology::ensure_topology_report;
 
 pub async fn run(args: SetupStreamsArgs) -> CommandResult {
-    let url = args
-        .nats
-        .nats
-        .ok_or_else(|| {
-            anyhow!(
-                "--nats URL (or {}) is required",
-                crate::nats_connect::ENV_URL
-            )
-        })
-        .input_error()?;
-    let client = crate::nats_connect::connect_from_env(&url, "vigil-setup-streams")
-        .await
-        .infra_error()?;
+    let session =
+        Session::connect(session::required_url(&args.nats)?, "vigil-setup-streams").await?;
     let mut topology = crate::topology_env::topology_from_env().input_error()?;
     if let Some(n) = args.replicas {
         topology.replicas = crate::topology_env::check_replicas(n)
             .context("--replicas")
             .input_error()?;
     }
-    let (js, notes) = ensure_topology_report(&client, &topology, &args.pool)
+    let (js, notes) = ensure_topology_report(&session.client, &topology, &args.pool)
         .await
         .infra_error()?;
     vigil_nats::topology::ensure_cache_bucket(&js, &topology)
@@ -52,7 +42,7 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
         vigil_protocol::subjects::STREAM_RUNS,
         vigil_protocol::subjects::STREAM_ALERTS,
         vigil_protocol::subjects::worker_consumer(&args.pool),
-        crate::nats_connect::redact_url(&url),
+        crate::nats_connect::redact_url(&session.url),
         topology.replicas,
     );
     Ok(Exit::Ok)

@@ -92,9 +92,9 @@ pub async fn run(args: ShadowArgs) -> CommandResult {
             .input_error()?;
     }
 
-    let client = crate::nats_connect::connect_from_env(&url, "vigil-shadow")
-        .await
-        .infra_error()?;
+    let client = crate::session::Session::connect(url, "vigil-shadow")
+        .await?
+        .client;
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
     let outcome = shadow::shadow(client, config, shutdown)

@@ -5,7 +5,7 @@ use crate::exit::{CommandResult, Exit, ExitContext};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use vigil_testkit::stub::{StubConfig, StubStats, serve_with_stats};
+use vigil_stub::{StubConfig, StubStats, serve_with_stats};
 
 pub async fn run(args: StubArgs) -> CommandResult {
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -11,7 +11,7 @@ pub async fn run(args: ValidateArgs) -> CommandResult {
     // A named dataset is read from NATS (--nats, or the embedded store).
     let _fetched = match suite.dataset.named {
         Some(_) => {
-            let store = crate::commands::runs::open_store(&args.store, "vigil-validate").await?;
+            let store = crate::session::open_store(&args.store, "vigil-validate").await?;
             let fetched =
                 crate::commands::dataset::fetch_for_suite(&store.js, &mut suite, &[]).await?;
             Some((store, fetched))

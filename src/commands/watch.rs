@@ -2,8 +2,8 @@
 //! summaries (`vigil.runs.>`) as they happen.
 
 use crate::cli::WatchArgs;
-use crate::commands::runs::open_store;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::open_store;
 use futures::StreamExt;
 use vigil_protocol::{ProgressEvent, RunSummary};
 

@@ -2,6 +2,7 @@
 
 use crate::cli::WorkerArgs;
 use crate::exit::{CommandResult, Exit, ExitContext};
+use crate::session::{self, Session};
 use anyhow::anyhow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,17 +120,7 @@ pub async fn report_code_exec(
 }
 
 pub async fn run(args: WorkerArgs) -> CommandResult {
-    let url = args
-        .nats
-        .nats
-        .clone()
-        .ok_or_else(|| {
-            anyhow!(
-                "--nats URL (or {}) is required",
-                crate::nats_connect::ENV_URL
-            )
-        })
-        .input_error()?;
+    let url = crate::session::required_url(&args.nats)?;
     let allow = allow_list(&args.allow, &args.suites)?;
     if allow.is_empty() && args.allow_models.is_empty() {
         tracing::warn!("no --allow entries: every job's items will fail as backend_not_allowed");
@@ -164,34 +155,21 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
     crate::signals::cancel_on_signal(shutdown.clone());
     // Liveness answers while the first connect is still under way.
     let probe = crate::health::ReadyProbe::new(None);
-    if let Some(addr) = args.health_addr {
-        let stop = shutdown.clone();
-        let bound =
-            crate::health::serve(addr, probe.clone(), async move { stop.cancelled().await })
-                .await
-                .infra_error()?;
+    if let Some(bound) = session::serve_health(args.health_addr, &probe, &shutdown).await? {
         tracing::info!(%bound, "health endpoints up");
     }
     report_code_exec(config.code_exec, Some(&probe)).await;
-    let client =
-        crate::nats_connect::connect_from_env(&url, &format!("vigil-worker-{}", config.worker_id))
-            .await
-            .infra_error()?;
+    let session = Session::connect(url, &format!("vigil-worker-{}", config.worker_id)).await?;
+    let client = session.client.clone();
     probe.set_client(client.clone());
     let stats = Arc::new(WorkerStats::default());
-    if let Some(addr) = args.metrics_addr {
-        let mut registry = crate::metrics_server::registry();
-        vigil_worker::metrics::register(&mut registry, stats.clone());
-        crate::metrics_server::poll_consumer(
-            &mut registry,
-            client.clone(),
-            &config.pool,
-            shutdown.clone(),
-        );
-        crate::metrics_server::serve(addr, registry, shutdown.clone())
-            .await
-            .infra_error()?;
-    }
+    session::serve_metrics(
+        args.metrics_addr,
+        &shutdown,
+        Some((&client, &config.pool)),
+        |registry| vigil_worker::metrics::register(registry, stats.clone()),
+    )
+    .await?;
     vigil_worker::pull::run(client, config, stats, shutdown)
         .await
         .infra_error()?;

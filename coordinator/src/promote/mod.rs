@@ -399,6 +399,52 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_capture_field_of_the_filter_reads_the_capture() {
+        let mut c = capture("c9", "llama-3.1-8b", "What is 1 + 1?");
+        c.metadata.insert("tier".into(), "free".into());
+        c.stream = true;
+        c.status = 502;
+        c.error = Some("upstream unreachable".into());
+        c.request_id = "r-9".into();
+        let scores = OnlineScores {
+            runs: vec!["m1".into()],
+            scores: BTreeMap::from([(
+                "judge".into(),
+                Score {
+                    scorer: "judge".into(),
+                    value: 0.25,
+                    passed: false,
+                    detail: "vague".into(),
+                    label: Some("bad".into()),
+                    ..Default::default()
+                },
+            )]),
+        };
+        let row = Candidate {
+            capture: &c,
+            scores: Some(&scores),
+        };
+        let true_of = [
+            r#"model == "llama-3.1-8b" and app == "support" and endpoint == "chat""#,
+            r#"prompt == "What is 1 + 1?" and response == "answer to What is 1 + 1?""#,
+            r#"capture_id == "c9" and request_id == "r-9" and error == "upstream unreachable""#,
+            "status == 502 and latency_ms == 0 and input_tokens == 3 and output_tokens == 4",
+            r#"stream and scored and metadata.tier == "free""#,
+            r#"judge.value == 0.25 and not judge.passed and judge.detail == "vague" and judge.label == "bad""#,
+        ];
+        for text in true_of {
+            assert!(Filter::parse(text).unwrap().matches(&row), "{text}");
+        }
+        let unscored = Candidate {
+            capture: &c,
+            scores: None,
+        };
+        for text in ["scored", "judge.value < 1", "metadata.other == \"x\""] {
+            assert!(!Filter::parse(text).unwrap().matches(&unscored), "{text}");
+        }
+    }
+
     #[tokio::test]
     async fn captures_join_their_online_scores_by_capture_id() {
         let nats = NatsServer::start(NatsServerConfig::default())

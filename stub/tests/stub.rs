@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use vigil_testkit::stub::{StubConfig, StubServer};
+use vigil_stub::{StubConfig, StubServer};
 
 fn client() -> reqwest::Client {
     builder().build().unwrap()
@@ -482,13 +482,9 @@ async fn drop_stops_the_server_and_serve_returns_on_shutdown() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(vigil_testkit::stub::serve(
-        listener,
-        StubConfig::default(),
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let task = tokio::spawn(vigil_stub::serve(listener, StubConfig::default(), async {
+        let _ = rx.await;
+    }));
     tx.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

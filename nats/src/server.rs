@@ -1,5 +1,7 @@
-//! A private nats-server process with JetStream: used by every test that
-//! touches NATS and by `vigil run`'s embedded mode.
+//! A private nats-server process with JetStream: `vigil run`'s embedded mode
+//! (and every history command without `--nats`), every test that touches
+//! NATS (through `vigil_testkit::nats_server`, which re-exports this module)
+//! and the benchmarks.
 //!
 //! The server is started with `-js -sd <store>` on loopback. Its log goes to
 //! stderr, which a background task drains (a full pipe would stall the server)
@@ -58,7 +60,7 @@ pub enum NatsServerError {
         /// The version it reported.
         version: String,
         /// The protocol crate's verdict.
-        source: vigil_nats::topology::TopologyError,
+        source: crate::topology::TopologyError,
     },
     /// The process could not be spawned.
     #[error("cannot start {}: {source}", binary.display())]
@@ -100,7 +102,7 @@ pub enum NatsServerError {
 /// `$VIGIL_HOME`, defaulting to `$HOME/.vigil`; `None` when neither is set.
 ///
 /// ```
-/// let _home = vigil_testkit::nats_server::vigil_home();
+/// let _home = vigil_nats::server::vigil_home();
 /// ```
 pub fn vigil_home() -> Option<PathBuf> {
     if let Some(h) = std::env::var_os("VIGIL_HOME").filter(|h| !h.is_empty()) {
@@ -125,9 +127,9 @@ fn is_executable(p: &Path) -> bool {
 /// fallback, so a test never runs against a server its author did not pick.
 ///
 /// ```no_run
-/// let bin = vigil_testkit::nats_server::find_nats_server()?;
+/// let bin = vigil_nats::server::find_nats_server()?;
 /// println!("using {}", bin.display());
-/// # Ok::<(), vigil_testkit::nats_server::NatsServerError>(())
+/// # Ok::<(), vigil_nats::server::NatsServerError>(())
 /// ```
 pub fn find_nats_server() -> Result<PathBuf, NatsServerError> {
     let mut looked = Vec::new();
@@ -168,10 +170,10 @@ pub fn find_nats_server() -> Result<PathBuf, NatsServerError> {
 /// Runs `nats-server --version` and returns the version, e.g. `"2.15.1"`.
 ///
 /// ```no_run
-/// let bin = vigil_testkit::nats_server::find_nats_server()?;
-/// let v = vigil_testkit::nats_server::server_version(&bin)?;
+/// let bin = vigil_nats::server::find_nats_server()?;
+/// let v = vigil_nats::server::server_version(&bin)?;
 /// assert!(v.starts_with('2'));
-/// # Ok::<(), vigil_testkit::nats_server::NatsServerError>(())
+/// # Ok::<(), vigil_nats::server::NatsServerError>(())
 /// ```
 pub fn server_version(binary: &Path) -> Result<String, NatsServerError> {
     let verr = |reason: String| NatsServerError::Version {
@@ -191,7 +193,7 @@ pub fn server_version(binary: &Path) -> Result<String, NatsServerError> {
         .unwrap_or("")
         .trim()
         .to_string();
-    if !out.status.success() || vigil_nats::topology::parse_version(&version).is_none() {
+    if !out.status.success() || crate::topology::parse_version(&version).is_none() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         return Err(verr(format!(
             "`--version` gave {:?} ({}) {}",
@@ -206,7 +208,7 @@ pub fn server_version(binary: &Path) -> Result<String, NatsServerError> {
 /// Checks that `binary` is nats-server 2.10 or newer; returns its version.
 pub fn check_server_binary(binary: &Path) -> Result<String, NatsServerError> {
     let version = server_version(binary)?;
-    vigil_nats::topology::check_version(&version).map_err(|source| NatsServerError::TooOld {
+    crate::topology::check_version(&version).map_err(|source| NatsServerError::TooOld {
         binary: binary.to_path_buf(),
         version: version.clone(),
         source,
@@ -218,7 +220,7 @@ pub fn check_server_binary(binary: &Path) -> Result<String, NatsServerError> {
 /// temporary store.
 ///
 /// ```
-/// let cfg = vigil_testkit::nats_server::NatsServerConfig { monitor_port: Some(0), ..Default::default() };
+/// let cfg = vigil_nats::server::NatsServerConfig { monitor_port: Some(0), ..Default::default() };
 /// assert_eq!(cfg.host, "127.0.0.1");
 /// ```
 #[derive(Debug, Clone)]
@@ -265,8 +267,8 @@ type Tail = Arc<Mutex<VecDeque<String>>>;
 /// A running (or stopped) private nats-server with JetStream.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), vigil_testkit::nats_server::NatsServerError> {
-/// use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
+/// # async fn demo() -> Result<(), vigil_nats::server::NatsServerError> {
+/// use vigil_nats::server::{NatsServer, NatsServerConfig};
 /// let mut server = NatsServer::start(NatsServerConfig::default()).await?;
 /// let url = server.url(); // nats://127.0.0.1:PORT
 /// server.restart().await?; // same port, same store

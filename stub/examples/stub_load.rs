@@ -1,11 +1,11 @@
 //! Drives the stub with N concurrent keep-alive clients and prints requests/s
 //! (client and server share this machine's cores, so the server alone does more).
 //!
-//! `cargo run --release -p vigil-testkit --example stub_load -- [CONCURRENCY] [REQUESTS]`
+//! `cargo run --release -p vigil-stub --example stub_load -- [CONCURRENCY] [REQUESTS]`
 
 use std::time::Instant;
 
-use vigil_testkit::stub::{StubConfig, StubServer};
+use vigil_stub::{StubConfig, StubServer};
 
 #[tokio::main]
 async fn main() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use futures::StreamExt;
-use vigil_testkit::nats_server::{
+use vigil_nats::server::{
     NatsServer, NatsServerConfig, NatsServerError, find_nats_server, server_version,
 };
 
