@@ -266,13 +266,22 @@ pub async fn set_retention(js: &jetstream::Context, max_age: Duration) -> Result
 /// duplicate bitset of a wild index stays below 512 MiB).
 pub const MAX_REPLAY_ITEMS: u64 = 1 << 32;
 
+/// Results a replay asks the server for at once (each up to the server's
+/// `max_payload`): the bound on what waits in memory while `f` works.
+pub const REPLAY_BATCH: i64 = 8;
+
+/// How long a replay waits for the next result while some are pending.
+const REPLAY_STALL: Duration = Duration::from_secs(30);
+
 /// Replays run `run_id`'s item results from `VIGIL_RESULTS`
 /// (`vigil.results.<run_id>.>`) one at a time, each index once: `f` gets
 /// each item in the order the results were published; a redelivered job's
 /// items (an index already seen: the first result wins, as in the
 /// aggregator) and indices not below `items_total` (or
 /// [`MAX_REPLAY_ITEMS`]) are skipped. Memory is one bit per item
-/// ([`IndexSet`]). Returns the number of items passed to `f`.
+/// ([`IndexSet`]) plus at most [`REPLAY_BATCH`] results on their way.
+/// Returns the number of items passed to `f`; a stream that stops
+/// delivering while results are pending is an error, never a shorter replay.
 pub async fn replay<E: From<HistoryError>>(
     js: &jetstream::Context,
     run_id: &str,
@@ -283,24 +292,41 @@ pub async fn replay<E: From<HistoryError>>(
         .get_stream(subjects::STREAM_RESULTS)
         .await
         .map_err(nats)?;
-    let consumer = stream
+    let mut consumer = stream
         .create_consumer(OrderedConfig {
             filter_subject: subjects::results_of_run(run_id),
             deliver_policy: DeliverPolicy::All,
+            // The client pulls ahead of `f`: without a cap it buffers 500
+            // results, hundreds of MiB for a large run.
+            max_batch: REPLAY_BATCH,
             ..Default::default()
         })
         .await
         .map_err(nats)?;
+    // The run has no results at all: nothing to wait for.
+    if consumer.info().await.map_err(nats)?.num_pending == 0 {
+        return Ok(0);
+    }
     let mut messages = consumer.messages().await.map_err(nats)?;
     let bound = items_total.unwrap_or(MAX_REPLAY_ITEMS);
     let mut seen = IndexSet::default();
     let mut count = 0;
     loop {
-        // No message within a second: the run has none (pending says when
-        // the last one arrived otherwise).
-        let next = tokio::time::timeout(Duration::from_secs(1), messages.next()).await;
-        let Ok(Some(message)) = next else { break };
-        let message = message.map_err(nats)?;
+        // Results are pending (the last message says when none are left):
+        // a stream that stops delivering is an error, not the end.
+        let message = match tokio::time::timeout(REPLAY_STALL, messages.next()).await {
+            Ok(Some(message)) => message.map_err(nats)?,
+            Ok(None) => {
+                return Err(nats("the results stream ended while results were pending").into());
+            }
+            Err(_) => {
+                return Err(HistoryError::Nats(format!(
+                    "no result of run `{run_id}` arrived for {} s while some were pending",
+                    REPLAY_STALL.as_secs()
+                ))
+                .into());
+            }
+        };
         let pending = message.info().map_err(nats)?.pending;
         if let Ok(result) = vigil_protocol::decode::<vigil_protocol::JobResult>(&message.payload) {
             for item in result.items {

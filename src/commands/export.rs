@@ -1,62 +1,56 @@
 //! `vigil export RUN --format jsonl|csv|parquet`: every item result of a run
 //! (from `VIGIL_RESULTS`, `vigil.results.<run_id>.>`), for pandas or DuckDB.
 //!
-//! Parquet is streamed: one pass over the results ([`history::replay`],
-//! each index once) finds the scorer and tag columns, a second writes the
-//! rows a row group at a time ([`export_parquet`](super::export_parquet)),
-//! so memory stays bounded. The columns are
-//! [`vigil_coordinator::export`]'s, as in the CSV.
+//! Every format is streamed, in the order the results were published (each
+//! index once, [`history::replay`]), so memory stays bounded whatever the
+//! number of items: JSONL in one pass, a line per item; CSV and Parquet in
+//! two, one finding the scorer and tag columns, one writing the rows (CSV a
+//! line at a time, Parquet a row group at a time,
+//! [`export_parquet`](super::export_parquet)). The columns are
+//! [`vigil_coordinator::export`]'s.
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::commands::export_parquet::ParquetExport;
-use crate::commands::runs::history_error;
 use crate::exit::{CommandResult, Exit, ExitContext};
 use crate::session::open_store;
 use anyhow::anyhow;
 use std::io::Write;
 use vigil_coordinator::export::{Cell, ExportColumns};
 use vigil_coordinator::history;
-use vigil_protocol::ItemResult;
 
 pub async fn run(args: ExportArgs) -> CommandResult {
     let store = open_store(&args.store, "vigil-export").await?;
-    if args.format == ExportFormat::Parquet {
-        return parquet(&store.js, &args).await;
-    }
-    let items = history::item_results(&store.js, &args.run)
-        .await
-        .map_err(history_error)?;
-    if items.is_empty() {
-        return Err(anyhow!(
-            "no item results of run `{}` in VIGIL_RESULTS (expired, or a wrong id?)",
-            args.run
-        ))
-        .input_error();
-    }
-    let mut out: Box<dyn Write> = match &args.out {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::File::create(path)
-                .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))
-                .infra_error()?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
-    match args.format {
-        ExportFormat::Jsonl => write_jsonl(&mut out, &args.run, &items).infra_error()?,
-        ExportFormat::Csv => write_csv(&mut out, &args.run, &items).infra_error()?,
-        ExportFormat::Parquet => unreachable!("streamed above"),
-    }
-    out.flush().infra_error()?;
-    Ok(Exit::Ok)
-}
-
-/// Two passes over the run's results: the columns, then the rows.
-async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> CommandResult {
+    let js = &store.js;
     // The summary bounds the indices; a run that never finished has none.
     let items_total = history::find(js, &args.run)
         .await
         .ok()
         .map(|s| s.items_total);
+    if args.format == ExportFormat::Jsonl {
+        // One pass; the output is created at the first item, so a run with
+        // none leaves no empty file behind.
+        let mut out = None;
+        let items = history::replay(js, &args.run, items_total, |item| {
+            let out = match &mut out {
+                Some(out) => out,
+                None => out.insert(output(&args)?),
+            };
+            let mut value = serde_json::to_value(&item)?;
+            value["run_id"] = args.run.as_str().into();
+            writeln!(out, "{value}")?;
+            Ok::<_, anyhow::Error>(())
+        })
+        .await
+        .infra_error()?;
+        return match out {
+            Some(mut out) if items > 0 => {
+                out.flush().infra_error()?;
+                Ok(Exit::Ok)
+            }
+            _ => no_items(&args.run),
+        };
+    }
+    // First pass: the columns.
     let mut columns = ExportColumns::default();
     let items = history::replay(js, &args.run, items_total, |item| {
         columns.observe(&item);
@@ -65,51 +59,56 @@ async fn parquet(js: &async_nats::jetstream::Context, args: &ExportArgs) -> Comm
     .await
     .infra_error()?;
     if items == 0 {
-        return Err(anyhow!(
-            "no item results of run `{}` in VIGIL_RESULTS (expired, or a wrong id?)",
-            args.run
-        ))
-        .input_error();
+        return no_items(&args.run);
     }
-    let out: Box<dyn Write + Send> = match &args.out {
-        Some(path) => Box::new(
-            std::fs::File::create(path)
-                .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))
-                .infra_error()?,
-        ),
-        None => Box::new(std::io::stdout()),
-    };
-    let mut file = ParquetExport::new(
-        std::io::BufWriter::new(out),
-        &args.run,
-        columns,
-        args.row_group_rows as usize,
-    )
-    .infra_error()?;
-    history::replay(js, &args.run, items_total, |item| file.push(&item))
-        .await
-        .infra_error()?;
-    file.finish().infra_error()?.flush().infra_error()?;
+    // Second pass: the rows.
+    let out = output(&args).infra_error()?;
+    match args.format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(out);
+            w.write_record(columns.columns().iter().map(|c| c.name.as_str()))
+                .infra_error()?;
+            history::replay(js, &args.run, items_total, |item| {
+                w.write_record(columns.row(&args.run, &item).iter().map(Cell::to_text))?;
+                Ok::<_, anyhow::Error>(())
+            })
+            .await
+            .infra_error()?;
+            w.into_inner()
+                .map_err(|e| anyhow!("cannot write the CSV: {}", e.error()))
+                .infra_error()?
+                .flush()
+                .infra_error()?;
+        }
+        ExportFormat::Parquet => {
+            let mut file =
+                ParquetExport::new(out, &args.run, columns, args.row_group_rows as usize)
+                    .infra_error()?;
+            history::replay(js, &args.run, items_total, |item| file.push(&item))
+                .await
+                .infra_error()?;
+            file.finish().infra_error()?.flush().infra_error()?;
+        }
+        ExportFormat::Jsonl => unreachable!("streamed above"),
+    }
     Ok(Exit::Ok)
 }
 
-fn write_jsonl(out: &mut dyn Write, run_id: &str, items: &[ItemResult]) -> anyhow::Result<()> {
-    for item in items {
-        let mut value = serde_json::to_value(item)?;
-        value["run_id"] = run_id.into();
-        writeln!(out, "{value}")?;
-    }
-    Ok(())
+/// Where the rows go: `--out FILE`, else stdout; buffered.
+fn output(args: &ExportArgs) -> anyhow::Result<std::io::BufWriter<Box<dyn Write + Send>>> {
+    let out: Box<dyn Write + Send> = match &args.out {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    };
+    Ok(std::io::BufWriter::new(out))
 }
 
-/// One row per item, the columns of [`ExportColumns`] as text.
-fn write_csv(out: &mut dyn Write, run_id: &str, items: &[ItemResult]) -> anyhow::Result<()> {
-    let columns = ExportColumns::of(items);
-    let mut w = csv::Writer::from_writer(out);
-    w.write_record(columns.columns().iter().map(|c| c.name.as_str()))?;
-    for item in items {
-        w.write_record(columns.row(run_id, item).iter().map(Cell::to_text))?;
-    }
-    w.flush()?;
-    Ok(())
+fn no_items(run: &str) -> CommandResult {
+    Err(anyhow!(
+        "no item results of run `{run}` in VIGIL_RESULTS (expired, or a wrong id?)"
+    ))
+    .input_error()
 }

@@ -1,7 +1,9 @@
 //! The OpenAI-compatible HTTP client: one pooled `reqwest` client per
 //! worker, one call per item with a per-attempt timeout, retries with
-//! full-jitter backoff (or the server's `Retry-After`), and the target's
-//! [`AdaptiveLimit`] around every attempt. It is the engine of
+//! full-jitter backoff (or the server's `Retry-After`), and the call's
+//! [`Slots`] (its target's [`AdaptiveLimit`](crate::retry::AdaptiveLimit),
+//! the worker's bound) held around every attempt and given back while a
+//! retry waits; no wait goes past the run's deadline. It is the engine of
 //! [`crate::backends::HttpBackend`]; [`Completion`] and [`CallFailure`] are
 //! what every backend answers.
 //!
@@ -9,7 +11,7 @@
 //! messages are built from redacted parts (reqwest errors without their
 //! URL, bodies with the key and the URL's userinfo blanked out).
 
-use crate::retry::{AdaptiveLimit, RetryPolicy, parse_retry_after};
+use crate::retry::{DeadlinePassed, RetryPolicy, Slots, parse_retry_after};
 use bytes::Bytes;
 use reqwest::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER,
@@ -390,15 +392,17 @@ impl BackendClient {
     /// Sends `prompt` to `target` and returns the first choice's text,
     /// retrying retryable failures up to `target.max_retries` times.
     ///
-    /// Every attempt holds a permit of `limit`; a 429 shrinks it, a success
-    /// grows it. `extra_headers` (for example `traceparent`) go with every
+    /// Every attempt holds the call's `slots` (given back while a retry
+    /// waits; a plain `&AdaptiveLimit` is slots too); a 429 shrinks the
+    /// target's limit, a success grows it. A wait that would pass the
+    /// deadline fails the call as `deadline` at once. `extra_headers` (for example `traceparent`) go with every
     /// attempt; invalid ones are skipped.
     pub async fn complete(
         &self,
         target: &TargetSpec,
         api_key: Option<&str>,
         prompt: &Prompt,
-        limit: &AdaptiveLimit,
+        slots: impl Into<Slots<'_>>,
         extra_headers: &[(String, String)],
     ) -> Result<Completion, CallFailure> {
         let body = request_body(target, prompt)
@@ -414,7 +418,7 @@ impl BackendClient {
                 api_key,
                 path,
                 &body,
-                limit,
+                slots,
                 extra_headers,
                 |bytes| parse_completion(kind, bytes),
             )
@@ -486,7 +490,7 @@ impl BackendClient {
     }
 
     /// POSTs a JSON `body` to `{target.base_url}/{path}` with the target's
-    /// timeout, retries and `limit` (as [`BackendClient::complete`] does) and
+    /// timeout, retries and `slots` (as [`BackendClient::complete`] does) and
     /// reads a successful response with `parse`.
     #[allow(clippy::too_many_arguments)] // one call's inputs; a struct would only rename them
     pub(crate) async fn post<T>(
@@ -495,10 +499,21 @@ impl BackendClient {
         api_key: Option<&str>,
         path: &str,
         body: &(impl serde::Serialize + ?Sized),
-        limit: &AdaptiveLimit,
+        slots: impl Into<Slots<'_>>,
         extra_headers: &[(String, String)],
         parse: impl Fn(&[u8]) -> Result<T, Failed>,
     ) -> Result<Answered<T>, CallFailure> {
+        let slots = slots.into();
+        let limit = slots.target;
+        // The first attempt's slots before the request is built: the many
+        // calls waiting for one (a worker holds several times its
+        // concurrency in items) hold no body, URL or headers meanwhile.
+        let mut first = Some(
+            slots
+                .acquire()
+                .await
+                .map_err(|passed| past_deadline(passed, "waiting for a call slot", 0, None))?,
+        );
         // Only a failure needs the secrets (to redact its message).
         let secrets = || Secrets::new(api_key, &target.base_url);
         let body = Bytes::from(
@@ -522,9 +537,25 @@ impl BackendClient {
         };
 
         let mut attempt: u32 = 0;
+        // The previous attempt's failure, for a deadline's message.
+        let mut last: Option<CallFailure> = None;
         loop {
             attempt += 1;
-            let permit = limit.acquire().await;
+            let acquired = match first.take() {
+                Some(permit) => Ok(permit),
+                None => slots.acquire().await,
+            };
+            let permit = match acquired {
+                Ok(permit) => permit,
+                Err(passed) => {
+                    return Err(past_deadline(
+                        passed,
+                        "waiting for a call slot",
+                        attempt - 1,
+                        last.as_ref(),
+                    ));
+                }
+            };
             let started = Instant::now();
             let outcome =
                 tokio::time::timeout(timeout, self.attempt(&url, &headers, body.clone(), &parse))
@@ -555,9 +586,10 @@ impl BackendClient {
             if !failed.retryable() || retries_done >= policy.max_retries {
                 return Err(failed.into_failure(attempt, &secrets()));
             }
-            let wait = failed
-                .retry_after
-                .unwrap_or_else(|| policy.backoff(retries_done));
+            let (wait, why) = match failed.retry_after {
+                Some(wait) => (wait, "Retry-After"),
+                None => (policy.backoff(retries_done), "backoff"),
+            };
             tracing::debug!(
                 target_name = %target.name,
                 kind = %failed.kind,
@@ -565,7 +597,12 @@ impl BackendClient {
                 wait_ms = wait.as_millis() as u64,
                 "backend call failed, retrying"
             );
-            tokio::time::sleep(wait).await;
+            let failure = failed.into_failure(attempt, &secrets());
+            if let Err(passed) = slots.wait(wait).await {
+                let waiting = format!("before a retry in {:.1} s ({why})", wait.as_secs_f64());
+                return Err(past_deadline(passed, &waiting, attempt, Some(&failure)));
+            }
+            last = Some(failure);
         }
     }
 
@@ -606,6 +643,26 @@ impl BackendClient {
             Failed::new(kind, format!("HTTP {}", status.as_u16())).excerpt(excerpt(&bytes));
         failed.retry_after = retry_after;
         Err(failed)
+    }
+}
+
+/// A call the deadline stopped `waiting` (for example `before a retry in
+/// 30.0 s (Retry-After)`) after `attempts`, the last of which failed as `last`.
+pub(crate) fn past_deadline(
+    passed: DeadlinePassed,
+    waiting: &str,
+    attempts: u32,
+    last: Option<&CallFailure>,
+) -> CallFailure {
+    let mut message = format!("{passed}, {waiting}");
+    if let Some(last) = last {
+        // `last` is redacted already.
+        message.push_str(&format!("; last attempt: {}: {}", last.kind, last.message));
+    }
+    CallFailure {
+        kind: ErrorKind::Deadline,
+        message,
+        attempts,
     }
 }
 

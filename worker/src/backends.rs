@@ -20,7 +20,7 @@
 use crate::allow::AllowList;
 use crate::backend::{BackendClient, CallFailure, Completion};
 use crate::identity::{Identity, ModelIdentities};
-use crate::retry::AdaptiveLimit;
+use crate::retry::Slots;
 use crate::telemetry;
 use std::future::Future;
 use std::path::PathBuf;
@@ -31,8 +31,9 @@ use vigil_protocol::{EndpointKind, ErrorKind, Prompt, Recorded, TargetSpec};
 /// What a call carries besides the target and the prompt.
 #[derive(Clone, Copy)]
 pub struct Call<'a> {
-    /// The target's adaptive concurrency limit (HTTP attempts hold a permit).
-    pub limit: &'a AdaptiveLimit,
+    /// The slots an attempt holds (the target's adaptive limit, the
+    /// worker's bound) and the deadline every wait ends at.
+    pub slots: Slots<'a>,
     /// The model-call span: the call runs in it and HTTP requests carry it
     /// as `traceparent`.
     pub span: &'a tracing::Span,
@@ -156,7 +157,7 @@ impl Backend for HttpBackend {
                 target,
                 api_key,
                 prompt,
-                call.limit,
+                call.slots,
                 &telemetry::http_headers(call.span),
             )
             .instrument(call.span.clone())
@@ -198,6 +199,10 @@ impl Backend for LocalModels {
         let Some(engine) = &self.engine else {
             return Err(not_allowed(self.allows(target)));
         };
+        // The same slots as an HTTP attempt (no retries here, so no waits).
+        let _slots = call.slots.acquire().await.map_err(|passed| {
+            crate::backend::past_deadline(passed, "waiting for a call slot", 0, None)
+        })?;
         engine
             .complete(target, prompt)
             .instrument(call.span.clone())

@@ -2,8 +2,10 @@
 //!
 //! Per job: decode (a job it cannot read is answered with failed items, then
 //! `+TERM`, counted: see [`crate::unreadable`]) → keep it alive with `+WPI`
-//! progress acks while it runs → evaluate its items under the worker's
-//! concurrency limit and the target's adaptive limit → publish the
+//! progress acks while it runs → evaluate its items under the target's
+//! adaptive limit and the worker's concurrency limit (both held only while
+//! an attempt runs; a job whose every call waits to retry parks, see
+//! [`JobSlots`](crate::retry::JobSlots)) → publish the
 //! [`JobResult`] (deduplicated by `Nats-Msg-Id`) → ack. A job whose result
 //! cannot be published is nak'd and comes back. On shutdown the worker stops
 //! pulling, lets in-flight jobs finish for the grace period, then naks what is
@@ -13,7 +15,7 @@ use crate::allow::AllowList;
 use crate::backend::BackendClient;
 use crate::backends::{Backend, Backends, Call, Chosen, LocalBackend};
 use crate::metrics::WorkerStats;
-use crate::retry::AdaptiveLimit;
+use crate::retry::{Deadline, JobGate, JobSlots, Slots};
 use crate::scorers::{self, Built, ScoreInput, ScorerEnv};
 use crate::telemetry;
 use async_nats::jetstream::{
@@ -44,9 +46,12 @@ use vigil_protocol::{
 pub struct WorkerConfig {
     /// The pool whose consumer to pull from.
     pub pool: String,
-    /// Most model calls in flight across all jobs.
+    /// Most model calls in flight across all jobs (attempts: a call waiting
+    /// to retry holds no slot).
     pub concurrency: usize,
-    /// Most jobs held at once (0: derived from `concurrency`).
+    /// Most jobs evaluating at once (0: derived from `concurrency`);
+    /// [`PARKED_PER_WORKING`](crate::retry::PARKED_PER_WORKING) times as
+    /// many more may be held parked, every call of theirs waiting to retry.
     pub max_jobs: usize,
     /// The backends this worker may call, and their keys.
     pub allow: AllowList,
@@ -121,6 +126,7 @@ struct Shared {
     config: WorkerConfig,
     backends: Backends,
     calls: Semaphore,
+    jobs: JobSlots,
     limits: crate::retry::EndpointLimits,
     stats: Arc<WorkerStats>,
     max_payload: usize,
@@ -236,12 +242,13 @@ pub async fn run(
         js,
         backends,
         calls: Semaphore::new(config.concurrency.max(1)),
+        jobs: JobSlots::new(max_jobs),
         limits: Default::default(),
         stats,
         config,
         scorer_env,
     });
-    let slots = Arc::new(Semaphore::new(max_jobs));
+    let slots = shared.jobs.working.clone();
     let hard_stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();
 
@@ -295,8 +302,7 @@ pub async fn run(
                     let shared = shared.clone();
                     let hard_stop = hard_stop.clone();
                     tasks.spawn(async move {
-                        handle_message(&shared, message, hard_stop).await;
-                        drop(permit);
+                        handle_message(&shared, message, permit, hard_stop).await;
                     });
                 }
                 Some(Err(e)) => {
@@ -368,9 +374,12 @@ async fn nak_rest_of_batch(batch: &mut jetstream::consumer::pull::Batch, stats: 
     }
 }
 
+/// Handles one pulled job; `slot` (the working job slot it was pulled
+/// with) is held until it is answered, except while the job is parked.
 async fn handle_message(
     shared: &Shared,
     message: jetstream::Message,
+    slot: tokio::sync::OwnedSemaphorePermit,
     hard_stop: CancellationToken,
 ) {
     let delivered = message
@@ -402,9 +411,11 @@ async fn handle_message(
         &shared.config.worker_id,
     );
     let acker = Arc::new(acker);
+    let calls = job.items.len() * job.samples.max(1) as usize;
+    let gate = JobGate::new(shared.jobs.clone(), slot, calls);
     let heartbeat = tokio::spawn(keep_alive(acker.clone(), shared.config.topology.ack_wait));
     let outcome = tokio::select! {
-        results = evaluate_job(shared, &job).instrument(span.clone()) => Some(results),
+        results = evaluate_job(shared, &job, &gate).instrument(span.clone()) => Some(results),
         _ = hard_stop.cancelled() => None,
     };
     heartbeat.abort();
@@ -540,7 +551,7 @@ fn failed_item(item: &Item, kind: ErrorKind, message: impl Into<String>) -> Item
     }
 }
 
-async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
+async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemResult> {
     if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
         return job
             .items
@@ -583,6 +594,13 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
         crate::identity::Identity::NotReported
     };
     let lookups = crate::cache::JobLookups::read(shared.cache.as_ref(), job, &identity).await;
+    let scorers = scorers.as_slice();
+    let slots = Slots {
+        target: &limit,
+        worker: Some(&shared.calls),
+        job: Some(gate),
+        deadline: Deadline::at_unix_ms(job.deadline_unix_ms),
+    };
     let mut pending: FuturesUnordered<_> = job
         .items
         .iter()
@@ -590,7 +608,12 @@ async fn evaluate_job(shared: &Shared, job: &Job) -> Vec<ItemResult> {
         .map(|(position, item)| {
             let lookups = &lookups;
             let item_lookup = move |sample| lookups.lookup(position, sample);
-            evaluate_item(shared, job, item, backend, &scorers, &limit, item_lookup)
+            async move {
+                let result =
+                    evaluate_item(shared, job, item, backend, scorers, slots, item_lookup).await;
+                gate.calls_done(job.samples.max(1) as usize);
+                result
+            }
         })
         .collect();
     let mut results = Vec::with_capacity(job.items.len());
@@ -607,7 +630,7 @@ async fn evaluate_item<'c>(
     item: &Item,
     backend: Chosen<'_>,
     scorers: &[Built],
-    limit: &AdaptiveLimit,
+    slots: Slots<'_>,
     lookup: impl Fn(u32) -> crate::cache::Lookup<'c>,
 ) -> ItemResult {
     let started = Instant::now();
@@ -624,7 +647,7 @@ async fn evaluate_item<'c>(
         };
         let span = &span;
         let lookup = lookup(i);
-        async move { call_model(shared, job, &target, item, backend, limit, span, lookup).await }
+        async move { call_model(shared, &target, item, backend, slots, span, lookup).await }
     });
     let mut samples = Vec::with_capacity(n as usize);
     let mut call = None;
@@ -730,25 +753,26 @@ async fn evaluate_item<'c>(
 
 /// One model call for an item, from the cache when `lookup` (read up front
 /// for the whole job) has it: the completion and whether it was cached;
-/// `Err(None)` when the run's deadline passed while the item waited for a
-/// call slot.
+/// `Err(None)` when the run's deadline had passed before the call (a wait
+/// the deadline cuts short is a `deadline` failure of the backend's, with
+/// its reason).
 #[allow(clippy::too_many_arguments)] // one call's inputs; a struct would only rename them
 async fn call_model(
     shared: &Shared,
-    job: &Job,
     target: &TargetSpec,
     item: &Item,
     backend: Chosen<'_>,
-    limit: &AdaptiveLimit,
+    slots: Slots<'_>,
     span: &tracing::Span,
     lookup: crate::cache::Lookup<'_>,
 ) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
     if let Some(hit) = lookup.hit.clone() {
         return Ok((hit, true));
     }
-    let slot = shared.calls.acquire().await.expect("semaphore open");
-    // Items wait here for a call slot; one whose run ended meanwhile is not worth a call.
-    if job.deadline_unix_ms.is_some_and(|d| unix_ms_now() >= d) {
+    // An item whose run ended meanwhile is not worth a call. (The call
+    // slots are taken per attempt, by the backend, and not held while a
+    // retry waits.)
+    if slots.deadline.passed() {
         return Err(None);
     }
     shared.stats.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -759,16 +783,13 @@ async fn call_model(
             target,
             &item.prompt,
             Call {
-                limit,
+                slots,
                 span,
                 recorded: item.recorded.as_ref(),
             },
         )
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-    // The slot is for model calls: storing in the cache does not hold it
-    // (and only queues the write; see `ResponseCache::put`).
-    drop(slot);
     if let Ok(completion) = &call {
         lookup.store(completion).await;
     }

@@ -1,11 +1,14 @@
 //! Retries and adaptive concurrency for backend calls: full-jitter
-//! exponential backoff, `Retry-After` parsing, and an AIMD limit per target
-//! that halves on 429 and grows back by one per window of successes.
+//! exponential backoff, `Retry-After` parsing, an AIMD limit per target
+//! that halves on 429 and grows back by one per window of successes, and
+//! the [`Slots`] a call's attempts hold: its target's, the worker's, and
+//! its job's, all given back while a retry waits, every wait ending at the
+//! run's [`Deadline`].
 
 use rand::Rng;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::Notify;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 
 /// Longest wait a server's `Retry-After` can impose: longer than this is
 /// better reported as a failure than spent sleeping inside a job.
@@ -291,6 +294,292 @@ impl EndpointLimits {
     }
 }
 
+/// When a job's run must be done: every wait of a call (for a slot, a
+/// backoff, a `Retry-After`) ends there.
+///
+/// ```
+/// use std::time::Duration;
+/// use vigil_worker::retry::Deadline;
+/// assert_eq!(Deadline::NONE.left(), None);
+/// assert!(Deadline::at_unix_ms(Some(1)).passed());
+/// assert!(Deadline::at_unix_ms(Some(u64::MAX / 2)).left().unwrap() > Duration::from_secs(3600));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deadline(Option<SystemTime>);
+
+impl Deadline {
+    /// No deadline: waits are bounded by nothing but themselves.
+    pub const NONE: Deadline = Deadline(None);
+
+    /// A job's `deadline_unix_ms`.
+    pub fn at_unix_ms(ms: Option<u64>) -> Self {
+        Deadline(ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)))
+    }
+
+    /// Time until the deadline (zero once it passed); `None` without one.
+    pub fn left(&self) -> Option<Duration> {
+        self.0.map(|at| {
+            at.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        })
+    }
+
+    /// Whether the deadline has passed.
+    pub fn passed(&self) -> bool {
+        self.left().is_some_and(|left| left.is_zero())
+    }
+}
+
+/// A wait that the run's deadline cut short (or would have: a retry wait
+/// longer than the time left is not begun at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the run's deadline {}", if self.left.is_zero() { "has passed".to_string() } else { format!("comes in {:.1} s", self.left.as_secs_f64()) })]
+pub struct DeadlinePassed {
+    /// Time that was left to the deadline when the wait was refused.
+    pub left: Duration,
+}
+
+/// Jobs a worker holds, in two kinds of slots: a job evaluating holds a
+/// *working* slot (as many as the worker pulls jobs for); a job every
+/// unfinished call of which waits to retry (a backoff or a `Retry-After`)
+/// swaps it for a *parked* slot, so the worker pulls other work meanwhile,
+/// and takes a working slot again when a call wakes up. There are
+/// [`PARKED_PER_WORKING`] times as many parked slots as working ones, so at
+/// most `(1 + PARKED_PER_WORKING) × working` jobs are held at once, whatever
+/// the targets do; a job that finds no parked slot free keeps its working
+/// slot while it waits.
+///
+/// ```
+/// let slots = vigil_worker::retry::JobSlots::new(8);
+/// assert_eq!((slots.working.available_permits(), slots.parked.available_permits()), (8, 32));
+/// ```
+#[derive(Debug, Clone)]
+pub struct JobSlots {
+    /// The working slots the pull loop also takes before pulling.
+    pub working: Arc<Semaphore>,
+    /// The parked slots.
+    pub parked: Arc<Semaphore>,
+}
+
+/// Parked job slots per working one: jobs waiting out a long `Retry-After`
+/// cost only their items' memory, not calls.
+pub const PARKED_PER_WORKING: usize = 4;
+
+impl JobSlots {
+    /// `working` working slots and [`PARKED_PER_WORKING`] times as many parked ones.
+    pub fn new(working: usize) -> Self {
+        JobSlots {
+            working: Arc::new(Semaphore::new(working)),
+            parked: Arc::new(Semaphore::new(working * PARKED_PER_WORKING)),
+        }
+    }
+}
+
+/// One job's hold on the worker's [`JobSlots`]: created with the working
+/// slot the job was pulled with, it parks while every unfinished call of
+/// the job waits to retry and unparks when one of them wakes up.
+#[derive(Debug)]
+pub struct JobGate {
+    slots: JobSlots,
+    state: Mutex<GateState>,
+    /// Held by the one call of the job that takes a working slot back: its
+    /// siblings wait here, not in the slots' queue (where, holding no slot
+    /// they would use, they could keep every slot's job from finishing).
+    unparking: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug)]
+struct GateState {
+    /// Calls of the job not finished (one per item and sample).
+    unfinished: usize,
+    /// Calls waiting to retry.
+    waiting: usize,
+    working: Option<OwnedSemaphorePermit>,
+    parked: Option<OwnedSemaphorePermit>,
+}
+
+impl JobGate {
+    /// The gate of a job of `calls` calls (items × samples), pulled with
+    /// the `working` slot.
+    pub fn new(slots: JobSlots, working: OwnedSemaphorePermit, calls: usize) -> Self {
+        JobGate {
+            slots,
+            state: Mutex::new(GateState {
+                unfinished: calls,
+                waiting: 0,
+                working: Some(working),
+                parked: None,
+            }),
+            unparking: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, GateState> {
+        // A few counters and permits, each update complete under the lock.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether the job holds a parked slot (not a working one) now.
+    pub fn is_parked(&self) -> bool {
+        self.lock().parked.is_some()
+    }
+
+    /// `calls` calls of the job are done (an item's samples).
+    pub fn calls_done(&self, calls: usize) {
+        let mut state = self.lock();
+        state.unfinished = state.unfinished.saturating_sub(calls);
+        self.park_if_idle(&mut state);
+    }
+
+    fn park_if_idle(&self, state: &mut GateState) {
+        if state.unfinished == 0 || state.waiting < state.unfinished || state.parked.is_some() {
+            return;
+        }
+        // No parked slot free: keep the working one (the bound holds).
+        if let Ok(parked) = self.slots.parked.clone().try_acquire_owned() {
+            state.parked = Some(parked);
+            state.working = None;
+        }
+    }
+
+    fn wait_begins(&self) {
+        let mut state = self.lock();
+        state.waiting += 1;
+        self.park_if_idle(&mut state);
+    }
+
+    /// A call's wait ended: the job works again, so it takes a working
+    /// slot back if it had parked (waiting for one, at most until `deadline`).
+    async fn wait_ends(&self, deadline: Deadline) -> Result<(), DeadlinePassed> {
+        {
+            let mut state = self.lock();
+            state.waiting = state.waiting.saturating_sub(1);
+            if state.working.is_some() {
+                return Ok(());
+            }
+        }
+        let _unparking = bounded(deadline, self.unparking.lock()).await?;
+        if self.lock().working.is_some() {
+            return Ok(()); // a sibling took one back meanwhile
+        }
+        let working = bounded(deadline, self.slots.working.clone().acquire_owned())
+            .await?
+            .expect("job slots are never closed");
+        let mut state = self.lock();
+        if state.working.is_none() {
+            state.working = Some(working);
+            state.parked = None;
+        }
+        Ok(())
+    }
+}
+
+/// `wait`, cut short by `deadline`.
+async fn bounded<T>(
+    deadline: Deadline,
+    wait: impl std::future::Future<Output = T>,
+) -> Result<T, DeadlinePassed> {
+    match deadline.left() {
+        None => Ok(wait.await),
+        Some(left) => tokio::time::timeout(left, wait)
+            .await
+            .map_err(|_| DeadlinePassed {
+                left: Duration::ZERO,
+            }),
+    }
+}
+
+/// The slots a call's attempts take and the deadline its waits end at:
+/// its target's [`AdaptiveLimit`], then (when set) one of the worker's
+/// call slots, both held only while an attempt runs, never while a retry
+/// waits; and (when set) its job's [`JobGate`], parked while every call of
+/// the job waits. A target answering 429 with a long `Retry-After` thus
+/// holds nothing another target needs.
+///
+/// ```
+/// use vigil_worker::retry::{AdaptiveLimit, Slots};
+/// let limit = AdaptiveLimit::new(4);
+/// let slots: Slots<'_> = (&limit).into();
+/// assert!(slots.worker.is_none() && slots.job.is_none());
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Slots<'a> {
+    /// The target's adaptive limit (taken first: an attempt waiting for its
+    /// own target holds nothing another target needs).
+    pub target: &'a AdaptiveLimit,
+    /// The worker-wide bound on calls in flight, if any.
+    pub worker: Option<&'a Semaphore>,
+    /// The job the call belongs to, if any.
+    pub job: Option<&'a JobGate>,
+    /// When every wait ends.
+    pub deadline: Deadline,
+}
+
+impl<'a> From<&'a AdaptiveLimit> for Slots<'a> {
+    fn from(target: &'a AdaptiveLimit) -> Self {
+        Slots {
+            target,
+            worker: None,
+            job: None,
+            deadline: Deadline::NONE,
+        }
+    }
+}
+
+/// The slots one attempt holds; freed on drop.
+#[derive(Debug)]
+#[must_use = "the slots are released as soon as they are dropped"]
+pub struct AttemptPermit<'a> {
+    _target: AdaptivePermit,
+    _worker: Option<SemaphorePermit<'a>>,
+}
+
+impl<'a> Slots<'a> {
+    /// Waits for the target's slot, then the worker's, at most until the deadline.
+    pub async fn acquire(&self) -> Result<AttemptPermit<'a>, DeadlinePassed> {
+        if self.deadline.passed() {
+            return Err(DeadlinePassed {
+                left: Duration::ZERO,
+            });
+        }
+        let target = bounded(self.deadline, self.target.acquire()).await?;
+        let worker = match self.worker {
+            Some(worker) => Some(
+                bounded(self.deadline, worker.acquire())
+                    .await?
+                    .expect("the worker's call slots are never closed"),
+            ),
+            None => None,
+        };
+        Ok(AttemptPermit {
+            _target: target,
+            _worker: worker,
+        })
+    }
+
+    /// Waits `wait` before a retry, holding no slot (the caller dropped its
+    /// [`AttemptPermit`]); the job parks meanwhile if none of its calls is
+    /// working. A wait that would end past the deadline is not begun.
+    pub async fn wait(&self, wait: Duration) -> Result<(), DeadlinePassed> {
+        if let Some(left) = self.deadline.left()
+            && wait >= left
+        {
+            return Err(DeadlinePassed { left });
+        }
+        match self.job {
+            None => tokio::time::sleep(wait).await,
+            Some(job) => {
+                job.wait_begins();
+                tokio::time::sleep(wait).await;
+                job.wait_ends(self.deadline).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,6 +757,119 @@ mod tests {
         }
         assert_eq!(peak.load(Ordering::SeqCst), 3);
         assert_eq!(limit.in_flight(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_calls_all_wait_parks_and_takes_a_slot_back() {
+        let slots = JobSlots::new(1);
+        let held = slots.working.clone().acquire_owned().await.unwrap();
+        let gate = JobGate::new(slots.clone(), held, 2);
+        gate.wait_begins();
+        assert!(!gate.is_parked(), "one of two items still works");
+        gate.calls_done(1);
+        assert!(gate.is_parked(), "the only unfinished call waits");
+        assert_eq!(slots.working.available_permits(), 1);
+        assert_eq!(slots.parked.available_permits(), PARKED_PER_WORKING - 1);
+        // Another job takes the working slot; waking up waits for it.
+        let other = slots.working.clone().acquire_owned().await.unwrap();
+        let woke = gate.wait_ends(Deadline::NONE);
+        tokio::pin!(woke);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut woke)
+                .await
+                .is_err(),
+            "no working slot free"
+        );
+        drop(other);
+        woke.await.unwrap();
+        assert!(!gate.is_parked());
+        assert_eq!(slots.parked.available_permits(), PARKED_PER_WORKING);
+        assert_eq!(slots.working.available_permits(), 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_of_parked_jobs_waking_together_take_one_slot_per_job() {
+        // Two working slots, four jobs of three calls, all parked; every
+        // call wakes at once. Each job must get going and finish: a call
+        // must not queue for a slot its job already has back (the queue
+        // would then hold every slot's job hostage).
+        let slots = JobSlots::new(2);
+        let mut gates = Vec::new();
+        for _ in 0..4 {
+            let held = slots.working.clone().acquire_owned().await;
+            let gate = Arc::new(JobGate::new(slots.clone(), held.unwrap(), 3));
+            for _ in 0..3 {
+                gate.wait_begins();
+            }
+            assert!(gate.is_parked());
+            gates.push(gate);
+        }
+        // Interleaved (the first call of each job, then the second...): two
+        // jobs' first calls take the two slots, the rest wait.
+        let calls: Vec<_> = (0..3)
+            .flat_map(|_| gates.iter().cloned())
+            .map(|gate| {
+                tokio::spawn(async move {
+                    gate.wait_ends(Deadline::NONE).await.unwrap();
+                    tokio::task::yield_now().await;
+                    gate.calls_done(1);
+                })
+            })
+            .collect();
+        // A job whose calls are all done gives its slot back when dropped.
+        let finished = async {
+            for call in calls {
+                call.await.unwrap();
+            }
+        };
+        let drop_done = async {
+            loop {
+                gates.retain(|g| g.lock().unfinished > 0);
+                if gates.is_empty() {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(finished, drop_done)
+        })
+        .await
+        .expect("parked jobs waking together deadlocked");
+    }
+
+    #[tokio::test]
+    async fn parked_jobs_are_bounded_and_a_wakeup_respects_the_deadline() {
+        let slots = JobSlots {
+            working: Arc::new(Semaphore::new(1)),
+            parked: Arc::new(Semaphore::new(1)),
+        };
+        let a = JobGate::new(
+            slots.clone(),
+            slots.working.clone().acquire_owned().await.unwrap(),
+            1,
+        );
+        a.wait_begins();
+        assert!(a.is_parked());
+        let b = JobGate::new(
+            slots.clone(),
+            slots.working.clone().acquire_owned().await.unwrap(),
+            1,
+        );
+        b.wait_begins();
+        assert!(
+            !b.is_parked(),
+            "no parked slot left: b keeps its working slot"
+        );
+        assert_eq!(slots.working.available_permits(), 0);
+        // a wakes up with no working slot free and a deadline passed.
+        let passed = a.wait_ends(Deadline::at_unix_ms(Some(1))).await;
+        assert_eq!(
+            passed,
+            Err(DeadlinePassed {
+                left: Duration::ZERO
+            })
+        );
     }
 
     #[tokio::test]

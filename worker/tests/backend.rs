@@ -17,7 +17,7 @@ use vigil_protocol::{
     ChatMessage, EndpointKind, ErrorKind, Prompt, SamplingParams, TargetSpec, TokenUsage,
 };
 use vigil_worker::backend::BackendClient;
-use vigil_worker::retry::AdaptiveLimit;
+use vigil_worker::retry::{AdaptiveLimit, Deadline, Slots};
 
 /// One scripted reply.
 #[derive(Clone)]
@@ -530,4 +530,104 @@ async fn the_limit_bounds_requests_in_flight() {
         assert_eq!(result.unwrap().text, "slow");
     }
     assert_eq!(stub.peak.load(Ordering::SeqCst), 2);
+}
+
+/// Slots with a deadline `in_ms` from now.
+fn with_deadline<'a>(
+    limit: &'a AdaptiveLimit,
+    worker: Option<&'a tokio::sync::Semaphore>,
+    in_ms: u64,
+) -> Slots<'a> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    Slots {
+        target: limit,
+        worker,
+        job: None,
+        deadline: Deadline::at_unix_ms(Some(now_ms + in_ms)),
+    }
+}
+
+#[tokio::test]
+async fn a_retry_after_past_the_deadline_fails_as_deadline_without_waiting() {
+    let (url, stub) = start(vec![Reply::RateLimited("30"), Reply::Ok("late")], None).await;
+    let t = target(&url, EndpointKind::Chat, 3);
+    let limit = AdaptiveLimit::new(4);
+    // The call is not allowed to sleep 30 s: the deadline is 10 s away. A
+    // sleep would make this test time out (the bound is a failure, not a window).
+    let err = tokio::time::timeout(
+        Duration::from_secs(9),
+        client().complete(
+            &t,
+            None,
+            &chat("hi"),
+            with_deadline(&limit, None, 10_000),
+            &[],
+        ),
+    )
+    .await
+    .expect("the call slept into the Retry-After instead of failing at once")
+    .unwrap_err();
+    assert_eq!((err.kind, err.attempts), (ErrorKind::Deadline, 1));
+    assert!(
+        err.message.starts_with("the run's deadline comes in ")
+            && err
+                .message
+                .contains("before a retry in 30.0 s (Retry-After)")
+            && err
+                .message
+                .contains("last attempt: rate_limited: HTTP 429 after 1 attempt"),
+        "{}",
+        err.message
+    );
+    assert_eq!(stub.seen().len(), 1, "no second attempt");
+}
+
+#[tokio::test]
+async fn a_passed_deadline_fails_before_any_attempt() {
+    let (url, stub) = start(vec![], Some(Reply::Ok("x"))).await;
+    let t = target(&url, EndpointKind::Chat, 3);
+    let limit = AdaptiveLimit::new(4);
+    let mut slots = with_deadline(&limit, None, 0);
+    slots.deadline = Deadline::at_unix_ms(Some(1));
+    let err = client()
+        .complete(&t, None, &chat("hi"), slots, &[])
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.attempts), (ErrorKind::Deadline, 0));
+    assert_eq!(
+        err.message,
+        "the run's deadline has passed, waiting for a call slot"
+    );
+    assert!(stub.seen().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_to_retry_holds_no_slot() {
+    // One target slot and one worker slot. The first call is told to retry
+    // in 30 s; the second call must get both slots meanwhile.
+    let (url, stub) = start(vec![Reply::RateLimited("30")], Some(Reply::Ok("next"))).await;
+    let t = target(&url, EndpointKind::Chat, 1);
+    let limit = AdaptiveLimit::with_cooldown(1, Duration::ZERO);
+    let worker = tokio::sync::Semaphore::new(1);
+    let client = client();
+    let prompt = chat("hi");
+    let slots = with_deadline(&limit, Some(&worker), 600_000);
+    let waiting = client.complete(&t, None, &prompt, slots, &[]);
+    tokio::pin!(waiting);
+    // Drive the first call until its 429 arrives, then it sleeps.
+    let stub_ref = &stub;
+    tokio::select! {
+        _ = &mut waiting => panic!("the first call ended instead of waiting 30 s"),
+        _ = async { while stub_ref.seen().is_empty() { tokio::task::yield_now().await; tokio::time::sleep(Duration::from_millis(5)).await; } } => {}
+    }
+    let second = tokio::select! {
+        _ = &mut waiting => panic!("the first call ended instead of waiting 30 s"),
+        second = client.complete(&t, None, &prompt, slots, &[]) => second,
+    };
+    assert_eq!(second.unwrap().text, "next");
+    assert_eq!(stub.seen().len(), 2, "the first call has not retried yet");
+    assert_eq!((limit.in_flight(), worker.available_permits()), (0, 1));
 }

@@ -198,7 +198,7 @@ impl EmbeddingSimilarity {
                     self.api_key.as_deref(),
                     "embeddings",
                     &body,
-                    &limit,
+                    &*limit,
                     &telemetry::http_headers(&span),
                     |bytes| parse_embeddings(bytes, n),
                 )

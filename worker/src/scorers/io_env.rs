@@ -180,7 +180,7 @@ pub(crate) async fn call_judge(
             target,
             prompt,
             Call {
-                limit: &limit,
+                slots: (&*limit).into(),
                 span: &span,
                 recorded: None,
             },
