@@ -17,7 +17,11 @@ GOOD=${GOOD:-1000}
 BAD=${BAD:-500}
 NATS=nats://127.0.0.1:$NATS_PORT
 DIR=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
+MONITOR=
+# The monitor stops first, while NATS is up to record its state (stopped
+# together with nats-server, it would retry that write for minutes).
+trap '[ -n "$MONITOR" ] && kill "$MONITOR" 2>/dev/null && wait "$MONITOR" 2>/dev/null
+      kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$DIR"' EXIT
 now() { date +%s.%N; }
 wait_for() { # wait_for WHAT COMMAND...: polls until COMMAND succeeds (2 min at most)
   local what=$1; shift
@@ -46,6 +50,7 @@ metrics:
 drift: {alpha: 0.001, reference_items: 500}
 YAML
 $VIGIL monitor "$DIR/monitor.yaml" --nats "$NATS" 2>"$DIR/monitor.log" &
+MONITOR=$!
 wait_for "the proxy" bash -c "echo > /dev/tcp/${PROXY%:*}/${PROXY#*:}"
 
 # 3. Traffic: GOOD answers that are JSON, then the model breaks: BAD that are not.

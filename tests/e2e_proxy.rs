@@ -375,6 +375,9 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
             "the incoming trace is continued"
         );
         assert_eq!(c.response_text.as_deref(), Some("5"), "{c:?}");
+        // A completed exchange carries no error, streamed or not (a body
+        // with a Content-Length is complete when that many bytes went out).
+        assert_eq!(c.error, None, "{c:?}");
         assert!(
             c.prompt.contains("[REDACTED:email]") && c.prompt.contains("[REDACTED:api_key]"),
             "{}",
@@ -404,6 +407,9 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
         .find(|c| c.endpoint == "embeddings")
         .unwrap();
     assert_eq!(embedded.response_text, None);
+    for (c, _) in &all {
+        assert_eq!(c.error, None, "every exchange here completed: {c:?}");
+    }
     assert_eq!(embedded.prompt, "the cat sat\non the mat");
 }
 

@@ -95,10 +95,20 @@ struct Recorder {
     limit: usize,
     finished: bool,
     queue: CaptureQueue,
+    /// The upstream's `Content-Length`, when it sent one: the client's side
+    /// stops polling the body once that many bytes went out, so the body's
+    /// end is never seen as such and must be recognised by its length.
+    expected: Option<u64>,
+    /// Response bytes seen so far (the capture itself stops at `limit`).
+    received: u64,
 }
 
 impl Recorder {
     fn push(&mut self, chunk: &[u8]) {
+        self.received += chunk.len() as u64;
+        if self.expected.is_some_and(|n| self.received >= n) {
+            self.finished = true;
+        }
         if let Some(ex) = self.ex.as_mut() {
             let room = self.limit.saturating_sub(ex.response.len());
             if chunk.len() > room {
@@ -230,8 +240,11 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             ex: Some(ex),
             started,
             limit: sh.max_capture_bytes,
-            finished: false,
+            // An empty body has no chunk to see its end by.
+            finished: upstream.content_length() == Some(0),
             queue: sh.queue.clone(),
+            expected: upstream.content_length(),
+            received: 0,
         }
     });
     let chunks = futures::stream::unfold(Some((upstream, recorder)), |state| async move {

@@ -11,12 +11,12 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum RedactError {
     /// A pattern is not a valid regex.
-    #[error("redaction pattern `{name}` is not a valid regex: {source}")]
+    #[error("redaction pattern `{name}` is not a valid regex: {reason}")]
     Regex {
         /// The pattern's name.
         name: String,
-        /// Why.
-        source: regex::Error,
+        /// Why (not a `source`: the message says it once).
+        reason: regex::Error,
     },
     /// The redaction file cannot be read or parsed.
     #[error("redaction file {path}: {message}")]
@@ -46,7 +46,14 @@ impl RedactFile {
             message,
         };
         let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
-        serde_norway::from_str(&text).map_err(|e| err(e.to_string()))
+        let file: RedactFile = serde_norway::from_str(&text).map_err(|e| err(e.to_string()))?;
+        // A bad pattern is named with its file, not only by its name.
+        for (name, pattern) in &file.patterns {
+            if let Err(e) = Regex::new(pattern) {
+                return Err(err(format!("pattern `{name}` is not a valid regex: {e}")));
+            }
+        }
+        Ok(file)
     }
 }
 
@@ -68,16 +75,16 @@ impl Redactor {
         sources.extend(custom.iter().cloned());
         let mut kinds = Vec::with_capacity(sources.len());
         for (name, pattern) in &sources {
-            let re = Regex::new(pattern).map_err(|source| RedactError::Regex {
+            let re = Regex::new(pattern).map_err(|reason| RedactError::Regex {
                 name: name.clone(),
-                source,
+                reason,
             })?;
             kinds.push((name.clone(), re));
         }
         let any =
-            RegexSet::new(sources.iter().map(|(_, p)| p)).map_err(|source| RedactError::Regex {
+            RegexSet::new(sources.iter().map(|(_, p)| p)).map_err(|reason| RedactError::Regex {
                 name: "(set)".into(),
-                source,
+                reason,
             })?;
         Ok(Redactor { kinds, any })
     }
@@ -139,6 +146,20 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bad_pattern_in_a_redaction_file_names_the_file_and_the_pattern() {
+        let path = std::env::temp_dir().join(format!("vigil-redact-{}.yaml", std::process::id()));
+        std::fs::write(&path, "patterns:\n  order: \"(\"\n").unwrap();
+        let e = RedactFile::load(&path).unwrap_err().to_string();
+        std::fs::remove_file(&path).ok();
+        assert!(e.contains(&path.display().to_string()), "{e}");
+        assert!(e.contains("pattern `order` is not a valid regex"), "{e}");
+        // The reason is said once, and the error has no source to repeat it.
+        let e = Redactor::new(&[("x".into(), "(".into())]).unwrap_err();
+        assert_eq!(e.to_string().matches("unclosed group").count(), 1, "{e}");
+        assert!(std::error::Error::source(&e).is_none());
+    }
 
     #[test]
     fn builtins_redact_and_plain_text_passes() {
