@@ -375,6 +375,9 @@ async fn responses_pass_unchanged_and_captures_arrive_redacted() {
             "the incoming trace is continued"
         );
         assert_eq!(c.response_text.as_deref(), Some("5"), "{c:?}");
+        // A complete exchange has no error (a body of known length ends
+        // without its end being polled).
+        assert_eq!(c.error, None, "{c:?}");
         assert!(
             c.prompt.contains("[REDACTED:email]") && c.prompt.contains("[REDACTED:api_key]"),
             "{}",

@@ -94,6 +94,10 @@ struct Recorder {
     started: Instant,
     limit: usize,
     finished: bool,
+    /// Bytes of a body of known length (`Content-Length`) still to come: the
+    /// server stops reading the body when it has them all, so the body's end
+    /// may never be polled.
+    remaining: Option<u64>,
     queue: CaptureQueue,
 }
 
@@ -106,6 +110,12 @@ impl Recorder {
             }
             ex.response
                 .extend_from_slice(&chunk[..chunk.len().min(room)]);
+        }
+        if let Some(left) = self.remaining.as_mut() {
+            *left = left.saturating_sub(chunk.len() as u64);
+            if *left == 0 {
+                self.finished = true;
+            }
         }
     }
 
@@ -231,6 +241,7 @@ async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             started,
             limit: sh.max_capture_bytes,
             finished: false,
+            remaining: upstream.content_length(),
             queue: sh.queue.clone(),
         }
     });
