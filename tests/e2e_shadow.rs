@@ -246,6 +246,22 @@ async fn worse_better_and_equal_candidates_are_called_right() {
         v["ci_high"].as_f64().unwrap(),
     );
     assert!(low < 0.5 && 0.5 < high, "{v}");
+    // Each wave is a run of its own, but a wave takes no baseline: the
+    // wave before it is other captures, not a baseline to compare with.
+    let waves: Vec<&str> = ["production_runs", "candidate_runs"]
+        .iter()
+        .flat_map(|side| v[side].as_array().unwrap())
+        .map(|id| id.as_str().unwrap())
+        .collect();
+    assert_eq!(waves.len(), 10, "{v}");
+    for id in waves {
+        let wave = vigil_coordinator::history::find(&js, id).await.unwrap();
+        assert!(
+            wave.comparison.is_none(),
+            "wave {id} compared with {:?}",
+            wave.comparison.map(|c| c.baseline_run_id)
+        );
+    }
 
     // An app without captures (a typo) is an input error, not "no difference".
     let output = run(vigil().args([

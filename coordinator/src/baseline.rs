@@ -21,7 +21,9 @@ use vigil_protocol::{Comparison, RunSummary};
 
 /// Stores the run's per-item scores and fills `summary.comparison` with the
 /// paired comparison against the baseline (`explicit`, else the pinned one,
-/// else the latest passing run of the same suite and target).
+/// else the latest passing run of the same suite and target). With
+/// `compare` false (a shadow wave, [`crate::run::RunConfig::no_baseline`]) the
+/// scores are stored and nothing is compared.
 pub async fn compare_with_baseline(
     js: &jetstream::Context,
     suite: &Suite,
@@ -29,11 +31,15 @@ pub async fn compare_with_baseline(
     aggregate: &Aggregator,
     summary: &mut RunSummary,
     explicit: Option<&str>,
+    compare: bool,
 ) {
     let mut scores = aggregate.run_scores(&summary.run_id);
     fill_missing_ids(suite, renderer, &mut scores).await;
     if let Err(e) = scores_store::store(js, &scores).await {
         tracing::warn!(run_id = %summary.run_id, error = %e, "could not store per-item scores");
+    }
+    if !compare {
+        return;
     }
     let baseline = match history::resolve_baseline(
         js,

@@ -56,6 +56,9 @@ pub struct RunConfig {
     pub require_resume: bool,
     /// Compare with this run instead of the pinned or latest passing one.
     pub baseline: Option<String>,
+    /// Compare with no baseline (a shadow wave: the run before it is
+    /// another wave over other captures, not a baseline).
+    pub no_baseline: bool,
     /// Never answer from the response cache.
     pub no_cache: bool,
     /// How long without progress (and after every reconnect) before the run
@@ -84,6 +87,7 @@ impl RunConfig {
             metrics: None,
             require_resume: false,
             baseline: None,
+            no_baseline: false,
             no_cache: false,
             reconcile_after: DEFAULT_RECONCILE_AFTER,
             cache: false,
@@ -512,6 +516,7 @@ async fn run_in_span(
         &aggregate,
         &mut summary,
         config.baseline.as_deref(),
+        !config.no_baseline,
     )
     .await;
     gates::apply(&suite.gates, Some(suite.error_budget), &mut summary);

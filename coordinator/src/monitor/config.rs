@@ -8,7 +8,6 @@ use crate::drift::{Direction, EDetectorConfig, StaticThresholdConfig};
 use crate::suite::raw::{RawScorer, RawTarget, parse_yaml};
 use crate::suite::{ScorerConfig, SuiteError, TargetConfig, check_name, check_scorers};
 use serde::Deserialize;
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -324,21 +323,7 @@ impl MonitorConfig {
             ));
         }
         let window = window(raw.window, &err)?;
-        // `json_valid` is `json_schema` with the empty schema: any JSON value.
-        let scorers = raw
-            .scorers
-            .into_iter()
-            .map(|mut s| {
-                if s.kind == "json_valid" {
-                    s.kind = "json_schema".into();
-                    s.params
-                        .entry("schema")
-                        .or_insert(Value::Object(Default::default()));
-                }
-                s
-            })
-            .collect();
-        let (targets, scorers) = check_scorers(path, raw.targets, scorers)?;
+        let (targets, scorers) = check_scorers(path, raw.targets, raw.scorers)?;
         for (i, s) in scorers.iter().enumerate() {
             if s.kind.needs_reference() || s.reference.is_some() {
                 return Err(err(

@@ -291,6 +291,7 @@ pub async fn shadow(
             run_config.topology = config.topology.clone();
             run_config.reconcile_after = config.reconcile_after;
             run_config.no_cache = config.no_cache;
+            run_config.no_baseline = true;
             run::run(client.clone(), run_config, shutdown.clone())
         });
         let [production_run, candidate_run] = runs;

@@ -41,6 +41,9 @@ struct SchemaKeys {
     schema_path: Option<PathBuf>,
 }
 
+/// The alias of `json_schema` with the empty schema (any JSON value passes).
+const JSON_VALID: &str = "json_valid";
+
 impl Checker<'_> {
     pub(super) fn scorer(
         &self,
@@ -77,11 +80,19 @@ impl Checker<'_> {
                 parsed.kind
             }
             kind if KINDS.contains(&kind) => self.kind(i, kind, raw.params)?,
+            // `json_valid` is `json_schema` with the empty schema: any JSON value.
+            JSON_VALID => {
+                let mut params = raw.params;
+                params
+                    .entry("schema")
+                    .or_insert(Value::Object(Default::default()));
+                self.kind(i, "json_schema", params)?
+            }
             other => {
                 return Err(self.err(
                     at("kind"),
                     format!(
-                        "unknown scorer kind `{other}` (known: {})",
+                        "unknown scorer kind `{other}` (known: {}, {JSON_VALID})",
                         KINDS.join(", ")
                     ),
                 ));
@@ -302,6 +313,21 @@ mod tests {
         );
         // Keys the suite names itself (pii kinds) are not taken for unknown keys.
         assert!(load("{ name: p, kind: pii, patterns: { ticket: \"T-\\\\d+\" } }").is_ok());
+    }
+
+    #[test]
+    fn json_valid_is_json_schema_with_the_empty_schema_in_a_suite() {
+        let suite = crate::suite::Suite::from_str(
+            "name: s\ndataset: { path: d.jsonl }\nprompt: { user: q }\n\
+             targets: [{ name: t, base_url: \"http://h:1/v1\", model: m }]\n\
+             scorers: [{ name: valid, kind: json_valid }]\n",
+            crate::suite::SuiteFormat::Yaml,
+            std::path::Path::new("s.yaml"),
+        )
+        .unwrap();
+        assert_eq!(suite.scorers[0].kind.name(), "json_schema");
+        let wire = serde_json::to_value(&suite.scorers[0].kind).unwrap();
+        assert_eq!(wire["params"]["schema"], "{}", "{wire}");
     }
 
     #[test]
