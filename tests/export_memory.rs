@@ -7,7 +7,7 @@
 //! CSV did), or a replay that let the client buffer hundreds of results
 //! ahead (as `history::replay` did), needs far more and fails this.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

@@ -6,9 +6,8 @@
 //! longer than the time left to the run's deadline fails items as
 //! `deadline` at once, instead of sleeping into the deadline.
 
-#[path = "common/cluster.rs"]
-mod cluster;
-mod common;
+use crate::common;
+use crate::common::cluster;
 
 use cluster::*;
 use common::*;
