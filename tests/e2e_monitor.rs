@@ -594,3 +594,82 @@ fn a_bad_monitor_file_names_the_field_and_exits_2() {
         "{err}"
     );
 }
+
+/// The `vigil-runs` bucket, once the monitor has made it.
+async fn runs_kv(js: &jetstream::Context) -> jetstream::kv::Store {
+    loop {
+        if let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await {
+            return kv;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const JSON_MONITOR: &str = r#"
+name: shop-json
+app: shop
+batch: 10
+batch_wait_ms: 100
+window: {max_items: 1000, duration_s: 1000000000}
+scorers:
+  - {name: json, kind: json_valid}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_while_nats_is_down_exits_within_seconds() {
+    let (dir, mut nats, js) = setup().await;
+    let file = write_monitor(dir.path(), JSON_MONITOR);
+    let mut monitor = spawn_monitor(dir.path(), &nats, &file, &[], "monitor");
+    let kv = runs_kv(&js).await;
+    wait_until("the monitor state written", WAIT, || async {
+        kv.get("monitor.shop-json").await.ok().flatten().is_some()
+    })
+    .await;
+    nats.kill_and_wait().await;
+    monitor.sigterm();
+    // Before the bounded shutdown save this took ~2.6 minutes (30 puts of 5 s).
+    let code = monitor.wait_exit(Duration::from_secs(20));
+    let log = monitor.log_text();
+    assert!(code.is_some(), "still running 20 s after SIGTERM:\n{log}");
+    assert!(
+        log.contains("cannot write the monitor state on shutdown; giving up"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_state_from_another_server_is_ignored_and_every_capture_is_scored() {
+    let (dir, nats, js) = setup().await;
+    let file = write_monitor(dir.path(), JSON_MONITOR);
+    let mut monitor = spawn_monitor(dir.path(), &nats, &file, &[], "monitor1");
+    let kv = runs_kv(&js).await;
+    wait_until("the monitor state written", WAIT, || async {
+        kv.get("monitor.shop-json").await.ok().flatten().is_some()
+    })
+    .await;
+    monitor.kill9();
+    // As an old monitor, stopping while its server was replaced, writes it.
+    kv.put(
+        "monitor.shop-json",
+        br#"{"through_seq": 405}"#.to_vec().into(),
+    )
+    .await
+    .unwrap();
+    let n = 30u64;
+    for i in 0..n {
+        publish_capture(&js, &capture("shop", i, r#"{"ok": 1}"#)).await;
+    }
+    let mut monitor = spawn_monitor(dir.path(), &nats, &file, &[], "monitor2");
+    let mut worker = spawn_worker(dir.path(), &nats);
+    wait_until("every capture scored", WAIT, || async {
+        results_per_id(&js).await.0.len() as u64 == n
+    })
+    .await;
+    let (per_id, failed) = results_per_id(&js).await;
+    assert_eq!(failed, 0);
+    assert!(per_id.values().all(|k| *k == 1), "{per_id:?}");
+    let log = monitor.log_text();
+    assert!(log.contains("stale, from another server"), "{log}");
+    monitor.kill9();
+    worker.kill9();
+}
