@@ -399,6 +399,8 @@ name: shop-json
 app: shop
 batch: 10
 batch_wait_ms: 100
+# The restarted monitor waits out the killed one's lease (3 periods).
+lease_ms: 200
 window: {max_items: 95, duration_s: 1000000000}
 scorers:
   - {name: json, kind: json_valid}
@@ -435,6 +437,13 @@ scorers:
     monitor.kill9();
 
     let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &envs, "monitor2");
+    // The worker only once the restarted monitor has waited out the killed
+    // one's lease: the rebuilt batch's first job must meet its earlier copy
+    // still in the jobs stream (its dedup), not a drained stream.
+    wait_until("the restarted monitor following captures", WAIT, || async {
+        !monitor.log_events("monitor following captures").is_empty()
+    })
+    .await;
     let mut worker = spawn_worker(dir.path(), &nats);
     let runs_subject = subjects::run_summary("shop-json", "shop");
     wait_until("two window summaries", WAIT, || async {
@@ -671,5 +680,54 @@ async fn a_stale_state_from_another_server_is_ignored_and_every_capture_is_score
     let log = monitor.log_text();
     assert!(log.contains("stale, from another server"), "{log}");
     monitor.kill9();
+    worker.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_monitor_of_the_same_name_exits_2_and_one_started_after_a_kill_takes_over() {
+    let (dir, nats, js) = setup().await;
+    let file = write_monitor(dir.path(), &format!("{JSON_MONITOR}lease_ms: 300\n"));
+    let mut first = spawn_monitor(dir.path(), &nats, &file, &[], "monitor1");
+    let kv = runs_kv(&js).await;
+    wait_until("the first monitor following captures", WAIT, || async {
+        !first.log_events("monitor following captures").is_empty()
+    })
+    .await;
+    let lease = kv.get("monitor.shop-json.lease").await.unwrap();
+    assert!(lease.is_some(), "no lease written");
+
+    let mut second = spawn_monitor(dir.path(), &nats, &file, &[], "monitor2");
+    let code = second.wait_exit(WAIT);
+    let log = second.log_text();
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("monitor shop-json is already running (holder"),
+        "{log}"
+    );
+    assert!(log.contains("last seen"), "{log}");
+
+    first.kill9();
+    let mut third = spawn_monitor(dir.path(), &nats, &file, &[], "monitor3");
+    wait_until("the third monitor taking over", WAIT, || async {
+        !third.log_events("monitor following captures").is_empty()
+    })
+    .await;
+    assert!(
+        third
+            .log_text()
+            .contains("took over an expired monitor lease"),
+        "{}",
+        third.log_text()
+    );
+    // It scores captures.
+    let mut worker = spawn_worker(dir.path(), &nats);
+    for i in 0..5 {
+        publish_capture(&js, &capture("shop", i, r#"{"ok": 1}"#)).await;
+    }
+    wait_until("the captures scored", WAIT, || async {
+        results_per_id(&js).await.0.len() == 5
+    })
+    .await;
+    third.kill9();
     worker.kill9();
 }

@@ -3,6 +3,7 @@
 
 use super::config::MonitorConfig;
 use super::items::ItemBuilder;
+use super::lease::Lease;
 use super::state::{MonitorState, Pending, StateStore, WindowState, Windows};
 use super::watch::{AppWatch, drift_alert};
 use super::{MonitorError, window_run_id};
@@ -53,7 +54,7 @@ struct Live {
     jobs: HashMap<u64, Range<u64>>,
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -75,6 +76,16 @@ pub async fn run(
     let js = ensure_topology(&client, &topology, &config.pool).await?;
     ensure_capture_stream(&js, &topology).await?;
     let store = StateStore::open(&js, &config.name).await?;
+    // Stopped by the caller, or by losing the lease to another monitor.
+    let stop = shutdown.child_token();
+    let lease = Lease::acquire(
+        store.kv().clone(),
+        &config.name,
+        config.lease_period,
+        stop.clone(),
+    )
+    .await?;
+    let shutdown = stop;
     let mut state = store.load().await?;
     let mut stream = js
         .get_stream(subjects::STREAM_CAPTURE)
@@ -214,8 +225,13 @@ pub async fn run(
     for (_, live) in m.lives.drain() {
         live.reader.abort();
     }
+    if lease.lost() {
+        // The state is the new holder's now.
+        return Err(MonitorError::LeaseLost(config.name.clone()));
+    }
     m.sync_watch();
     m.store.save_on_shutdown(&m.state).await;
+    lease.release().await;
     tracing::info!(monitor = %config.name, stats = ?m.stats, "monitor stopped");
     Ok(m.stats)
 }

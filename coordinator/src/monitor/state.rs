@@ -170,6 +170,11 @@ impl StateStore {
         })
     }
 
+    /// The `vigil-runs` bucket.
+    pub(super) fn kv(&self) -> &kv::Store {
+        &self.kv
+    }
+
     pub(super) async fn load(&self) -> Result<MonitorState, MonitorError> {
         match self.kv.get(&self.key).await.map_err(MonitorError::nats)? {
             None => Ok(MonitorState::default()),
