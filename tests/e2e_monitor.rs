@@ -412,15 +412,7 @@ scorers:
     // second waits, with the batch recorded and not acked. Killed there.
     let envs = [("VIGIL_JOBS_MAX_MSGS", "10")];
     let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &envs, "monitor1");
-    let kv = async {
-        loop {
-            if let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await {
-                return kv;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    .await;
+    let kv = runs_kv(&js).await;
     wait_until(
         "a batch recorded and waiting for room in the jobs stream",
         WAIT,
@@ -614,11 +606,29 @@ async fn runs_kv(js: &jetstream::Context) -> jetstream::kv::Store {
     }
 }
 
+/// `vigil monitor` started, once it has written its state; and `vigil-runs`.
+async fn monitor_with_state(
+    dir: &Path,
+    nats: &NatsServer,
+    js: &jetstream::Context,
+    file: &Path,
+    log: &str,
+) -> (Proc, jetstream::kv::Store) {
+    let monitor = spawn_monitor(dir, nats, file, &[], log);
+    let kv = runs_kv(js).await;
+    wait_until("the monitor state written", WAIT, || async {
+        kv.get("monitor.shop-json").await.ok().flatten().is_some()
+    })
+    .await;
+    (monitor, kv)
+}
+
 const JSON_MONITOR: &str = r#"
 name: shop-json
 app: shop
 batch: 10
 batch_wait_ms: 100
+lease_ms: 300
 window: {max_items: 1000, duration_s: 1000000000}
 scorers:
   - {name: json, kind: json_valid}
@@ -628,12 +638,7 @@ scorers:
 async fn sigterm_while_nats_is_down_exits_within_seconds() {
     let (dir, mut nats, js) = setup().await;
     let file = write_monitor(dir.path(), JSON_MONITOR);
-    let mut monitor = spawn_monitor(dir.path(), &nats, &file, &[], "monitor");
-    let kv = runs_kv(&js).await;
-    wait_until("the monitor state written", WAIT, || async {
-        kv.get("monitor.shop-json").await.ok().flatten().is_some()
-    })
-    .await;
+    let (mut monitor, _) = monitor_with_state(dir.path(), &nats, &js, &file, "monitor").await;
     nats.kill_and_wait().await;
     monitor.sigterm();
     // Before the bounded shutdown save this took ~2.6 minutes (30 puts of 5 s).
@@ -650,12 +655,7 @@ async fn sigterm_while_nats_is_down_exits_within_seconds() {
 async fn a_stale_state_from_another_server_is_ignored_and_every_capture_is_scored() {
     let (dir, nats, js) = setup().await;
     let file = write_monitor(dir.path(), JSON_MONITOR);
-    let mut monitor = spawn_monitor(dir.path(), &nats, &file, &[], "monitor1");
-    let kv = runs_kv(&js).await;
-    wait_until("the monitor state written", WAIT, || async {
-        kv.get("monitor.shop-json").await.ok().flatten().is_some()
-    })
-    .await;
+    let (mut monitor, kv) = monitor_with_state(dir.path(), &nats, &js, &file, "monitor1").await;
     monitor.kill9();
     // As an old monitor, stopping while its server was replaced, writes it.
     kv.put(
@@ -686,7 +686,7 @@ async fn a_stale_state_from_another_server_is_ignored_and_every_capture_is_score
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_second_monitor_of_the_same_name_exits_2_and_one_started_after_a_kill_takes_over() {
     let (dir, nats, js) = setup().await;
-    let file = write_monitor(dir.path(), &format!("{JSON_MONITOR}lease_ms: 300\n"));
+    let file = write_monitor(dir.path(), JSON_MONITOR);
     let mut first = spawn_monitor(dir.path(), &nats, &file, &[], "monitor1");
     let kv = runs_kv(&js).await;
     wait_until("the first monitor following captures", WAIT, || async {
