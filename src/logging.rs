@@ -27,7 +27,11 @@ pub fn init(cli: &Cli) -> Guard {
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // A closed stderr (`vigil proxy 2>&1 | head`) drops log lines: the default
+    // reports the failed write with `eprintln!`, which panics (src/output.rs).
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .log_internal_errors(false);
     let fmt = match cli.log_format {
         LogFormat::Json => fmt.json().boxed(),
         LogFormat::Text => fmt.boxed(),

@@ -5,6 +5,13 @@
 //! output. Exit codes: 0 every gate held, 1 a gate failed, 2 usage or input
 //! error, 3 infrastructure error (NATS unreachable, server too old, ...).
 
+// Every print goes through `output` (`outln!`, `out!`, `errln!`): `println!`
+// and `eprintln!` panic when a pipe is closed (`vigil runs list | head`).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
+#[macro_use]
+mod output;
+
 mod cli;
 mod commands;
 mod exit;
@@ -36,7 +43,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            errln!("error: cannot start the async runtime: {e}");
             return exit::Exit::Infrastructure.into();
         }
     };
@@ -48,7 +55,7 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => code.into(),
         Err(failure) => {
-            eprintln!("error: {:#}", failure.error);
+            errln!("error: {:#}", failure.error);
             failure.exit.into()
         }
     }

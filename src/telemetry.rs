@@ -38,7 +38,7 @@ impl Guard {
         if let Some(provider) = self.provider
             && let Err(e) = provider.shutdown()
         {
-            eprintln!("warning: flushing traces at exit failed: {e}");
+            errln!("warning: flushing traces at exit failed: {e}");
         }
         drop(self.runtime);
     }

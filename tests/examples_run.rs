@@ -11,6 +11,7 @@ use vigil_testkit::stub::{StubConfig, StubServer};
 /// The example suites (base_url `http://127.0.0.1:8089/v1`, as in the
 /// README) copied with their data into `dir`, pointed at `base_url`.
 fn copy_example(name: &str, dir: &Path, base_url: &str) -> PathBuf {
+    // Suites only (top level): monitor files live in examples/monitors/.
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     std::fs::create_dir_all(dir.join("data")).unwrap();
     for entry in std::fs::read_dir(examples.join("data")).unwrap() {

@@ -99,7 +99,7 @@ fn unknown_scorer_kind_lists_the_known_ones() {
     assert_eq!(
         e,
         format!(
-            "examples/arith.yaml: scorers[1].kind: unknown scorer kind `foo` (known: {}, {})",
+            "examples/arith.yaml: scorers[1].kind: unknown scorer kind `foo` (known: {}, {}, json_valid)",
             vigil_coordinator::suite::SCORER_KINDS.join(", "),
             vigil_coordinator::suite::TEXT_KINDS.join(", ")
         )

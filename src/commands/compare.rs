@@ -41,12 +41,12 @@ pub async fn run(args: CompareArgs) -> CommandResult {
     comparison.manifest_diffs =
         manifest::diff_optional(base.manifest.as_ref(), cand.manifest.as_ref());
     if args.json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&comparison).infra_error()?
         );
     } else {
-        print!(
+        out!(
             "{}",
             vigil_coordinator::report::table::render_comparison(&comparison, &cand.run_id, true)
         );

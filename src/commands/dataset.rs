@@ -147,14 +147,17 @@ async fn push(
     .map_err(store_error)?;
     let info = &pushed.info;
     if pushed.stored {
-        println!(
+        outln!(
             "pushed {name}@{} ({} items, {} bytes); it is the latest version",
-            info.version, info.items, info.bytes
+            info.version,
+            info.items,
+            info.bytes
         );
     } else {
-        println!(
+        outln!(
             "{name}@{} is already stored ({} items, same content): no new version; it is the latest version",
-            info.version, info.items
+            info.version,
+            info.items
         );
     }
     Ok(Exit::Ok)
@@ -167,11 +170,14 @@ fn report_extended(name: &str, ext: &dataset_store::Extended) {
         .map(|p| format!("{name}@{} ({} items)", p.version, p.items))
         .unwrap_or_else(|| format!("a new dataset `{name}`"));
     match &ext.pushed {
-        Some(p) => println!(
+        Some(p) => outln!(
             "pushed {name}@{} ({} items): {} added to {from}, {} duplicate(s) left out; it is the latest version",
-            p.info.version, p.info.items, ext.added, ext.duplicates
+            p.info.version,
+            p.info.items,
+            ext.added,
+            ext.duplicates
         ),
-        None => println!(
+        None => outln!(
             "nothing new: {} duplicate(s) of {from} or of each other; no new version",
             ext.duplicates
         ),
@@ -185,22 +191,26 @@ async fn list(json: bool, store: &StoreArgs) -> CommandResult {
         .map_err(store_error)?;
     if json {
         for v in &versions {
-            println!("{}", serde_json::to_string(v).infra_error()?);
+            outln!("{}", serde_json::to_string(v).infra_error()?);
         }
         return Ok(Exit::Ok);
     }
     if versions.is_empty() {
-        println!("no datasets (store one with `vigil dataset push FILE --name NAME`)");
+        outln!("no datasets (store one with `vigil dataset push FILE --name NAME`)");
         return Ok(Exit::Ok);
     }
-    println!(
+    outln!(
         "{:<24} {:>8} {:<14} {:>8} {:<20} source",
-        "name", "versions", "latest", "items", "created"
+        "name",
+        "versions",
+        "latest",
+        "items",
+        "created"
     );
     for (name, vs) in dataset_store::by_name(&versions) {
         let latest = vs.iter().find(|v| v.latest).or(vs.last()).copied();
         if let Some(l) = latest {
-            println!(
+            outln!(
                 "{:<24} {:>8} {:<14} {:>8} {:<20} {}",
                 name,
                 vs.len(),
@@ -225,13 +235,13 @@ async fn show(dataset: &str, json: bool, store: &StoreArgs) -> CommandResult {
         .map_err(store_error)?;
     if json {
         let out = serde_json::json!({ "version": info, "versions": versions });
-        println!("{}", serde_json::to_string_pretty(&out).infra_error()?);
+        outln!("{}", serde_json::to_string_pretty(&out).infra_error()?);
         return Ok(Exit::Ok);
     }
     print_version(&info);
-    println!("versions (oldest first):");
+    outln!("versions (oldest first):");
     for v in &versions {
-        println!(
+        outln!(
             "  {}{} {:>8} items  {}  {}",
             v.version,
             if v.latest { " (latest)" } else { "" },
@@ -244,20 +254,20 @@ async fn show(dataset: &str, json: bool, store: &StoreArgs) -> CommandResult {
 }
 
 fn print_version(v: &VersionInfo) {
-    println!("dataset:    {}", v.name);
-    println!(
+    outln!("dataset:    {}", v.name);
+    outln!(
         "version:    {}{}",
         v.version,
         if v.latest { " (latest)" } else { "" }
     );
-    println!("format:     {}", dataset_store::format_name(v.format));
-    println!("items:      {}", v.items);
-    println!("bytes:      {}", v.bytes);
-    println!("created:    {}", v.created);
-    println!("source:     {}", v.source);
-    println!("provenance: {}", v.provenance);
+    outln!("format:     {}", dataset_store::format_name(v.format));
+    outln!("items:      {}", v.items);
+    outln!("bytes:      {}", v.bytes);
+    outln!("created:    {}", v.created);
+    outln!("source:     {}", v.source);
+    outln!("provenance: {}", v.provenance);
     if let Some(parent) = &v.parent {
-        println!("parent:     {parent}");
+        outln!("parent:     {parent}");
     }
 }
 
@@ -276,7 +286,7 @@ async fn pull(dataset: &str, out: Option<&Path>, store: &StoreArgs) -> CommandRe
             let n = dataset_store::pull(&s.js, &info, &mut file)
                 .await
                 .map_err(store_error)?;
-            eprintln!(
+            errln!(
                 "wrote {}@{} ({} items, {n} bytes) to {}",
                 info.name,
                 info.version,
@@ -285,9 +295,13 @@ async fn pull(dataset: &str, out: Option<&Path>, store: &StoreArgs) -> CommandRe
             );
         }
         None => {
-            dataset_store::pull(&s.js, &info, &mut tokio::io::stdout())
-                .await
-                .map_err(store_error)?;
+            dataset_store::pull(
+                &s.js,
+                &info,
+                &mut crate::output::PipeSafe(tokio::io::stdout()),
+            )
+            .await
+            .map_err(store_error)?;
         }
     }
     Ok(Exit::Ok)
@@ -325,7 +339,7 @@ async fn promote(
             },
         })?;
     let since_text = humantime::format_duration(since);
-    eprintln!(
+    errln!(
         "read {} capture(s) of app `{app}` from the last {since_text} ({} with online scores from {} monitor run(s)); {} match --where{}",
         selection.captures,
         selection.scored,
@@ -342,7 +356,7 @@ async fn promote(
         let (written, duplicates) = dataset_store::write_new_items(&s.js, to, items, path)
             .await
             .map_err(store_error)?;
-        println!(
+        outln!(
             "wrote {written} candidate(s) to {} ({duplicates} duplicate(s) of `{to}`'s latest version or of each other left out); review it, then `vigil dataset push {} --name {to} --append`",
             path.display(),
             path.display()

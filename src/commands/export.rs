@@ -101,7 +101,7 @@ fn output(args: &ExportArgs) -> anyhow::Result<std::io::BufWriter<Box<dyn Write 
             std::fs::File::create(path)
                 .map_err(|e| anyhow!("cannot create {}: {e}", path.display()))?,
         ),
-        None => Box::new(std::io::stdout()),
+        None => Box::new(crate::output::PipeSafe(std::io::stdout())),
     };
     Ok(std::io::BufWriter::new(out))
 }

@@ -22,7 +22,7 @@ pub async fn run(args: MonitorArgs) -> CommandResult {
         .client;
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
-    eprintln!(
+    errln!(
         "vigil monitor {}: captures of {} -> pool {}, summaries on {}",
         config.name,
         config.filter.app.as_deref().unwrap_or("every app"),

@@ -60,7 +60,7 @@ pub async fn run(args: ProxyArgs) -> CommandResult {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))
         .infra_error()?;
-    eprintln!(
+    errln!(
         "vigil proxy on http://{} -> {} (app {}, sample {})",
         listener.local_addr().infra_error()?,
         cfg.upstream,

@@ -43,7 +43,7 @@ pub async fn run(args: ReportArgs) -> CommandResult {
         latencies_ms,
     };
     write(&args.out, &input)?;
-    println!(
+    outln!(
         "wrote report.html, junit.xml and summary.md to {}",
         args.out.display()
     );

@@ -251,12 +251,13 @@ pub async fn run(args: RunArgs) -> CommandResult {
     let summaries: Vec<&RunSummary> = outcomes.iter().map(|(_, o)| &o.summary).collect();
     for (_, outcome) in &outcomes {
         if outcome.replayed {
-            eprintln!(
+            errln!(
                 "run {} already finished at {}: its stored summary follows; nothing was evaluated or published again",
-                outcome.summary.run_id, outcome.summary.finished_at
+                outcome.summary.run_id,
+                outcome.summary.finished_at
             );
         }
-        println!(
+        outln!(
             "{}",
             vigil_coordinator::report::table::render(&outcome.summary)
         );

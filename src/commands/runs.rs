@@ -45,19 +45,24 @@ pub async fn run(args: RunsArgs) -> CommandResult {
                 .map_err(history_error)?;
             if json {
                 for e in &entries {
-                    println!("{}", serde_json::to_string(&e.summary).infra_error()?);
+                    outln!("{}", serde_json::to_string(&e.summary).infra_error()?);
                 }
             } else {
-                println!(
+                outln!(
                     "{:<36}  {:<16} {:<16} {:<24} {:>7} {:>9}  VERDICT",
-                    "RUN", "SUITE", "TARGET", "FINISHED", "ITEMS", "MAIN"
+                    "RUN",
+                    "SUITE",
+                    "TARGET",
+                    "FINISHED",
+                    "ITEMS",
+                    "MAIN"
                 );
                 for e in &entries {
                     let s = &e.summary;
                     let main = main_metric(s)
                         .map(|(n, v)| format!("{n}={v:.3}"))
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "{:<36}  {:<16} {:<16} {:<24} {:>7} {:>9}  {}",
                         s.run_id,
                         s.suite,
@@ -76,7 +81,7 @@ pub async fn run(args: RunsArgs) -> CommandResult {
             let summary = history::find(&store.js, &run)
                 .await
                 .map_err(history_error)?;
-            println!("{}", serde_json::to_string_pretty(&summary).infra_error()?);
+            outln!("{}", serde_json::to_string_pretty(&summary).infra_error()?);
             Ok(Exit::Ok)
         }
         RunsCommand::Pin { run, store } => {
@@ -87,7 +92,7 @@ pub async fn run(args: RunsArgs) -> CommandResult {
             history::pin(&store.js, &summary)
                 .await
                 .map_err(history_error)?;
-            println!(
+            outln!(
                 "pinned {} as the baseline of {}/{} ({})",
                 summary.run_id,
                 summary.suite,
@@ -105,7 +110,7 @@ pub async fn run(args: RunsArgs) -> CommandResult {
             history::set_retention(&store.js, max_age.into())
                 .await
                 .map_err(history_error)?;
-            println!("VIGIL_RUNS keeps summaries for {max_age} (0s: forever)");
+            outln!("VIGIL_RUNS keeps summaries for {max_age} (0s: forever)");
             Ok(Exit::Ok)
         }
     }
@@ -116,16 +121,18 @@ pub async fn run(args: RunsArgs) -> CommandResult {
 async fn cancel(js: &jetstream::Context, run: &str) -> CommandResult {
     use vigil_coordinator::resume::{self, CancelOutcome, ResumeError};
     match resume::cancel(js, run).await {
-        Ok(CancelOutcome::Cancelled(s)) => println!(
+        Ok(CancelOutcome::Cancelled(s)) => outln!(
             "cancelled run {run} ({}/{}): its coordinator stops, workers skip its remaining jobs",
-            s.suite, s.target
+            s.suite,
+            s.target
         ),
         Ok(CancelOutcome::AlreadyCancelled(s)) => {
-            println!("run {run} ({}/{}) was already cancelled", s.suite, s.target)
+            outln!("run {run} ({}/{}) was already cancelled", s.suite, s.target)
         }
-        Ok(CancelOutcome::AlreadyFinished(s)) => println!(
+        Ok(CancelOutcome::AlreadyFinished(s)) => outln!(
             "run {run} ({}/{}) already finished: nothing to cancel",
-            s.suite, s.target
+            s.suite,
+            s.target
         ),
         Err(ResumeError::NotFound { .. }) => {
             return Err(anyhow::anyhow!(

@@ -29,7 +29,7 @@ pub async fn run(args: ServeModelArgs) -> CommandResult {
     };
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
-    eprintln!(
+    errln!(
         "serving {} on http://{}/v1",
         server.model_name(),
         server.local_addr().infra_error()?

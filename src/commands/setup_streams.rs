@@ -23,7 +23,7 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
         .await
         .infra_error()?;
     for note in &notes {
-        println!("{note}");
+        outln!("{note}");
     }
     let unmet = notes
         .iter()
@@ -35,7 +35,7 @@ pub async fn run(args: SetupStreamsArgs) -> CommandResult {
         ))
         .infra_error();
     }
-    println!(
+    outln!(
         "ok: streams {}, {}, {}, {}, buckets (the response cache included) and consumer {} ready on {} ({} replica(s))",
         vigil_protocol::subjects::STREAM_JOBS,
         vigil_protocol::subjects::STREAM_RESULTS,

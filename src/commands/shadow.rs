@@ -123,8 +123,8 @@ pub async fn run(args: ShadowArgs) -> CommandResult {
 }
 
 fn print_outcome(outcome: &ShadowOutcome) {
-    println!("{}", table::render(&outcome.production));
-    println!("{}", table::render(&outcome.candidate));
+    outln!("{}", table::render(&outcome.production));
+    outln!("{}", table::render(&outcome.candidate));
 }
 
 /// report.html, junit.xml and summary.md of the candidate's summary (with

@@ -23,7 +23,7 @@ pub async fn run(args: StubArgs) -> CommandResult {
     };
     let shutdown = CancellationToken::new();
     crate::signals::cancel_on_signal(shutdown.clone());
-    eprintln!(
+    errln!(
         "stub backend on http://{}/v1",
         listener.local_addr().infra_error()?
     );
@@ -36,9 +36,10 @@ pub async fn run(args: StubArgs) -> CommandResult {
     // What it served, for whoever started it (vigil-bench checks that a
     // fully cached run made no calls).
     let s = stats.snapshot();
-    eprintln!(
+    errln!(
         "stub served {} completion requests ({} answered 200)",
-        s.requests, s.ok
+        s.requests,
+        s.ok
     );
     Ok(Exit::Ok)
 }

@@ -21,7 +21,7 @@ pub async fn run(args: ValidateArgs) -> CommandResult {
     let (_, check) =
         tokio::task::block_in_place(|| check_suite(&suite, vigil_worker::scorers::check))
             .input_error()?;
-    println!(
+    outln!(
         "ok: suite `{}`: {} items in {} (sha256 {}), {} target(s): {}, {} scorer(s): {}",
         suite.name,
         check.items,

@@ -28,7 +28,7 @@ pub async fn run(args: WatchArgs) -> CommandResult {
         .await
         .infra_error()?;
     store.client.flush().await.infra_error()?;
-    eprintln!("watching vigil.events.> and vigil.runs.> (Ctrl-C to stop)");
+    errln!("watching vigil.events.> and vigil.runs.> (Ctrl-C to stop)");
     let mut seen = 0usize;
     loop {
         tokio::select! {
@@ -36,9 +36,9 @@ pub async fn run(args: WatchArgs) -> CommandResult {
             Some(m) = events.next() => {
                 let Ok(e) = vigil_protocol::decode::<ProgressEvent>(&m.payload) else { continue };
                 if args.json {
-                    println!("{}", serde_json::json!({"event": "progress", "progress": e}));
+                    outln!("{}", serde_json::json!({"event": "progress", "progress": e}));
                 } else {
-                    println!(
+                    outln!(
                         "progress {} {}/{} {:?} {}/{} done, {} failed, {:.1} items/s",
                         e.run_id, e.suite, e.target, e.phase, e.done, e.total, e.failed, e.items_per_s
                     );
@@ -47,12 +47,12 @@ pub async fn run(args: WatchArgs) -> CommandResult {
             Some(m) = summaries.next() => {
                 let Ok(s) = vigil_protocol::decode::<RunSummary>(&m.payload) else { continue };
                 if args.json {
-                    println!("{}", serde_json::json!({"event": "summary", "summary": s}));
+                    outln!("{}", serde_json::json!({"event": "summary", "summary": s}));
                 } else {
                     let main = crate::commands::runs::main_metric(&s)
                         .map(|(n, v)| format!("{n}.pass_rate={v:.4}"))
                         .unwrap_or_default();
-                    println!(
+                    outln!(
                         "summary  {} {}/{} {} items, {} {}",
                         s.run_id, s.suite, s.target, s.items_total, main,
                         if s.passed { "passed" } else { "FAILED" }

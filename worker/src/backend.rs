@@ -580,7 +580,7 @@ impl BackendClient {
                 Err(failed) => failed,
             };
             if failed.kind == ErrorKind::RateLimited {
-                limit.on_rate_limited();
+                limit.on_rate_limited_sent(started);
             }
             let retries_done = attempt - 1;
             if !failed.retryable() || retries_done >= policy.max_retries {

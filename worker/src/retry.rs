@@ -245,6 +245,26 @@ impl AdaptiveLimit {
         state.last_decrease = Some(now);
     }
 
+    /// The target answered 429 to an attempt sent at `sent`: halve the limit
+    /// unless that attempt was sent before the last halving (it belongs to
+    /// the burst that halving already answered) or the last halving was
+    /// less than a tenth of the cooldown ago. Attempts waiting to retry hold
+    /// no slot, so a target over its capacity refuses the excess at once and
+    /// the freed slots are taken again at once: the limit must come down
+    /// within a round trip, not a second, or most attempts are refused.
+    pub fn on_rate_limited_sent(&self, sent: Instant) {
+        let mut state = self.shared.lock();
+        let now = Instant::now();
+        if state
+            .last_decrease
+            .is_some_and(|at| sent < at || now.duration_since(at) < self.shared.cooldown / 10)
+        {
+            return;
+        }
+        state.limit = (state.whole() / 2).max(1) as f64;
+        state.last_decrease = Some(now);
+    }
+
     /// A call succeeded: grow the limit by `1/limit`, up to the maximum, so
     /// that a full window of successes adds one.
     pub fn on_success(&self) {
@@ -705,6 +725,20 @@ mod tests {
             got.is_ok(),
             "a slot frees when in_flight drops below the limit"
         );
+    }
+
+    #[test]
+    fn a_429_halves_once_per_burst_it_answers() {
+        let limit = AdaptiveLimit::with_cooldown(16, Duration::ZERO);
+        let burst = Instant::now();
+        limit.on_rate_limited_sent(burst); // 16 -> 8
+        // The rest of the burst, sent before that halving: no more halvings.
+        limit.on_rate_limited_sent(burst);
+        limit.on_rate_limited_sent(burst);
+        assert_eq!(limit.limit(), 8);
+        // An attempt sent after it is a new signal.
+        limit.on_rate_limited_sent(Instant::now());
+        assert_eq!(limit.limit(), 4);
     }
 
     async fn futures_join(limit: &AdaptiveLimit, n: usize) -> Vec<AdaptivePermit> {
