@@ -399,6 +399,8 @@ name: shop-json
 app: shop
 batch: 10
 batch_wait_ms: 100
+# The restarted monitor waits out the killed one's lease (3 periods).
+lease_ms: 200
 window: {max_items: 95, duration_s: 1000000000}
 scorers:
   - {name: json, kind: json_valid}
@@ -410,15 +412,7 @@ scorers:
     // second waits, with the batch recorded and not acked. Killed there.
     let envs = [("VIGIL_JOBS_MAX_MSGS", "10")];
     let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &envs, "monitor1");
-    let kv = async {
-        loop {
-            if let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await {
-                return kv;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    .await;
+    let kv = runs_kv(&js).await;
     wait_until(
         "a batch recorded and waiting for room in the jobs stream",
         WAIT,
@@ -435,6 +429,13 @@ scorers:
     monitor.kill9();
 
     let mut monitor = spawn_monitor(dir.path(), &nats, &monitor_file, &envs, "monitor2");
+    // The worker only once the restarted monitor has waited out the killed
+    // one's lease: the rebuilt batch's first job must meet its earlier copy
+    // still in the jobs stream (its dedup), not a drained stream.
+    wait_until("the restarted monitor following captures", WAIT, || async {
+        !monitor.log_events("monitor following captures").is_empty()
+    })
+    .await;
     let mut worker = spawn_worker(dir.path(), &nats);
     let runs_subject = subjects::run_summary("shop-json", "shop");
     wait_until("two window summaries", WAIT, || async {
@@ -593,4 +594,140 @@ fn a_bad_monitor_file_names_the_field_and_exits_2() {
         err.contains("monitor.yaml") && err.contains("scorers[0]") && err.contains("reference"),
         "{err}"
     );
+}
+
+/// The `vigil-runs` bucket, once the monitor has made it.
+async fn runs_kv(js: &jetstream::Context) -> jetstream::kv::Store {
+    loop {
+        if let Ok(kv) = js.get_key_value(subjects::KV_RUNS).await {
+            return kv;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `vigil monitor` started, once it has written its state; and `vigil-runs`.
+async fn monitor_with_state(
+    dir: &Path,
+    nats: &NatsServer,
+    js: &jetstream::Context,
+    file: &Path,
+    log: &str,
+) -> (Proc, jetstream::kv::Store) {
+    let monitor = spawn_monitor(dir, nats, file, &[], log);
+    let kv = runs_kv(js).await;
+    wait_until("the monitor state written", WAIT, || async {
+        kv.get("monitor.shop-json").await.ok().flatten().is_some()
+    })
+    .await;
+    (monitor, kv)
+}
+
+const JSON_MONITOR: &str = r#"
+name: shop-json
+app: shop
+batch: 10
+batch_wait_ms: 100
+lease_ms: 300
+window: {max_items: 1000, duration_s: 1000000000}
+scorers:
+  - {name: json, kind: json_valid}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_while_nats_is_down_exits_within_seconds() {
+    let (dir, mut nats, js) = setup().await;
+    let file = write_monitor(dir.path(), JSON_MONITOR);
+    let (mut monitor, _) = monitor_with_state(dir.path(), &nats, &js, &file, "monitor").await;
+    nats.kill_and_wait().await;
+    monitor.sigterm();
+    // Before the bounded shutdown save this took ~2.6 minutes (30 puts of 5 s).
+    let code = monitor.wait_exit(Duration::from_secs(20));
+    let log = monitor.log_text();
+    assert!(code.is_some(), "still running 20 s after SIGTERM:\n{log}");
+    assert!(
+        log.contains("cannot write the monitor state on shutdown; giving up"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_state_from_another_server_is_ignored_and_every_capture_is_scored() {
+    let (dir, nats, js) = setup().await;
+    let file = write_monitor(dir.path(), JSON_MONITOR);
+    let (mut monitor, kv) = monitor_with_state(dir.path(), &nats, &js, &file, "monitor1").await;
+    monitor.kill9();
+    // As an old monitor, stopping while its server was replaced, writes it.
+    kv.put(
+        "monitor.shop-json",
+        br#"{"through_seq": 405}"#.to_vec().into(),
+    )
+    .await
+    .unwrap();
+    let n = 30u64;
+    for i in 0..n {
+        publish_capture(&js, &capture("shop", i, r#"{"ok": 1}"#)).await;
+    }
+    let mut monitor = spawn_monitor(dir.path(), &nats, &file, &[], "monitor2");
+    let mut worker = spawn_worker(dir.path(), &nats);
+    wait_until("every capture scored", WAIT, || async {
+        results_per_id(&js).await.0.len() as u64 == n
+    })
+    .await;
+    let (per_id, failed) = results_per_id(&js).await;
+    assert_eq!(failed, 0);
+    assert!(per_id.values().all(|k| *k == 1), "{per_id:?}");
+    let log = monitor.log_text();
+    assert!(log.contains("stale, from another server"), "{log}");
+    monitor.kill9();
+    worker.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_second_monitor_of_the_same_name_exits_2_and_one_started_after_a_kill_takes_over() {
+    let (dir, nats, js) = setup().await;
+    let file = write_monitor(dir.path(), JSON_MONITOR);
+    let mut first = spawn_monitor(dir.path(), &nats, &file, &[], "monitor1");
+    let kv = runs_kv(&js).await;
+    wait_until("the first monitor following captures", WAIT, || async {
+        !first.log_events("monitor following captures").is_empty()
+    })
+    .await;
+    let lease = kv.get("monitor.shop-json.lease").await.unwrap();
+    assert!(lease.is_some(), "no lease written");
+
+    let mut second = spawn_monitor(dir.path(), &nats, &file, &[], "monitor2");
+    let code = second.wait_exit(WAIT);
+    let log = second.log_text();
+    assert_eq!(code, Some(2), "{log}");
+    assert!(
+        log.contains("monitor shop-json is already running (holder"),
+        "{log}"
+    );
+    assert!(log.contains("last seen"), "{log}");
+
+    first.kill9();
+    let mut third = spawn_monitor(dir.path(), &nats, &file, &[], "monitor3");
+    wait_until("the third monitor taking over", WAIT, || async {
+        !third.log_events("monitor following captures").is_empty()
+    })
+    .await;
+    assert!(
+        third
+            .log_text()
+            .contains("took over an expired monitor lease"),
+        "{}",
+        third.log_text()
+    );
+    // It scores captures.
+    let mut worker = spawn_worker(dir.path(), &nats);
+    for i in 0..5 {
+        publish_capture(&js, &capture("shop", i, r#"{"ok": 1}"#)).await;
+    }
+    wait_until("the captures scored", WAIT, || async {
+        results_per_id(&js).await.0.len() == 5
+    })
+    .await;
+    third.kill9();
+    worker.kill9();
 }

@@ -32,9 +32,13 @@ pub async fn run(args: MonitorArgs) -> CommandResult {
             config.filter.app.as_deref().unwrap_or("<app>")
         ),
     );
-    monitor::run(client, Arc::new(config), topology, shutdown)
-        .await
-        .context("monitor stopped")
-        .infra_error()?;
+    match monitor::run(client, Arc::new(config), topology, shutdown).await {
+        Ok(_) => {}
+        // Another monitor of this name runs: a usage error, exit 2.
+        Err(e @ monitor::MonitorError::AlreadyRunning(_)) => {
+            return Err(anyhow::Error::from(e)).input_error();
+        }
+        Err(e) => return Err(e).context("monitor stopped").infra_error(),
+    }
     Ok(Exit::Ok)
 }

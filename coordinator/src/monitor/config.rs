@@ -33,6 +33,9 @@ pub struct MonitorConfig {
     pub batch: usize,
     /// How long a batch waits to fill before it is sent (default 1 s).
     pub batch_wait: Duration,
+    /// How often the monitor refreshes its lease (`lease_ms`, default 5 s);
+    /// a lease not refreshed for 3 periods is expired.
+    pub lease_period: Duration,
     /// How windows close.
     pub window: WindowConfig,
     /// Characters of each response kept in item results (default 2000).
@@ -199,6 +202,8 @@ struct RawMonitor {
     batch: Option<usize>,
     #[serde(default)]
     batch_wait_ms: Option<u64>,
+    #[serde(default)]
+    lease_ms: Option<u64>,
     #[serde(default)]
     window: RawWindow,
     #[serde(default)]
@@ -385,6 +390,7 @@ impl MonitorConfig {
             pool,
             batch,
             batch_wait: Duration::from_millis(raw.batch_wait_ms.unwrap_or(1000).max(1)),
+            lease_period: Duration::from_millis(raw.lease_ms.unwrap_or(5000).max(100)),
             window,
             keep_output_chars: raw
                 .keep_output_chars

@@ -21,17 +21,20 @@
 //! - [`config`]: the monitor file.
 //! - [`state`]: what survives a restart (in the `vigil-runs` bucket).
 //! - `items`: captures into job items.
+//! - `lease`: one running monitor per name.
 //! - `watch`: the drift detectors of an app.
 //! - `run`: the consumer loop, windows and summaries.
 
 pub mod config;
 mod items;
+mod lease;
 mod run;
 pub mod state;
 mod watch;
 
 pub use config::{CaptureFilter, MonitorConfig, WindowConfig};
 pub use items::recorded;
+pub use lease::{EXPIRY_PERIODS, lease_key};
 pub use run::{MonitorStats, run};
 pub use state::{MonitorState, WindowState, window_run_id};
 pub use watch::{drift_alert, metric_score};
@@ -51,6 +54,12 @@ pub enum MonitorError {
     /// The monitor's recorded state cannot be read or written.
     #[error("monitor state: {0}")]
     State(String),
+    /// Another monitor of the same name holds its lease.
+    #[error("{0}")]
+    AlreadyRunning(String),
+    /// Another monitor took this monitor's lease while it ran.
+    #[error("another monitor took the lease of monitor {0}; stopped")]
+    LeaseLost(String),
     /// Publishing jobs failed.
     #[error(transparent)]
     Dispatch(#[from] crate::dispatch::DispatchError),

@@ -3,6 +3,7 @@
 
 use super::config::MonitorConfig;
 use super::items::ItemBuilder;
+use super::lease::Lease;
 use super::state::{MonitorState, Pending, StateStore, WindowState, Windows};
 use super::watch::{AppWatch, drift_alert};
 use super::{MonitorError, window_run_id};
@@ -53,7 +54,7 @@ struct Live {
     jobs: HashMap<u64, Range<u64>>,
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -75,11 +76,35 @@ pub async fn run(
     let js = ensure_topology(&client, &topology, &config.pool).await?;
     ensure_capture_stream(&js, &topology).await?;
     let store = StateStore::open(&js, &config.name).await?;
+    // Stopped by the caller, or by losing the lease to another monitor.
+    let stop = shutdown.child_token();
+    let lease = Lease::acquire(
+        store.kv().clone(),
+        &config.name,
+        config.lease_period,
+        stop.clone(),
+    )
+    .await?;
+    let shutdown = stop;
     let mut state = store.load().await?;
-    let stream = js
+    let mut stream = js
         .get_stream(subjects::STREAM_CAPTURE)
         .await
         .map_err(MonitorError::nats)?;
+    let last_seq = stream
+        .info()
+        .await
+        .map_err(MonitorError::nats)?
+        .state
+        .last_sequence;
+    if state.highest_seq() > last_seq {
+        // Written against another capture stream (a replaced server): its
+        // sequences mean nothing here, and trusting them would ack captures
+        // unscored. The capture consumer's position is the truth.
+        tracing::warn!(monitor = %config.name, recorded_seq = state.highest_seq(), stream_last_seq = last_seq,
+            "the recorded monitor state is past the end of VIGIL_CAPTURE (stale, from another server): starting fresh from the capture consumer's position");
+        state = MonitorState::default();
+    }
     let name = consumer_name(&config.name);
     let mut consumer: PullConsumer = stream
         .get_or_create_consumer(
@@ -140,6 +165,7 @@ pub async fn run(
         results_tx: None,
         max_payload: client.server_info().max_payload,
         dirty: false,
+        shutdown: shutdown.clone(),
     };
     let (tx, mut rx) = mpsc::channel::<(String, JobResult)>(1024);
     m.results_tx = Some(tx);
@@ -164,30 +190,48 @@ pub async fn run(
             _ = shutdown.cancelled() => break,
             f = fetch(&consumer, config.batch, config.batch_wait) => f,
         };
-        let messages = match fetched {
-            Ok(messages) => messages,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot fetch captures; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                Vec::new()
+        let step = async {
+            let messages = match fetched {
+                Ok(messages) => messages,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot fetch captures; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    Vec::new()
+                }
+            };
+            if let Some(last) = messages.last() {
+                let batch = messages.iter().map(CaptureMsg::from_message).collect();
+                m.batch(batch, Some(last), false).await?;
             }
+            while let Ok((run_id, result)) = rx.try_recv() {
+                m.result(&run_id, &result).await;
+            }
+            m.windows_by_clock().await?;
+            if m.dirty {
+                m.save().await?;
+            }
+            Ok::<(), MonitorError>(())
         };
-        if let Some(last) = messages.last() {
-            let batch = messages.iter().map(CaptureMsg::from_message).collect();
-            m.batch(batch, Some(last), false).await?;
-        }
-        while let Ok((run_id, result)) = rx.try_recv() {
-            m.result(&run_id, &result).await;
-        }
-        m.windows_by_clock().await?;
-        if m.dirty {
-            m.save().await?;
+        match step.await {
+            Ok(()) => {}
+            // Stopped while waiting on NATS: what is unacked is redelivered.
+            Err(e) if shutdown.is_cancelled() => {
+                tracing::warn!(error = %e, "stopped while waiting on NATS");
+                break;
+            }
+            Err(e) => return Err(e),
         }
     }
     for (_, live) in m.lives.drain() {
         live.reader.abort();
     }
-    m.save().await?;
+    if lease.lost() {
+        // The state is the new holder's now.
+        return Err(MonitorError::LeaseLost(config.name.clone()));
+    }
+    m.sync_watch();
+    m.store.save_on_shutdown(&m.state).await;
+    lease.release().await;
     tracing::info!(monitor = %config.name, stats = ?m.stats, "monitor stopped");
     Ok(m.stats)
 }
@@ -298,14 +342,21 @@ struct Monitor {
     results_tx: Option<mpsc::Sender<(String, JobResult)>>,
     max_payload: usize,
     dirty: bool,
+    /// Stops retries of state writes.
+    shutdown: CancellationToken,
 }
 
 impl Monitor {
-    async fn save(&mut self) -> Result<(), MonitorError> {
+    /// Copies the drift phases into the state.
+    fn sync_watch(&mut self) {
         for (app, w) in &self.watches {
             self.state.watch.insert(app.clone(), w.phases());
         }
-        self.store.save(&self.state).await?;
+    }
+
+    async fn save(&mut self) -> Result<(), MonitorError> {
+        self.sync_watch();
+        self.store.save(&self.state, &self.shutdown).await?;
         self.dirty = false;
         Ok(())
     }

@@ -7,6 +7,8 @@ use crate::drift::Reference;
 use async_nats::jetstream::{self, kv};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use vigil_protocol::subjects;
 
 /// One window: a run of the monitor over one app's captures.
@@ -106,6 +108,25 @@ pub struct MonitorState {
     pub windows_closed: u64,
 }
 
+/// How long a write of the state is retried while the monitor runs.
+pub const SAVE_BUDGET: Duration = Duration::from_secs(30);
+
+/// How long the last write of the state, on shutdown, is tried.
+pub const SHUTDOWN_SAVE_BUDGET: Duration = Duration::from_secs(3);
+
+impl MonitorState {
+    /// The highest capture stream sequence this state records (`through_seq`
+    /// and the pending batch's `last_seq`): a state recording a sequence past
+    /// the capture stream's last one was written against another stream (a
+    /// server that was replaced) and must not be trusted.
+    pub fn highest_seq(&self) -> u64 {
+        self.pending
+            .as_ref()
+            .map_or(0, |p| p.last_seq)
+            .max(self.through_seq)
+    }
+}
+
 /// The namespace of window run ids.
 const WINDOW_NAMESPACE: uuid::Uuid = uuid::uuid!("2b1f7d0e-8a4c-4f57-b0a3-5d6e9c1f2a77");
 
@@ -149,6 +170,11 @@ impl StateStore {
         })
     }
 
+    /// The `vigil-runs` bucket.
+    pub(super) fn kv(&self) -> &kv::Store {
+        &self.kv
+    }
+
     pub(super) async fn load(&self) -> Result<MonitorState, MonitorError> {
         match self.kv.get(&self.key).await.map_err(MonitorError::nats)? {
             None => Ok(MonitorState::default()),
@@ -158,22 +184,55 @@ impl StateStore {
         }
     }
 
-    /// Writes the state; retried, since a batch must not go on unrecorded.
-    pub(super) async fn save(&self, state: &MonitorState) -> Result<(), MonitorError> {
+    /// Writes the state; retried, since a batch must not go on unrecorded,
+    /// for at most [`SAVE_BUDGET`], or until `shutdown` (then it fails).
+    pub(super) async fn save(
+        &self,
+        state: &MonitorState,
+        shutdown: &CancellationToken,
+    ) -> Result<(), MonitorError> {
+        tokio::select! {
+            r = self.put_within(state, SAVE_BUDGET) => r,
+            _ = shutdown.cancelled() => Err(MonitorError::State(format!(
+                "stopped before {} could be written", self.key
+            ))),
+        }
+    }
+
+    /// The last write, on shutdown: tried for at most [`SHUTDOWN_SAVE_BUDGET`],
+    /// then given up with a warning. The state is a resume aid; the capture
+    /// consumer's acks are the truth (a stale state is detected on start).
+    pub(super) async fn save_on_shutdown(&self, state: &MonitorState) {
+        if let Err(e) = self.put_within(state, SHUTDOWN_SAVE_BUDGET).await {
+            tracing::warn!(error = %e, key = %self.key,
+                "cannot write the monitor state on shutdown; giving up (the next start resumes from the capture consumer's acks)");
+        }
+    }
+
+    /// Puts the state, retrying until `budget` is spent.
+    async fn put_within(&self, state: &MonitorState, budget: Duration) -> Result<(), MonitorError> {
         let bytes: bytes::Bytes = serde_json::to_vec(state)
             .map_err(|e| MonitorError::State(e.to_string()))?
             .into();
-        let mut attempts = 0;
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut attempts = 0u32;
         loop {
             attempts += 1;
-            match self.kv.put(&self.key, bytes.clone()).await {
-                Ok(_) => return Ok(()),
-                Err(e) if attempts < 30 => {
-                    tracing::warn!(error = %e, attempts, "cannot write the monitor state; retrying");
-                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(MonitorError::nats(e)),
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let err = match tokio::time::timeout(left, self.kv.put(&self.key, bytes.clone())).await
+            {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err(e)) => e.to_string(),
+                Err(_) => format!("no answer within {budget:?}"),
+            };
+            if tokio::time::Instant::now() + Duration::from_millis(200) >= deadline {
+                return Err(MonitorError::State(format!(
+                    "cannot write {} after {attempts} attempts: {err}",
+                    self.key
+                )));
             }
+            tracing::warn!(error = %err, attempts, "cannot write the monitor state; retrying");
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
