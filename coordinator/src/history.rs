@@ -365,7 +365,6 @@ pub async fn item_results(
 mod tests {
     use super::*;
     use vigil_protocol::{ItemResult, JobResult};
-    use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 
     async fn publish(js: &jetstream::Context, run_id: &str, job: u64, items: &[(u64, &str)]) {
         let result = JobResult {
@@ -391,13 +390,7 @@ mod tests {
 
     #[tokio::test]
     async fn replay_passes_each_index_once_first_result_wins() {
-        let nats = NatsServer::start(NatsServerConfig::default())
-            .await
-            .unwrap();
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
-            .await
-            .unwrap();
+        let (_nats, js) = vigil_testkit::jetstream().await;
         publish(&js, "r1", 0, &[(0, "a"), (1, "b")]).await;
         // A redelivered job: the same indices again, ignored.
         publish(&js, "r1", 0, &[(1, "again"), (0, "again")]).await;

@@ -406,17 +406,10 @@ pub async fn finished_summary(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 
     #[tokio::test]
     async fn a_cancel_from_elsewhere_is_never_undone_and_reaches_the_coordinator() {
-        let nats = NatsServer::start(NatsServerConfig::default())
-            .await
-            .unwrap();
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
-            .await
-            .unwrap();
+        let (_nats, js) = vigil_testkit::jetstream().await;
         let running = RunState {
             suite: "s".into(),
             target: "t".into(),

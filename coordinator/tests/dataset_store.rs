@@ -6,18 +6,7 @@
 use serde_json::{Map, Value, json};
 use vigil_coordinator::dataset_store::{self, DatasetStoreError, PushOptions};
 use vigil_coordinator::suite::DatasetFormat;
-use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
-
-async fn js() -> (NatsServer, async_nats::jetstream::Context) {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
-        .await
-        .unwrap();
-    (nats, js)
-}
+use vigil_testkit::jetstream as js;
 
 fn item(v: Value) -> Result<Map<String, Value>, vigil_coordinator::dataset::DatasetError> {
     Ok(v.as_object().unwrap().clone())

@@ -321,7 +321,6 @@ pub async fn select(
 mod tests {
     use super::*;
     use vigil_protocol::{ItemResult, JobResult, RunSummary, TokenUsage};
-    use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 
     fn capture(id: &str, model: &str, prompt: &str) -> Capture {
         Capture {
@@ -447,13 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn captures_join_their_online_scores_by_capture_id() {
-        let nats = NatsServer::start(NatsServerConfig::default())
-            .await
-            .unwrap();
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let js = vigil_nats::topology::ensure_topology(&client, &Default::default(), "default")
-            .await
-            .unwrap();
+        let (_nats, js) = vigil_testkit::jetstream().await;
         let start = SystemTime::now() - Duration::from_secs(1);
         for (id, model, prompt) in [
             ("c1", "llama-3.1-8b", "one"),
