@@ -178,9 +178,10 @@ impl Shared {
 
 impl AdaptiveLimit {
     /// A limit starting at (and never above) `max` (at least 1), halving at
-    /// most once a second.
+    /// most once per 100 ms (and once per burst of 429s: see
+    /// [`on_rate_limited_sent`](Self::on_rate_limited_sent)).
     pub fn new(max: usize) -> Self {
-        Self::with_cooldown(max, Duration::from_secs(1))
+        Self::with_cooldown(max, Duration::from_millis(100))
     }
 
     /// Like [`new`](Self::new) with the shortest time between two halvings:
@@ -230,25 +231,16 @@ impl AdaptiveLimit {
         }
     }
 
-    /// The target said 429: halve the limit (not below 1), unless it was
-    /// halved less than the cooldown ago.
+    /// The target said 429 to an attempt sent just now: see
+    /// [`on_rate_limited_sent`](Self::on_rate_limited_sent).
     pub fn on_rate_limited(&self) {
-        let mut state = self.shared.lock();
-        let now = Instant::now();
-        if state
-            .last_decrease
-            .is_some_and(|at| now.duration_since(at) < self.shared.cooldown)
-        {
-            return;
-        }
-        state.limit = (state.whole() / 2).max(1) as f64;
-        state.last_decrease = Some(now);
+        self.on_rate_limited_sent(Instant::now());
     }
 
     /// The target answered 429 to an attempt sent at `sent`: halve the limit
     /// unless that attempt was sent before the last halving (it belongs to
     /// the burst that halving already answered) or the last halving was
-    /// less than a tenth of the cooldown ago. Attempts waiting to retry hold
+    /// less than the cooldown ago. Attempts waiting to retry hold
     /// no slot, so a target over its capacity refuses the excess at once and
     /// the freed slots are taken again at once: the limit must come down
     /// within a round trip, not a second, or most attempts are refused.
@@ -257,7 +249,7 @@ impl AdaptiveLimit {
         let now = Instant::now();
         if state
             .last_decrease
-            .is_some_and(|at| sent < at || now.duration_since(at) < self.shared.cooldown / 10)
+            .is_some_and(|at| sent < at || now.duration_since(at) < self.shared.cooldown)
         {
             return;
         }
