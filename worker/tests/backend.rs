@@ -678,9 +678,10 @@ async fn raw_server(answer: &'static str, close: bool) -> (String, Arc<AtomicUsi
 const ANSWER: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 41\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"4\"}}]}";
 const ANSWER_CLOSE: &str = "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 41\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"4\"}}]}";
 
-#[tokio::test]
-async fn calls_one_after_another_reuse_one_connection() {
-    let (url, accepted) = raw_server(ANSWER, false).await;
+/// Three calls one after another on one client, each answered at its first
+/// attempt; how many connections the server accepted.
+async fn three_calls(answer: &'static str, close: bool) -> usize {
+    let (url, accepted) = raw_server(answer, close).await;
     let (client, t) = (client(), target(&url, EndpointKind::Chat, 0));
     for _ in 0..3 {
         let c = client
@@ -689,19 +690,15 @@ async fn calls_one_after_another_reuse_one_connection() {
             .unwrap();
         assert_eq!((c.text.as_str(), c.attempts), ("4", 1));
     }
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    accepted.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn calls_one_after_another_reuse_one_connection() {
+    assert_eq!(three_calls(ANSWER, false).await, 1);
 }
 
 #[tokio::test]
 async fn a_connection_the_server_closes_is_not_used_again_and_costs_no_attempt() {
-    let (url, accepted) = raw_server(ANSWER_CLOSE, true).await;
-    let (client, t) = (client(), target(&url, EndpointKind::Chat, 0));
-    for _ in 0..3 {
-        let c = client
-            .complete(&t, None, &chat("2+2?"), &AdaptiveLimit::new(1), &[])
-            .await
-            .unwrap();
-        assert_eq!((c.text.as_str(), c.attempts), ("4", 1));
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+    assert_eq!(three_calls(ANSWER_CLOSE, true).await, 3);
 }
