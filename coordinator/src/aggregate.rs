@@ -497,3 +497,123 @@ pub fn summarize_with_failed(values: &Welford, passed: u64, failed: u64) -> Scor
         ..Default::default()
     }
 }
+
+/// Decodes a [`JobResult`] message with only what a run's coordinator reads
+/// of it: [`Aggregator::add_job_result`], the run's metrics, and the job's
+/// own `run_id`, `job_index` and `error`. The fields that only a report of
+/// single items would read (`worker_id`, and per item its `output`,
+/// `finish_reason`, `attempts`, `trace_id`, `span_id`, its error's `message`,
+/// each score's `detail`) are skipped while decoding rather than copied, so
+/// they come back empty. The wire format is [`JobResult`]'s: the same bytes
+/// decode as a full [`JobResult`] elsewhere (`vigil history`).
+///
+/// ```
+/// use vigil_coordinator::aggregate::decode_for_aggregation;
+/// use vigil_protocol::{ItemResult, JobResult, encode};
+/// let item = ItemResult { index: 3, id: "a".into(), output: Some("42".into()), ..Default::default() };
+/// let job = JobResult { run_id: "r".into(), worker_id: "w".into(), items: vec![item], ..Default::default() };
+/// let lean = decode_for_aggregation(&encode(&job).unwrap()).unwrap();
+/// assert_eq!((lean.run_id.as_str(), lean.items[0].index, lean.items[0].id.as_str()), ("r", 3, "a"));
+/// assert_eq!((lean.worker_id.as_str(), lean.items[0].output.as_deref()), ("", None));
+/// ```
+pub fn decode_for_aggregation(bytes: &[u8]) -> Result<JobResult, vigil_protocol::CodecError> {
+    Ok(vigil_protocol::decode::<lean::Job>(bytes)?.into())
+}
+
+/// [`JobResult`]'s wire shape without the fields the aggregation does not
+/// read: serde skips a field a struct does not name without copying it.
+mod lean {
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+    use vigil_protocol::{
+        BleuStats, ErrorKind, ItemError, ItemResult, JobResult, Score, TokenUsage,
+    };
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    pub(super) struct Job {
+        run_id: String,
+        job_index: u64,
+        delivery: u64,
+        items: Vec<Item>,
+        error: Option<ItemError>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Item {
+        index: u64,
+        id: String,
+        error: Option<Error>,
+        scores: Vec<ItemScore>,
+        latency_ms: f64,
+        usage: TokenUsage,
+        response_model: Option<String>,
+        cached: bool,
+        tags: BTreeMap<String, String>,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct Error {
+        kind: ErrorKind,
+    }
+
+    #[derive(Deserialize, Default)]
+    #[serde(default)]
+    struct ItemScore {
+        scorer: String,
+        value: f64,
+        passed: bool,
+        label: Option<String>,
+        gold_label: Option<String>,
+        bleu: Option<BleuStats>,
+    }
+
+    impl From<Job> for JobResult {
+        fn from(job: Job) -> Self {
+            JobResult {
+                run_id: job.run_id,
+                job_index: job.job_index,
+                delivery: job.delivery,
+                items: job.items.into_iter().map(ItemResult::from).collect(),
+                error: job.error,
+                ..Default::default()
+            }
+        }
+    }
+
+    impl From<Item> for ItemResult {
+        fn from(item: Item) -> Self {
+            ItemResult {
+                index: item.index,
+                id: item.id,
+                error: item.error.map(|e| ItemError {
+                    kind: e.kind,
+                    message: String::new(),
+                }),
+                scores: item.scores.into_iter().map(Score::from).collect(),
+                latency_ms: item.latency_ms,
+                usage: item.usage,
+                response_model: item.response_model,
+                cached: item.cached,
+                tags: item.tags,
+                ..Default::default()
+            }
+        }
+    }
+
+    impl From<ItemScore> for Score {
+        fn from(score: ItemScore) -> Self {
+            Score {
+                scorer: score.scorer,
+                value: score.value,
+                passed: score.passed,
+                label: score.label,
+                gold_label: score.gold_label,
+                bleu: score.bleu,
+                ..Default::default()
+            }
+        }
+    }
+}

@@ -491,3 +491,80 @@ fn model_side_failures_are_fails_in_the_pairs_and_scorer_errors_are_left_out() {
     assert_eq!(s.scores["judge"].mean, 0.125);
     assert_eq!(s.scores["judge"].mean_scored, 0.5);
 }
+
+/// The run's lean decoding of a result message (`decode_for_aggregation`)
+/// keeps everything the aggregation reads: a result with every field set
+/// aggregates to the same summary and per-item scores as its full decoding,
+/// and the lean copy differs from the full one only in the skipped fields.
+#[test]
+fn lean_result_decoding_aggregates_like_the_full_result() {
+    use std::collections::BTreeMap;
+    use vigil_coordinator::aggregate::decode_for_aggregation;
+    use vigil_protocol::BleuStats;
+
+    let tags = BTreeMap::from([("lang".to_string(), "de".to_string())]);
+    let mut first = scored(
+        0,
+        vec![score("exact", 1.0, true), score("cls", 0.0, false)],
+        120.0,
+    );
+    first.output = Some("42".into());
+    first.finish_reason = Some("stop".into());
+    first.response_model = Some("m-1".into());
+    first.trace_id = Some("0af7651916cd43dd8448eb211c80319c".into());
+    first.span_id = Some("b7ad6b7169203331".into());
+    first.attempts = 2;
+    first.tags = tags.clone();
+    first.scores[0].detail = "matched".into();
+    first.scores[0].bleu = Some(BleuStats {
+        hyp_len: 3,
+        ref_len: 4,
+        correct: vec![3, 2, 1, 0],
+        total: vec![3, 2, 1, 0],
+    });
+    first.scores[1].label = Some("yes".into());
+    first.scores[1].gold_label = Some("no".into());
+    let mut second = scored(1, vec![score("exact", 0.5, false)], 80.0);
+    second.cached = true;
+    let mut third = failed(2, ErrorKind::Timeout);
+    third.tags = tags;
+    let mut full = job(3, vec![first, second, third]);
+    full.worker_id = "host:1".into();
+    full.delivery = 2;
+    full.error = Some(ItemError {
+        kind: ErrorKind::Malformed,
+        message: "cannot read item 3".into(),
+    });
+
+    let lean = decode_for_aggregation(&vigil_protocol::encode(&full).unwrap()).unwrap();
+    let mut expected = full.clone();
+    expected.worker_id.clear();
+    for item in &mut expected.items {
+        item.output = None;
+        item.finish_reason = None;
+        item.trace_id = None;
+        item.span_id = None;
+        item.attempts = 0;
+        if let Some(error) = &mut item.error {
+            error.message.clear();
+        }
+        for score in &mut item.scores {
+            score.detail.clear();
+        }
+    }
+    assert_eq!(lean, expected);
+
+    let names = vec!["exact".to_string(), "cls".to_string()];
+    let (mut from_full, mut from_lean) =
+        (Aggregator::new(4, names.clone()), Aggregator::new(4, names));
+    assert_eq!(
+        from_full.add_job_result(&full),
+        from_lean.add_job_result(&lean)
+    );
+    assert_eq!(from_full.summary(&meta(2)), from_lean.summary(&meta(2)));
+    // Bytes rather than values: the items without a score are NaN.
+    assert_eq!(
+        from_full.run_scores("run").encode(),
+        from_lean.run_scores("run").encode()
+    );
+}
