@@ -26,7 +26,9 @@ use tracing::Instrument;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use vigil_nats::topology::{TopologyConfig, TopologyError, ensure_topology};
-use vigil_protocol::{ErrorKind, Item, Job, ProgressEvent, RunPhase, RunSummary, subjects};
+use vigil_protocol::{
+    ErrorKind, Item, Job, JobResult, ProgressEvent, RunPhase, RunSummary, subjects,
+};
 
 /// How to run one suite against one target.
 #[derive(Debug, Clone)]
@@ -398,7 +400,7 @@ async fn run_in_span(
                     Some(Err(e)) => { tracing::warn!(error = %e, "results subscription hiccup"); continue }
                     None => return Err(RunError::Nats("results subscription ended".into())),
                 };
-                match crate::aggregate::decode_for_aggregation(&message.payload) {
+                match vigil_protocol::decode::<JobResult>(&message.payload) {
                     Ok(result) if result.run_id == run_id => {
                         let outcome = aggregate.add_job_result(&result);
                         duplicates_dropped += outcome.duplicates;
