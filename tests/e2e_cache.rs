@@ -6,11 +6,10 @@
 
 use crate::common;
 
-use async_nats::jetstream::{self, kv, stream};
+use async_nats::jetstream::{kv, stream};
 use common::*;
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
 
 /// Distinct prompts (`write_arith_dataset` repeats after 1,261), 16 jobs.
@@ -58,22 +57,15 @@ async fn a_cold_embedded_run_stores_every_answer_for_the_re_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bucket_rejecting_writes_fails_no_item_and_a_new_one_fills() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let url = nats.url();
-    let js = jetstream::new(async_nats::connect(&url).await.unwrap());
     // A bucket made by an operator whose entries may not exceed 8 bytes:
     // the server rejects every write of the cache.
-    js.create_key_value(kv::Config {
-        bucket: "vigil-cache".into(),
+    let (_nats, url, js) = nats_with_cache_bucket(kv::Config {
         history: 1,
         max_value_size: 8,
         storage: stream::StorageType::File,
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let requests = || stub.stats().requests.load(Relaxed);
     let dir = tempfile::tempdir().unwrap();

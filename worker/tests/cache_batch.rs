@@ -24,12 +24,8 @@ fn completion(text: &str) -> Completion {
     }
 }
 
-fn key(i: usize) -> String {
-    format!("{i:064x}")
-}
-
-#[tokio::test]
-async fn batched_reads_return_exactly_the_stored_fresh_entries() {
+/// A private nats-server and the response cache on it.
+async fn open_cache() -> (NatsServer, async_nats::jetstream::Context, ResponseCache) {
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
         .expect("nats-server starts (scripts/setup.sh installs it)");
@@ -38,6 +34,16 @@ async fn batched_reads_return_exactly_the_stored_fresh_entries() {
     let cache = ResponseCache::open(&js, &TopologyConfig::default())
         .await
         .unwrap();
+    (nats, js, cache)
+}
+
+fn key(i: usize) -> String {
+    format!("{i:064x}")
+}
+
+#[tokio::test]
+async fn batched_reads_return_exactly_the_stored_fresh_entries() {
+    let (_nats, js, cache) = open_cache().await;
 
     // More keys than one batch holds; every third one stored.
     let total = BATCH_KEYS * 2 + 17;
@@ -95,14 +101,7 @@ async fn batched_reads_return_exactly_the_stored_fresh_entries() {
 
 #[tokio::test]
 async fn a_job_s_writes_all_land_and_read_back_as_written() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .expect("nats-server starts (scripts/setup.sh installs it)");
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    let cache = ResponseCache::open(&js, &TopologyConfig::default())
-        .await
-        .unwrap();
+    let (_nats, js, cache) = open_cache().await;
 
     // One write of many entries (each but the last without an
     // acknowledgement), then one put of a single entry.
