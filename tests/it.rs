@@ -15,6 +15,7 @@ mod local_common;
 
 mod bench_smoke;
 mod broken_pipe;
+mod e2e_cache;
 mod e2e_capture_interop;
 mod e2e_code_exec;
 mod e2e_code_exec_forged;

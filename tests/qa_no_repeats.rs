@@ -34,19 +34,12 @@ fn run_ok(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_is_opt_in_and_never_answers_for_a_swapped_model() {
-    let nats = NatsServer::start(NatsServerConfig::default())
-        .await
-        .unwrap();
-    let url = nats.url();
     // A cache bucket made before the cache had a max age.
-    let js = jetstream::new(async_nats::connect(&url).await.unwrap());
-    js.create_key_value(kv::Config {
-        bucket: "vigil-cache".into(),
+    let (_nats, url, js) = nats_with_cache_bucket(kv::Config {
         history: 1,
         ..Default::default()
     })
-    .await
-    .unwrap();
+    .await;
     let stub = StubServer::start(StubConfig::default()).await.unwrap();
     let requests = || stub.stats().requests.load(Relaxed);
     let models = || stub.stats().models.load(Relaxed);

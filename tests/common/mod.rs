@@ -220,3 +220,27 @@ pub fn interop_pythonpath() -> PathBuf {
     );
     pythonpath
 }
+
+/// A nats-server (its URL and a JetStream context on it) whose response-cache
+/// bucket an operator (or an older vigil) made beforehand with `bucket`'s
+/// settings; the workers use it as it is.
+pub async fn nats_with_cache_bucket(
+    bucket: async_nats::jetstream::kv::Config,
+) -> (
+    vigil_testkit::nats_server::NatsServer,
+    String,
+    async_nats::jetstream::Context,
+) {
+    let nats = vigil_testkit::nats_server::NatsServer::start(Default::default())
+        .await
+        .unwrap();
+    let url = nats.url();
+    let js = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: "vigil-cache".into(),
+        ..bucket
+    })
+    .await
+    .unwrap();
+    (nats, url, js)
+}

@@ -24,7 +24,9 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vigil_protocol::{Job, Prompt, TargetSpec, TokenUsage};
 
@@ -306,41 +308,59 @@ impl ResponseCache {
 
     /// Stores a successful completion under `key`, pipelined: this returns
     /// once the write is queued on the connection (so it reaches the server
-    /// before anything the caller publishes afterwards, such as the job's
-    /// result), and the server's acknowledgement is awaited in the
-    /// background. A write that fails is only logged: a lost cache entry
+    /// before anything the caller publishes afterwards), as [`ResponseCache::write`]
+    /// does for many. A write that fails is only logged: a lost cache entry
     /// costs one more model call later, never a result.
     pub async fn put(&self, key: &str, completion: &Completion) {
-        let entry = CachedResponse {
-            text: completion.text.clone(),
-            usage: completion.usage,
-            finish_reason: completion.finish_reason.clone(),
-            model: completion.model.clone(),
-            latency_ms: completion.latency_ms,
-            stored_at_ms: now_ms(),
-        };
-        let Ok(bytes) = vigil_protocol::encode(&entry) else {
-            return;
-        };
-        let Some(subject) = self.subject(key) else {
-            // A bucket reached through another JetStream domain: its put
-            // subject needs that domain's prefix, which only the store knows.
-            if let Err(e) = self.kv.put(key, bytes.into()).await {
-                tracing::debug!(error = %e, "could not store a response in the cache");
+        if let Some(bytes) = entry_bytes(completion) {
+            self.write(vec![(key.to_string(), bytes)]).await;
+        }
+    }
+
+    /// Stores entries (a key and its encoded [`CachedResponse`] each),
+    /// pipelined: this returns once all are queued on the connection, in
+    /// order, so they reach the server before anything published on it
+    /// afterwards (such as the job's result).
+    ///
+    /// Each entry but the last is a plain publish on its key's subject,
+    /// without a reply subject: JetStream stores it and answers nothing. The
+    /// last is a JetStream publish whose acknowledgement is awaited in one
+    /// background task: a stream stores what one connection publishes in
+    /// order, so that acknowledgement comes after the others were stored,
+    /// and a failing bucket (full, rejecting the entry's size) is logged once
+    /// per call. Waiting for an acknowledgement per entry cost nats-server,
+    /// the client and a task per entry on every cold item. A write that
+    /// fails is only logged: a lost cache entry costs one more model call
+    /// later, never a result.
+    pub async fn write(&self, entries: Vec<(String, Vec<u8>)>) {
+        let last = entries.len().saturating_sub(1);
+        let client = self.js.client();
+        for (i, (key, bytes)) in entries.into_iter().enumerate() {
+            let Some(subject) = self.subject(&key) else {
+                // A bucket reached through another JetStream domain: its put
+                // subject needs that domain's prefix, which only the store knows.
+                if let Err(e) = self.kv.put(&key, bytes.into()).await {
+                    tracing::debug!(error = %e, "could not store a response in the cache");
+                }
+                continue;
+            };
+            if i < last {
+                if let Err(e) = client.publish(subject, bytes.into()).await {
+                    tracing::debug!(error = %e, "could not store responses in the cache");
+                    return;
+                }
+                continue;
             }
-            return;
-        };
-        // What `kv::Store::put` does, without waiting for the PubAck here:
-        // a synchronous round trip per item was the cache's toll on misses.
-        match self.js.publish(subject, bytes.into()).await {
-            Ok(ack) => {
-                tokio::spawn(async move {
-                    if let Err(e) = ack.await {
-                        tracing::debug!(error = %e, "the server did not store a cache entry");
-                    }
-                });
+            match self.js.publish(subject, bytes.into()).await {
+                Ok(ack) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = ack.await {
+                            tracing::debug!(error = %e, "the server did not store cache entries");
+                        }
+                    });
+                }
+                Err(e) => tracing::debug!(error = %e, "could not store a response in the cache"),
             }
-            Err(e) => tracing::debug!(error = %e, "could not store a response in the cache"),
         }
     }
 
@@ -361,6 +381,32 @@ impl ResponseCache {
         let prefix = self.kv.put_prefix.as_ref().unwrap_or(&self.kv.prefix);
         Some(format!("{prefix}{key}"))
     }
+}
+
+/// A [`CachedResponse`] borrowing the completion's texts: the same fields in
+/// the same order, so the same bytes (MessagePack with field names), without
+/// copying the texts first.
+#[derive(Serialize)]
+struct EntryRef<'a> {
+    text: &'a str,
+    usage: TokenUsage,
+    finish_reason: Option<&'a str>,
+    model: Option<&'a str>,
+    latency_ms: f64,
+    stored_at_ms: u64,
+}
+
+/// The stored form of `completion`, written now.
+fn entry_bytes(completion: &Completion) -> Option<Vec<u8>> {
+    vigil_protocol::encode(&EntryRef {
+        text: &completion.text,
+        usage: completion.usage,
+        finish_reason: completion.finish_reason.as_deref(),
+        model: completion.model.as_deref(),
+        latency_ms: completion.latency_ms,
+        stored_at_ms: now_ms(),
+    })
+    .ok()
 }
 
 /// Keys per batch read: a request naming them stays far below any
@@ -384,9 +430,27 @@ fn fresh(bytes: &[u8], ttl_s: Option<u64>) -> Option<CachedResponse> {
 /// A cache lookup for one item: the hit, or the key to store the answer under.
 pub struct Lookup<'a> {
     cache: Option<&'a ResponseCache>,
-    key: Option<String>,
+    key: Option<Cow<'a, str>>,
     /// The cached completion, when there was one.
     pub hit: Option<Completion>,
+    /// Where a job's fresh answers wait to be written together
+    /// ([`JobLookups::write`]); `None`: [`Lookup::store`] writes at once.
+    fresh: Option<&'a Fresh>,
+}
+
+/// A job's fresh answers: the key and the encoded entry of each.
+type Fresh = Mutex<Vec<(String, Vec<u8>)>>;
+
+impl Lookup<'_> {
+    /// No cache for this call: nothing looked up, nothing stored.
+    fn none() -> Self {
+        Lookup {
+            cache: None,
+            key: None,
+            hit: None,
+            fresh: None,
+        }
+    }
 }
 
 /// Looks `prompt` up when the job's policy allows the cache.
@@ -430,18 +494,15 @@ pub async fn lookup_identified<'a>(
 ) -> Lookup<'a> {
     let policy = job.cache.as_ref().filter(|_| allowed(cache, job));
     let (Some(cache), Some(policy), Some(identity)) = (cache, policy, identity.key_part()) else {
-        return Lookup {
-            cache: None,
-            key: None,
-            hit: None,
-        };
+        return Lookup::none();
     };
     let key = key_identified(target, prompt, identity);
     let hit = cache.get(&key, policy.ttl_s).await.map(cached_completion);
     Lookup {
         cache: Some(cache),
-        key: Some(key),
+        key: Some(Cow::Owned(key)),
         hit,
+        fresh: None,
     }
 }
 
@@ -464,6 +525,8 @@ pub struct JobLookups<'a> {
     /// Per item of the job (in its order), per sample: the cache key.
     keys: Vec<Vec<String>>,
     hits: HashMap<String, CachedResponse>,
+    /// The job's fresh answers, written together by [`JobLookups::write`].
+    fresh: Fresh,
 }
 
 impl<'a> JobLookups<'a> {
@@ -482,13 +545,14 @@ impl<'a> JobLookups<'a> {
                 cache: None,
                 keys: Vec::new(),
                 hits: HashMap::new(),
+                fresh: Fresh::default(),
             };
         };
         // Sample 0 is sent to the job's target as it is.
-        let targets: Vec<std::borrow::Cow<'_, TargetSpec>> = (0..job.samples.max(1))
+        let targets: Vec<Cow<'_, TargetSpec>> = (0..job.samples.max(1))
             .map(|i| match i {
-                0 => std::borrow::Cow::Borrowed(&job.target),
-                i => std::borrow::Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
+                0 => Cow::Borrowed(&job.target),
+                i => Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
             })
             .collect();
         let prefixes: Vec<KeyPrefix> = targets
@@ -506,23 +570,32 @@ impl<'a> JobLookups<'a> {
             cache: Some(cache),
             keys,
             hits,
+            fresh: Fresh::default(),
         }
     }
 
     /// The lookup of sample `sample` of the job's `position`-th item.
-    pub fn lookup(&self, position: usize, sample: u32) -> Lookup<'a> {
+    /// A miss's answer is kept for [`JobLookups::write`].
+    pub fn lookup(&self, position: usize, sample: u32) -> Lookup<'_> {
         let key = self.keys.get(position).and_then(|k| k.get(sample as usize));
         match (self.cache, key) {
             (Some(cache), Some(key)) => Lookup {
                 cache: Some(cache),
-                key: Some(key.clone()),
                 hit: self.hits.get(key).cloned().map(cached_completion),
+                key: Some(Cow::Borrowed(key)),
+                fresh: Some(&self.fresh),
             },
-            _ => Lookup {
-                cache: None,
-                key: None,
-                hit: None,
-            },
+            _ => Lookup::none(),
+        }
+    }
+
+    /// Writes the answers of the job's misses, all at once
+    /// ([`ResponseCache::write`]): call it when the job's calls are done and
+    /// before its result is published. No item waits on it.
+    pub async fn write(&self) {
+        let fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
+        if let (Some(cache), false) = (self.cache, fresh.is_empty()) {
+            cache.write(fresh).await;
         }
     }
 
@@ -533,10 +606,22 @@ impl<'a> JobLookups<'a> {
 }
 
 impl Lookup<'_> {
-    /// Stores a fresh completion when the cache was consulted and missed.
+    /// Stores a fresh completion when the cache was consulted and missed:
+    /// with the job's other answers when the lookup came from
+    /// [`JobLookups`], else at once.
     pub async fn store(&self, completion: &Completion) {
-        if let (Some(cache), Some(key), None) = (self.cache, &self.key, &self.hit) {
-            cache.put(key, completion).await;
+        let (Some(cache), Some(key), None) = (self.cache, &self.key, &self.hit) else {
+            return;
+        };
+        let Some(bytes) = entry_bytes(completion) else {
+            return;
+        };
+        match self.fresh {
+            Some(fresh) => fresh
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((key.to_string(), bytes)),
+            None => cache.write(vec![(key.to_string(), bytes)]).await,
         }
     }
 }
@@ -545,6 +630,39 @@ impl Lookup<'_> {
 mod tests {
     use super::*;
     use vigil_protocol::{ChatMessage, EndpointKind, SamplingParams};
+
+    /// An entry written from a borrowed completion reads back as the
+    /// completion, and is byte for byte what [`CachedResponse`] encodes to
+    /// (entries of earlier versions and of this one read alike).
+    #[test]
+    fn borrowed_entries_encode_as_cached_responses() {
+        for (finish_reason, model) in [(Some("stop"), Some("m-1")), (None, None)] {
+            let completion = Completion {
+                text: "quotes \" ünï 🙂".into(),
+                usage: TokenUsage {
+                    input: 12,
+                    output: 3,
+                },
+                finish_reason: finish_reason.map(str::to_string),
+                model: model.map(str::to_string),
+                latency_ms: 2.25,
+                attempts: 2,
+            };
+            let bytes = entry_bytes(&completion).unwrap();
+            let read: CachedResponse = vigil_protocol::decode(&bytes).unwrap();
+            let owned = CachedResponse {
+                text: completion.text.clone(),
+                usage: completion.usage,
+                finish_reason: completion.finish_reason.clone(),
+                model: completion.model.clone(),
+                latency_ms: completion.latency_ms,
+                stored_at_ms: read.stored_at_ms,
+            };
+            assert_eq!(read, owned);
+            assert_eq!(bytes, vigil_protocol::encode(&owned).unwrap());
+            assert!(read.stored_at_ms > 0);
+        }
+    }
 
     /// The per-job prefix gives exactly the keys of [`key_identified`]
     /// (entries stored by earlier versions stay reachable).

@@ -44,8 +44,16 @@ pub(crate) struct Endpoint {
 
 impl Endpoint {
     /// The endpoint of `url`: `None` unless it is `http://` without userinfo
-    /// (those go through reqwest).
+    /// and the environment sets no HTTP proxy (those go through reqwest).
     pub(crate) fn of(url: &reqwest::Url) -> Option<Endpoint> {
+        if env_proxy() {
+            return None;
+        }
+        Endpoint::parse(url)
+    }
+
+    /// [`Endpoint::of`] whatever the environment's proxy settings.
+    fn parse(url: &reqwest::Url) -> Option<Endpoint> {
         if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
             return None;
         }
@@ -65,6 +73,22 @@ impl Endpoint {
             addr: format!("{host}:{port}"),
         })
     }
+}
+
+/// Whether the environment names a proxy for `http://` URLs: reqwest honours
+/// `HTTP_PROXY`/`ALL_PROXY` (and `NO_PROXY`), so while one is set every call
+/// stays on reqwest, as before this client existed. Read once per process.
+fn env_proxy() -> bool {
+    static SET: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SET.get_or_init(|| names_a_proxy(|name| std::env::var_os(name)))
+}
+
+/// Whether `var` (an environment lookup) sets one of the variables that
+/// give reqwest a proxy for `http://` URLs.
+fn names_a_proxy(var: impl Fn(&str) -> Option<std::ffi::OsString>) -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .iter()
+        .any(|name| var(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// A response: its status, headers and whole body.
@@ -214,7 +238,25 @@ mod tests {
     use super::*;
 
     fn endpoint(url: &str) -> Option<Endpoint> {
-        Endpoint::of(&reqwest::Url::parse(url).unwrap())
+        Endpoint::parse(&reqwest::Url::parse(url).unwrap())
+    }
+
+    #[test]
+    fn a_proxy_in_the_environment_keeps_calls_on_reqwest() {
+        let env = |set: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                set.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| std::ffi::OsString::from(v))
+            }
+        };
+        assert!(!names_a_proxy(env(&[])));
+        assert!(!names_a_proxy(env(&[
+            ("HTTP_PROXY", ""),
+            ("HTTPS_PROXY", "http://p:3128")
+        ])));
+        assert!(names_a_proxy(env(&[("http_proxy", "http://p:3128")])));
+        assert!(names_a_proxy(env(&[("ALL_PROXY", "socks5://p:1080")])));
     }
 
     #[test]

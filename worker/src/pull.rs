@@ -639,6 +639,9 @@ async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemRes
     while let Some(result) = pending.next().await {
         results.push(result);
     }
+    drop(pending);
+    // The misses' answers, written together before the job's result.
+    lookups.write().await;
     results.sort_by_key(|r| r.index);
     results
 }

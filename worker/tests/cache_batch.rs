@@ -24,12 +24,8 @@ fn completion(text: &str) -> Completion {
     }
 }
 
-fn key(i: usize) -> String {
-    format!("{i:064x}")
-}
-
-#[tokio::test]
-async fn batched_reads_return_exactly_the_stored_fresh_entries() {
+/// A private nats-server and the response cache on it.
+async fn open_cache() -> (NatsServer, async_nats::jetstream::Context, ResponseCache) {
     let nats = NatsServer::start(NatsServerConfig::default())
         .await
         .expect("nats-server starts (scripts/setup.sh installs it)");
@@ -38,6 +34,16 @@ async fn batched_reads_return_exactly_the_stored_fresh_entries() {
     let cache = ResponseCache::open(&js, &TopologyConfig::default())
         .await
         .unwrap();
+    (nats, js, cache)
+}
+
+fn key(i: usize) -> String {
+    format!("{i:064x}")
+}
+
+#[tokio::test]
+async fn batched_reads_return_exactly_the_stored_fresh_entries() {
+    let (_nats, js, cache) = open_cache().await;
 
     // More keys than one batch holds; every third one stored.
     let total = BATCH_KEYS * 2 + 17;
@@ -91,4 +97,48 @@ async fn batched_reads_return_exactly_the_stored_fresh_entries() {
     // Each read agrees with the single-key get.
     assert_eq!(cache.get(&key(3), None).await.unwrap().text, "answer 3");
     assert!(cache.get(&key(4), None).await.is_none());
+}
+
+#[tokio::test]
+async fn a_job_s_writes_all_land_and_read_back_as_written() {
+    let (_nats, js, cache) = open_cache().await;
+
+    // One write of many entries (each but the last without an
+    // acknowledgement), then one put of a single entry.
+    let total = BATCH_KEYS * 3;
+    let entries: Vec<(String, Vec<u8>)> = (0..total)
+        .map(|i| {
+            let entry = CachedResponse {
+                text: format!("answer {i}"),
+                stored_at_ms: SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as u64,
+                ..Default::default()
+            };
+            (key(i), vigil_protocol::encode(&entry).unwrap())
+        })
+        .collect();
+    cache.write(entries).await;
+    cache.put(&key(total), &completion("the last")).await;
+    // A put awaited to its acknowledgement after them: all are stored now.
+    let kv = js.get_key_value(subjects::KV_CACHE).await.unwrap();
+    kv.put(key(total + 1), "marker".into()).await.unwrap();
+
+    let keys: Vec<String> = (0..=total).map(key).collect();
+    let asked: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let found = cache.get_many(&asked, Some(3600)).await;
+    assert_eq!(found.len(), total + 1, "every entry written is read back");
+    for i in 0..total {
+        assert_eq!(found[&key(i)].text, format!("answer {i}"));
+    }
+    let last = &found[&key(total)];
+    assert_eq!(last.text, "the last");
+    assert_eq!(last.usage.input, 3);
+    assert_eq!(last.model.as_deref(), Some("m"));
+    let mut stream = js.get_stream("KV_vigil-cache").await.unwrap();
+    assert_eq!(
+        stream.info().await.unwrap().state.messages,
+        total as u64 + 2
+    );
 }
