@@ -94,3 +94,26 @@ async fn an_undefined_template_variable_names_the_line() {
     assert!(stderr.contains("dataset.jsonl:1"), "{stderr}");
     assert!(stderr.contains("prompt.user"), "{stderr}");
 }
+
+/// The suite is checked while NATS is being reached (or the embedded server
+/// started): a broken dataset is still an input error, exit 2, naming the
+/// line, when NATS is unreachable too, and the run does not wait for NATS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_dataset_is_an_input_error_even_when_nats_is_unreachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dataset.jsonl");
+    write_arith_dataset(&data, 20, 0);
+    let mut text = std::fs::read_to_string(&data).unwrap();
+    text.push_str("not json\n");
+    std::fs::write(&data, text).unwrap();
+    let suite = write_suite(dir.path(), "http://127.0.0.1:9/v1", "");
+    // A port nothing listens on: connecting fails (or is retried), never succeeds.
+    let unreachable = format!("nats://{}", free_addr());
+    let out = run(&mut coordinate(&suite, &unreachable, 1, None));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("dataset.jsonl:21"),
+        "names file and line: {stderr}"
+    );
+}

@@ -113,20 +113,39 @@ pub async fn run(args: RunArgs) -> CommandResult {
         connection = Some(session);
     }
     let suite = Arc::new(suite);
-    // Everything a run checks before publishing, checked once here for a clear error.
-    let (_, check) = tokio::task::block_in_place(|| {
-        vigil_coordinator::validate::check_suite(&suite, vigil_worker::scorers::check)
-    })
-    .input_error()?;
+    // Everything a run checks before publishing, checked once here for a clear
+    // error. Connecting (or starting the embedded nats-server) goes on at the
+    // same time, since it publishes nothing; the check's verdict comes first,
+    // so a broken suite is an input error even when NATS is unreachable.
+    let mut checking = tokio::task::spawn_blocking({
+        let suite = suite.clone();
+        move || vigil_coordinator::validate::check_suite(&suite, vigil_worker::scorers::check)
+    });
+    let connecting = async {
+        match connection {
+            Some(session) => Ok(session),
+            None => {
+                Session::connect_or_embedded(&args.nats, &args.state_dir, "vigil-coordinator").await
+            }
+        }
+    };
+    let mut connecting = std::pin::pin!(connecting);
+    let mut connected = None;
+    let checked = loop {
+        tokio::select! {
+            checked = &mut checking => break checked,
+            session = &mut connecting, if connected.is_none() => connected = Some(session),
+        }
+    };
+    let (_, check) = checked
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        .input_error()?;
     if args.workers > 0 {
         crate::commands::worker::check_suite_models(&suite)?;
     }
-
-    let session = match connection {
-        Some(session) => session,
-        None => {
-            Session::connect_or_embedded(&args.nats, &args.state_dir, "vigil-coordinator").await?
-        }
+    let session = match connected {
+        Some(session) => session?,
+        None => connecting.await?,
     };
     let client = session.client.clone();
 
