@@ -325,7 +325,10 @@ async fn run_in_span(
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
     let mut producer = {
         let (suite, renderer, target) = (suite.clone(), renderer.clone(), target.clone());
-        tokio::task::spawn_blocking(move || produce_shards(&suite, &renderer, &target, shard_tx))
+        let rendered = check.rendered.clone();
+        tokio::task::spawn_blocking(move || {
+            produce_shards(&suite, &renderer, rendered.as_deref(), &target, shard_tx)
+        })
     };
     let template = JobTemplate {
         job: Job {
@@ -589,20 +592,32 @@ async fn mark_cancelled(recorder: &mut StateRecorder, run_id: &str) {
     tracing::warn!(%run_id, "run cancelled: workers skip its remaining jobs");
 }
 
+/// Sends the target's items in shards: those the dataset check kept when it
+/// has them, else read and rendered from the dataset again.
 fn produce_shards(
     suite: &Suite,
     renderer: &Renderer,
+    rendered: Option<&validate::Rendered>,
     target: &crate::suite::TargetConfig,
     tx: mpsc::Sender<Vec<Item>>,
 ) -> Result<(), RunError> {
-    let records = dataset::open(&suite.dataset).map_err(|e| RunError::Dataset(e.to_string()))?;
+    let items: Box<dyn Iterator<Item = Result<Item, RunError>> + '_> =
+        match rendered.and_then(|r| r.items_for(target)) {
+            Some(kept) => Box::new(kept.map(Ok)),
+            None => {
+                let records =
+                    dataset::open(&suite.dataset).map_err(|e| RunError::Dataset(e.to_string()))?;
+                Box::new(records.map(|record| {
+                    let record = record.map_err(|e| RunError::Dataset(e.to_string()))?;
+                    renderer
+                        .render_for(&record, target)
+                        .map_err(|e| RunError::Dataset(e.to_string()))
+                }))
+            }
+        };
     let mut shard = Vec::with_capacity(suite.shard_size);
-    for record in records {
-        let record = record.map_err(|e| RunError::Dataset(e.to_string()))?;
-        let item = renderer
-            .render_for(&record, target)
-            .map_err(|e| RunError::Dataset(e.to_string()))?;
-        shard.push(item);
+    for item in items {
+        shard.push(item?);
         if shard.len() >= suite.shard_size {
             let full = std::mem::replace(&mut shard, Vec::with_capacity(suite.shard_size));
             if tx.blocking_send(full).is_err() {

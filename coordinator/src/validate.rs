@@ -24,19 +24,80 @@
 
 use crate::dataset::{self, DatasetError};
 use crate::render::{RenderError, Renderer};
+use crate::suite::TargetConfig;
 use crate::suite::{Suite, SuiteError};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::path::{Path, PathBuf};
-use vigil_protocol::{EndpointKind, ScorerSpec};
+use std::sync::Arc;
+use vigil_protocol::{EndpointKind, Item, Prompt, Recorded, ScorerSpec};
 
 /// What a full pass over a dataset found.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DatasetCheck {
     /// Items in the dataset.
     pub items: u64,
     /// SHA-256 (hex) of the dataset file's bytes, computed while streaming.
     pub sha256: String,
+    /// The items the pass rendered, kept when the dataset and they are small
+    /// ([`KEEP_DATASET_BYTES`], [`KEEP_RENDERED_BYTES`]): a run dispatches
+    /// these instead of reading and rendering the dataset a second time.
+    pub rendered: Option<Arc<Rendered>>,
+}
+
+/// The largest dataset file whose rendered items a check keeps. A larger one
+/// is read again by the run, so a run's memory stays flat in its size.
+pub const KEEP_DATASET_BYTES: u64 = 8 << 20;
+/// The most rendered bytes a check keeps (templates can make items much
+/// larger than their lines); past it the run reads the dataset again.
+pub const KEEP_RENDERED_BYTES: usize = 32 << 20;
+
+/// Every item of a dataset as a check rendered it, in the dataset's order.
+#[derive(Debug, Default, PartialEq)]
+pub struct Rendered {
+    /// Per endpoint kind checked: the items rendered for it.
+    by_kind: Vec<(EndpointKind, Vec<Item>)>,
+    /// Per `output_field` of a `recorded` target: each item's output.
+    by_field: Vec<(String, Vec<Recorded>)>,
+}
+
+impl Rendered {
+    /// The items of `target` (what [`Renderer::render_for`] gives for each
+    /// record), or `None` when the check did not render for its kind or field.
+    pub fn items_for<'a>(
+        &'a self,
+        target: &TargetConfig,
+    ) -> Option<impl Iterator<Item = Item> + 'a> {
+        let (_, items) = self.by_kind.iter().find(|(k, _)| *k == target.kind)?;
+        let recorded = match &target.output_field {
+            Some(field) => Some(&self.by_field.iter().find(|(f, _)| f == field)?.1),
+            None => None,
+        };
+        Some(items.iter().enumerate().map(move |(i, item)| {
+            let mut item = item.clone();
+            if let Some(outputs) = recorded {
+                item.recorded = outputs.get(i).cloned();
+            }
+            item
+        }))
+    }
+}
+
+/// The bytes of text an item holds (what keeping it costs, roughly).
+fn text_bytes(item: &Item) -> usize {
+    let prompt = match &item.prompt {
+        Prompt::Chat(messages) => messages
+            .iter()
+            .map(|m| m.role.len() + m.content.len() + 32)
+            .sum(),
+        Prompt::Completion(text) => text.len(),
+    };
+    let maps = [&item.references, &item.tags, &item.scorer_prompts]
+        .iter()
+        .flat_map(|m| m.iter())
+        .map(|(k, v)| k.len() + v.len() + 64)
+        .sum::<usize>();
+    item.id.len() + prompt + maps + std::mem::size_of::<Item>()
 }
 
 /// The first problem found in a suite or its dataset.
@@ -102,13 +163,33 @@ pub fn check_dataset(
     // Id hash -> line first seen. The key is already a hash: no rehashing.
     let mut seen: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>> = HashMap::default();
     let mut items = 0u64;
+    let small = std::fs::metadata(&suite.dataset.path).is_ok_and(|m| m.len() <= KEEP_DATASET_BYTES);
+    let mut kept = small.then(|| Rendered {
+        by_kind: distinct.iter().map(|&k| (k, Vec::new())).collect(),
+        by_field: recorded_fields
+            .iter()
+            .map(|f| (f.to_string(), Vec::new()))
+            .collect(),
+    });
+    let mut kept_bytes = 0usize;
     for record in records.by_ref() {
         let record = record?;
-        for &kind in &distinct {
-            renderer.render(&record, kind)?;
+        for (position, &kind) in distinct.iter().enumerate() {
+            let item = renderer.render(&record, kind)?;
+            if let Some(rendered) = &mut kept {
+                kept_bytes += text_bytes(&item);
+                rendered.by_kind[position].1.push(item);
+            }
         }
-        for field in &recorded_fields {
-            renderer.recorded(&record, field)?;
+        for (position, field) in recorded_fields.iter().enumerate() {
+            let output = renderer.recorded(&record, field)?;
+            if let Some(rendered) = &mut kept {
+                kept_bytes += output.text.as_ref().map_or(0, String::len) + 64;
+                rendered.by_field[position].1.push(output);
+            }
+        }
+        if kept_bytes > KEEP_RENDERED_BYTES {
+            kept = None;
         }
         let id = renderer.item_id(&record)?;
         let h = id_hash(&id);
@@ -131,6 +212,7 @@ pub fn check_dataset(
     Ok(DatasetCheck {
         items,
         sha256: records.sha256(),
+        rendered: kept.map(Arc::new),
     })
 }
 

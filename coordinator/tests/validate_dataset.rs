@@ -175,3 +175,53 @@ fn csv_dataset_validates() {
         "{err}"
     );
 }
+
+/// The items a check keeps are exactly what a second read would render for
+/// each target (a `recorded` one with its output field included); a dataset
+/// file over [`validate::KEEP_DATASET_BYTES`] is not kept.
+#[test]
+fn kept_items_are_what_a_second_read_renders() {
+    const TWO: &str = r#"
+name: v
+dataset: { path: d.jsonl, id_field: id }
+prompt: { user: "{{ q }}" }
+targets:
+  - { name: t, base_url: "http://h/v1", model: m }
+  - { name: prod, kind: recorded, output_field: out }
+scorers: [{ name: e, kind: exact_match, reference: "{{ a }}" }]
+"#;
+    let data: String = (0..50)
+        .map(|i| {
+            format!(
+                "{{\"id\": \"i{i}\", \"q\": \"{i} + 1\", \"a\": {}, \"out\": \"{}\"}}\n",
+                i + 1,
+                i % 3
+            )
+        })
+        .collect();
+    let (_dir, suite) = setup(&data, TWO);
+    let renderer = Renderer::new(&suite).unwrap();
+    let kinds: Vec<EndpointKind> = suite.targets.iter().map(|t| t.kind).collect();
+    let c = validate::check_dataset(&suite, &renderer, &kinds).unwrap();
+    let kept = c
+        .rendered
+        .as_ref()
+        .expect("a small dataset's items are kept");
+    for target in &suite.targets {
+        let again: Vec<_> = vigil_coordinator::dataset::open(&suite.dataset)
+            .unwrap()
+            .map(|r| renderer.render_for(&r.unwrap(), target).unwrap())
+            .collect();
+        let from_check: Vec<_> = kept.items_for(target).unwrap().collect();
+        assert_eq!(from_check.len(), 50);
+        assert_eq!(from_check, again, "target {}", target.name);
+    }
+
+    let pad = "x".repeat(1000);
+    let big: String = (0..(validate::KEEP_DATASET_BYTES / 1000 + 10))
+        .map(|i| format!("{{\"id\": \"i{i}\", \"q\": \"{pad}\", \"a\": 1}}\n"))
+        .collect();
+    let (_dir, suite) = setup(&big, SUITE);
+    let c = check(&suite, &[EndpointKind::Chat]).unwrap();
+    assert!(c.rendered.is_none(), "a large dataset is read again");
+}
