@@ -18,6 +18,10 @@ NATS_SERVER_VERSION=2.15.1
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export VIGIL_HOME="${VIGIL_HOME:-${HOME:-$repo}/.vigil}"
+# A cold build gains nothing from incremental compilation's bookkeeping (about
+# a tenth of the workspace crates' compile time). setup.sh and test.sh must
+# agree on it, or test.sh would build the workspace crates again.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: error: %s\n' "$*" >&2; exit 1; }
@@ -87,7 +91,7 @@ fi
 # --- build ----------------------------------------------------------------------------
 # The release binary and the (debug) test targets are two cargo profiles, and cargo
 # shares no artifact between profiles. Each build alone leaves a core idle for long
-# stretches (one big crate compiling or linking by itself: candle-transformers, the
+# stretches (one big crate compiling or linking by itself: candle-core, tokenizers, the
 # vigil binary's crate, the test binaries), so the two run side by side and keep both
 # cores busy (docs/performance.md, "Build and test time"). VIGIL_SETUP_SERIAL_BUILD=1
 # runs them one after the other (less memory at once).

@@ -9,6 +9,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 export VIGIL_HOME="${VIGIL_HOME:-${HOME:-$repo}/.vigil}"
+# A cold build gains nothing from incremental compilation's bookkeeping (about
+# a tenth of the workspace crates' compile time). setup.sh and test.sh must
+# agree on it, or test.sh would build the workspace crates again.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 if ! command -v cargo >/dev/null 2>&1 && [[ -x "${CARGO_HOME:-${HOME:-/nonexistent}/.cargo}/bin/cargo" ]]; then
     export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 fi

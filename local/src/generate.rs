@@ -1,9 +1,9 @@
 //! One generation: prompt → tokens → prefill → decode until eos, a stop
 //! sequence or `max_tokens`.
 
+use crate::sampling::{LogitsProcessor, Sampling};
 use crate::{LocalError, LocalModel};
 use candle_core::{Device, Tensor};
-use candle_transformers::generation::{LogitsProcessor, Sampling};
 use vigil_protocol::ChatMessage;
 
 /// Tokens generated when a request sets no `max_tokens`.

@@ -16,6 +16,8 @@ mod engine;
 mod error;
 mod generate;
 mod model;
+mod quantized_llama;
+mod sampling;
 pub mod serve;
 mod template;
 mod tokenizer;

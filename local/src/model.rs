@@ -7,11 +7,11 @@
 //! but changes answers.)
 
 use crate::LocalError;
+use crate::quantized_llama::{self, ModelWeights};
 use crate::template::ChatTemplate;
 use crate::tokenizer::{metadata_int, metadata_str, tokenizer_from_gguf};
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use candle_transformers::models::quantized_llama::{self, ModelWeights};
 use std::fs::File;
 use std::io::{BufReader, Cursor};
 use std::path::{Path, PathBuf};
