@@ -150,6 +150,8 @@ pub async fn run(args: RunArgs) -> CommandResult {
         session::serve_health(args.health_addr, &probe, &shutdown).await?;
     }
     let workers_stop = CancellationToken::new();
+    // Cancelled once every run is complete: no job can still be on its way.
+    let all_done = CancellationToken::new();
     let mut workers = tokio::task::JoinSet::new();
     // One set of counters for the in-process workers, one for the runs.
     let worker_stats = Arc::new(WorkerStats::default());
@@ -186,6 +188,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
                 local: local.clone(),
                 topology: topology.clone(),
                 code_exec,
+                all_done: Some(all_done.clone()),
                 ..Default::default()
             };
             let (stop, stats) = (workers_stop.clone(), worker_stats.clone());
@@ -238,6 +241,9 @@ pub async fn run(args: RunArgs) -> CommandResult {
     }
     for bar in bars {
         let _ = bar.await;
+    }
+    if first_error.is_none() && !shutdown.is_cancelled() {
+        all_done.cancel();
     }
     workers_stop.cancel();
     while workers.join_next().await.is_some() {}

@@ -59,10 +59,13 @@ pub struct CallFailure {
     pub attempts: u32,
 }
 
-/// A pooled HTTP client for OpenAI-compatible backends.
+/// A pooled HTTP client for OpenAI-compatible backends: plain `http://`
+/// endpoints on hyper's HTTP/1 connections ([`crate::http1`]), the rest
+/// (TLS, userinfo in the URL) through reqwest.
 #[derive(Debug, Clone)]
 pub struct BackendClient {
     http: reqwest::Client,
+    plain: crate::http1::Pool,
     base: Duration,
     cap: Duration,
     urls: UrlCache,
@@ -76,23 +79,46 @@ const URL_CACHE_MAX: usize = 64;
 /// Endpoint URLs parsed once and reused: parsing (with IDNA processing of
 /// the host) cost several µs per item when every call parsed its URL again.
 #[derive(Debug, Clone, Default)]
-struct UrlCache(Arc<Mutex<HashMap<String, reqwest::Url>>>);
+struct UrlCache(Arc<Mutex<HashMap<String, Arc<ParsedUrl>>>>);
+
+/// An endpoint URL, and how it is called.
+#[derive(Debug)]
+struct ParsedUrl {
+    url: reqwest::Url,
+    /// Set for plain `http://` without userinfo: sent through [`crate::http1`].
+    plain: Option<crate::http1::Endpoint>,
+}
 
 impl UrlCache {
     /// `{base_url}/{path}` parsed, from the cache when seen before; `None`
     /// when it does not parse (the caller then lets reqwest report it).
-    fn get(&self, base_url: &str, path: &str) -> Option<reqwest::Url> {
-        let joined = format!("{}/{path}", base_url.trim_end_matches('/'));
+    fn get(&self, base_url: &str, path: &str) -> Option<Arc<ParsedUrl>> {
+        let base_url = base_url.trim_end_matches('/');
         let mut urls = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(url) = urls.get(&joined) {
-            return Some(url.clone());
+        // Looked up without building the joined string: one per target and path.
+        if let Some(url) = urls
+            .iter()
+            .find(|(k, _)| {
+                k.len() == base_url.len() + 1 + path.len()
+                    && k.starts_with(base_url)
+                    && k.ends_with(path)
+                    && k.as_bytes()[base_url.len()] == b'/'
+            })
+            .map(|(_, v)| v.clone())
+        {
+            return Some(url);
         }
+        let joined = format!("{base_url}/{path}");
         let url = reqwest::Url::parse(&joined).ok()?;
+        let parsed = Arc::new(ParsedUrl {
+            plain: crate::http1::Endpoint::of(&url),
+            url,
+        });
         if urls.len() >= URL_CACHE_MAX {
             urls.clear();
         }
-        urls.insert(joined, url.clone());
-        Some(url)
+        urls.insert(joined, parsed.clone());
+        Some(parsed)
     }
 }
 
@@ -194,9 +220,14 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
 
 /// A reqwest error and its causes, without the URL (which may carry userinfo).
 fn describe(err: reqwest::Error) -> String {
-    let err = err.without_url();
+    describe_error(&err.without_url())
+}
+
+/// An error and its causes, on one line (a cause whose text the line holds
+/// already is not repeated).
+pub(crate) fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
+    let mut source = err.source();
     while let Some(cause) = source {
         let cause_text = cause.to_string();
         if !text.contains(&cause_text) {
@@ -369,12 +400,13 @@ impl BackendClient {
             .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
-            .user_agent(concat!("vigil-worker/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::http1::AGENT)
             .build()
             .expect("the HTTP client builds with a rustls provider installed");
         let defaults = RetryPolicy::default();
         BackendClient {
             http,
+            plain: crate::http1::Pool::default(),
             base: defaults.base,
             cap: defaults.cap,
             urls: UrlCache::default(),
@@ -609,28 +641,39 @@ impl BackendClient {
     /// One HTTP attempt, body read included.
     async fn attempt<T>(
         &self,
-        url: &Result<reqwest::Url, String>,
+        url: &Result<Arc<ParsedUrl>, String>,
         headers: &HeaderMap,
         body: Bytes,
         parse: &impl Fn(&[u8]) -> Result<T, Failed>,
     ) -> Result<T, Failed> {
-        let request = match url {
-            Ok(url) => self.http.post(url.clone()),
-            Err(text) => self.http.post(text.as_str()),
+        let retry_after = |headers: &HeaderMap| {
+            headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| parse_retry_after(v, SystemTime::now()))
         };
-        let mut response = request
-            .headers(headers.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(classify)?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| parse_retry_after(v, SystemTime::now()));
-        let bytes = read_body(&mut response).await?;
+        let (status, retry_after, bytes) = match url {
+            Ok(parsed) if parsed.plain.is_some() => {
+                let endpoint = parsed.plain.as_ref().expect("checked");
+                let answer = self.plain.post(endpoint, headers, body, MAX_BODY).await?;
+                (answer.status, retry_after(&answer.headers), answer.body)
+            }
+            _ => {
+                let request = match url {
+                    Ok(parsed) => self.http.post(parsed.url.clone()),
+                    Err(text) => self.http.post(text.as_str()),
+                };
+                let mut response = request
+                    .headers(headers.clone())
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(classify)?;
+                let status = response.status();
+                let retry_after = retry_after(response.headers());
+                (status, retry_after, read_body(&mut response).await?)
+            }
+        };
         if status.is_success() {
             return parse(&bytes);
         }
@@ -850,15 +893,22 @@ mod tests {
     fn endpoint_urls_are_parsed_once_and_the_cache_stays_bounded() {
         let urls = UrlCache::default();
         let url = urls.get("http://h:8000/v1/", "chat/completions").unwrap();
-        assert_eq!(url.as_str(), "http://h:8000/v1/chat/completions");
+        assert_eq!(url.url.as_str(), "http://h:8000/v1/chat/completions");
+        assert!(url.plain.is_some(), "plain http goes through hyper");
         assert_eq!(urls.0.lock().unwrap().len(), 1);
-        assert_eq!(urls.get("http://h:8000/v1", "chat/completions"), Some(url));
+        let again = urls.get("http://h:8000/v1", "chat/completions").unwrap();
+        assert!(Arc::ptr_eq(&again, &url));
         assert_eq!(
             urls.0.lock().unwrap().len(),
             1,
             "the same URL is not parsed again"
         );
-        assert_eq!(urls.get("not a url", "completions"), None);
+        // A longer path under the same base is another entry.
+        let other = urls.get("http://h:8000/v1", "completions").unwrap();
+        assert_eq!(other.url.as_str(), "http://h:8000/v1/completions");
+        let tls = urls.get("https://h/v1", "completions").unwrap();
+        assert!(tls.plain.is_none(), "TLS goes through reqwest");
+        assert!(urls.get("not a url", "completions").is_none());
         for i in 0..(URL_CACHE_MAX + 10) {
             urls.get(&format!("http://h{i}/v1"), "completions").unwrap();
         }

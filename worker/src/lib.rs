@@ -27,6 +27,9 @@
 //! - [`backend`]: the pooled HTTP client (timeouts, retries, redaction) and
 //!   [`backend::Completion`] / [`backend::CallFailure`], what every backend
 //!   answers.
+//! - `http1` (private): plain `http://` calls on hyper's HTTP/1 connections,
+//!   a small keep-alive pool per `host:port`; `backend` sends TLS through
+//!   reqwest.
 //! - [`retry`]: backoff, `Retry-After` and the adaptive limit per target.
 //! - [`allow`]: the endpoints this worker may call and their keys (a job is
 //!   data, never authority).
@@ -61,6 +64,7 @@ pub mod allow;
 pub mod backend;
 pub mod backends;
 pub mod cache;
+mod http1;
 pub mod identity;
 pub mod metrics;
 pub mod pull;

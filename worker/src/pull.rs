@@ -57,6 +57,11 @@ pub struct WorkerConfig {
     pub allow: AllowList,
     /// How long in-flight jobs may finish after shutdown before they are nak'd.
     pub grace_period: Duration,
+    /// Cancelled, before the shutdown, when no job can still be on its way
+    /// to this worker (an embedded `vigil run` whose every run is complete):
+    /// the stop then hands back the jobs already received without waiting
+    /// up to [`STOP_BATCH_WAIT`] for the rest of its open pull request.
+    pub all_done: Option<CancellationToken>,
     /// Stream and consumer settings (must match the coordinator's).
     pub topology: TopologyConfig,
     /// This worker's name in results and logs.
@@ -81,6 +86,7 @@ impl Default for WorkerConfig {
             max_jobs: 0,
             allow: AllowList::default(),
             grace_period: Duration::from_secs(25),
+            all_done: None,
             topology: TopologyConfig::default(),
             worker_id: default_worker_id(),
             max_job_bytes: 8 * 1024 * 1024,
@@ -90,6 +96,12 @@ impl Default for WorkerConfig {
         }
     }
 }
+
+/// How long a stopping worker waits for each further job of its open pull
+/// request, to hand it back at once (the request expires after 250 ms, so
+/// its last jobs come within that); one that comes later returns after
+/// AckWait.
+pub const STOP_BATCH_WAIT: Duration = Duration::from_millis(1500);
 
 /// `<hostname>-<pid>`.
 pub fn default_worker_id() -> String {
@@ -291,7 +303,9 @@ pub async fn run(
                 _ = shutdown.cancelled() => {
                     // Jobs already on their way to us would otherwise wait out
                     // AckWait: hand them back now.
-                    nak_rest_of_batch(&mut batch, &shared.stats).await;
+                    let all_done = shared.config.all_done.as_ref().is_some_and(|t| t.is_cancelled());
+                    let wait = if all_done { Duration::ZERO } else { STOP_BATCH_WAIT };
+                    nak_rest_of_batch(&mut batch, &shared.stats, wait).await;
                     break 'pull;
                 }
                 next = batch.next() => next,
@@ -365,10 +379,15 @@ async fn drain(shared: &Shared, mut tasks: tokio::task::JoinSet<()>, hard_stop: 
     }
 }
 
-async fn nak_rest_of_batch(batch: &mut jetstream::consumer::pull::Batch, stats: &WorkerStats) {
-    while let Ok(Some(Ok(message))) =
-        tokio::time::timeout(Duration::from_millis(1500), batch.next()).await
-    {
+/// Naks the jobs of `batch` that arrive, each within `wait` of the one
+/// before (and every one received already: a timeout polls its future
+/// before it looks at its deadline).
+async fn nak_rest_of_batch(
+    batch: &mut jetstream::consumer::pull::Batch,
+    stats: &WorkerStats,
+    wait: Duration,
+) {
+    while let Ok(Some(Ok(message))) = tokio::time::timeout(wait, batch.next()).await {
         stats.nakked.fetch_add(1, Ordering::Relaxed);
         let _ = message.ack_with(AckKind::Nak(None)).await;
     }

@@ -631,3 +631,74 @@ async fn a_call_waiting_to_retry_holds_no_slot() {
     assert_eq!(stub.seen().len(), 2, "the first call has not retried yet");
     assert_eq!((limit.in_flight(), worker.available_permits()), (0, 1));
 }
+
+/// A raw HTTP/1.1 server that answers every request with `answer` (a whole
+/// response, head and body), keeps or closes each connection as `close`
+/// says, and counts the connections it accepted.
+async fn raw_server(answer: &'static str, close: bool) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut socket = BufReader::new(socket);
+                loop {
+                    // The head, then as many body bytes as it announces.
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if socket.read_line(&mut line).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    socket.read_exact(&mut body).await.unwrap();
+                    socket.get_mut().write_all(answer.as_bytes()).await.unwrap();
+                    if close {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (url, accepted)
+}
+
+const ANSWER: &str = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 41\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"4\"}}]}";
+const ANSWER_CLOSE: &str = "HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: 41\r\n\r\n{\"choices\":[{\"message\":{\"content\":\"4\"}}]}";
+
+/// Three calls one after another on one client, each answered at its first
+/// attempt; how many connections the server accepted.
+async fn three_calls(answer: &'static str, close: bool) -> usize {
+    let (url, accepted) = raw_server(answer, close).await;
+    let (client, t) = (client(), target(&url, EndpointKind::Chat, 0));
+    for _ in 0..3 {
+        let c = client
+            .complete(&t, None, &chat("2+2?"), &AdaptiveLimit::new(1), &[])
+            .await
+            .unwrap();
+        assert_eq!((c.text.as_str(), c.attempts), ("4", 1));
+    }
+    accepted.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn calls_one_after_another_reuse_one_connection() {
+    assert_eq!(three_calls(ANSWER, false).await, 1);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closes_is_not_used_again_and_costs_no_attempt() {
+    assert_eq!(three_calls(ANSWER_CLOSE, true).await, 3);
+}
