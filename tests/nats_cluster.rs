@@ -15,9 +15,11 @@ use vigil_testkit::nats_cluster::NatsCluster;
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
 
-/// What the processes of the cluster test see: 3 replicas, and a short
-/// JetStream-timeout so the quorum-loss check ends soon.
+/// What the processes of the cluster test see: 3 replicas, and a JetStream
+/// timeout long enough to ride out a leader election after a kill.
 const JS_TIMEOUT_S: u64 = 20;
+/// The JetStream timeout of the command that finds no majority left.
+const LOST_JS_TIMEOUT_S: u64 = 5;
 
 /// A loopback URL nothing listens on.
 fn dead_url() -> String {
@@ -278,9 +280,15 @@ async fn a_three_server_cluster_loses_a_server_and_nothing_else() {
     nats.server(third).kill();
     eprintln!("CLUSTER: killed n{third}: one of three left");
     let t0 = Instant::now();
+    // This command's own JetStream timeout is short: what it must report is
+    // that nothing answers, and waiting 20 s for that only lengthens the test.
+    let short = LOST_JS_TIMEOUT_S.to_string();
     let mut lost = Proc::spawn(
         &["runs", "list", "--nats", &urls],
-        &envs,
+        &[
+            ("VIGIL_REPLICAS", "3"),
+            ("VIGIL_JS_TIMEOUT_S", short.as_str()),
+        ],
         &dir.path().join("no-quorum.log"),
     );
     let code = lost.wait_exit(Duration::from_secs(JS_TIMEOUT_S * 4));
@@ -296,7 +304,7 @@ async fn a_three_server_cluster_loses_a_server_and_nothing_else() {
     // read after them is retried for history::LIST_RETRY_WINDOW (10 s) plus
     // one unanswered request (5 s).
     assert!(
-        took < Duration::from_secs(JS_TIMEOUT_S + 20),
+        took < Duration::from_secs(LOST_JS_TIMEOUT_S + 20),
         "bounded by VIGIL_JS_TIMEOUT_S: took {took:?}"
     );
     eprintln!(
