@@ -46,7 +46,8 @@ pub struct DatasetCheck {
 }
 
 /// The largest dataset file whose rendered items a check keeps. A larger one
-/// is read again by the run, so a run's memory stays flat in its size.
+/// (or one that is not a regular file) is read again by the run, so a run's
+/// memory stays flat in the dataset's size.
 pub const KEEP_DATASET_BYTES: u64 = 8 << 20;
 /// The most rendered bytes a check keeps (templates can make items much
 /// larger than their lines); past it the run reads the dataset again.
@@ -163,7 +164,9 @@ pub fn check_dataset(
     // Id hash -> line first seen. The key is already a hash: no rehashing.
     let mut seen: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>> = HashMap::default();
     let mut items = 0u64;
-    let small = std::fs::metadata(&suite.dataset.path).is_ok_and(|m| m.len() <= KEEP_DATASET_BYTES);
+    // A regular file only: anything else (a pipe) is read again as before.
+    let small = std::fs::metadata(&suite.dataset.path)
+        .is_ok_and(|m| m.is_file() && m.len() <= KEEP_DATASET_BYTES);
     let mut kept = small.then(|| Rendered {
         by_kind: distinct.iter().map(|&k| (k, Vec::new())).collect(),
         by_field: recorded_fields
