@@ -634,12 +634,38 @@ impl Report {
 pub fn write_section(path: &Path, begin: &str, end: &str, section: &str) -> std::io::Result<()> {
     let old = std::fs::read_to_string(path).unwrap_or_default();
     let section = format!("{begin}\n\n{}\n{end}", section.trim_end());
-    let new = match (old.find(begin), old.find(end)) {
-        (Some(b), Some(e)) if e > b => {
-            format!("{}{section}{}", &old[..b], &old[e + end.len()..])
-        }
+    // The end marker after the begin marker: the page's prose may name both.
+    let found = old
+        .find(begin)
+        .and_then(|b| old[b..].find(end).map(|e| (b, b + e)));
+    let new = match found {
+        Some((b, e)) => format!("{}{section}{}", &old[..b], &old[e + end.len()..]),
         _ if old.is_empty() => format!("# Performance\n\n{section}\n"),
         _ => format!("{}\n\n{section}\n", old.trim_end()),
     };
     std::fs::write(path, new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A page whose prose names the markers before its block: the block is
+    /// replaced in place, not a second one appended.
+    #[test]
+    fn the_block_is_replaced_even_when_the_prose_names_its_markers() {
+        let dir = tempfile::tempdir().unwrap();
+        let page = dir.path().join("p.md");
+        // As docs/performance.md names them: the begin marker shortened.
+        let prose =
+            format!("Written between `<!-- bench:begin ... -->` and `{END}`.\n\n## Results\n\n");
+        std::fs::write(&page, format!("{prose}{BEGIN}\n\nold\n{END}\n\n## After\n")).unwrap();
+        write_section(&page, BEGIN, END, "new").unwrap();
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert_eq!(text, format!("{prose}{BEGIN}\n\nnew\n{END}\n\n## After\n"));
+        write_section(&page, BEGIN, END, "newer").unwrap();
+        let text = std::fs::read_to_string(&page).unwrap();
+        assert_eq!(text.matches(BEGIN).count(), 1, "one block: {text}");
+        assert!(text.contains("\nnewer\n"));
+    }
 }
