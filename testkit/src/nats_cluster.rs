@@ -83,7 +83,8 @@ impl NatsCluster {
         let cluster_ports = (0..size)
             .map(|_| free_port())
             .collect::<Result<Vec<_>, _>>()?;
-        let mut servers = Vec::with_capacity(size);
+        // Started all at once: each waits for the others to form the cluster.
+        let mut starting = Vec::with_capacity(size);
         for (index, port) in cluster_ports.iter().enumerate() {
             let routes: Vec<String> = cluster_ports
                 .iter()
@@ -104,10 +105,15 @@ impl NatsCluster {
                 ],
                 ..Default::default()
             };
-            let server = NatsServer::start(cfg)
-                .await
-                .map_err(|source| NatsClusterError::Server { index, source })?;
-            servers.push(server);
+            starting.push(tokio::spawn(async move {
+                NatsServer::start(cfg)
+                    .await
+                    .map_err(|source| NatsClusterError::Server { index, source })
+            }));
+        }
+        let mut servers = Vec::with_capacity(size);
+        for started in starting {
+            servers.push(started.await.expect("a nats-server start panicked")?);
         }
         let cluster = NatsCluster { servers };
         cluster.wait_ready().await?;
