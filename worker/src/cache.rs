@@ -613,15 +613,12 @@ impl Lookup<'_> {
         let (Some(cache), Some(key), None) = (self.cache, &self.key, &self.hit) else {
             return;
         };
-        let Some(bytes) = entry_bytes(completion) else {
-            return;
+        let Some(fresh) = self.fresh else {
+            return cache.put(key, completion).await;
         };
-        match self.fresh {
-            Some(fresh) => fresh
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .push((key.to_string(), bytes)),
-            None => cache.write(vec![(key.to_string(), bytes)]).await,
+        if let Some(bytes) = entry_bytes(completion) {
+            let mut fresh = fresh.lock().unwrap_or_else(|e| e.into_inner());
+            fresh.push((key.to_string(), bytes));
         }
     }
 }
