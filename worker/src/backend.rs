@@ -18,7 +18,6 @@ use reqwest::header::{
 };
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec, TokenUsage, openai};
@@ -79,7 +78,10 @@ const URL_CACHE_MAX: usize = 64;
 /// Endpoint URLs parsed once and reused: parsing (with IDNA processing of
 /// the host) cost several µs per item when every call parsed its URL again.
 #[derive(Debug, Clone, Default)]
-struct UrlCache(Arc<Mutex<HashMap<String, Arc<ParsedUrl>>>>);
+struct UrlCache(Arc<Mutex<Vec<UrlEntry>>>);
+
+/// `{base_url}/{path}` and what it parsed to.
+type UrlEntry = (String, Arc<ParsedUrl>);
 
 /// An endpoint URL, and how it is called.
 #[derive(Debug)]
@@ -95,7 +97,8 @@ impl UrlCache {
     fn get(&self, base_url: &str, path: &str) -> Option<Arc<ParsedUrl>> {
         let base_url = base_url.trim_end_matches('/');
         let mut urls = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        // Looked up without building the joined string: one per target and path.
+        // Looked up without building the joined string (a few entries: one
+        // per target and path, so a scan).
         if let Some(url) = urls
             .iter()
             .find(|(k, _)| {
@@ -117,7 +120,7 @@ impl UrlCache {
         if urls.len() >= URL_CACHE_MAX {
             urls.clear();
         }
-        urls.insert(joined, parsed.clone());
+        urls.push((joined, parsed.clone()));
         Some(parsed)
     }
 }
