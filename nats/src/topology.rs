@@ -449,14 +449,21 @@ async fn ensure_stream(
     let name = config.name.clone();
     let stream = match lookup_stream(js, cfg, &name).await? {
         Some(stream) => stream,
-        None => retry_transient(cfg.api_deadline, &name, || {
-            js.get_or_create_stream(config.clone())
-        })
-        .await?
-        .map_err(|e| TopologyError::Stream {
-            name: name.clone(),
-            source: e.into(),
-        })?,
+        None => match retry_transient(cfg.api_deadline, &name, || js.create_stream(config.clone()))
+            .await?
+        {
+            Ok(stream) => stream,
+            // Another process may have created it meanwhile (with other
+            // settings, which are then used as they are).
+            Err(e) => {
+                lookup_stream(js, cfg, &name)
+                    .await?
+                    .ok_or_else(|| TopologyError::Stream {
+                        name: name.clone(),
+                        source: e.into(),
+                    })?
+            }
+        },
     };
     notes.extend(reconcile_replicas(js, cfg, &stream).await);
     Ok(stream)
@@ -549,56 +556,89 @@ async fn ensure_all(
     // than every 5 s (the default), and notice the new leader sooner.
     let mut js = jetstream::new(client.clone());
     js.set_timeout(LOOKUP_TIMEOUT);
-    let mut notes = Vec::new();
-    let jobs = ensure_stream(&js, cfg, jobs_stream(cfg), &mut notes).await?;
-    for (name, subject, age) in [
-        (
-            subjects::STREAM_RESULTS,
-            subjects::RESULTS_ALL,
-            cfg.results_max_age,
-        ),
-        (subjects::STREAM_RUNS, subjects::RUNS_ALL, cfg.runs_max_age),
-        (
-            subjects::STREAM_ALERTS,
-            subjects::ALERTS_ALL,
-            cfg.runs_max_age,
-        ),
-    ] {
-        ensure_stream(&js, cfg, limits_stream(cfg, name, subject, age), &mut notes).await?;
-    }
-    ensure_stream(&js, cfg, capture_stream(cfg), &mut notes).await?;
-    let consumer_name = subjects::worker_consumer(pool);
-    retry_transient(cfg.api_deadline, &consumer_name, || {
-        jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
-    })
-    .await?
-    .map_err(|e| TopologyError::Consumer {
-        name: consumer_name.clone(),
-        source: e.into(),
-    })?;
-    ensure_store(
-        &js,
-        cfg,
-        subjects::KV_RUNS,
-        &kv_stream_name(subjects::KV_RUNS),
-        || js.create_key_value(runs_bucket(cfg)),
-        &mut notes,
-    )
-    .await?;
-    ensure_store(
-        &js,
-        cfg,
-        subjects::OBJECT_ARTIFACTS,
-        &object_stream_name(subjects::OBJECT_ARTIFACTS),
-        || js.create_object_store(artifacts_store(cfg)),
-        &mut notes,
-    )
-    .await?;
+    let js = &js;
+    // The streams and buckets do not depend on one another (only the
+    // consumer on its stream), so they are asked for at once: on a fresh
+    // store that is one round of creations instead of one after another.
+    let stream = |config: stream::Config| async move {
+        let mut notes = Vec::new();
+        ensure_stream(js, cfg, config, &mut notes).await?;
+        Ok::<_, TopologyError>(notes)
+    };
+    let jobs = async {
+        let mut notes = Vec::new();
+        let jobs = ensure_stream(js, cfg, jobs_stream(cfg), &mut notes).await?;
+        let consumer_name = subjects::worker_consumer(pool);
+        retry_transient(cfg.api_deadline, &consumer_name, || {
+            jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
+        })
+        .await?
+        .map_err(|e| TopologyError::Consumer {
+            name: consumer_name.clone(),
+            source: e.into(),
+        })?;
+        Ok(notes)
+    };
+    let limits = |name, subject, age| stream(limits_stream(cfg, name, subject, age));
+    let runs_bucket = async {
+        let mut notes = Vec::new();
+        ensure_store(
+            js,
+            cfg,
+            subjects::KV_RUNS,
+            &kv_stream_name(subjects::KV_RUNS),
+            || js.create_key_value(runs_bucket(cfg)),
+            &mut notes,
+        )
+        .await?;
+        Ok(notes)
+    };
+    let artifacts = async {
+        let mut notes = Vec::new();
+        ensure_store(
+            js,
+            cfg,
+            subjects::OBJECT_ARTIFACTS,
+            &object_stream_name(subjects::OBJECT_ARTIFACTS),
+            || js.create_object_store(artifacts_store(cfg)),
+            &mut notes,
+        )
+        .await?;
+        Ok(notes)
+    };
     // The response cache is the workers' to create (with its own settings);
     // if it exists, its replicas follow the rest.
-    if let Some(cache) = lookup_stream(&js, cfg, &kv_stream_name(subjects::KV_CACHE)).await? {
-        notes.extend(reconcile_replicas(&js, cfg, &cache).await);
-    }
+    let cache = async {
+        Ok(
+            match lookup_stream(js, cfg, &kv_stream_name(subjects::KV_CACHE)).await? {
+                Some(cache) => reconcile_replicas(js, cfg, &cache)
+                    .await
+                    .into_iter()
+                    .collect(),
+                None => Vec::new(),
+            },
+        )
+    };
+    let found: [Vec<ReplicaNote>; 8] = tokio::try_join!(
+        jobs,
+        limits(
+            subjects::STREAM_RESULTS,
+            subjects::RESULTS_ALL,
+            cfg.results_max_age
+        ),
+        limits(subjects::STREAM_RUNS, subjects::RUNS_ALL, cfg.runs_max_age),
+        limits(
+            subjects::STREAM_ALERTS,
+            subjects::ALERTS_ALL,
+            cfg.runs_max_age
+        ),
+        stream(capture_stream(cfg)),
+        runs_bucket,
+        artifacts,
+        cache,
+    )
+    .map(|(a, b, c, d, e, f, g, h)| [a, b, c, d, e, f, g, h])?;
+    let notes = found.into_iter().flatten().collect();
     tracing::debug!(pool, "JetStream topology ready");
     Ok((jetstream::new(client.clone()), notes))
 }
