@@ -22,7 +22,7 @@
 //! assert_eq!(check.items, 2);
 //! ```
 
-use crate::dataset::{self, DatasetError};
+use crate::dataset::{self, DatasetError, Record};
 use crate::render::{RenderError, Renderer};
 use crate::suite::TargetConfig;
 use crate::suite::{Suite, SuiteError};
@@ -160,7 +160,7 @@ pub fn check_dataset(
     } else {
         Vec::new()
     };
-    let mut records = dataset::open(&suite.dataset)?;
+    let records = dataset::open(&suite.dataset)?;
     // Id hash -> line first seen. The key is already a hash: no rehashing.
     let mut seen: HashMap<u64, u64, BuildHasherDefault<IdentityHasher>> = HashMap::default();
     let mut items = 0u64;
@@ -175,8 +175,7 @@ pub fn check_dataset(
             .collect(),
     });
     let mut kept_bytes = 0usize;
-    for record in records.by_ref() {
-        let record = record?;
+    let mut check = |record: Record| -> Result<(), ValidationError> {
         for (position, &kind) in distinct.iter().enumerate() {
             let item = renderer.render(&record, kind)?;
             if let Some(rendered) = &mut kept {
@@ -206,7 +205,9 @@ pub fn check_dataset(
         }
         seen.insert(h, record.line);
         items += 1;
-    }
+        Ok(())
+    };
+    let records = read_beside(records, |record| check(record?))?;
     if items == 0 {
         return Err(ValidationError::Empty {
             path: suite.dataset.path.clone(),
@@ -216,6 +217,48 @@ pub fn check_dataset(
         items,
         sha256: records.sha256(),
         rendered: kept.map(Arc::new),
+    })
+}
+
+/// Records a reading thread hands over at once.
+const READ_BATCH: usize = 256;
+
+/// Feeds every record of `records` to `each`, in file order, until `each`
+/// fails; returns `records`, read to its end (so its SHA-256 is the whole
+/// file's) unless `each` failed. The file is read and parsed on a thread of
+/// its own while `each` runs on this one (two cores halve a big dataset's
+/// check). A read error is handed over after the records before it, so the
+/// first error in file order is the one returned.
+fn read_beside(
+    records: dataset::Records,
+    mut each: impl FnMut(Result<Record, DatasetError>) -> Result<(), ValidationError>,
+) -> Result<dataset::Records, ValidationError> {
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
+        let reading = scope.spawn(move || {
+            let mut records = records;
+            let mut batch = Vec::with_capacity(READ_BATCH);
+            while let Some(record) = records.next() {
+                let failed = record.is_err();
+                batch.push(record);
+                if failed || batch.len() == READ_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
+                    // A send fails when `each` has failed: nothing more is read.
+                    if tx.send(full).is_err() || failed {
+                        return records;
+                    }
+                }
+            }
+            let _ = tx.send(batch);
+            records
+        });
+        let fed = rx.iter().flatten().try_for_each(&mut each);
+        // Unblocks a reader waiting to hand over more.
+        drop(rx);
+        let records = reading
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        fed.map(|()| records)
     })
 }
 
