@@ -175,16 +175,16 @@ pub fn check_dataset(
             .collect(),
     });
     let mut kept_bytes = 0usize;
-    let mut check = |record: Record| -> Result<(), ValidationError> {
+    let check = |record: &Record| -> Result<(), ValidationError> {
         for (position, &kind) in distinct.iter().enumerate() {
-            let item = renderer.render(&record, kind)?;
+            let item = renderer.render(record, kind)?;
             if let Some(rendered) = &mut kept {
                 kept_bytes += text_bytes(&item);
                 rendered.by_kind[position].1.push(item);
             }
         }
         for (position, field) in recorded_fields.iter().enumerate() {
-            let output = renderer.recorded(&record, field)?;
+            let output = renderer.recorded(record, field)?;
             if let Some(rendered) = &mut kept {
                 kept_bytes += output.text.as_ref().map_or(0, String::len) + 64;
                 rendered.by_field[position].1.push(output);
@@ -193,7 +193,7 @@ pub fn check_dataset(
         if kept_bytes > KEEP_RENDERED_BYTES {
             kept = None;
         }
-        let id = renderer.item_id(&record)?;
+        let id = renderer.item_id(record)?;
         let h = id_hash(&id);
         if let Some(&first_line) = seen.get(&h) {
             return Err(ValidationError::DuplicateId {
@@ -207,7 +207,7 @@ pub fn check_dataset(
         items += 1;
         Ok(())
     };
-    let records = read_beside(records, |record| check(record?))?;
+    let records = read_beside(records, check)?;
     if items == 0 {
         return Err(ValidationError::Empty {
             path: suite.dataset.path.clone(),
@@ -226,33 +226,64 @@ const READ_BATCH: usize = 256;
 /// Feeds every record of `records` to `each`, in file order, until `each`
 /// fails; returns `records`, read to its end (so its SHA-256 is the whole
 /// file's) unless `each` failed. The file is read and parsed on a thread of
-/// its own while `each` runs on this one (two cores halve a big dataset's
-/// check). A read error is handed over after the records before it, so the
-/// first error in file order is the one returned.
+/// its own while `each` runs on this one (two cores nearly halve a big
+/// dataset's check). A read error is handed over after the records before
+/// it, so the first error in file order is the one returned. Records go
+/// back to the reading thread to be freed where they were allocated (a
+/// free from another thread costs mimalloc more, and the reading side has
+/// less to do).
 fn read_beside(
     records: dataset::Records,
-    mut each: impl FnMut(Result<Record, DatasetError>) -> Result<(), ValidationError>,
+    mut each: impl FnMut(&Record) -> Result<(), ValidationError>,
 ) -> Result<dataset::Records, ValidationError> {
+    type Batch = (Vec<Record>, Option<DatasetError>);
     std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<_>>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Batch>(8);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Record>>();
         let reading = scope.spawn(move || {
             let mut records = records;
             let mut batch = Vec::with_capacity(READ_BATCH);
-            while let Some(record) = records.next() {
-                let failed = record.is_err();
-                batch.push(record);
-                if failed || batch.len() == READ_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_BATCH));
+            loop {
+                let next = records.next();
+                let (end, error) = match next {
+                    Some(Ok(record)) => {
+                        batch.push(record);
+                        (false, None)
+                    }
+                    Some(Err(e)) => (true, Some(e)),
+                    None => (true, None),
+                };
+                if end || batch.len() == READ_BATCH {
+                    // Empty (and reused) once `each` is done with it.
+                    let spare = back_rx.try_recv().map_or_else(
+                        |_| Vec::with_capacity(READ_BATCH),
+                        |mut done| {
+                            done.clear();
+                            done
+                        },
+                    );
+                    let full = std::mem::replace(&mut batch, spare);
                     // A send fails when `each` has failed: nothing more is read.
-                    if tx.send(full).is_err() || failed {
+                    if tx.send((full, error)).is_err() || end {
                         return records;
                     }
                 }
             }
-            let _ = tx.send(batch);
-            records
         });
-        let fed = rx.iter().flatten().try_for_each(&mut each);
+        let mut fed = Ok(());
+        'batches: for (batch, error) in rx.iter() {
+            for record in &batch {
+                fed = each(record);
+                if fed.is_err() {
+                    break 'batches;
+                }
+            }
+            if let Some(e) = error {
+                fed = Err(e.into());
+                break;
+            }
+            let _ = back_tx.send(batch);
+        }
         // Unblocks a reader waiting to hand over more.
         drop(rx);
         let records = reading
