@@ -226,7 +226,7 @@ pub async fn run(
 
 async fn run_in_span(
     client: async_nats::Client,
-    config: RunConfig,
+    mut config: RunConfig,
     shutdown: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let suite = config.suite.clone();
@@ -235,7 +235,7 @@ async fn run_in_span(
 
     // Validate the whole dataset before anything is published, so a broken
     // line 90,000 fails the run at once instead of half-way.
-    let check = match config.dataset_check.clone() {
+    let mut check = match config.dataset_check.take() {
         Some(check) => check,
         None => {
             let (suite, renderer, kind) = (suite.clone(), renderer.clone(), target.kind);
@@ -325,9 +325,9 @@ async fn run_in_span(
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
     let mut producer = {
         let (suite, renderer, target) = (suite.clone(), renderer.clone(), target.clone());
-        let rendered = check.rendered.clone();
+        let rendered = check.rendered.take();
         tokio::task::spawn_blocking(move || {
-            produce_shards(&suite, &renderer, rendered.as_deref(), &target, shard_tx)
+            produce_shards(&suite, &renderer, rendered, &target, shard_tx)
         })
     };
     let template = JobTemplate {
@@ -597,12 +597,12 @@ async fn mark_cancelled(recorder: &mut StateRecorder, run_id: &str) {
 fn produce_shards(
     suite: &Suite,
     renderer: &Renderer,
-    rendered: Option<&validate::Rendered>,
+    rendered: Option<Arc<validate::Rendered>>,
     target: &crate::suite::TargetConfig,
     tx: mpsc::Sender<Vec<Item>>,
 ) -> Result<(), RunError> {
     let items: Box<dyn Iterator<Item = Result<Item, RunError>> + '_> =
-        match rendered.and_then(|r| r.items_for(target)) {
+        match rendered.and_then(|r| validate::Rendered::into_items_for(r, target)) {
             Some(kept) => Box::new(kept.map(Ok)),
             None => {
                 let records =
