@@ -43,6 +43,9 @@ pub struct DatasetCheck {
     /// ([`KEEP_DATASET_BYTES`], [`KEEP_RENDERED_BYTES`]): a run dispatches
     /// these instead of reading and rendering the dataset a second time.
     pub rendered: Option<Arc<Rendered>>,
+    /// The bytes of text of the largest item rendered (what a run sizes its
+    /// jobs by: [`crate::suite::Suite::shard_size_for`]).
+    pub item_bytes: usize,
 }
 
 /// The largest dataset file whose rendered items a check keeps. A larger one
@@ -85,7 +88,8 @@ impl Rendered {
         match Arc::try_unwrap(this) {
             Ok(mut owned) => {
                 let items = std::mem::take(&mut owned.by_kind[kind].1);
-                let mut outputs = field.map(|f| std::mem::take(&mut owned.by_field[f].1).into_iter());
+                let mut outputs =
+                    field.map(|f| std::mem::take(&mut owned.by_field[f].1).into_iter());
                 Some(Box::new(items.into_iter().map(move |mut item| {
                     if let Some(outputs) = &mut outputs {
                         item.recorded = outputs.next();
@@ -211,12 +215,15 @@ pub fn check_dataset(
             .collect(),
     });
     let mut kept_bytes = 0usize;
+    let mut item_bytes = 0usize;
     for record in records.by_ref() {
         let record = record?;
         for (position, &kind) in distinct.iter().enumerate() {
             let item = renderer.render(&record, kind)?;
+            let bytes = text_bytes(&item);
+            item_bytes = item_bytes.max(bytes);
             if let Some(rendered) = &mut kept {
-                kept_bytes += text_bytes(&item);
+                kept_bytes += bytes;
                 rendered.by_kind[position].1.push(item);
             }
         }
@@ -252,6 +259,7 @@ pub fn check_dataset(
         items,
         sha256: records.sha256(),
         rendered: kept.map(Arc::new),
+        item_bytes,
     })
 }
 

@@ -445,7 +445,10 @@ async fn handle_message(
         return;
     };
     let failed = items.iter().filter(|i| !i.is_scored()).count() as u64;
-    shared.stats.metrics.observe_items(&job.target.model, &items);
+    shared
+        .stats
+        .metrics
+        .observe_items(&job.target.model, &items);
     let result = JobResult {
         run_id: job.run_id.clone(),
         job_index: job.job_index,
