@@ -230,7 +230,7 @@ pub async fn ensure_capture_stream(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
 ) -> Result<(), TopologyError> {
-    ensure_stream(js, cfg, capture_stream(cfg), &mut Vec::new()).await?;
+    ensure_stream(js, cfg, capture_stream(cfg)).await?;
     Ok(())
 }
 
@@ -439,13 +439,13 @@ async fn reconcile_replicas(
 }
 
 /// Uses the stream `config.name` as it is if it exists, creates it from
-/// `config` otherwise; then reconciles its replicas.
+/// `config` otherwise; then reconciles its replicas (what it found about
+/// them, when they differ, is the note returned beside the stream).
 async fn ensure_stream(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
     config: stream::Config,
-    notes: &mut Vec<ReplicaNote>,
-) -> Result<stream::Stream, TopologyError> {
+) -> Result<(stream::Stream, Option<ReplicaNote>), TopologyError> {
     let name = config.name.clone();
     let stream = match lookup_stream(js, cfg, &name).await? {
         Some(stream) => stream,
@@ -465,20 +465,19 @@ async fn ensure_stream(
             }
         },
     };
-    notes.extend(reconcile_replicas(js, cfg, &stream).await);
-    Ok(stream)
+    let note = reconcile_replicas(js, cfg, &stream).await;
+    Ok((stream, note))
 }
 
 /// Finds or creates the stream behind a bucket (`stream_name`) with
-/// `create`, then reconciles its replicas.
+/// `create`, then reconciles its replicas (see [`ensure_stream`]).
 async fn ensure_store<T, E, Fut>(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
     bucket: &'static str,
     stream_name: &str,
     create: impl Fn() -> Fut,
-    notes: &mut Vec<ReplicaNote>,
-) -> Result<(), TopologyError>
+) -> Result<Option<ReplicaNote>, TopologyError>
 where
     E: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -486,7 +485,7 @@ where
     // What exists is used as it is (only its replicas are reconciled); a
     // bucket that was just created has the configured count already.
     match lookup_stream(js, cfg, stream_name).await? {
-        Some(stream) => notes.extend(reconcile_replicas(js, cfg, &stream).await),
+        Some(stream) => return Ok(reconcile_replicas(js, cfg, &stream).await),
         None => {
             let created = retry_transient(cfg.api_deadline, bucket, &create).await?;
             if let Err(e) = created {
@@ -500,7 +499,7 @@ where
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Creates (or finds) every stream, the pool's worker consumer, the run KV
@@ -561,13 +560,10 @@ async fn ensure_all(
     // consumer on its stream), so they are asked for at once: on a fresh
     // store that is one round of creations instead of one after another.
     let stream = |config: stream::Config| async move {
-        let mut notes = Vec::new();
-        ensure_stream(js, cfg, config, &mut notes).await?;
-        Ok::<_, TopologyError>(notes)
+        ensure_stream(js, cfg, config).await.map(|(_, note)| note)
     };
     let jobs = async {
-        let mut notes = Vec::new();
-        let jobs = ensure_stream(js, cfg, jobs_stream(cfg), &mut notes).await?;
+        let (jobs, note) = ensure_stream(js, cfg, jobs_stream(cfg)).await?;
         let consumer_name = subjects::worker_consumer(pool);
         retry_transient(cfg.api_deadline, &consumer_name, || {
             jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
@@ -577,49 +573,33 @@ async fn ensure_all(
             name: consumer_name.clone(),
             source: e.into(),
         })?;
-        Ok(notes)
+        Ok(note)
     };
     let limits = |name, subject, age| stream(limits_stream(cfg, name, subject, age));
-    let runs_bucket = async {
-        let mut notes = Vec::new();
-        ensure_store(
-            js,
-            cfg,
-            subjects::KV_RUNS,
-            &kv_stream_name(subjects::KV_RUNS),
-            || js.create_key_value(runs_bucket(cfg)),
-            &mut notes,
-        )
-        .await?;
-        Ok(notes)
-    };
-    let artifacts = async {
-        let mut notes = Vec::new();
-        ensure_store(
-            js,
-            cfg,
-            subjects::OBJECT_ARTIFACTS,
-            &object_stream_name(subjects::OBJECT_ARTIFACTS),
-            || js.create_object_store(artifacts_store(cfg)),
-            &mut notes,
-        )
-        .await?;
-        Ok(notes)
-    };
+    let (runs_stream, artifacts_stream, cache_stream) = (
+        kv_stream_name(subjects::KV_RUNS),
+        object_stream_name(subjects::OBJECT_ARTIFACTS),
+        kv_stream_name(subjects::KV_CACHE),
+    );
+    let runs = ensure_store(js, cfg, subjects::KV_RUNS, &runs_stream, || {
+        js.create_key_value(runs_bucket(cfg))
+    });
+    let artifacts = ensure_store(
+        js,
+        cfg,
+        subjects::OBJECT_ARTIFACTS,
+        &artifacts_stream,
+        || js.create_object_store(artifacts_store(cfg)),
+    );
     // The response cache is the workers' to create (with its own settings);
     // if it exists, its replicas follow the rest.
     let cache = async {
-        Ok(
-            match lookup_stream(js, cfg, &kv_stream_name(subjects::KV_CACHE)).await? {
-                Some(cache) => reconcile_replicas(js, cfg, &cache)
-                    .await
-                    .into_iter()
-                    .collect(),
-                None => Vec::new(),
-            },
-        )
+        Ok(match lookup_stream(js, cfg, &cache_stream).await? {
+            Some(cache) => reconcile_replicas(js, cfg, &cache).await,
+            None => None,
+        })
     };
-    let found: [Vec<ReplicaNote>; 8] = tokio::try_join!(
+    let found: [Option<ReplicaNote>; 8] = tokio::try_join!(
         jobs,
         limits(
             subjects::STREAM_RESULTS,
@@ -633,7 +613,7 @@ async fn ensure_all(
             cfg.runs_max_age
         ),
         stream(capture_stream(cfg)),
-        runs_bucket,
+        runs,
         artifacts,
         cache,
     )
