@@ -2,6 +2,7 @@
 //! evaluate them and nothing more (no secrets: a worker maps the target's
 //! base URL to an API key through its own configuration).
 
+use crate::codec::{CodecError, Reader};
 use crate::scorers::ScorerSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,6 +41,57 @@ pub struct Job {
     /// the target n times with distinct seeds; `code_exec` scores pass@k over
     /// them, other scorers score the first.
     pub samples: u32,
+}
+
+impl Job {
+    /// Decodes a job message: the same as [`crate::decode`], faster for
+    /// what [`crate::encode`] writes (see [`crate::codec`]; a worker decodes
+    /// one per job).
+    ///
+    /// ```
+    /// use vigil_protocol::*;
+    /// let job = Job { run_id: "r".into(), items: vec![Item { id: "q".into(), ..Default::default() }], ..Default::default() };
+    /// assert_eq!(Job::decode(&encode(&job).unwrap()).unwrap(), job);
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        crate::codec::decode_fast(bytes, Self::read)
+    }
+
+    /// The fast path of [`Self::decode`]: the items read field by field,
+    /// the rest (read once per job) with serde.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = Job::default();
+        r.fields(
+            &[
+                "run_id",
+                "job_index",
+                "suite",
+                "target",
+                "scorers",
+                "items",
+                "deadline_unix_ms",
+                "keep_output_chars",
+                "cache",
+                "samples",
+            ],
+            |r, i| {
+                match i {
+                    0 => out.run_id = r.string()?,
+                    1 => out.job_index = r.u64()?,
+                    2 => out.suite = r.string()?,
+                    3 => out.target = r.serde()?,
+                    4 => out.scorers = r.serde()?,
+                    5 => out.items = r.array(Item::read)?,
+                    6 => out.deadline_unix_ms = r.opt_u64()?,
+                    7 => out.keep_output_chars = r.u32()?,
+                    8 => out.cache = r.serde()?,
+                    _ => out.samples = r.u32()?,
+                }
+                Some(())
+            },
+        )?;
+        Some(out)
+    }
 }
 
 /// The envelope of a [`Job`]: the fields that name what a job is about
@@ -135,6 +187,36 @@ pub struct Item {
     pub recorded: Option<Recorded>,
 }
 
+impl Item {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = Item::default();
+        r.fields(
+            &[
+                "index",
+                "id",
+                "prompt",
+                "references",
+                "tags",
+                "scorer_prompts",
+                "recorded",
+            ],
+            |r, i| {
+                match i {
+                    0 => out.index = r.u64()?,
+                    1 => out.id = r.string()?,
+                    2 => out.prompt = Prompt::read(r)?,
+                    3 => out.references = r.string_map()?,
+                    4 => out.tags = r.string_map()?,
+                    5 => out.scorer_prompts = r.string_map()?,
+                    _ => out.recorded = r.serde()?,
+                }
+                Some(())
+            },
+        )?;
+        Some(out)
+    }
+}
+
 /// An output that already exists: what a `recorded` target "answers".
 ///
 /// ```
@@ -192,6 +274,38 @@ pub enum Prompt {
 impl Default for Prompt {
     fn default() -> Self {
         Prompt::Chat(Vec::new())
+    }
+}
+
+impl Prompt {
+    /// A one-entry map from the variant's name to its value.
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        if r.map_len()? != 1 {
+            return None;
+        }
+        match r.str()? {
+            "chat" => r.array(ChatMessage::read).map(Prompt::Chat),
+            "completion" => r.string().map(Prompt::Completion),
+            _ => None,
+        }
+    }
+}
+
+impl ChatMessage {
+    /// Both fields are required.
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let (mut role, mut content) = (None, None);
+        r.fields(&["role", "content"], |r, i| {
+            match i {
+                0 => role = Some(r.string()?),
+                _ => content = Some(r.string()?),
+            }
+            Some(())
+        })?;
+        Some(ChatMessage {
+            role: role?,
+            content: content?,
+        })
     }
 }
 

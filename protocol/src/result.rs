@@ -1,5 +1,6 @@
 //! Results: one [`JobResult`] per finished job on `vigil.results.<run_id>.<job_index>`.
 
+use crate::codec::{CodecError, Reader};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +31,48 @@ pub struct JobResult {
     /// job that `items` does not name with this error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ItemError>,
+}
+
+impl JobResult {
+    /// Decodes a result message: the same as [`crate::decode`], faster for
+    /// what [`crate::encode`] writes (see [`crate::codec`]; the coordinator
+    /// decodes one per job).
+    ///
+    /// ```
+    /// use vigil_protocol::*;
+    /// let r = JobResult { run_id: "r".into(), job_index: 2, ..Default::default() };
+    /// assert_eq!(JobResult::decode(&encode(&r).unwrap()).unwrap(), r);
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        crate::codec::decode_fast(bytes, Self::read)
+    }
+
+    /// The fast path of [`Self::decode`].
+    pub(crate) fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = JobResult::default();
+        r.fields(
+            &[
+                "run_id",
+                "job_index",
+                "worker_id",
+                "delivery",
+                "items",
+                "error",
+            ],
+            |r, i| {
+                match i {
+                    0 => out.run_id = r.string()?,
+                    1 => out.job_index = r.u64()?,
+                    2 => out.worker_id = r.string()?,
+                    3 => out.delivery = r.u64()?,
+                    4 => out.items = r.array(ItemResult::read)?,
+                    _ => out.error = ItemError::read_opt(r)?,
+                }
+                Some(())
+            },
+        )?;
+        Some(out)
+    }
 }
 
 /// What became of one item.
@@ -67,6 +110,48 @@ pub struct ItemResult {
 }
 
 impl ItemResult {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = ItemResult::default();
+        r.fields(
+            &[
+                "index",
+                "id",
+                "error",
+                "output",
+                "scores",
+                "latency_ms",
+                "usage",
+                "attempts",
+                "finish_reason",
+                "response_model",
+                "cached",
+                "tags",
+                "trace_id",
+                "span_id",
+            ],
+            |r, i| {
+                match i {
+                    0 => out.index = r.u64()?,
+                    1 => out.id = r.string()?,
+                    2 => out.error = ItemError::read_opt(r)?,
+                    3 => out.output = r.opt_string()?,
+                    4 => out.scores = r.array(Score::read)?,
+                    5 => out.latency_ms = r.f64()?,
+                    6 => out.usage = TokenUsage::read(r)?,
+                    7 => out.attempts = r.u32()?,
+                    8 => out.finish_reason = r.opt_string()?,
+                    9 => out.response_model = r.opt_string()?,
+                    10 => out.cached = r.bool()?,
+                    11 => out.tags = r.string_map()?,
+                    12 => out.trace_id = r.opt_string()?,
+                    _ => out.span_id = r.opt_string()?,
+                }
+                Some(())
+            },
+        )?;
+        Some(out)
+    }
+
     /// Whether the item was scored (as opposed to failed).
     pub fn is_scored(&self) -> bool {
         self.error.is_none()
@@ -81,6 +166,24 @@ pub struct ItemError {
     pub kind: ErrorKind,
     /// A short human-readable reason; never contains secrets.
     pub message: String,
+}
+
+impl ItemError {
+    /// `None` for nil, else an error (the fast path of [`JobResult::decode`]).
+    fn read_opt(r: &mut Reader<'_>) -> Option<Option<Self>> {
+        if r.nil() {
+            return Some(None);
+        }
+        let mut out = ItemError::default();
+        r.fields(&["kind", "message"], |r, i| {
+            match i {
+                0 => out.kind = ErrorKind::from(r.string()?),
+                _ => out.message = r.string()?,
+            }
+            Some(())
+        })?;
+        Some(Some(out))
+    }
 }
 
 /// The kinds of item failure. On the wire a snake_case string; a kind this
@@ -269,6 +372,36 @@ pub struct Score {
     pub bleu: Option<crate::BleuStats>,
 }
 
+impl Score {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = Score::default();
+        r.fields(
+            &[
+                "scorer",
+                "value",
+                "passed",
+                "detail",
+                "label",
+                "gold_label",
+                "bleu",
+            ],
+            |r, i| {
+                match i {
+                    0 => out.scorer = r.string()?,
+                    1 => out.value = r.f64()?,
+                    2 => out.passed = r.bool()?,
+                    3 => out.detail = r.string()?,
+                    4 => out.label = r.opt_string()?,
+                    5 => out.gold_label = r.opt_string()?,
+                    _ => out.bleu = r.serde()?,
+                }
+                Some(())
+            },
+        )?;
+        Some(out)
+    }
+}
+
 /// Token counts of one call, as the backend reported them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -277,4 +410,18 @@ pub struct TokenUsage {
     pub input: u64,
     /// Completion tokens.
     pub output: u64,
+}
+
+impl TokenUsage {
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = TokenUsage::default();
+        r.fields(&["input", "output"], |r, i| {
+            match i {
+                0 => out.input = r.u64()?,
+                _ => out.output = r.u64()?,
+            }
+            Some(())
+        })?;
+        Some(out)
+    }
 }
