@@ -1,14 +1,25 @@
 //! MessagePack codec: structs are written as maps with named fields.
 //!
 //! The two messages sent once per job, [`crate::Job`] and
-//! [`crate::JobResult`], also have a fast decoder each (`Job::decode`,
-//! `JobResult::decode`), because `rmp_serde` reads every value through its
-//! generic `deserialize_any` path, which was most of what decoding them cost.
-//! A fast decoder reads only what [`encode`] writes (its field names are
-//! the serde ones, listed next to the type) and hands anything else to serde
-//! whole, so the two read every input alike: tested by
-//! decoding every one-change variant of a full message both ways. Writing is
-//! serde's only, so the bytes on the wire are what they were.
+//! [`crate::JobResult`], also have a fast encoder and decoder each
+//! (`Job::encode`/`Job::decode`, `JobResult::encode`/`JobResult::decode`),
+//! because `rmp_serde` writes and reads every value through its generic
+//! serde plumbing (`deserialize_any` for every map, key and value), which
+//! was most of what they cost per item. They speak serde's wire shape, not
+//! a second one:
+//!
+//! - an encoder writes the bytes [`encode`] writes (the same markers, fields
+//!   and order; the fields it does not write itself, such as a job's target
+//!   and scorers, go through serde), tested byte for byte;
+//! - a decoder reads only what [`encode`] writes (its field names are the
+//!   serde ones, `FIELDS` next to each type, checked against the derived
+//!   `Deserialize`) and hands anything else to serde whole (a key that is not
+//!   a string or comes twice, a value of another marker type, trailing
+//!   bytes), so both read every input alike: tested by decoding every
+//!   one-change variant of full messages both ways.
+//!
+//! A field added to one of these types must be added to its fast encoder and
+//! decoder too; the tests fail until it is (their values list every field).
 
 use serde::{Serialize, de::DeserializeOwned};
 use std::collections::BTreeMap;
@@ -313,6 +324,141 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A MessagePack writer for the fast encoders of the hot messages
+/// ([`crate::Job`], [`crate::JobResult`]): each method writes exactly what
+/// `rmp_serde` writes for the value (the shortest marker of each family, as
+/// `rmp::encode` chooses it), so the bytes are serde's (tested).
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// A writer with room for `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        Writer {
+            buf: Vec::with_capacity(capacity),
+        }
+    }
+
+    /// The bytes written.
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    fn len_marker(&mut self, len: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
+        if len <= fix_max {
+            self.buf.push(fix | len as u8);
+        } else if let Ok(len) = u16::try_from(len) {
+            self.buf.push(m16);
+            self.buf.extend_from_slice(&len.to_be_bytes());
+        } else {
+            self.buf.push(m32);
+            self.buf.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+    }
+
+    /// A map's length (a struct's: the fields it writes).
+    pub(crate) fn map_len(&mut self, len: usize) {
+        self.len_marker(len, 0x80, 15, 0xde, 0xdf);
+    }
+
+    /// An array's length.
+    pub(crate) fn array_len(&mut self, len: usize) {
+        self.len_marker(len, 0x90, 15, 0xdc, 0xdd);
+    }
+
+    /// A string (a field name too).
+    pub(crate) fn str(&mut self, s: &str) {
+        let len = s.len();
+        if len < 32 {
+            self.buf.push(0xa0 | len as u8);
+        } else if let Ok(len) = u8::try_from(len) {
+            self.buf.extend_from_slice(&[0xd9, len]);
+        } else if let Ok(len) = u16::try_from(len) {
+            self.buf.push(0xda);
+            self.buf.extend_from_slice(&len.to_be_bytes());
+        } else {
+            self.buf.push(0xdb);
+            self.buf.extend_from_slice(&(len as u32).to_be_bytes());
+        }
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// Nil (`None`).
+    pub(crate) fn nil(&mut self) {
+        self.buf.push(0xc0);
+    }
+
+    /// `None` as nil, else the string.
+    pub(crate) fn opt_str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.str(s),
+            None => self.nil(),
+        }
+    }
+
+    /// An unsigned integer, in the fewest bytes.
+    pub(crate) fn u64(&mut self, n: u64) {
+        if n < 128 {
+            self.buf.push(n as u8);
+        } else if let Ok(n) = u8::try_from(n) {
+            self.buf.extend_from_slice(&[0xcc, n]);
+        } else if let Ok(n) = u16::try_from(n) {
+            self.buf.push(0xcd);
+            self.buf.extend_from_slice(&n.to_be_bytes());
+        } else if let Ok(n) = u32::try_from(n) {
+            self.buf.push(0xce);
+            self.buf.extend_from_slice(&n.to_be_bytes());
+        } else {
+            self.buf.push(0xcf);
+            self.buf.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+
+    /// `None` as nil, else the integer.
+    pub(crate) fn opt_u64(&mut self, n: Option<u64>) {
+        match n {
+            Some(n) => self.u64(n),
+            None => self.nil(),
+        }
+    }
+
+    /// A float (always `float 64`).
+    pub(crate) fn f64(&mut self, v: f64) {
+        self.buf.push(0xcb);
+        self.buf.extend_from_slice(&v.to_be_bytes());
+    }
+
+    /// A boolean.
+    pub(crate) fn bool(&mut self, v: bool) {
+        self.buf.push(if v { 0xc3 } else { 0xc2 });
+    }
+
+    /// A map of strings to strings, in key order.
+    pub(crate) fn string_map(&mut self, map: &BTreeMap<String, String>) {
+        self.map_len(map.len());
+        for (k, v) in map {
+            self.str(k);
+            self.str(v);
+        }
+    }
+
+    /// An array of values written by `write`.
+    pub(crate) fn array<T>(
+        &mut self,
+        values: &[T],
+        mut write: impl FnMut(&mut Self, &T) -> Result<(), CodecError>,
+    ) -> Result<(), CodecError> {
+        self.array_len(values.len());
+        values.iter().try_for_each(|v| write(self, v))
+    }
+
+    /// One value written by serde (for a field the fast path leaves to it).
+    pub(crate) fn serde<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), CodecError> {
+        Ok(rmp_serde::encode::write_named(&mut self.buf, value)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -320,6 +466,8 @@ mod tests {
     use rmpv::Value;
     use std::fmt::Debug;
 
+    /// Every field listed and set at least once (struct literals without
+    /// `..Default::default()`: a field added to a type must be added here).
     fn job_result() -> JobResult {
         let item = |index: u64| ItemResult {
             index,
@@ -361,7 +509,7 @@ mod tests {
             ]
             .into(),
             trace_id: Some("t".repeat(32)),
-            span_id: None,
+            span_id: (index == 1).then(|| "s".repeat(16)),
         };
         JobResult {
             run_id: "r".repeat(300),
@@ -376,6 +524,7 @@ mod tests {
         }
     }
 
+    /// Every field set, as [`job_result`].
     fn job() -> Job {
         let item = |index: u64, prompt: Prompt| Item {
             index,
@@ -571,6 +720,94 @@ mod tests {
         inputs.len()
     }
 
+    /// Values of every shape the fast encoders write: each optional field
+    /// set and not, lengths across every marker size.
+    fn encoder_cases() -> (Vec<JobResult>, Vec<Job>) {
+        let mut results = vec![job_result(), JobResult::default()];
+        let mut r = job_result();
+        r.error = None;
+        r.items[0].scores[0].label = None;
+        r.items[0].scores[0].bleu = None;
+        r.items[1].scores[0].gold_label = None;
+        r.items[0].error = None;
+        r.items[1].output = None;
+        r.items[1].usage.input = 255;
+        r.items[1].attempts = u32::MAX;
+        r.items[1].latency_ms = -0.0;
+        r.run_id = "x".repeat(31);
+        r.worker_id = "x".repeat(32);
+        results.push(r.clone());
+        for (len, n) in [
+            (255, 128),
+            (256, 65_535),
+            (65_536, 65_536),
+            (70_000, u64::from(u32::MAX) + 1),
+        ] {
+            r.run_id = "x".repeat(len);
+            r.job_index = n;
+            r.delivery = n - 1;
+            r.items = (0..len % 20)
+                .map(|i| ItemResult {
+                    index: i as u64,
+                    ..Default::default()
+                })
+                .collect();
+            if let Some(item) = r.items.first_mut() {
+                item.tags = (0..len % 17 + 14)
+                    .map(|i| (format!("k{i}"), "v".into()))
+                    .collect();
+            }
+            results.push(r.clone());
+        }
+        let mut jobs = vec![job(), Job::default()];
+        let mut j = job();
+        j.items[0].scorer_prompts.clear();
+        j.items[1].recorded = None;
+        j.deadline_unix_ms = None;
+        j.cache = None;
+        j.keep_output_chars = u32::MAX;
+        j.items[0].prompt = Prompt::Chat(
+            (0..17)
+                .map(|i| ChatMessage {
+                    role: "user".into(),
+                    content: "c".repeat(i * 20),
+                })
+                .collect(),
+        );
+        jobs.push(j.clone());
+        j.items = (0..16)
+            .map(|i| Item {
+                index: i,
+                ..Default::default()
+            })
+            .collect();
+        jobs.push(j);
+        (results, jobs)
+    }
+
+    #[test]
+    fn the_fast_encoders_write_serde_bytes() {
+        let (results, jobs) = encoder_cases();
+        for r in &results {
+            let bytes = r.encode().unwrap();
+            assert_eq!(bytes, encode(r).unwrap(), "{:?}", r.run_id.len());
+            let mut reader = Reader {
+                rest: &bytes,
+                depth: 0,
+            };
+            assert_eq!(JobResult::read(&mut reader).as_ref(), Some(r));
+        }
+        for j in &jobs {
+            let bytes = j.encode().unwrap();
+            assert_eq!(bytes, encode(j).unwrap());
+            let mut reader = Reader {
+                rest: &bytes,
+                depth: 0,
+            };
+            assert_eq!(Job::read(&mut reader).as_ref(), Some(j));
+        }
+    }
+
     #[test]
     fn job_results_decode_as_serde_decodes_them_whatever_the_change() {
         let n = check(&job_result(), JobResult::read, JobResult::decode);
@@ -583,6 +820,54 @@ mod tests {
         let n = check(&job(), Job::read, Job::decode);
         assert!(n > 1000, "{n}");
         check(&Job::default(), Job::read, Job::decode);
+    }
+
+    /// The field names serde's derived `Deserialize` of `T` reads (what it
+    /// passes to `deserialize_struct`).
+    fn serde_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+        use serde::de::{Error, Visitor, value};
+        struct Fields;
+        impl<'de> serde::Deserializer<'de> for Fields {
+            type Error = value::Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, value::Error> {
+                Err(value::Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, value::Error> {
+                Err(value::Error::custom(fields.join(",")))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+                bytes byte_buf option unit unit_struct newtype_struct seq tuple
+                tuple_struct map enum identifier ignored_any
+            }
+        }
+        let names = T::deserialize(Fields).err().unwrap().to_string();
+        Box::leak(
+            names
+                .split(',')
+                .map(|n| &*Box::leak(n.into()))
+                .collect::<Vec<_>>()
+                .into_boxed_slice(),
+        )
+    }
+
+    /// A field added to one of these types and not to its fast decoder
+    /// would be skipped by it as unknown: the lists must be serde's.
+    #[test]
+    fn the_fast_decoders_read_every_field_serde_reads() {
+        assert_eq!(serde_fields::<Job>(), Job::FIELDS);
+        assert_eq!(serde_fields::<Item>(), Item::FIELDS);
+        assert_eq!(serde_fields::<ChatMessage>(), ChatMessage::FIELDS);
+        assert_eq!(serde_fields::<JobResult>(), JobResult::FIELDS);
+        assert_eq!(serde_fields::<ItemResult>(), ItemResult::FIELDS);
+        assert_eq!(serde_fields::<ItemError>(), ItemError::FIELDS);
+        assert_eq!(serde_fields::<Score>(), Score::FIELDS);
+        assert_eq!(serde_fields::<TokenUsage>(), TokenUsage::FIELDS);
     }
 
     #[test]
