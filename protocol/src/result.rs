@@ -66,7 +66,7 @@ impl JobResult {
     /// assert_eq!(r.encode().unwrap(), encode(&r).unwrap());
     /// ```
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        let mut w = Writer::with_capacity(64 + 256 * self.items.len());
+        let mut w = Writer::with_capacity(64 + 384 * self.items.len());
         w.map_len(5 + usize::from(self.error.is_some()));
         w.str("run_id");
         w.str(&self.run_id);
