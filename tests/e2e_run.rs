@@ -3,6 +3,7 @@
 
 use crate::common;
 
+use common::cluster::count_messages;
 use common::*;
 use futures::StreamExt;
 use std::time::Duration;
@@ -186,4 +187,83 @@ async fn an_unreachable_backend_fails_the_items_with_a_reason_and_the_run_ends()
     assert_eq!(s["items_total"], 100);
     assert_eq!(s["items_failed"], 100);
     assert_eq!(s["errors"]["connection"], 100);
+}
+
+/// A suite without `shard_size`: a run of 12,800 small items sends them in
+/// jobs of 50 (at least 256 jobs, within the result-size bound:
+/// `Suite::shard_size_for`), records that size in its state for a resume,
+/// and accounts every item; the same suite with `shard_size: 32` sends 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_run_without_shard_size_sends_fewer_larger_jobs() {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    let stub = StubServer::start(StubConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 12_800;
+    write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
+    edit_suite(&suite, "shard_size: 32\n", "");
+    let js = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let mut jobs = Vec::new();
+    for (name, expected) in [("auto", 50u64), ("explicit", 32)] {
+        if name == "explicit" {
+            edit_suite(
+                &suite,
+                "max_retries: 1\n",
+                "max_retries: 1\nshard_size: 32\n",
+            );
+        }
+        let out = dir.path().join(format!("{name}.json"));
+        let o = run(vigil()
+            .args([
+                "run",
+                suite.to_str().unwrap(),
+                "--nats",
+                &nats.url(),
+                "--no-progress",
+            ])
+            .args(["--workers", "1", "--log-format", "json", "--out"])
+            .arg(&out)
+            .env("VIGIL_LOG", "info"));
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let summary = read_summary(&out);
+        assert_eq!(summary["items_total"], n as u64);
+        assert_eq!(summary["items_scored"], n as u64, "{name}");
+        let run_id = summary["run_id"].as_str().unwrap().to_string();
+        let starting: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stderr)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|e| e["fields"]["message"] == "run starting")
+            .collect();
+        assert_eq!(starting[0]["fields"]["shard_size"], expected, "{name}");
+        let results = count_messages(
+            &js,
+            "VIGIL_RESULTS",
+            &vigil_protocol::subjects::results_of_run(&run_id),
+        )
+        .await;
+        assert_eq!(
+            results,
+            (n as u64).div_ceil(expected),
+            "{name}: one result per job"
+        );
+        let runs = js
+            .get_key_value(vigil_protocol::subjects::KV_RUNS)
+            .await
+            .unwrap();
+        let state: serde_json::Value =
+            serde_json::from_slice(&runs.get(&run_id).await.unwrap().unwrap()).unwrap();
+        assert_eq!(
+            state["shard_size"], expected,
+            "{name}: recorded for a resume"
+        );
+        jobs.push(results);
+    }
+    assert!(jobs[0] < jobs[1]);
 }

@@ -45,8 +45,9 @@ pub struct BenchConfig {
     /// of each side is compared, since other load on the machine only ever
     /// slows a measurement down.
     pub repeats: usize,
-    /// Items per job.
-    pub shard_size: usize,
+    /// Items per job; `None` (the default): the suites leave `shard_size`
+    /// out and each run chooses, as a user's would.
+    pub shard_size: Option<usize>,
     /// Stub latency of the latency-bound runs, ms.
     pub latency_ms: u64,
     /// Total concurrency values of the latency-bound runs.
@@ -82,7 +83,7 @@ impl BenchConfig {
             zero_latency_items: 50_000,
             zero_latency_concurrency: 64,
             repeats: 2,
-            shard_size: 32,
+            shard_size: None,
             latency_ms: 200,
             latency_concurrency: vec![32, 256, 1024],
             latency_rounds: 50,
@@ -105,7 +106,7 @@ impl BenchConfig {
             zero_latency_items: 400,
             zero_latency_concurrency: 16,
             repeats: 1,
-            shard_size: 32,
+            shard_size: None,
             latency_ms: 20,
             latency_concurrency: vec![8, 32],
             latency_rounds: 4,
@@ -214,7 +215,9 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
             workers: w,
             worker_concurrency: k,
             max_concurrency: k,
-            shard_size: cfg.shard_size.min(k.max(1)),
+            // Jobs of one worker's concurrency, so that the work spreads
+            // over the workers job by job.
+            shard_size: Some(cfg.shard_size.map_or(k, |n| n.min(k)).max(1)),
             slots: Some(cfg.scale_slots),
         };
         let m = scenario::separate(&cfg.vigil, &spec).await?;

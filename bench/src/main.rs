@@ -42,7 +42,8 @@ struct Args {
     /// Alternating rounds of the zero-latency comparison.
     #[arg(long)]
     repeats: Option<usize>,
-    /// Items per job.
+    /// Items per job (default: none set in the suites, so each run chooses, as
+    /// a user's run would)
     #[arg(long)]
     shard_size: Option<usize>,
     /// Seconds of each wrk run.
@@ -141,7 +142,9 @@ async fn main() -> anyhow::Result<()> {
         args.zero_latency_concurrency,
     );
     set(&mut cfg.repeats, args.repeats);
-    set(&mut cfg.shard_size, args.shard_size);
+    if args.shard_size.is_some() {
+        cfg.shard_size = args.shard_size;
+    }
     set(&mut cfg.wrk_seconds, args.wrk_seconds);
     set(&mut cfg.latency_concurrency, args.latency_concurrency);
     set(&mut cfg.latency_rounds, args.latency_rounds);

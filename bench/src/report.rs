@@ -135,7 +135,8 @@ impl Report {
             cfg.zero_latency_items,
             cfg.zero_latency_concurrency,
             cfg.repeats.max(1),
-            cfg.shard_size,
+            cfg.shard_size
+                .map_or_else(|| "chosen per run".to_string(), |n| n.to_string()),
             cfg.wrk_seconds,
             cfg.latency_ms,
             cfg.latency_concurrency,

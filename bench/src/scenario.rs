@@ -233,7 +233,7 @@ async fn zero_latency_setup(
     vigil: &Path,
     items: u64,
     concurrency: usize,
-    shard_size: usize,
+    shard_size: Option<usize>,
 ) -> anyhow::Result<(spawn::Stub, Workdir, std::path::PathBuf)> {
     let stub = spawn::stub(vigil, StubSpec::default()).await?;
     let work = workdir(
@@ -255,7 +255,7 @@ pub async fn embedded(
     vigil: &Path,
     items: u64,
     concurrency: usize,
-    shard_size: usize,
+    shard_size: Option<usize>,
 ) -> anyhow::Result<RunMeasure> {
     let (stub, work, state) = zero_latency_setup(vigil, items, concurrency, shard_size).await?;
     let mut m = embedded_once(vigil, &work, &stub, concurrency, Cache::Off, &state, true).await;
@@ -278,7 +278,7 @@ pub async fn cached_pair(
     vigil: &Path,
     items: u64,
     concurrency: usize,
-    shard_size: usize,
+    shard_size: Option<usize>,
 ) -> anyhow::Result<(RunMeasure, RunMeasure)> {
     let (stub, work, state) = zero_latency_setup(vigil, items, concurrency, shard_size).await?;
     let pair = async {
@@ -340,8 +340,8 @@ pub struct Separate {
     pub worker_concurrency: usize,
     /// The target's `max_concurrency`.
     pub max_concurrency: usize,
-    /// Items per job.
-    pub shard_size: usize,
+    /// Items per job (`None`: the run chooses).
+    pub shard_size: Option<usize>,
     /// The stub's `--slots` (a backend capacity of slots / latency).
     pub slots: Option<usize>,
 }

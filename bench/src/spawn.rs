@@ -46,8 +46,9 @@ pub struct SuiteSpec {
     pub base_url: String,
     /// The target's `max_concurrency` (its adaptive limit's ceiling).
     pub max_concurrency: usize,
-    /// Items per job.
-    pub shard_size: usize,
+    /// Items per job; `None`: the suite leaves `shard_size` out, so the run
+    /// chooses (`Suite::shard_size_for`), as a user's suite would.
+    pub shard_size: Option<usize>,
 }
 
 /// Writes `suite.yaml` over `dataset.jsonl` in `dir` and returns its path.
@@ -74,11 +75,13 @@ scorers:
   - name: exact
     kind: exact_match
     reference: "{{{{ answer }}}}"
-shard_size: {shard_size}
-"#,
+{shard_size}"#,
         base_url = spec.base_url,
         max_concurrency = spec.max_concurrency,
-        shard_size = spec.shard_size,
+        shard_size = spec
+            .shard_size
+            .map(|n| format!("shard_size: {n}\n"))
+            .unwrap_or_default(),
     );
     std::fs::write(&path, text)?;
     Ok(path)

@@ -51,6 +51,10 @@ pub struct RunState {
     pub dispatch_done: bool,
     /// How many times the run was resumed.
     pub resumes: u32,
+    /// Items per job, as the run chose them (`Suite::shard_size_for`): a
+    /// resumed run shards the same way. 0 in the state of a run started
+    /// before it was recorded, when it was the suite's `shard_size` or 32.
+    pub shard_size: u64,
 }
 
 impl RunState {

@@ -226,7 +226,7 @@ pub async fn run(
 
 async fn run_in_span(
     client: async_nats::Client,
-    config: RunConfig,
+    mut config: RunConfig,
     shutdown: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let suite = config.suite.clone();
@@ -235,7 +235,7 @@ async fn run_in_span(
 
     // Validate the whole dataset before anything is published, so a broken
     // line 90,000 fails the run at once instead of half-way.
-    let check = match config.dataset_check.clone() {
+    let mut check = match config.dataset_check.take() {
         Some(check) => check,
         None => {
             let (suite, renderer, kind) = (suite.clone(), renderer.clone(), target.kind);
@@ -251,7 +251,10 @@ async fn run_in_span(
         .clone()
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     tracing::Span::current().record("vigil.run_id", run_id.as_str());
+    let max_payload = client.server_info().max_payload;
     let fresh = RunState {
+        shard_size: suite.shard_size_for(&target, check.items, check.item_bytes, max_payload)
+            as u64,
         suite: suite.name.clone(),
         target: target.name.clone(),
         status: resume::STATUS_RUNNING.into(),
@@ -283,6 +286,12 @@ async fn run_in_span(
         None => fresh,
     };
     let skip_below = state.dispatched_jobs;
+    // The job boundaries the run's first start chose (a resume must publish
+    // the same jobs); a state from before they were recorded had the suite's.
+    let shard_size = match state.shard_size {
+        0 => suite.shard_size.unwrap_or(crate::suite::DEFAULT_SHARD_SIZE),
+        n => usize::try_from(n).unwrap_or(crate::suite::DEFAULT_SHARD_SIZE),
+    };
     // A resumed run keeps its first start: its deadline and duration count from there.
     let started_at = state.started_at();
     let started = Instant::now();
@@ -291,7 +300,7 @@ async fn run_in_span(
     let deadline = started
         + Duration::from_millis(deadline_unix_ms.saturating_sub(unix_ms(SystemTime::now())))
             .min(Duration::from_secs(100 * 365 * 86_400));
-    tracing::info!(%run_id, suite = %suite.name, target = %target.name, items = check.items, "run starting");
+    tracing::info!(%run_id, suite = %suite.name, target = %target.name, items = check.items, shard_size, "run starting");
 
     // Subscribe before publishing: results of this run from the first on.
     let results_stream = js
@@ -325,9 +334,9 @@ async fn run_in_span(
     let (shard_tx, shard_rx) = mpsc::channel::<Vec<Item>>(64);
     let mut producer = {
         let (suite, renderer, target) = (suite.clone(), renderer.clone(), target.clone());
-        let rendered = check.rendered.clone();
+        let rendered = check.rendered.take();
         tokio::task::spawn_blocking(move || {
-            produce_shards(&suite, &renderer, rendered.as_deref(), &target, shard_tx)
+            produce_shards(&suite, &renderer, rendered, &target, shard_size, shard_tx)
         })
     };
     let template = JobTemplate {
@@ -349,7 +358,6 @@ async fn run_in_span(
     let dispatch_progress = Arc::new(DispatchProgress::default());
     let mut dispatcher = {
         let (js, progress) = (js.clone(), dispatch_progress.clone());
-        let max_payload = client.server_info().max_payload;
         let max_in_flight = config.max_in_flight_publishes;
         tokio::spawn(
             async move {
@@ -597,12 +605,13 @@ async fn mark_cancelled(recorder: &mut StateRecorder, run_id: &str) {
 fn produce_shards(
     suite: &Suite,
     renderer: &Renderer,
-    rendered: Option<&validate::Rendered>,
+    rendered: Option<Arc<validate::Rendered>>,
     target: &crate::suite::TargetConfig,
+    shard_size: usize,
     tx: mpsc::Sender<Vec<Item>>,
 ) -> Result<(), RunError> {
     let items: Box<dyn Iterator<Item = Result<Item, RunError>> + '_> =
-        match rendered.and_then(|r| r.items_for(target)) {
+        match rendered.and_then(|r| validate::Rendered::into_items_for(r, target)) {
             Some(kept) => Box::new(kept.map(Ok)),
             None => {
                 let records =
@@ -615,11 +624,11 @@ fn produce_shards(
                 }))
             }
         };
-    let mut shard = Vec::with_capacity(suite.shard_size);
+    let mut shard = Vec::with_capacity(shard_size);
     for item in items {
         shard.push(item?);
-        if shard.len() >= suite.shard_size {
-            let full = std::mem::replace(&mut shard, Vec::with_capacity(suite.shard_size));
+        if shard.len() >= shard_size {
+            let full = std::mem::replace(&mut shard, Vec::with_capacity(shard_size));
             if tx.blocking_send(full).is_err() {
                 return Ok(()); // the run ended (deadline, cancel)
             }

@@ -43,6 +43,9 @@ pub struct DatasetCheck {
     /// ([`KEEP_DATASET_BYTES`], [`KEEP_RENDERED_BYTES`]): a run dispatches
     /// these instead of reading and rendering the dataset a second time.
     pub rendered: Option<Arc<Rendered>>,
+    /// The bytes of text of the largest item rendered (what a run sizes its
+    /// jobs by: [`crate::suite::Suite::shard_size_for`]).
+    pub item_bytes: usize,
 }
 
 /// The largest dataset file whose rendered items a check keeps. A larger one
@@ -69,18 +72,55 @@ impl Rendered {
         &'a self,
         target: &TargetConfig,
     ) -> Option<impl Iterator<Item = Item> + 'a> {
-        let (_, items) = self.by_kind.iter().find(|(k, _)| *k == target.kind)?;
-        let recorded = match &target.output_field {
-            Some(field) => Some(&self.by_field.iter().find(|(f, _)| f == field)?.1),
+        let (kind, field) = self.positions(target)?;
+        Some((0..self.by_kind[kind].1.len()).map(move |i| self.item(kind, field, i)))
+    }
+
+    /// [`Rendered::items_for`] for whoever holds the last reference: the
+    /// items are moved out rather than cloned (a run that dispatches them
+    /// then frees each one as it is sent, not all of them at its end), and
+    /// cloned as `items_for` does while other references remain.
+    pub fn into_items_for(
+        this: Arc<Self>,
+        target: &TargetConfig,
+    ) -> Option<Box<dyn Iterator<Item = Item> + Send>> {
+        let (kind, field) = this.positions(target)?;
+        match Arc::try_unwrap(this) {
+            Ok(mut owned) => {
+                let items = std::mem::take(&mut owned.by_kind[kind].1);
+                let mut outputs =
+                    field.map(|f| std::mem::take(&mut owned.by_field[f].1).into_iter());
+                Some(Box::new(items.into_iter().map(move |mut item| {
+                    if let Some(outputs) = &mut outputs {
+                        item.recorded = outputs.next();
+                    }
+                    item
+                })))
+            }
+            Err(shared) => {
+                let n = shared.by_kind[kind].1.len();
+                Some(Box::new((0..n).map(move |i| shared.item(kind, field, i))))
+            }
+        }
+    }
+
+    /// Where `target`'s items (by kind) and recorded outputs (by field) are.
+    fn positions(&self, target: &TargetConfig) -> Option<(usize, Option<usize>)> {
+        let kind = self.by_kind.iter().position(|(k, _)| *k == target.kind)?;
+        let field = match &target.output_field {
+            Some(field) => Some(self.by_field.iter().position(|(f, _)| f == field)?),
             None => None,
         };
-        Some(items.iter().enumerate().map(move |(i, item)| {
-            let mut item = item.clone();
-            if let Some(outputs) = recorded {
-                item.recorded = outputs.get(i).cloned();
-            }
-            item
-        }))
+        Some((kind, field))
+    }
+
+    /// A copy of item `i` of kind position `kind`, with its recorded output.
+    fn item(&self, kind: usize, field: Option<usize>, i: usize) -> Item {
+        let mut item = self.by_kind[kind].1[i].clone();
+        if let Some(f) = field {
+            item.recorded = self.by_field[f].1.get(i).cloned();
+        }
+        item
     }
 }
 
@@ -175,12 +215,15 @@ pub fn check_dataset(
             .collect(),
     });
     let mut kept_bytes = 0usize;
+    let mut item_bytes = 0usize;
     for record in records.by_ref() {
         let record = record?;
         for (position, &kind) in distinct.iter().enumerate() {
             let item = renderer.render(&record, kind)?;
+            let bytes = text_bytes(&item);
+            item_bytes = item_bytes.max(bytes);
             if let Some(rendered) = &mut kept {
-                kept_bytes += text_bytes(&item);
+                kept_bytes += bytes;
                 rendered.by_kind[position].1.push(item);
             }
         }
@@ -216,6 +259,7 @@ pub fn check_dataset(
         items,
         sha256: records.sha256(),
         rendered: kept.map(Arc::new),
+        item_bytes,
     })
 }
 

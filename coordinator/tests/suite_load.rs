@@ -51,7 +51,7 @@ scorers: [{ name: s, kind: contains, reference: "{{ a }}" }]
 #[test]
 fn defaults_are_filled_in() {
     let s = Suite::from_str(MINIMAL, SuiteFormat::Yaml, Path::new("/suites/mini.yml")).unwrap();
-    assert_eq!(s.shard_size, 32);
+    assert_eq!(s.shard_size, None);
     assert_eq!(s.pool, "default");
     assert_eq!(s.keep_output_chars, 2000);
     assert_eq!(s.deadline_s, None);
@@ -115,7 +115,7 @@ deadline_s: 3600
 keep_output_chars: 0
 "#;
     let s = Suite::from_str(text, SuiteFormat::Yaml, &dir.path().join("k.yaml")).unwrap();
-    assert_eq!(s.shard_size, 10000);
+    assert_eq!(s.shard_size, Some(10000));
     assert_eq!(s.pool, "gpu-a");
     assert_eq!(s.keep_output_chars, 0);
     assert_eq!(s.dataset.format, DatasetFormat::Jsonl);

@@ -140,6 +140,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
     let (_, check) = checked
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         .input_error()?;
+    let mut check = Some(check);
     if args.workers > 0 {
         crate::commands::worker::check_suite_models(&suite)?;
     }
@@ -224,7 +225,13 @@ pub async fn run(args: RunArgs) -> CommandResult {
         bars.push(progress.follow(format!("{}/{}", suite.name, name), rx));
         let mut config = RunConfig::new(suite.clone(), name.clone());
         config.progress = Some(tx);
-        config.dataset_check = Some(check.clone());
+        // The last run takes the check itself: the items it kept are then
+        // moved into that run's jobs rather than cloned (Rendered::into_items_for).
+        config.dataset_check = if position + 1 == targets.len() {
+            check.take()
+        } else {
+            check.clone()
+        };
         config.metrics = Some(coordinator_metrics.clone());
         config.topology = topology.clone();
         config.require_resume = args.resume.is_some();

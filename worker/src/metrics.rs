@@ -79,26 +79,43 @@ impl Default for WorkerMetrics {
 }
 
 impl WorkerMetrics {
-    /// Counts one finished item of a call to `model`.
-    pub fn observe_item(&self, model: &str, result: &ItemResult) {
-        if result.attempts > 1 {
-            self.retries.inc_by(u64::from(result.attempts - 1));
-        }
-        match &result.error {
-            Some(error) => {
+    /// Counts the finished items of one job's calls to `model`. Each labelled
+    /// series is looked up once per job (a label set built and hashed), not
+    /// once per item: the handles are shared, so observing a clone is
+    /// observing the series.
+    pub fn observe_items(&self, model: &str, results: &[ItemResult]) {
+        let mut latency: Option<Histogram> = None;
+        let mut scores: Vec<(&str, Histogram)> = Vec::new();
+        for result in results {
+            if result.attempts > 1 {
+                self.retries.inc_by(u64::from(result.attempts - 1));
+            }
+            if let Some(error) = &result.error {
                 self.items_failed
                     .get_or_create(&vec![("kind", error.kind.as_str().to_string())])
                     .inc();
+                continue;
             }
-            None => {
-                self.backend_latency
-                    .get_or_create(&vec![("model", model.to_string())])
-                    .observe(result.latency_ms / 1000.0);
-                for score in &result.scores {
-                    self.scores
-                        .get_or_create(&vec![("scorer", score.scorer.clone())])
-                        .observe(score.value);
-                }
+            latency
+                .get_or_insert_with(|| {
+                    self.backend_latency
+                        .get_or_create(&vec![("model", model.to_string())])
+                        .clone()
+                })
+                .observe(result.latency_ms / 1000.0);
+            for score in &result.scores {
+                let histogram = match scores.iter().find(|(name, _)| *name == score.scorer) {
+                    Some((_, h)) => h,
+                    None => {
+                        let h = self
+                            .scores
+                            .get_or_create(&vec![("scorer", score.scorer.clone())])
+                            .clone();
+                        scores.push((&score.scorer, h));
+                        &scores.last().expect("just pushed").1
+                    }
+                };
+                histogram.observe(score.value);
             }
         }
     }
@@ -195,38 +212,39 @@ mod tests {
         let mut registry = Registry::with_prefix("vigil");
         register(&mut registry, stats.clone());
         stats.items_done.fetch_add(2, Ordering::Relaxed);
-        stats.metrics.observe_item(
-            "m",
-            &ItemResult {
-                latency_ms: 20.0,
-                attempts: 3,
-                scores: vec![Score {
-                    scorer: "exact".into(),
-                    value: 1.0,
-                    passed: true,
-                    ..Default::default()
-                }],
+        let scored = |latency_ms: f64, attempts: u32| ItemResult {
+            latency_ms,
+            attempts,
+            scores: vec![Score {
+                scorer: "exact".into(),
+                value: 1.0,
+                passed: true,
                 ..Default::default()
-            },
-        );
-        stats.metrics.observe_item(
-            "m",
-            &ItemResult {
-                error: Some(ItemError {
-                    kind: ErrorKind::Timeout,
-                    message: String::new(),
-                }),
-                ..Default::default()
-            },
-        );
+            }],
+            ..Default::default()
+        };
+        let failed = ItemResult {
+            error: Some(ItemError {
+                kind: ErrorKind::Timeout,
+                message: String::new(),
+            }),
+            ..Default::default()
+        };
+        // One job of three items, then a job of one: the series are looked
+        // up per job, and every item is counted in them.
+        stats
+            .metrics
+            .observe_items("m", &[scored(20.0, 3), failed, scored(40.0, 1)]);
+        stats.metrics.observe_items("m", &[scored(20.0, 1)]);
         let mut text = String::new();
         encode(&mut text, &registry).unwrap();
         for line in [
             "vigil_worker_items_total 2",
             "vigil_worker_retries_total 2",
             "vigil_worker_items_failed_by_kind_total{kind=\"timeout\"} 1",
-            "vigil_worker_backend_latency_seconds_count{model=\"m\"} 1",
-            "vigil_worker_score_count{scorer=\"exact\"} 1",
+            "vigil_worker_backend_latency_seconds_count{model=\"m\"} 3",
+            "vigil_worker_backend_latency_seconds_sum{model=\"m\"} 0.08",
+            "vigil_worker_score_count{scorer=\"exact\"} 3",
             "vigil_worker_in_flight_calls 0",
         ] {
             assert!(text.contains(line), "{line} missing in\n{text}");

@@ -445,9 +445,10 @@ async fn handle_message(
         return;
     };
     let failed = items.iter().filter(|i| !i.is_scored()).count() as u64;
-    for item in &items {
-        shared.stats.metrics.observe_item(&job.target.model, item);
-    }
+    shared
+        .stats
+        .metrics
+        .observe_items(&job.target.model, &items);
     let result = JobResult {
         run_id: job.run_id.clone(),
         job_index: job.job_index,

@@ -42,7 +42,7 @@ impl ItemBuilder {
             targets: Vec::new(),
             scorers: config.scorers.clone(),
             gates: Vec::new(),
-            shard_size: config.batch,
+            shard_size: Some(config.batch),
             pool: config.pool.clone(),
             deadline_s: None,
             error_budget: 1.0,

@@ -4,9 +4,9 @@
 
 use super::raw::{OneOrMany, RawDataset, RawPrompt, RawScorer, RawSuite, RawTarget};
 use super::{
-    DEFAULT_KEEP_OUTPUT_CHARS, DEFAULT_SHARD_SIZE, DatasetFormat, DatasetSpec, MAX_SHARD_SIZE,
-    NamedDataset, PromptSpec, RUN_METRICS, SCORE_FIELDS, ScorerConfig, Suite, SuiteError,
-    TargetConfig, code_exec, resolve_model_path, text_scorers,
+    DEFAULT_KEEP_OUTPUT_CHARS, DatasetFormat, DatasetSpec, MAX_SHARD_SIZE, NamedDataset,
+    PromptSpec, RUN_METRICS, SCORE_FIELDS, ScorerConfig, Suite, SuiteError, TargetConfig,
+    code_exec, resolve_model_path, text_scorers,
 };
 use crate::gates::GateSpec;
 use std::collections::HashMap;
@@ -51,11 +51,11 @@ impl Checker<'_> {
             self.gate(i, gate, &scorers)?;
             self.qa_gate(i, gate, &dataset)?;
         }
-        let shard_size = raw.shard_size.unwrap_or(DEFAULT_SHARD_SIZE);
-        if !(1..=MAX_SHARD_SIZE).contains(&shard_size) {
+        let shard_size = raw.shard_size;
+        if let Some(n) = shard_size.filter(|n| !(1..=MAX_SHARD_SIZE).contains(n)) {
             return Err(self.err(
                 "shard_size",
-                format!("must be between 1 and {MAX_SHARD_SIZE}, got {shard_size}"),
+                format!("must be between 1 and {MAX_SHARD_SIZE}, got {n}"),
             ));
         }
         let samples = code_exec::check_samples(self.path, raw.samples, &scorers)?;

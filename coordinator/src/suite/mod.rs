@@ -26,7 +26,7 @@
 //! scorers: [{ name: exact, kind: exact_match, reference: "{{ answer }}" }]
 //! "#;
 //! let suite = Suite::from_str(text, SuiteFormat::Yaml, Path::new("suites/demo.yaml")).unwrap();
-//! assert_eq!(suite.shard_size, 32);
+//! assert_eq!(suite.shard_size, None); // chosen per run: Suite::shard_size_for
 //! assert_eq!(suite.dataset.path, Path::new("suites/data/demo.jsonl"));
 //! ```
 
@@ -36,8 +36,13 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use vigil_protocol::{EndpointKind, SamplingParams, ScorerKind, ScorerSpec, TargetSpec};
 
-/// Default items per job.
+/// Items per job when the suite sets no `shard_size`, and the least a run
+/// chooses ([`Suite::shard_size_for`]).
 pub const DEFAULT_SHARD_SIZE: usize = 32;
+/// The most items per job a run chooses when the suite sets no `shard_size`.
+pub const AUTO_SHARD_SIZE_MAX: usize = 128;
+/// A run chooses larger jobs only while it still has at least this many.
+pub const AUTO_SHARD_MIN_JOBS: u64 = 256;
 /// Largest allowed `shard_size`.
 pub const MAX_SHARD_SIZE: usize = 10_000;
 /// Default characters of each output kept in results.
@@ -78,8 +83,9 @@ pub struct Suite {
     pub scorers: Vec<ScorerConfig>,
     /// Conditions that decide the exit code.
     pub gates: Vec<GateSpec>,
-    /// Items per job (default 32, 1..=10000).
-    pub shard_size: usize,
+    /// Items per job (1..=10000) as the suite sets it; `None`: chosen per
+    /// run ([`Suite::shard_size_for`]).
+    pub shard_size: Option<usize>,
     /// The worker pool that runs the jobs (default `default`).
     pub pool: String,
     /// Seconds after the start of a run after which unfinished items fail as
@@ -310,6 +316,60 @@ pub struct ScorerConfig {
 }
 
 impl Suite {
+    /// Items per job of a run of `target` over `items` items, the largest of
+    /// which holds `item_bytes` bytes of text, on a server whose
+    /// `max_payload` is as given: the suite's `shard_size` when it sets one;
+    /// else [`DEFAULT_SHARD_SIZE`] (32), raised up to
+    /// [`AUTO_SHARD_SIZE_MAX`] (128) for a run that still has at least
+    /// [`AUTO_SHARD_MIN_JOBS`] jobs (workers share a run's work by job) and
+    /// whose result messages stay within half of `max_payload` by a
+    /// pessimistic bound: each item's text, each of its outputs at
+    /// `keep_output_chars` characters of four bytes (or the target's
+    /// `max_tokens` at 32 bytes a token, when smaller), and 1 KiB per scorer
+    /// and per item besides. Every message costs the server the same
+    /// whatever its size, so larger jobs cut its work per item; smaller
+    /// ones spread a small run over more workers.
+    ///
+    /// ```
+    /// # use std::path::Path;
+    /// # use vigil_coordinator::suite::{Suite, SuiteFormat};
+    /// # let text = r#"
+    /// # name: demo
+    /// # dataset: { path: d.jsonl }
+    /// # prompt: { user: "{{ q }}" }
+    /// # targets: [{ name: t, base_url: "http://h/v1", model: m, params: { max_tokens: 16 } }]
+    /// # scorers: [{ name: exact, kind: exact_match, reference: "{{ a }}" }]
+    /// # "#;
+    /// let suite = Suite::from_str(text, SuiteFormat::Yaml, Path::new("s.yaml")).unwrap();
+    /// let t = &suite.targets[0];
+    /// assert_eq!(suite.shard_size_for(t, 1_000, 200, 1 << 20), 32); // few jobs
+    /// assert_eq!(suite.shard_size_for(t, 50_000, 200, 1 << 20), 128);
+    /// assert_eq!(suite.shard_size_for(t, 50_000, 20_000, 1 << 20), 32); // large items
+    /// ```
+    pub fn shard_size_for(
+        &self,
+        target: &TargetConfig,
+        items: u64,
+        item_bytes: usize,
+        max_payload: usize,
+    ) -> usize {
+        if let Some(n) = self.shard_size {
+            return n;
+        }
+        let chars = self.keep_output_chars as usize * 4;
+        let output = match target.params.max_tokens {
+            Some(tokens) => chars.min(tokens as usize * 32),
+            None => chars,
+        };
+        let per_item =
+            item_bytes + output * self.samples.max(1) as usize + 1024 * (self.scorers.len() + 1);
+        let by_size = (max_payload / 2) / per_item.max(1);
+        let by_count = usize::try_from(items / AUTO_SHARD_MIN_JOBS).unwrap_or(usize::MAX);
+        by_size
+            .min(by_count)
+            .clamp(DEFAULT_SHARD_SIZE, AUTO_SHARD_SIZE_MAX)
+    }
+
     /// Reads a suite file; `.yaml`/`.yml` are YAML, `.toml` is TOML.
     pub fn load(path: &Path) -> Result<Suite, SuiteError> {
         let format = SuiteFormat::from_path(path).ok_or_else(|| SuiteError::Format {
