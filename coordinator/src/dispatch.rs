@@ -152,7 +152,7 @@ pub fn encode_jobs(
             items,
             ..template.clone()
         };
-        let bytes = vigil_protocol::encode(&job)?;
+        let bytes = job.encode()?;
         if bytes.len() > max_bytes {
             let mut items = job.items;
             if items.len() == 1 {

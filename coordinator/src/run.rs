@@ -411,7 +411,7 @@ async fn run_in_span(
                     Some(Err(e)) => { tracing::warn!(error = %e, "results subscription hiccup"); continue }
                     None => return Err(RunError::Nats("results subscription ended".into())),
                 };
-                match vigil_protocol::decode::<JobResult>(&message.payload) {
+                match JobResult::decode(&message.payload) {
                     Ok(result) if result.run_id == run_id => {
                         let outcome = aggregate.add_job_result(&result);
                         duplicates_dropped += outcome.duplicates;

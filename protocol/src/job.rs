@@ -2,6 +2,7 @@
 //! evaluate them and nothing more (no secrets: a worker maps the target's
 //! base URL to an API key through its own configuration).
 
+use crate::codec::{CodecError, Reader, Writer};
 use crate::scorers::ScorerSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -40,6 +41,92 @@ pub struct Job {
     /// the target n times with distinct seeds; `code_exec` scores pass@k over
     /// them, other scorers score the first.
     pub samples: u32,
+}
+
+impl Job {
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &[
+        "run_id",
+        "job_index",
+        "suite",
+        "target",
+        "scorers",
+        "items",
+        "deadline_unix_ms",
+        "keep_output_chars",
+        "cache",
+        "samples",
+    ];
+
+    /// Decodes a job message: the same as [`crate::decode`], faster for
+    /// what [`crate::encode`] writes (see [`crate::codec`]; a worker decodes
+    /// one per job).
+    ///
+    /// ```
+    /// use vigil_protocol::*;
+    /// let job = Job { run_id: "r".into(), items: vec![Item { id: "q".into(), ..Default::default() }], ..Default::default() };
+    /// assert_eq!(Job::decode(&encode(&job).unwrap()).unwrap(), job);
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        crate::codec::decode_fast(bytes, Self::read)
+    }
+
+    /// Encodes the job: the bytes of [`crate::encode`] (tested), the items
+    /// written directly (see [`crate::codec`]; the coordinator encodes one
+    /// per job).
+    ///
+    /// ```
+    /// use vigil_protocol::*;
+    /// let job = Job { run_id: "r".into(), items: vec![Item::default()], ..Default::default() };
+    /// assert_eq!(job.encode().unwrap(), encode(&job).unwrap());
+    /// ```
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        let mut w = Writer::with_capacity(512 + 192 * self.items.len());
+        w.map_len(10);
+        w.str("run_id");
+        w.str(&self.run_id);
+        w.str("job_index");
+        w.u64(self.job_index);
+        w.str("suite");
+        w.str(&self.suite);
+        w.str("target");
+        w.serde(&self.target)?;
+        w.str("scorers");
+        w.serde(&self.scorers)?;
+        w.str("items");
+        w.array(&self.items, Item::write)?;
+        w.str("deadline_unix_ms");
+        w.opt_u64(self.deadline_unix_ms);
+        w.str("keep_output_chars");
+        w.u64(self.keep_output_chars.into());
+        w.str("cache");
+        w.serde(&self.cache)?;
+        w.str("samples");
+        w.u64(self.samples.into());
+        Ok(w.into_bytes())
+    }
+
+    /// The fast path of [`Self::decode`]: the items read field by field,
+    /// the rest (read once per job) with serde.
+    pub(crate) fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = Job::default();
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => out.run_id = r.string()?,
+                1 => out.job_index = r.u64()?,
+                2 => out.suite = r.string()?,
+                3 => out.target = r.serde()?,
+                4 => out.scorers = r.serde()?,
+                5 => out.items = r.array(Item::read)?,
+                6 => out.deadline_unix_ms = r.opt_u64()?,
+                7 => out.keep_output_chars = r.u32()?,
+                8 => out.cache = r.serde()?,
+                _ => out.samples = r.u32()?,
+            }
+            Some(())
+        })?;
+        Some(out)
+    }
 }
 
 /// The envelope of a [`Job`]: the fields that name what a job is about
@@ -135,6 +222,78 @@ pub struct Item {
     pub recorded: Option<Recorded>,
 }
 
+impl Item {
+    fn write(w: &mut Writer, item: &Item) -> Result<(), CodecError> {
+        let prompts = !item.scorer_prompts.is_empty();
+        w.map_len(5 + usize::from(prompts) + usize::from(item.recorded.is_some()));
+        w.str("index");
+        w.u64(item.index);
+        w.str("id");
+        w.str(&item.id);
+        w.str("prompt");
+        match &item.prompt {
+            Prompt::Chat(messages) => {
+                w.map_len(1);
+                w.str("chat");
+                w.array_len(messages.len());
+                for m in messages {
+                    w.map_len(2);
+                    w.str("role");
+                    w.str(&m.role);
+                    w.str("content");
+                    w.str(&m.content);
+                }
+            }
+            Prompt::Completion(text) => {
+                w.map_len(1);
+                w.str("completion");
+                w.str(text);
+            }
+        }
+        w.str("references");
+        w.string_map(&item.references);
+        w.str("tags");
+        w.string_map(&item.tags);
+        if prompts {
+            w.str("scorer_prompts");
+            w.string_map(&item.scorer_prompts);
+        }
+        if let Some(recorded) = &item.recorded {
+            w.str("recorded");
+            w.serde(recorded)?;
+        }
+        Ok(())
+    }
+
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &[
+        "index",
+        "id",
+        "prompt",
+        "references",
+        "tags",
+        "scorer_prompts",
+        "recorded",
+    ];
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = Item::default();
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => out.index = r.u64()?,
+                1 => out.id = r.string()?,
+                2 => out.prompt = Prompt::read(r)?,
+                3 => out.references = r.string_map()?,
+                4 => out.tags = r.string_map()?,
+                5 => out.scorer_prompts = r.string_map()?,
+                _ => out.recorded = r.serde()?,
+            }
+            Some(())
+        })?;
+        Some(out)
+    }
+}
+
 /// An output that already exists: what a `recorded` target "answers".
 ///
 /// ```
@@ -192,6 +351,41 @@ pub enum Prompt {
 impl Default for Prompt {
     fn default() -> Self {
         Prompt::Chat(Vec::new())
+    }
+}
+
+impl Prompt {
+    /// A one-entry map from the variant's name to its value.
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        if r.map_len()? != 1 {
+            return None;
+        }
+        match r.str()? {
+            "chat" => r.array(ChatMessage::read).map(Prompt::Chat),
+            "completion" => r.string().map(Prompt::Completion),
+            _ => None,
+        }
+    }
+}
+
+impl ChatMessage {
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &["role", "content"];
+
+    /// Both fields are required.
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let (mut role, mut content) = (None, None);
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => role = Some(r.string()?),
+                _ => content = Some(r.string()?),
+            }
+            Some(())
+        })?;
+        Some(ChatMessage {
+            role: role?,
+            content: content?,
+        })
     }
 }
 

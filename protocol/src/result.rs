@@ -1,5 +1,6 @@
 //! Results: one [`JobResult`] per finished job on `vigil.results.<run_id>.<job_index>`.
 
+use crate::codec::{CodecError, Reader, Writer};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -30,6 +31,76 @@ pub struct JobResult {
     /// job that `items` does not name with this error.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ItemError>,
+}
+
+impl JobResult {
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &[
+        "run_id",
+        "job_index",
+        "worker_id",
+        "delivery",
+        "items",
+        "error",
+    ];
+
+    /// Decodes a result message: the same as [`crate::decode`], faster for
+    /// what [`crate::encode`] writes (see [`crate::codec`]; the coordinator
+    /// decodes one per job).
+    ///
+    /// ```
+    /// use vigil_protocol::*;
+    /// let r = JobResult { run_id: "r".into(), job_index: 2, ..Default::default() };
+    /// assert_eq!(JobResult::decode(&encode(&r).unwrap()).unwrap(), r);
+    /// ```
+    pub fn decode(bytes: &[u8]) -> Result<Self, CodecError> {
+        crate::codec::decode_fast(bytes, Self::read)
+    }
+
+    /// Encodes the result: the bytes of [`crate::encode`] (tested), written
+    /// directly (see [`crate::codec`]; a worker encodes one per job).
+    ///
+    /// ```
+    /// use vigil_protocol::*;
+    /// let r = JobResult { run_id: "r".into(), items: vec![ItemResult::default()], ..Default::default() };
+    /// assert_eq!(r.encode().unwrap(), encode(&r).unwrap());
+    /// ```
+    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        let mut w = Writer::with_capacity(64 + 384 * self.items.len());
+        w.map_len(5 + usize::from(self.error.is_some()));
+        w.str("run_id");
+        w.str(&self.run_id);
+        w.str("job_index");
+        w.u64(self.job_index);
+        w.str("worker_id");
+        w.str(&self.worker_id);
+        w.str("delivery");
+        w.u64(self.delivery);
+        w.str("items");
+        w.array(&self.items, ItemResult::write)?;
+        if let Some(error) = &self.error {
+            w.str("error");
+            error.write(&mut w);
+        }
+        Ok(w.into_bytes())
+    }
+
+    /// The fast path of [`Self::decode`].
+    pub(crate) fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = JobResult::default();
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => out.run_id = r.string()?,
+                1 => out.job_index = r.u64()?,
+                2 => out.worker_id = r.string()?,
+                3 => out.delivery = r.u64()?,
+                4 => out.items = r.array(ItemResult::read)?,
+                _ => out.error = ItemError::read_opt(r)?,
+            }
+            Some(())
+        })?;
+        Some(out)
+    }
 }
 
 /// What became of one item.
@@ -67,6 +138,88 @@ pub struct ItemResult {
 }
 
 impl ItemResult {
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &[
+        "index",
+        "id",
+        "error",
+        "output",
+        "scores",
+        "latency_ms",
+        "usage",
+        "attempts",
+        "finish_reason",
+        "response_model",
+        "cached",
+        "tags",
+        "trace_id",
+        "span_id",
+    ];
+
+    fn write(w: &mut Writer, item: &ItemResult) -> Result<(), CodecError> {
+        w.map_len(14);
+        w.str("index");
+        w.u64(item.index);
+        w.str("id");
+        w.str(&item.id);
+        w.str("error");
+        match &item.error {
+            Some(error) => error.write(w),
+            None => w.nil(),
+        }
+        w.str("output");
+        w.opt_str(item.output.as_deref());
+        w.str("scores");
+        w.array(&item.scores, Score::write)?;
+        w.str("latency_ms");
+        w.f64(item.latency_ms);
+        w.str("usage");
+        w.map_len(2);
+        w.str("input");
+        w.u64(item.usage.input);
+        w.str("output");
+        w.u64(item.usage.output);
+        w.str("attempts");
+        w.u64(item.attempts.into());
+        w.str("finish_reason");
+        w.opt_str(item.finish_reason.as_deref());
+        w.str("response_model");
+        w.opt_str(item.response_model.as_deref());
+        w.str("cached");
+        w.bool(item.cached);
+        w.str("tags");
+        w.string_map(&item.tags);
+        w.str("trace_id");
+        w.opt_str(item.trace_id.as_deref());
+        w.str("span_id");
+        w.opt_str(item.span_id.as_deref());
+        Ok(())
+    }
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = ItemResult::default();
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => out.index = r.u64()?,
+                1 => out.id = r.string()?,
+                2 => out.error = ItemError::read_opt(r)?,
+                3 => out.output = r.opt_string()?,
+                4 => out.scores = r.array(Score::read)?,
+                5 => out.latency_ms = r.f64()?,
+                6 => out.usage = TokenUsage::read(r)?,
+                7 => out.attempts = r.u32()?,
+                8 => out.finish_reason = r.opt_string()?,
+                9 => out.response_model = r.opt_string()?,
+                10 => out.cached = r.bool()?,
+                11 => out.tags = r.string_map()?,
+                12 => out.trace_id = r.opt_string()?,
+                _ => out.span_id = r.opt_string()?,
+            }
+            Some(())
+        })?;
+        Some(out)
+    }
+
     /// Whether the item was scored (as opposed to failed).
     pub fn is_scored(&self) -> bool {
         self.error.is_none()
@@ -81,6 +234,35 @@ pub struct ItemError {
     pub kind: ErrorKind,
     /// A short human-readable reason; never contains secrets.
     pub message: String,
+}
+
+impl ItemError {
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &["kind", "message"];
+
+    fn write(&self, w: &mut Writer) {
+        w.map_len(2);
+        w.str("kind");
+        w.str(self.kind.as_str());
+        w.str("message");
+        w.str(&self.message);
+    }
+
+    /// `None` for nil, else an error (the fast path of [`JobResult::decode`]).
+    fn read_opt(r: &mut Reader<'_>) -> Option<Option<Self>> {
+        if r.nil() {
+            return Some(None);
+        }
+        let mut out = ItemError::default();
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => out.kind = ErrorKind::from(r.string()?),
+                _ => out.message = r.string()?,
+            }
+            Some(())
+        })?;
+        Some(Some(out))
+    }
 }
 
 /// The kinds of item failure. On the wire a snake_case string; a kind this
@@ -269,6 +451,66 @@ pub struct Score {
     pub bleu: Option<crate::BleuStats>,
 }
 
+impl Score {
+    fn write(w: &mut Writer, score: &Score) -> Result<(), CodecError> {
+        let optional = [
+            score.label.is_some(),
+            score.gold_label.is_some(),
+            score.bleu.is_some(),
+        ];
+        w.map_len(4 + optional.iter().filter(|set| **set).count());
+        w.str("scorer");
+        w.str(&score.scorer);
+        w.str("value");
+        w.f64(score.value);
+        w.str("passed");
+        w.bool(score.passed);
+        w.str("detail");
+        w.str(&score.detail);
+        if let Some(label) = &score.label {
+            w.str("label");
+            w.str(label);
+        }
+        if let Some(gold) = &score.gold_label {
+            w.str("gold_label");
+            w.str(gold);
+        }
+        if let Some(bleu) = &score.bleu {
+            w.str("bleu");
+            w.serde(bleu)?;
+        }
+        Ok(())
+    }
+
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &[
+        "scorer",
+        "value",
+        "passed",
+        "detail",
+        "label",
+        "gold_label",
+        "bleu",
+    ];
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = Score::default();
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => out.scorer = r.string()?,
+                1 => out.value = r.f64()?,
+                2 => out.passed = r.bool()?,
+                3 => out.detail = r.string()?,
+                4 => out.label = r.opt_string()?,
+                5 => out.gold_label = r.opt_string()?,
+                _ => out.bleu = r.serde()?,
+            }
+            Some(())
+        })?;
+        Some(out)
+    }
+}
+
 /// Token counts of one call, as the backend reported them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -277,4 +519,21 @@ pub struct TokenUsage {
     pub input: u64,
     /// Completion tokens.
     pub output: u64,
+}
+
+impl TokenUsage {
+    /// The serde field names, in order (what the fast decoder reads).
+    pub(crate) const FIELDS: &[&str] = &["input", "output"];
+
+    fn read(r: &mut Reader<'_>) -> Option<Self> {
+        let mut out = TokenUsage::default();
+        r.fields(Self::FIELDS, |r, i| {
+            match i {
+                0 => out.input = r.u64()?,
+                _ => out.output = r.u64()?,
+            }
+            Some(())
+        })?;
+        Some(out)
+    }
 }

@@ -334,7 +334,15 @@ pub fn parse_response(kind: EndpointKind, body: &[u8]) -> Result<Completion, Err
 /// [`openai::CompletionResponse`], borrowing its strings; only the first
 /// choice's text is copied out.
 fn parse_completion(kind: EndpointKind, body: &[u8]) -> Result<Completion, Failed> {
-    let response: openai::CompletionResponse = serde_json::from_slice(body).map_err(|e| {
+    // A body that is UTF-8 as a whole (any real one: one pass, fast for
+    // ASCII) is read as a `str`, so serde_json does not check each string
+    // again; any other is read as bytes, as before (its stray bytes may sit
+    // in a value the reader skips, which is no error).
+    let parsed = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let response: openai::CompletionResponse = parsed.map_err(|e| {
         let head = if e.is_data() && !is_object(body) {
             "response is not a JSON object".to_string()
         } else {
@@ -781,6 +789,35 @@ mod tests {
             model: "m".into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_reads_as_before() {
+        // Stray bytes in a field the reader skips: still an answer.
+        let mut body = br#"{"choices":[{"message":{"content":"4"}}],"x":"?"}"#.to_vec();
+        let stray = body.len() - 3;
+        body[stray] = 0xff;
+        assert_eq!(parse_response(EndpointKind::Chat, &body).unwrap().text, "4");
+        // In the text: invalid JSON, with the same message as before.
+        let mut body = br#"{"choices":[{"message":{"content":"?"}}]}"#.to_vec();
+        let stray = body.len() - 6;
+        body[stray] = 0xff;
+        let failed = parse_completion(EndpointKind::Chat, &body).err().unwrap();
+        assert_eq!(failed.kind, ErrorKind::InvalidResponse);
+        let expected = serde_json::from_slice::<openai::CompletionResponse>(&body).unwrap_err();
+        assert!(
+            failed.head.contains(&expected.to_string()),
+            "{}",
+            failed.head
+        );
+        // A UTF-8 body: the same answer as read from bytes, escapes included.
+        let body = r#"{"choices":[{"message":{"content":"é \u00e9 \n"}}]}"#;
+        assert_eq!(
+            parse_response(EndpointKind::Chat, body.as_bytes())
+                .unwrap()
+                .text,
+            "é é \n"
+        );
     }
 
     #[test]

@@ -820,14 +820,14 @@ async fn call_model(
 }
 
 async fn publish_result(shared: &Shared, mut result: JobResult) -> Result<(), async_nats::Error> {
-    let mut payload = vigil_protocol::encode(&result)?;
+    let mut payload = result.encode()?;
     // Outputs are the only large part; drop them rather than lose the scores.
     let budget = shared.max_payload.saturating_sub(4096);
     if payload.len() > budget {
         for item in &mut result.items {
             item.output = None;
         }
-        payload = vigil_protocol::encode(&result)?;
+        payload = result.encode()?;
         tracing::warn!(run_id = %result.run_id, job = result.job_index, bytes = payload.len(), "result too large for max_payload: outputs dropped");
     }
     let headers = vigil_nats::headers::message_headers(&result.run_id);

@@ -65,7 +65,7 @@ pub fn decode_job(
             return Err(Unreadable::new(ErrorKind::Malformed, e.to_string()));
         }
     }
-    let job: Job = match vigil_protocol::decode(payload) {
+    let job = match Job::decode(payload) {
         Ok(job) => job,
         Err(e) => {
             let unknown_kind = JobOutline::decode(payload).filter(|o| !o.knows_kind());
