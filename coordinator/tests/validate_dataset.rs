@@ -237,3 +237,48 @@ scorers: [{ name: e, kind: exact_match, reference: "{{ a }}" }]
     let c = check(&suite, &[EndpointKind::Chat]).unwrap();
     assert!(c.rendered.is_none(), "a large dataset is read again");
 }
+
+/// `n` good lines (`q` and `a` set), some replaced: (line, text).
+fn lines_with(n: usize, replace: &[(usize, &str)]) -> String {
+    (1..=n)
+        .map(|line| match replace.iter().find(|(at, _)| *at == line) {
+            Some((_, text)) => format!("{text}\n"),
+            None => format!("{{\"id\": \"i{line}\", \"q\": {line}, \"a\": 1}}\n"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_first_problem_in_file_order_wins_across_a_large_file() {
+    // The file is read on one thread and rendered on another, in batches:
+    // whichever side finds a problem, the earliest line's is reported.
+    let no_q = "{\"id\": \"x\", \"a\": 1}";
+    let (_dir, suite) = setup(&lines_with(2_000, &[(700, no_q), (1_500, "{oops")]), SUITE);
+    let err = check(&suite, &[EndpointKind::Chat]).unwrap_err();
+    assert!(matches!(err, ValidationError::Render(_)), "{err}");
+    assert!(err.to_string().contains(":700"), "{err}");
+    let (_dir, suite) = setup(&lines_with(2_000, &[(700, "{oops"), (1_500, no_q)]), SUITE);
+    let err = check(&suite, &[EndpointKind::Chat]).unwrap_err();
+    assert!(matches!(err, ValidationError::Dataset(_)), "{err}");
+    assert!(err.to_string().contains(":700"), "{err}");
+    let dup = "{\"id\": \"i3\", \"q\": 1, \"a\": 1}";
+    let (_dir, suite) = setup(&lines_with(2_000, &[(1_900, dup)]), SUITE);
+    assert!(matches!(
+        check(&suite, &[EndpointKind::Chat]),
+        Err(ValidationError::DuplicateId {
+            first_line: 3,
+            line: 1_900,
+            ..
+        })
+    ));
+    let (dir, suite) = setup(&lines_with(2_000, &[]), SUITE);
+    let c = check(&suite, &[EndpointKind::Chat]).unwrap();
+    assert_eq!(c.items, 2_000);
+    use sha2::Digest;
+    assert_eq!(
+        c.sha256,
+        hex::encode(sha2::Sha256::digest(
+            std::fs::read(dir.path().join("d.jsonl")).unwrap()
+        ))
+    );
+}

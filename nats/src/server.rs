@@ -44,7 +44,8 @@ pub enum NatsServerError {
         /// The places looked at, in order, each with why it did not fit.
         looked: Vec<String>,
     },
-    /// `nats-server --version` could not be run or said nothing readable.
+    /// `nats-server --version` ([`server_version`]) could not be run or said
+    /// nothing readable, or a started server's INFO greeting names no version.
     #[error("cannot read the version of {}: {reason}", binary.display())]
     Version {
         /// The binary.
@@ -291,19 +292,16 @@ pub struct NatsServer {
 
 impl NatsServer {
     /// Starts a server and waits (up to [`START_TIMEOUT`]) until its client port
-    /// accepts connections.
+    /// accepts connections; a server older than 2.10 (by the version its
+    /// INFO greeting names) is stopped and refused ([`NatsServerError::TooOld`]).
     pub async fn start(cfg: NatsServerConfig) -> Result<NatsServer, NatsServerError> {
         let binary = match &cfg.binary {
             Some(b) => b.clone(),
             None => find_nats_server()?,
         };
-        let b = binary.clone();
-        tokio::task::spawn_blocking(move || check_server_binary(&b))
-            .await
-            .map_err(|e| NatsServerError::Version {
-                binary: binary.clone(),
-                reason: e.to_string(),
-            })??;
+        // The version is not asked with `--version` (a second process
+        // start): the server says it in the INFO line every client gets,
+        // read when its port is probed (see `launch_once`).
         let (store, temp) = match &cfg.store_dir {
             Some(d) => {
                 std::fs::create_dir_all(d).map_err(NatsServerError::StoreDir)?;
@@ -398,9 +396,17 @@ impl NatsServer {
             if let Some(port) = seen.client
                 && (!want_monitor || seen.monitor.is_some())
             {
-                // The log line comes right after listen(); make sure.
+                // The log line comes right after listen(); make sure, and
+                // read the version from the INFO line the server greets
+                // every connection with.
                 let addr = format!("{}:{}", connect_host(&self.cfg.host), port);
-                if tokio::net::TcpStream::connect(&addr).await.is_ok() {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if let Ok(Ok(Some(info))) = tokio::time::timeout(left, read_info_line(&addr)).await
+                {
+                    if let Err(e) = self.check_info(&info) {
+                        self.kill();
+                        return Err(e);
+                    }
                     self.port = port;
                     if want_monitor {
                         self.monitor_port = seen.monitor;
@@ -433,6 +439,25 @@ impl NatsServer {
             // Wake on a new log line, or poll for exit every 50 ms.
             let _ = tokio::time::timeout(Duration::from_millis(50), seen_rx.changed()).await;
         }
+    }
+
+    /// Checks the version in the server's INFO line (JSON after `INFO `)
+    /// against [`crate::topology::MIN_SERVER_VERSION`].
+    fn check_info(&self, info: &str) -> Result<(), NatsServerError> {
+        let version = serde_json::from_str::<async_nats::ServerInfo>(info)
+            .map(|i| i.version)
+            .unwrap_or_default();
+        if crate::topology::parse_version(&version).is_none() {
+            return Err(NatsServerError::Version {
+                binary: self.binary.clone(),
+                reason: format!("its INFO line names no version: {info:.200}"),
+            });
+        }
+        crate::topology::check_version(&version).map_err(|source| NatsServerError::TooOld {
+            binary: self.binary.clone(),
+            version,
+            source,
+        })
     }
 
     /// The client URL, `nats://127.0.0.1:PORT`.
@@ -581,6 +606,23 @@ fn port_in_use(e: &NatsServerError) -> bool {
         NatsServerError::Exited { tail, .. } => tail.contains("address already in use"),
         _ => false,
     }
+}
+
+/// Connects to `addr` and reads the server's greeting, `INFO {json}`;
+/// returns the JSON, or `None` when the greeting is not one (at most 64 KiB
+/// are read). Errors are the connection's.
+async fn read_info_line(addr: &str) -> std::io::Result<Option<String>> {
+    use tokio::io::AsyncReadExt;
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let mut line = Vec::new();
+    BufReader::new(stream.take(64 << 10))
+        .read_until(b'\n', &mut line)
+        .await?;
+    let line = String::from_utf8_lossy(&line);
+    Ok(line
+        .trim_end()
+        .strip_prefix("INFO ")
+        .map(|json| json.trim().to_string()))
 }
 
 /// The port at the end of a log line like

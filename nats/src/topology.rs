@@ -230,7 +230,7 @@ pub async fn ensure_capture_stream(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
 ) -> Result<(), TopologyError> {
-    ensure_stream(js, cfg, capture_stream(cfg), &mut Vec::new()).await?;
+    ensure_stream(js, cfg, capture_stream(cfg)).await?;
     Ok(())
 }
 
@@ -439,39 +439,45 @@ async fn reconcile_replicas(
 }
 
 /// Uses the stream `config.name` as it is if it exists, creates it from
-/// `config` otherwise; then reconciles its replicas.
+/// `config` otherwise; then reconciles its replicas (what it found about
+/// them, when they differ, is the note returned beside the stream).
 async fn ensure_stream(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
     config: stream::Config,
-    notes: &mut Vec<ReplicaNote>,
-) -> Result<stream::Stream, TopologyError> {
+) -> Result<(stream::Stream, Option<ReplicaNote>), TopologyError> {
     let name = config.name.clone();
     let stream = match lookup_stream(js, cfg, &name).await? {
         Some(stream) => stream,
-        None => retry_transient(cfg.api_deadline, &name, || {
-            js.get_or_create_stream(config.clone())
-        })
-        .await?
-        .map_err(|e| TopologyError::Stream {
-            name: name.clone(),
-            source: e.into(),
-        })?,
+        None => match retry_transient(cfg.api_deadline, &name, || js.create_stream(config.clone()))
+            .await?
+        {
+            Ok(stream) => stream,
+            // Another process may have created it meanwhile (with other
+            // settings, which are then used as they are).
+            Err(e) => {
+                lookup_stream(js, cfg, &name)
+                    .await?
+                    .ok_or_else(|| TopologyError::Stream {
+                        name: name.clone(),
+                        source: e.into(),
+                    })?
+            }
+        },
     };
-    notes.extend(reconcile_replicas(js, cfg, &stream).await);
-    Ok(stream)
+    let note = reconcile_replicas(js, cfg, &stream).await;
+    Ok((stream, note))
 }
 
 /// Finds or creates the stream behind a bucket (`stream_name`) with
-/// `create`, then reconciles its replicas.
+/// `create`, then reconciles its replicas (see [`ensure_stream`]).
 async fn ensure_store<T, E, Fut>(
     js: &jetstream::Context,
     cfg: &TopologyConfig,
     bucket: &'static str,
     stream_name: &str,
     create: impl Fn() -> Fut,
-    notes: &mut Vec<ReplicaNote>,
-) -> Result<(), TopologyError>
+) -> Result<Option<ReplicaNote>, TopologyError>
 where
     E: std::fmt::Display + Into<Box<dyn std::error::Error + Send + Sync>>,
     Fut: std::future::Future<Output = Result<T, E>>,
@@ -479,7 +485,7 @@ where
     // What exists is used as it is (only its replicas are reconciled); a
     // bucket that was just created has the configured count already.
     match lookup_stream(js, cfg, stream_name).await? {
-        Some(stream) => notes.extend(reconcile_replicas(js, cfg, &stream).await),
+        Some(stream) => return Ok(reconcile_replicas(js, cfg, &stream).await),
         None => {
             let created = retry_transient(cfg.api_deadline, bucket, &create).await?;
             if let Err(e) = created {
@@ -493,7 +499,7 @@ where
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Creates (or finds) every stream, the pool's worker consumer, the run KV
@@ -549,56 +555,70 @@ async fn ensure_all(
     // than every 5 s (the default), and notice the new leader sooner.
     let mut js = jetstream::new(client.clone());
     js.set_timeout(LOOKUP_TIMEOUT);
-    let mut notes = Vec::new();
-    let jobs = ensure_stream(&js, cfg, jobs_stream(cfg), &mut notes).await?;
-    for (name, subject, age) in [
-        (
-            subjects::STREAM_RESULTS,
-            subjects::RESULTS_ALL,
-            cfg.results_max_age,
-        ),
-        (subjects::STREAM_RUNS, subjects::RUNS_ALL, cfg.runs_max_age),
-        (
-            subjects::STREAM_ALERTS,
-            subjects::ALERTS_ALL,
-            cfg.runs_max_age,
-        ),
-    ] {
-        ensure_stream(&js, cfg, limits_stream(cfg, name, subject, age), &mut notes).await?;
-    }
-    ensure_stream(&js, cfg, capture_stream(cfg), &mut notes).await?;
-    let consumer_name = subjects::worker_consumer(pool);
-    retry_transient(cfg.api_deadline, &consumer_name, || {
-        jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
-    })
-    .await?
-    .map_err(|e| TopologyError::Consumer {
-        name: consumer_name.clone(),
-        source: e.into(),
-    })?;
-    ensure_store(
-        &js,
-        cfg,
-        subjects::KV_RUNS,
-        &kv_stream_name(subjects::KV_RUNS),
-        || js.create_key_value(runs_bucket(cfg)),
-        &mut notes,
-    )
-    .await?;
-    ensure_store(
-        &js,
+    let js = &js;
+    // The streams and buckets do not depend on one another (only the
+    // consumer on its stream), so they are asked for at once: on a fresh
+    // store that is one round of creations instead of one after another.
+    let stream = |config: stream::Config| async move {
+        ensure_stream(js, cfg, config).await.map(|(_, note)| note)
+    };
+    let jobs = async {
+        let (jobs, note) = ensure_stream(js, cfg, jobs_stream(cfg)).await?;
+        let consumer_name = subjects::worker_consumer(pool);
+        retry_transient(cfg.api_deadline, &consumer_name, || {
+            jobs.get_or_create_consumer(&consumer_name, worker_consumer(cfg, pool))
+        })
+        .await?
+        .map_err(|e| TopologyError::Consumer {
+            name: consumer_name.clone(),
+            source: e.into(),
+        })?;
+        Ok(note)
+    };
+    let limits = |name, subject, age| stream(limits_stream(cfg, name, subject, age));
+    let (runs_stream, artifacts_stream, cache_stream) = (
+        kv_stream_name(subjects::KV_RUNS),
+        object_stream_name(subjects::OBJECT_ARTIFACTS),
+        kv_stream_name(subjects::KV_CACHE),
+    );
+    let runs = ensure_store(js, cfg, subjects::KV_RUNS, &runs_stream, || {
+        js.create_key_value(runs_bucket(cfg))
+    });
+    let artifacts = ensure_store(
+        js,
         cfg,
         subjects::OBJECT_ARTIFACTS,
-        &object_stream_name(subjects::OBJECT_ARTIFACTS),
+        &artifacts_stream,
         || js.create_object_store(artifacts_store(cfg)),
-        &mut notes,
-    )
-    .await?;
+    );
     // The response cache is the workers' to create (with its own settings);
     // if it exists, its replicas follow the rest.
-    if let Some(cache) = lookup_stream(&js, cfg, &kv_stream_name(subjects::KV_CACHE)).await? {
-        notes.extend(reconcile_replicas(&js, cfg, &cache).await);
-    }
+    let cache = async {
+        Ok(match lookup_stream(js, cfg, &cache_stream).await? {
+            Some(cache) => reconcile_replicas(js, cfg, &cache).await,
+            None => None,
+        })
+    };
+    let found: [Option<ReplicaNote>; 8] = tokio::try_join!(
+        jobs,
+        limits(
+            subjects::STREAM_RESULTS,
+            subjects::RESULTS_ALL,
+            cfg.results_max_age
+        ),
+        limits(subjects::STREAM_RUNS, subjects::RUNS_ALL, cfg.runs_max_age),
+        limits(
+            subjects::STREAM_ALERTS,
+            subjects::ALERTS_ALL,
+            cfg.runs_max_age
+        ),
+        stream(capture_stream(cfg)),
+        runs,
+        artifacts,
+        cache,
+    )
+    .map(|(a, b, c, d, e, f, g, h)| [a, b, c, d, e, f, g, h])?;
+    let notes = found.into_iter().flatten().collect();
     tracing::debug!(pool, "JetStream topology ready");
     Ok((jetstream::new(client.clone()), notes))
 }

@@ -177,20 +177,44 @@ async fn a_bad_binary_is_a_clear_error() {
         ..Default::default()
     };
     let err = NatsServer::start(cfg).await.unwrap_err();
-    assert!(matches!(err, NatsServerError::Version { .. }), "{err}");
+    assert!(matches!(err, NatsServerError::Spawn { .. }), "{err}");
     assert!(
         err.to_string().contains("/nonexistent/nats-server"),
         "{err}"
     );
 }
 
-#[tokio::test]
-async fn a_too_old_binary_is_refused_with_its_version() {
+/// A stand-in server: a listener that greets every connection with `INFO`
+/// naming `version`, and a script that logs the listener's port the way
+/// nats-server does, then sleeps (and answers `--version` with an error).
+async fn fake_server(version: &str) -> (tempfile::TempDir, std::path::PathBuf) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let info = format!(
+        "INFO {{\"server_id\":\"FAKE\",\"version\":\"{version}\",\"proto\":1,\"max_payload\":1048576}}\r\n"
+    );
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let _ = conn.write_all(info.as_bytes()).await;
+        }
+    });
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("nats-server");
-    std::fs::write(&fake, "#!/bin/sh\necho 'nats-server: v2.9.10'\n").unwrap();
+    let script = format!(
+        "#!/bin/sh\n[ \"$1\" = --version ] && exit 1\n\
+         echo '[1] [INF] Listening for client connections on 127.0.0.1:{port}' >&2\n\
+         exec sleep 30\n"
+    );
+    std::fs::write(&fake, script).unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, fake)
+}
+
+#[tokio::test]
+async fn a_too_old_binary_is_refused_with_its_version() {
+    let (_dir, fake) = fake_server("2.9.10").await;
     let err = NatsServer::start(NatsServerConfig {
         binary: Some(fake.clone()),
         ..Default::default()
@@ -203,6 +227,23 @@ async fn a_too_old_binary_is_refused_with_its_version() {
         text.contains("2.9.10") && text.contains(&fake.display().to_string()),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn the_version_comes_from_the_servers_greeting_without_a_second_process() {
+    // The fake fails `--version`: starting it works only if the version is
+    // read from the INFO line.
+    let (_dir, fake) = fake_server("2.15.1").await;
+    let mut server = NatsServer::start(NatsServerConfig {
+        binary: Some(fake),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let pid = server.pid().unwrap();
+    assert!(alive(pid));
+    server.kill_and_wait().await;
+    assert!(!alive(pid));
 }
 
 #[tokio::test]

@@ -122,12 +122,25 @@ pub async fn run(args: RunArgs) -> CommandResult {
         move || vigil_coordinator::validate::check_suite(&suite, vigil_worker::scorers::check)
     });
     let connecting = async {
-        match connection {
-            Some(session) => Ok(session),
+        let session = match connection {
+            Some(session) => session,
             None => {
-                Session::connect_or_embedded(&args.nats, &args.state_dir, "vigil-coordinator").await
+                Session::connect_or_embedded(&args.nats, &args.state_dir, "vigil-coordinator")
+                    .await?
             }
-        }
+        };
+        // Also while the check runs: the streams and buckets (each run
+        // finds them in place), and the in-process workers' connections.
+        let streams = async {
+            vigil_nats::topology::ensure_topology(&session.client, &topology, &suite.pool)
+                .await
+                .infra_error()
+        };
+        let worker_clients = futures::future::try_join_all(
+            (0..args.workers).map(|_| session.another_client("vigil-embedded-worker")),
+        );
+        let (_, worker_clients) = tokio::try_join!(streams, worker_clients)?;
+        Ok::<_, Failure>((session, worker_clients))
     };
     let mut connecting = std::pin::pin!(connecting);
     let mut connected = None;
@@ -144,7 +157,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
     if args.workers > 0 {
         crate::commands::worker::check_suite_models(&suite)?;
     }
-    let session = match connected {
+    let (session, worker_clients) = match connected {
         Some(session) => session?,
         None => connecting.await?,
     };
@@ -198,8 +211,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
         let local = crate::commands::worker::local_engine(
             crate::commands::worker::suite_models(&suite).collect(),
         );
-        for _ in 0..args.workers {
-            let client = session.another_client("vigil-embedded-worker").await?;
+        for client in worker_clients {
             let config = WorkerConfig {
                 pool: suite.pool.clone(),
                 concurrency: args.concurrency.max(1),

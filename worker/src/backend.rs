@@ -18,7 +18,7 @@ use reqwest::header::{
 };
 use serde_json::{Map, Value};
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 use vigil_protocol::{EndpointKind, ErrorKind, Prompt, TargetSpec, TokenUsage, openai};
 
@@ -63,7 +63,10 @@ pub struct CallFailure {
 /// (TLS, userinfo in the URL) through reqwest.
 #[derive(Debug, Clone)]
 pub struct BackendClient {
-    http: reqwest::Client,
+    /// Built on first use ([`BackendClient::http`]): building it loads the
+    /// system's root certificates (10–25 ms of a process's start), which
+    /// plain `http://` targets never need.
+    http: Arc<OnceLock<reqwest::Client>>,
     plain: crate::http1::Pool,
     base: Duration,
     cap: Duration,
@@ -401,27 +404,36 @@ impl BackendClient {
     ///
     /// # Panics
     ///
-    /// If the TLS stack cannot be initialised, which would be a build defect.
+    /// The first call that needs reqwest (an `https://` target, userinfo in
+    /// the URL, `GET /models`) panics if the TLS stack cannot be initialised,
+    /// which would be a build defect.
     pub fn new() -> Self {
-        // reqwest is built with `rustls-no-provider`: without a process-wide
-        // provider every https call would fail. Another part of the process
-        // may have installed one already, which is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            .user_agent(crate::http1::AGENT)
-            .build()
-            .expect("the HTTP client builds with a rustls provider installed");
         let defaults = RetryPolicy::default();
         BackendClient {
-            http,
+            http: Arc::default(),
             plain: crate::http1::Pool::default(),
             base: defaults.base,
             cap: defaults.cap,
             urls: UrlCache::default(),
         }
+    }
+
+    /// reqwest's client (TLS, userinfo, `GET /models`), built the first time
+    /// it is needed and shared by every clone of this client.
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(|| {
+            // reqwest is built with `rustls-no-provider`: without a
+            // process-wide provider every https call would fail. Another part
+            // of the process may have installed one already, which is fine.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .tcp_nodelay(true)
+                .user_agent(crate::http1::AGENT)
+                .build()
+                .expect("the HTTP client builds with a rustls provider installed")
+        })
     }
 
     /// The same client with another backoff range (the number of retries
@@ -489,7 +501,7 @@ impl BackendClient {
         };
         let read = async {
             let mut response = self
-                .http
+                .http()
                 .get(&url)
                 .headers(headers(api_key, &[]))
                 .send()
@@ -671,8 +683,8 @@ impl BackendClient {
             }
             _ => {
                 let request = match url {
-                    Ok(parsed) => self.http.post(parsed.url.clone()),
-                    Err(text) => self.http.post(text.as_str()),
+                    Ok(parsed) => self.http().post(parsed.url.clone()),
+                    Err(text) => self.http().post(text.as_str()),
                 };
                 let mut response = request
                     .headers(headers.clone())
