@@ -488,3 +488,17 @@ pub struct CachePolicy {
     /// Entries older than this many seconds are ignored (`None`: no limit).
     pub ttl_s: Option<u64>,
 }
+
+/// Jobs a worker holds at once (pulled, unacked) when its `max_jobs` is not
+/// set: `max(concurrency / 8, 4)`. They count in the consumer's
+/// `num_ack_pending`, hence in the lag KEDA scales on; a coordinator sizes
+/// its jobs so that a worker holds a bounded number of items
+/// (`Suite::shard_size_for`).
+///
+/// ```
+/// assert_eq!(vigil_protocol::job::default_max_jobs(32), 4);
+/// assert_eq!(vigil_protocol::job::default_max_jobs(256), 32);
+/// ```
+pub fn default_max_jobs(concurrency: usize) -> usize {
+    (concurrency / 8).max(4)
+}

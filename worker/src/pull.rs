@@ -152,17 +152,9 @@ struct Shared {
 /// after at most this long).
 pub const RUN_STATE_TTL: Duration = Duration::from_secs(2);
 
-/// Jobs a worker holds at once (pulled, unacked) when `max_jobs` is 0:
-/// `max(concurrency / 8, 4)`. They count in the consumer's
-/// `num_ack_pending`, hence in the lag KEDA scales on.
-///
-/// ```
-/// assert_eq!(vigil_worker::pull::default_max_jobs(32), 4);
-/// assert_eq!(vigil_worker::pull::default_max_jobs(256), 32);
-/// ```
-pub fn default_max_jobs(concurrency: usize) -> usize {
-    (concurrency / 8).max(4)
-}
+/// Jobs a worker holds at once when `max_jobs` is 0 (defined with the job,
+/// since a coordinator sizes its jobs by it).
+pub use vigil_protocol::job::default_max_jobs;
 
 /// Runs a worker until `shutdown` is cancelled; returns after the grace period
 /// with every job it held either acked or nak'd.

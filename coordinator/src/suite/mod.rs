@@ -43,6 +43,12 @@ pub const DEFAULT_SHARD_SIZE: usize = 32;
 pub const AUTO_SHARD_SIZE_MAX: usize = 128;
 /// A run chooses larger jobs only while it still has at least this many.
 pub const AUTO_SHARD_MIN_JOBS: u64 = 256;
+/// A run chooses larger jobs only while a worker calling the target at its
+/// `max_concurrency` holds at most this many items (its default number of
+/// jobs, [`vigil_protocol::job::default_max_jobs`], times the job size): as
+/// many as 32-item jobs make it hold at 1,024 calls, which bounds the
+/// worker's memory the same way.
+pub const AUTO_SHARD_HELD_ITEMS: usize = 4096;
 /// Largest allowed `shard_size`.
 pub const MAX_SHARD_SIZE: usize = 10_000;
 /// Default characters of each output kept in results.
@@ -321,8 +327,9 @@ impl Suite {
     /// `max_payload` is as given: the suite's `shard_size` when it sets one;
     /// else [`DEFAULT_SHARD_SIZE`] (32), raised up to
     /// [`AUTO_SHARD_SIZE_MAX`] (128) for a run that still has at least
-    /// [`AUTO_SHARD_MIN_JOBS`] jobs (workers share a run's work by job) and
-    /// whose result messages stay within half of `max_payload` by a
+    /// [`AUTO_SHARD_MIN_JOBS`] jobs (workers share a run's work by job),
+    /// whose jobs a worker calling the target at its `max_concurrency` holds
+    /// no more than [`AUTO_SHARD_HELD_ITEMS`] items of, and whose result messages stay within half of `max_payload` by a
     /// pessimistic bound: each item's text, each of its outputs at
     /// `keep_output_chars` characters of four bytes (or the target's
     /// `max_tokens` at 32 bytes a token, when smaller), and 1 KiB per scorer
@@ -337,7 +344,9 @@ impl Suite {
     /// # name: demo
     /// # dataset: { path: d.jsonl }
     /// # prompt: { user: "{{ q }}" }
-    /// # targets: [{ name: t, base_url: "http://h/v1", model: m, params: { max_tokens: 16 } }]
+    /// # targets:
+    /// #   - { name: t, base_url: "http://h/v1", model: m, params: { max_tokens: 16 }, max_concurrency: 64 }
+    /// #   - { name: wide, base_url: "http://h/v1", model: m, params: { max_tokens: 16 }, max_concurrency: 1024 }
     /// # scorers: [{ name: exact, kind: exact_match, reference: "{{ a }}" }]
     /// # "#;
     /// let suite = Suite::from_str(text, SuiteFormat::Yaml, Path::new("s.yaml")).unwrap();
@@ -345,6 +354,8 @@ impl Suite {
     /// assert_eq!(suite.shard_size_for(t, 1_000, 200, 1 << 20), 32); // few jobs
     /// assert_eq!(suite.shard_size_for(t, 50_000, 200, 1 << 20), 128);
     /// assert_eq!(suite.shard_size_for(t, 50_000, 20_000, 1 << 20), 32); // large items
+    /// // A worker at 1,024 calls holds 128 jobs: 32 items each, as ever.
+    /// assert_eq!(suite.shard_size_for(&suite.targets[1], 50_000, 200, 1 << 20), 32);
     /// ```
     pub fn shard_size_for(
         &self,
@@ -365,8 +376,11 @@ impl Suite {
             item_bytes + output * self.samples.max(1) as usize + 1024 * (self.scorers.len() + 1);
         let by_size = (max_payload / 2) / per_item.max(1);
         let by_count = usize::try_from(items / AUTO_SHARD_MIN_JOBS).unwrap_or(usize::MAX);
+        let held_jobs = vigil_protocol::job::default_max_jobs(target.max_concurrency as usize);
+        let by_held = AUTO_SHARD_HELD_ITEMS / held_jobs;
         by_size
             .min(by_count)
+            .min(by_held)
             .clamp(DEFAULT_SHARD_SIZE, AUTO_SHARD_SIZE_MAX)
     }
 
