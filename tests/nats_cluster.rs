@@ -16,8 +16,12 @@ use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_testkit::stub::{StubConfig, StubServer};
 
 /// What the processes of the cluster test see: 3 replicas, and a JetStream
-/// timeout long enough to ride out a leader election after a kill.
-const JS_TIMEOUT_S: u64 = 20;
+/// timeout long enough to ride out a leader election after a kill. An
+/// election takes 4–9 s per raft group when the machine is idle; on a
+/// loaded 2-core CI machine, losing the leader of several groups at once
+/// (the meta group's too) once took over 20 s (`vigil runs list` timed
+/// out). A command waits this long only while nothing answers.
+const JS_TIMEOUT_S: u64 = 45;
 /// The JetStream timeout of the command that finds no majority left.
 const LOST_JS_TIMEOUT_S: u64 = 5;
 
