@@ -169,6 +169,9 @@ pub struct Store {
     pub client: async_nats::Client,
     /// JetStream on it, topology ensured.
     pub js: jetstream::Context,
+    /// How long reads that JetStream does not answer are retried
+    /// (`VIGIL_JS_TIMEOUT_S`: a leader election after a server loss).
+    pub js_timeout: std::time::Duration,
     _session: Session,
 }
 
@@ -177,9 +180,13 @@ pub struct Store {
 pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> {
     let session = Session::connect_or_embedded(&args.nats, &args.state_dir, name).await?;
     let js = session.jetstream().await?;
+    let js_timeout = crate::topology_env::topology_from_env()
+        .input_error()?
+        .api_deadline;
     Ok(Store {
         client: session.client.clone(),
         js,
+        js_timeout,
         _session: session,
     })
 }

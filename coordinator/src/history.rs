@@ -70,7 +70,8 @@ pub fn filter(suite: Option<&str>, target: Option<&str>) -> String {
 }
 
 /// How long [`list`] keeps retrying a read that JetStream did not answer (a
-/// stream leader election after a server loss) before it gives up.
+/// stream leader election after a server loss) before it gives up, for a
+/// caller without a configured JetStream timeout (`VIGIL_JS_TIMEOUT_S`).
 pub const LIST_RETRY_WINDOW: Duration = Duration::from_secs(10);
 
 /// How long one summary may take to arrive once the read knows more are due.
@@ -80,14 +81,16 @@ const MESSAGE_WAIT: Duration = Duration::from_secs(5);
 ///
 /// The read is all or nothing: it knows from the consumer how many summaries
 /// match, and a summary that does not arrive is an error, never a shorter
-/// list. Reads that JetStream does not answer are retried for
-/// [`LIST_RETRY_WINDOW`], then fail with the no-quorum hint.
+/// list. Reads that JetStream does not answer are retried for `retry` (the
+/// command's JetStream timeout, else [`LIST_RETRY_WINDOW`]), then fail with
+/// the no-quorum hint.
 pub async fn list(
     js: &jetstream::Context,
     suite: Option<&str>,
     target: Option<&str>,
+    retry: Duration,
 ) -> Result<Vec<HistoryEntry>, HistoryError> {
-    let until = tokio::time::Instant::now() + LIST_RETRY_WINDOW;
+    let until = tokio::time::Instant::now() + retry;
     loop {
         match list_once(js, suite, target).await {
             Err(HistoryError::Nats(text))
@@ -150,7 +153,7 @@ pub async fn find(js: &jetstream::Context, run_id: &str) -> Result<RunSummary, H
         Some((s, t)) => (Some(s), Some(t)),
         None => (None, None),
     };
-    list(js, suite.as_deref(), target.as_deref())
+    list(js, suite.as_deref(), target.as_deref(), LIST_RETRY_WINDOW)
         .await?
         .into_iter()
         .rev()
@@ -242,7 +245,7 @@ pub async fn resolve_baseline(
             }
         }
     }
-    Ok(list(js, Some(suite), Some(target))
+    Ok(list(js, Some(suite), Some(target), LIST_RETRY_WINDOW)
         .await?
         .into_iter()
         .rev()

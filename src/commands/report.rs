@@ -14,12 +14,17 @@ pub async fn run(args: ReportArgs) -> CommandResult {
     let summary = history::find(&store.js, &args.run)
         .await
         .map_err(history_error)?;
-    let runs = history::list(&store.js, Some(&summary.suite), Some(&summary.target))
-        .await
-        .map_err(history_error)?
-        .into_iter()
-        .map(|e| e.summary)
-        .collect();
+    let runs = history::list(
+        &store.js,
+        Some(&summary.suite),
+        Some(&summary.target),
+        store.js_timeout,
+    )
+    .await
+    .map_err(history_error)?
+    .into_iter()
+    .map(|e| e.summary)
+    .collect();
     // Results may have expired (results_max_age): the histogram is then empty.
     let mut latencies_ms = Vec::new();
     let replayed = history::replay(

@@ -40,9 +40,14 @@ pub async fn run(args: RunsArgs) -> CommandResult {
             store,
         } => {
             let store = open_store(&store, "vigil-runs").await?;
-            let entries = history::list(&store.js, suite.as_deref(), target.as_deref())
-                .await
-                .map_err(history_error)?;
+            let entries = history::list(
+                &store.js,
+                suite.as_deref(),
+                target.as_deref(),
+                store.js_timeout,
+            )
+            .await
+            .map_err(history_error)?;
             if json {
                 for e in &entries {
                     outln!("{}", serde_json::to_string(&e.summary).infra_error()?);

@@ -72,7 +72,7 @@ pub async fn online_scores(
     since: SystemTime,
     wanted: Option<&BTreeSet<String>>,
 ) -> Result<(HashMap<String, OnlineScores>, Vec<String>, BTreeSet<String>), PromoteError> {
-    let summaries = history::list(js, monitor, Some(app)).await?;
+    let summaries = history::list(js, monitor, Some(app), history::LIST_RETRY_WINDOW).await?;
     let mut out: HashMap<String, OnlineScores> = HashMap::new();
     let mut runs = Vec::new();
     let mut seen_scorers = BTreeSet::new();
