@@ -150,12 +150,14 @@ impl Session {
 
     /// JetStream with the topology ensured: streams that exist are used as
     /// they are; what is missing is created with the deployment's settings
-    /// (`VIGIL_REPLICAS` and the rest, [`crate::topology_env`]).
-    pub async fn jetstream(&self) -> Result<jetstream::Context, Failure> {
-        let topology = crate::topology_env::topology_from_env().input_error()?;
+    /// (`topology`: `VIGIL_REPLICAS` and the rest, [`crate::topology_env`]).
+    pub async fn jetstream(
+        &self,
+        topology: &vigil_nats::topology::TopologyConfig,
+    ) -> Result<jetstream::Context, Failure> {
         vigil_nats::topology::ensure_topology(
             &self.client,
-            &topology,
+            topology,
             vigil_protocol::subjects::DEFAULT_POOL,
         )
         .await
@@ -179,14 +181,12 @@ pub struct Store {
 /// (the one `vigil run` writes to), with the topology ensured.
 pub async fn open_store(args: &StoreArgs, name: &str) -> Result<Store, Failure> {
     let session = Session::connect_or_embedded(&args.nats, &args.state_dir, name).await?;
-    let js = session.jetstream().await?;
-    let js_timeout = crate::topology_env::topology_from_env()
-        .input_error()?
-        .api_deadline;
+    let topology = crate::topology_env::topology_from_env().input_error()?;
+    let js = session.jetstream(&topology).await?;
     Ok(Store {
         client: session.client.clone(),
         js,
-        js_timeout,
+        js_timeout: topology.api_deadline,
         _session: session,
     })
 }

@@ -67,19 +67,10 @@ pub struct Rendered {
 
 impl Rendered {
     /// The items of `target` (what [`Renderer::render_for`] gives for each
-    /// record), or `None` when the check did not render for its kind or field.
-    pub fn items_for<'a>(
-        &'a self,
-        target: &TargetConfig,
-    ) -> Option<impl Iterator<Item = Item> + 'a> {
-        let (kind, field) = self.positions(target)?;
-        Some((0..self.by_kind[kind].1.len()).map(move |i| self.item(kind, field, i)))
-    }
-
-    /// [`Rendered::items_for`] for whoever holds the last reference: the
-    /// items are moved out rather than cloned (a run that dispatches them
-    /// then frees each one as it is sent, not all of them at its end), and
-    /// cloned as `items_for` does while other references remain.
+    /// record), or `None` when the check did not render for its kind or
+    /// field. Moved out for whoever holds the last reference (a run that
+    /// dispatches them then frees each one as it is sent, not all of them at
+    /// its end); cloned while other references remain.
     pub fn into_items_for(
         this: Arc<Self>,
         target: &TargetConfig,

@@ -212,13 +212,11 @@ scorers: [{ name: e, kind: exact_match, reference: "{{ a }}" }]
             .unwrap()
             .map(|r| renderer.render_for(&r.unwrap(), target).unwrap())
             .collect();
-        let from_check: Vec<_> = kept.items_for(target).unwrap().collect();
-        assert_eq!(from_check.len(), 50);
-        assert_eq!(from_check, again, "target {}", target.name);
         // Shared (another reference is alive): cloned, the same items.
         let shared: Vec<_> = validate::Rendered::into_items_for(kept.clone(), target)
             .unwrap()
             .collect();
+        assert_eq!(shared.len(), 50);
         assert_eq!(shared, again, "target {} (shared)", target.name);
         // The last reference: moved out, the same items.
         let again_check = validate::check_dataset(&suite, &renderer, &kinds).unwrap();
