@@ -88,7 +88,12 @@ async fn a_bucket_rejecting_writes_fails_no_item_and_a_new_one_fills() {
     assert_eq!(cold["items_cached"], 0);
     let mut bucket = js.get_stream("KV_vigil-cache").await.unwrap();
     let info = bucket.info().await.unwrap();
-    assert_eq!(info.state.messages, N, "one entry per item");
+    // Entries group ~16 calls each (worker/src/cache.rs, `Group`).
+    assert!(
+        (1..N / 4).contains(&info.state.messages),
+        "{} entries for {N} items",
+        info.state.messages
+    );
     let warm = run_ok(&suite, "warm", &cached);
     assert_eq!(requests(), 3 * N, "the re-run makes no call");
     assert_eq!(warm["items_cached"], N);

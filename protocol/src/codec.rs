@@ -45,6 +45,22 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(rmp_serde::to_vec_named(value)?)
 }
 
+/// Encodes a value as MessagePack without field names (a struct is an
+/// array of its fields in order): for stored values whose layout a name or
+/// version fixes elsewhere, where the names would be most of the bytes.
+/// [`decode`] reads it.
+///
+/// ```
+/// let usage = vigil_protocol::TokenUsage { input: 3, output: 4 };
+/// let bytes = vigil_protocol::encode_compact(&usage).unwrap();
+/// assert_eq!(bytes, [0x92, 3, 4], "an array of two");
+/// let read: vigil_protocol::TokenUsage = vigil_protocol::decode(&bytes).unwrap();
+/// assert_eq!(read, usage);
+/// ```
+pub fn encode_compact<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    Ok(rmp_serde::to_vec(value)?)
+}
+
 /// Decodes a MessagePack value; unknown fields are ignored.
 ///
 /// ```

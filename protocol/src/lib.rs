@@ -38,7 +38,7 @@ pub mod text_stats;
 
 pub use alert::Alert;
 pub use capture::Capture;
-pub use codec::{CodecError, decode, encode};
+pub use codec::{CodecError, decode, encode, encode_compact};
 pub use job::{
     CachePolicy, ChatMessage, EndpointKind, Item, ItemOutline, Job, JobOutline, Prompt, Recorded,
     SamplingParams, TargetOutline, TargetSpec,

@@ -500,15 +500,30 @@ impl BackendClient {
             ms => Duration::from_millis(ms),
         };
         let read = async {
-            let mut response = self
-                .http()
-                .get(&url)
-                .headers(headers(api_key, &[]))
-                .send()
-                .await
-                .map_err(classify)?;
-            let status = response.status();
-            let bytes = read_body(&mut response).await?;
+            // Plain HTTP without a proxy: the calls' own client (building
+            // reqwest's loads the system's root certificates).
+            let plain = reqwest::Url::parse(&url)
+                .ok()
+                .and_then(|u| crate::http1::Endpoint::of(&u));
+            let (status, bytes) = match plain {
+                Some(endpoint) => {
+                    let answer = self
+                        .plain
+                        .get(&endpoint, &headers(api_key, &[]), MAX_BODY)
+                        .await?;
+                    (answer.status, answer.body)
+                }
+                None => {
+                    let mut response = self
+                        .http()
+                        .get(&url)
+                        .headers(headers(api_key, &[]))
+                        .send()
+                        .await
+                        .map_err(classify)?;
+                    (response.status(), read_body(&mut response).await?)
+                }
+            };
             if matches!(status.as_u16(), 404 | 405) {
                 return Ok(None);
             }

@@ -24,7 +24,6 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -166,7 +165,15 @@ impl KeyPrefix {
         // `json!(prompt)` as text: an externally tagged enum, each
         // message's keys in order (`content` before `role`).
         let string = |out: &mut Vec<u8>, s: &str| {
-            serde_json::to_writer(out, s).expect("a string serialises");
+            // serde_json escapes only `"`, `\` and control characters: a
+            // string without them is written as it is, between quotes.
+            if s.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+                serde_json::to_writer(out, s).expect("a string serialises");
+            } else {
+                out.push(b'"');
+                out.extend_from_slice(s.as_bytes());
+                out.push(b'"');
+            }
         };
         match prompt {
             Prompt::Chat(messages) => {
@@ -192,7 +199,9 @@ impl KeyPrefix {
         let mut hash = self.head.clone();
         hash.update(&json);
         hash.update(self.tail.as_bytes());
-        hex::encode(hash.finalize())
+        let mut hex = [0; 64];
+        hex::encode_to_slice(hash.finalize(), &mut hex).expect("64 hex digits for 32 bytes");
+        String::from_utf8(hex.to_vec()).expect("hex digits are ASCII")
     }
 }
 
@@ -211,20 +220,43 @@ impl ResponseCache {
     /// The cached response of `key`, unless missing, unreadable or older than `ttl_s`.
     pub async fn get(&self, key: &str, ttl_s: Option<u64>) -> Option<CachedResponse> {
         let bytes = self.kv.get(key).await.ok()??;
-        fresh(&bytes, ttl_s)
+        let hit = vigil_protocol::decode(&bytes).ok()?;
+        self.usable(&hit, ttl_s).then_some(hit)
     }
 
     /// The cached responses of `keys` (those present, readable and not older
-    /// than `ttl_s`), read in as few requests as possible: one JetStream
-    /// batch direct get (`multi_last`, nats-server 2.11 and newer) per
-    /// [`BATCH_KEYS`] keys, else one concurrent get per key. A read that
-    /// fails or takes longer than [`BATCH_WAIT`] leaves its keys missing:
-    /// those items call their backend.
+    /// than `ttl_s`), read in as few requests as possible ([`ResponseCache::read_many`]).
     pub async fn get_many(
         &self,
         keys: &[&str],
         ttl_s: Option<u64>,
     ) -> HashMap<String, CachedResponse> {
+        self.read_many(keys)
+            .await
+            .into_iter()
+            .filter_map(|(key, bytes)| {
+                let hit: CachedResponse = vigil_protocol::decode(&bytes).ok()?;
+                self.usable(&hit, ttl_s).then_some((key, hit))
+            })
+            .collect()
+    }
+
+    /// Whether a stored response may answer: not older than `ttl_s`, nor
+    /// than the bucket's max age (an entry rewritten into a group keeps the
+    /// time it was first stored).
+    fn usable(&self, hit: &CachedResponse, ttl_s: Option<u64>) -> bool {
+        let age_ms = now_ms().saturating_sub(hit.stored_at_ms);
+        let max_age = self.kv.stream.cached_info().config.max_age;
+        ttl_s.is_none_or(|ttl| age_ms <= ttl.saturating_mul(1000))
+            && (max_age.is_zero() || u128::from(age_ms) <= max_age.as_millis())
+    }
+
+    /// The stored bytes of the entries `keys` that exist, read in as few
+    /// requests as possible: one JetStream batch direct get (`multi_last`,
+    /// nats-server 2.11 and newer) per [`BATCH_KEYS`] keys, else one
+    /// concurrent get per key. A read that fails or takes longer than
+    /// [`BATCH_WAIT`] leaves its keys missing: those items call their backend.
+    pub async fn read_many(&self, keys: &[&str]) -> HashMap<String, bytes::Bytes> {
         let mut found = HashMap::new();
         if keys.is_empty() {
             return found;
@@ -235,17 +267,16 @@ impl ResponseCache {
         if !(direct && batch) || self.kv.use_jetstream_prefix {
             let gets = keys
                 .iter()
-                .map(|key| async move { (*key, self.get(key, ttl_s).await) });
-            for (key, hit) in futures::future::join_all(gets).await {
-                if let Some(hit) = hit {
-                    found.insert(key.to_string(), hit);
+                .map(|key| async move { (*key, self.kv.get(*key).await.ok().flatten()) });
+            for (key, bytes) in futures::future::join_all(gets).await {
+                if let Some(bytes) = bytes {
+                    found.insert(key.to_string(), bytes);
                 }
             }
             return found;
         }
         for chunk in keys.chunks(BATCH_KEYS) {
-            match tokio::time::timeout(BATCH_WAIT, self.read_batch(chunk, ttl_s, &mut found)).await
-            {
+            match tokio::time::timeout(BATCH_WAIT, self.read_batch(chunk, &mut found)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "cache batch read failed; its items call their backend")
@@ -262,8 +293,7 @@ impl ResponseCache {
     async fn read_batch(
         &self,
         keys: &[&str],
-        ttl_s: Option<u64>,
-        found: &mut HashMap<String, CachedResponse>,
+        found: &mut HashMap<String, bytes::Bytes>,
     ) -> Result<(), async_nats::Error> {
         let prefix = &self.kv.prefix;
         let subjects: Vec<String> = keys.iter().map(|k| format!("{prefix}{k}")).collect();
@@ -299,9 +329,7 @@ impl ResponseCache {
             else {
                 continue;
             };
-            if let Some(hit) = fresh(&reply.payload, ttl_s) {
-                found.insert(key.to_string(), hit);
-            }
+            found.insert(key.to_string(), reply.payload);
         }
         Ok(())
     }
@@ -416,61 +444,13 @@ pub const BATCH_KEYS: usize = 256;
 /// How long a batch read may take before its keys count as misses.
 pub const BATCH_WAIT: Duration = Duration::from_secs(5);
 
-/// A stored entry, unless unreadable or older than `ttl_s`.
-fn fresh(bytes: &[u8], ttl_s: Option<u64>) -> Option<CachedResponse> {
-    let hit: CachedResponse = vigil_protocol::decode(bytes).ok()?;
-    if let Some(ttl) = ttl_s
-        && now_ms().saturating_sub(hit.stored_at_ms) > ttl.saturating_mul(1000)
-    {
-        return None;
-    }
-    Some(hit)
-}
-
-/// A cache lookup for one item: the hit, or the key to store the answer under.
+/// A cache lookup for one call of a job: the hit, or where its answer goes.
 pub struct Lookup<'a> {
-    cache: Option<&'a ResponseCache>,
-    key: Option<Cow<'a, str>>,
+    /// The call (its place in the job's calls) and the job's lookups, when
+    /// the cache was consulted.
+    at: Option<(usize, &'a JobLookups<'a>)>,
     /// The cached completion, when there was one.
     pub hit: Option<Completion>,
-    /// Where a job's fresh answers wait to be written together
-    /// ([`JobLookups::write`]); `None`: [`Lookup::store`] writes at once.
-    fresh: Option<&'a Fresh>,
-}
-
-/// A job's fresh answers: the key and the encoded entry of each.
-type Fresh = Mutex<Vec<(String, Vec<u8>)>>;
-
-impl Lookup<'_> {
-    /// No cache for this call: nothing looked up, nothing stored.
-    fn none() -> Self {
-        Lookup {
-            cache: None,
-            key: None,
-            hit: None,
-            fresh: None,
-        }
-    }
-}
-
-/// Looks `prompt` up when the job's policy allows the cache.
-pub async fn lookup<'a>(
-    cache: Option<&'a ResponseCache>,
-    job: &Job,
-    prompt: &Prompt,
-) -> Lookup<'a> {
-    lookup_target(cache, job, &job.target, prompt).await
-}
-
-/// Looks up `prompt` sent to `target` (one sample's target: its own seed)
-/// when the job's policy allows the cache.
-pub async fn lookup_target<'a>(
-    cache: Option<&'a ResponseCache>,
-    job: &Job,
-    target: &TargetSpec,
-    prompt: &Prompt,
-) -> Lookup<'a> {
-    lookup_identified(cache, job, target, prompt, &Identity::NotReported).await
 }
 
 /// Whether `job` may use `cache` at all (the worker has one and the job's
@@ -480,30 +460,6 @@ pub fn allowed(cache: Option<&ResponseCache>, job: &Job) -> bool {
     cache.is_some()
         && job.cache.as_ref().is_some_and(|p| p.enabled)
         && job.target.kind != vigil_protocol::EndpointKind::Recorded
-}
-
-/// [`lookup_target`] for the model `identity` names: its identity is part of
-/// the key, and a model whose identity could not be read
-/// ([`Identity::Unavailable`]) bypasses the cache (no lookup, no store).
-pub async fn lookup_identified<'a>(
-    cache: Option<&'a ResponseCache>,
-    job: &Job,
-    target: &TargetSpec,
-    prompt: &Prompt,
-    identity: &Identity,
-) -> Lookup<'a> {
-    let policy = job.cache.as_ref().filter(|_| allowed(cache, job));
-    let (Some(cache), Some(policy), Some(identity)) = (cache, policy, identity.key_part()) else {
-        return Lookup::none();
-    };
-    let key = key_identified(target, prompt, identity);
-    let hit = cache.get(&key, policy.ttl_s).await.map(cached_completion);
-    Lookup {
-        cache: Some(cache),
-        key: Some(Cow::Owned(key)),
-        hit,
-        fresh: None,
-    }
 }
 
 /// A cached response as the completion of a call (no attempt made).
@@ -518,21 +474,217 @@ fn cached_completion(h: CachedResponse) -> Completion {
     }
 }
 
+/// One key in 16 (its first hex digit `0`) starts a group: which keys do is
+/// a property of the keys alone, so the same calls make the same groups
+/// whichever job, run or dataset position they come in.
+fn is_anchor(key: &str) -> bool {
+    key.starts_with('0')
+}
+
+/// The entry of a group that starts at an anchor key.
+const GROUP: &str = "g.";
+/// The entry of the calls before a job's first anchor, named by that anchor.
+const HEAD: &str = "h.";
+/// A group entry's largest size: its calls beyond it get entries of their own.
+const GROUP_MAX_BYTES: usize = 256 * 1024;
+
+/// The calls of a job (keys in the order of items and samples) that share
+/// one entry of the bucket.
+///
+/// Storing and looking up one entry per call cost nats-server as much CPU
+/// as the rest of a cold run's item; one entry per ~16 calls costs it a
+/// sixteenth. Groups are cut where the keys say ([`is_anchor`]), not where
+/// the job starts, so a run whose jobs are cut elsewhere (a line added to
+/// the dataset, another shard size) finds nearly all of its calls in the
+/// groups an earlier run wrote:
+/// - an anchor key and the keys after it, up to the next anchor or the
+///   job's end: entry `g.<anchor>`;
+/// - the keys before the job's first anchor: entry `h.<first anchor>`;
+/// - in a job without an anchor, each key is an entry of its own (`<key>`),
+///   as entries were stored before groups.
+#[derive(Debug, Clone, PartialEq)]
+struct Group {
+    /// The entry's key in the bucket.
+    name: String,
+    /// Its calls: positions in the job's keys.
+    calls: std::ops::Range<usize>,
+    /// Whether the entry holds several calls (else it is `<key>` itself).
+    shared: bool,
+}
+
+/// The groups of a job's `keys` ([`Group`]).
+fn groups(keys: &[String]) -> Vec<Group> {
+    let Some(first) = keys.iter().position(|k| is_anchor(k)) else {
+        return (0..keys.len())
+            .map(|i| Group {
+                name: keys[i].clone(),
+                calls: i..i + 1,
+                shared: false,
+            })
+            .collect();
+    };
+    let mut groups = Vec::new();
+    if first > 0 {
+        groups.push(Group {
+            name: format!("{HEAD}{}", keys[first]),
+            calls: 0..first,
+            shared: true,
+        });
+    }
+    // A key the job sends again does not start a second group of the same
+    // name: one entry per name and job.
+    let mut anchors = std::collections::HashSet::from([keys[first].as_str()]);
+    let mut start = first;
+    for end in first + 1..=keys.len() {
+        if end == keys.len() || (is_anchor(&keys[end]) && anchors.insert(&keys[end])) {
+            groups.push(Group {
+                name: format!("{GROUP}{}", keys[start]),
+                calls: start..end,
+                shared: true,
+            });
+            start = end;
+        }
+    }
+    groups
+}
+
+/// A group's entry: its calls' answers, and the anchor of the group before
+/// it in the job that wrote it (how a later job that starts inside that
+/// group, where its own head entry was never written, finds its first calls).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+struct GroupEntry<C> {
+    calls: Vec<C>,
+    prev: Option<String>,
+}
+
+/// The calls a stored value holds (a group's, or the one response stored
+/// under `name` itself) and its group's link ([`GroupEntry::prev`]).
+fn stored_entries(name: &str, bytes: &[u8]) -> GroupEntry<(String, CachedResponse)> {
+    if name.starts_with(GROUP) || name.starts_with(HEAD) {
+        vigil_protocol::decode(bytes).unwrap_or_default()
+    } else {
+        GroupEntry {
+            calls: vigil_protocol::decode(bytes)
+                .map(|hit| vec![(name.to_string(), hit)])
+                .unwrap_or_default(),
+            prev: None,
+        }
+    }
+}
+
+/// A rough upper bound of an entry's encoded size.
+fn entry_size(key: &str, entry: &CachedResponse) -> usize {
+    let opt = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    key.len() + entry.text.len() + opt(&entry.finish_reason) + opt(&entry.model) + 48
+}
+
+/// The entry of a fresh answer, stored now.
+fn fresh_entry(completion: &Completion) -> CachedResponse {
+    CachedResponse {
+        text: completion.text.clone(),
+        usage: completion.usage,
+        finish_reason: completion.finish_reason.clone(),
+        model: completion.model.clone(),
+        latency_ms: completion.latency_ms,
+        stored_at_ms: now_ms(),
+    }
+}
+
+/// What a job's reads found so far, per call of the job.
+struct Found<'a> {
+    cache: &'a ResponseCache,
+    ttl_s: Option<u64>,
+    /// The job's keys: the first call of each.
+    calls: foldhash::HashMap<&'a str, usize>,
+    /// Per call: its answer, when found and usable.
+    hits: Vec<Option<CachedResponse>>,
+    /// Per group entry: the usable calls it holds that are not the job's.
+    others: HashMap<String, Vec<(String, CachedResponse)>>,
+    /// Per group entry: its link.
+    links: HashMap<String, String>,
+}
+
+impl Found<'_> {
+    /// Takes in the value stored under `name`; returns the job's calls it held.
+    fn take(&mut self, name: &str, bytes: &[u8]) -> Vec<usize> {
+        let entry = stored_entries(name, bytes);
+        let mut held = Vec::with_capacity(entry.calls.len());
+        for (key, hit) in entry.calls {
+            if !self.cache.usable(&hit, self.ttl_s) {
+                continue;
+            }
+            match self.calls.get(key.as_str()) {
+                Some(&call) => {
+                    held.push(call);
+                    self.hits[call] = Some(hit);
+                }
+                None => self.others.entry(name.to_string()).or_default().push((key, hit)),
+            }
+        }
+        if let Some(prev) = entry.prev {
+            self.links.insert(name.to_string(), prev);
+        }
+        held
+    }
+}
+
 /// The cache's answers for every call of a job, read up front in batches
-/// ([`ResponseCache::get_many`]): no item waits on a lookup of its own.
+/// ([`ResponseCache::read_many`]): no item waits on a lookup of its own.
 pub struct JobLookups<'a> {
     cache: Option<&'a ResponseCache>,
-    /// Per item of the job (in its order), per sample: the cache key.
-    keys: Vec<Vec<String>>,
-    hits: HashMap<String, CachedResponse>,
-    /// The job's fresh answers, written together by [`JobLookups::write`].
-    fresh: Fresh,
+    /// Calls per item (its samples).
+    samples: usize,
+    /// Per call (item by item in the job's order, sample by sample): its key.
+    keys: Vec<String>,
+    /// The groups of `keys`.
+    groups: Vec<Group>,
+    /// Per call: the answer found.
+    hits: Vec<Option<CachedResponse>>,
+    /// Per call: whether its group's own entry held it (else the group is
+    /// written again, holding it, when the job is done).
+    in_own_group: Vec<bool>,
+    /// Per call: the first call of the job with the same key (itself, but
+    /// for a prompt the job sends twice).
+    first: Vec<usize>,
+    /// Per group entry read: the calls it holds that are not this job's
+    /// (another run's neighbours), kept when the entry is written again.
+    others: HashMap<String, Vec<(String, CachedResponse)>>,
+    /// Per group entry read: its link ([`GroupEntry::prev`]).
+    links: HashMap<String, String>,
+    /// The job's fresh answers (call, entry), written together by
+    /// [`JobLookups::write`].
+    fresh: Mutex<Vec<(usize, CachedResponse)>>,
 }
 
 impl<'a> JobLookups<'a> {
+    /// No cache for this job: nothing looked up, nothing stored.
+    fn none() -> Self {
+        JobLookups {
+            cache: None,
+            samples: 0,
+            keys: Vec::new(),
+            groups: Vec::new(),
+            hits: Vec::new(),
+            in_own_group: Vec::new(),
+            first: Vec::new(),
+            others: HashMap::new(),
+            links: HashMap::new(),
+            fresh: Mutex::default(),
+        }
+    }
+
     /// Reads the entries of every item and sample of `job` for the model
-    /// `identity` names, when the job's policy allows the cache (as
-    /// [`lookup_identified`] decides for one call).
+    /// `identity` names, when the job's policy allows the cache, its
+    /// identity is part of the key, and a model whose identity could not be
+    /// read ([`Identity::Unavailable`]) bypasses the cache (no lookup, no store).
+    ///
+    /// One batch read asks for the job's [`Group`] entries and the first
+    /// call's own entry. When it found some calls but not all, a second asks
+    /// for the missing calls' own entries (stored alone: by an older vigil,
+    /// or beyond a group's size) and, for calls before the job's first
+    /// anchor, the group its entry links to; a cold job, where nothing was
+    /// found, asks nothing more.
     pub async fn read(
         cache: Option<&'a ResponseCache>,
         job: &Job,
@@ -541,85 +693,238 @@ impl<'a> JobLookups<'a> {
         let policy = job.cache.as_ref().filter(|_| allowed(cache, job));
         let (Some(cache), Some(policy), Some(identity)) = (cache, policy, identity.key_part())
         else {
-            return JobLookups {
-                cache: None,
-                keys: Vec::new(),
-                hits: HashMap::new(),
-                fresh: Fresh::default(),
-            };
+            return JobLookups::none();
         };
+        let samples = job.samples.max(1) as usize;
         // Sample 0 is sent to the job's target as it is.
-        let targets: Vec<Cow<'_, TargetSpec>> = (0..job.samples.max(1))
+        let prefixes: Vec<KeyPrefix> = (0..samples as u32)
             .map(|i| match i {
-                0 => Cow::Borrowed(&job.target),
-                i => Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
+                0 => KeyPrefix::new(&job.target, identity),
+                i => KeyPrefix::new(&crate::sampling::target_for_sample(&job.target, i), identity),
             })
             .collect();
-        let prefixes: Vec<KeyPrefix> = targets
-            .iter()
-            .map(|t| KeyPrefix::new(t, identity))
-            .collect();
-        let keys: Vec<Vec<String>> = job
+        let keys: Vec<String> = job
             .items
             .iter()
-            .map(|item| prefixes.iter().map(|p| p.key(&item.prompt)).collect())
+            .flat_map(|item| prefixes.iter().map(|p| p.key(&item.prompt)))
             .collect();
-        let all: Vec<&str> = keys.iter().flatten().map(String::as_str).collect();
-        let hits = cache.get_many(&all, policy.ttl_s).await;
+        let groups = groups(&keys);
+        let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        // The first call's own entry too: a job whose calls an older vigil
+        // stored one by one is found warm, and read call by call below.
+        let probe = groups.first().is_some_and(|g| g.shared);
+        if probe {
+            names.push(&keys[0]);
+        }
+        let stored = cache.read_many(&names).await;
+
+        // A cold job (nothing stored) ends here: nothing to index.
+        if stored.is_empty() {
+            return JobLookups {
+                hits: vec![None; keys.len()],
+                in_own_group: vec![false; keys.len()],
+                first: (0..keys.len()).collect(),
+                cache: Some(cache),
+                samples,
+                keys,
+                groups,
+                others: HashMap::new(),
+                links: HashMap::new(),
+                fresh: Mutex::default(),
+            };
+        }
+        let mut calls =
+            foldhash::HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        for (call, key) in keys.iter().enumerate().rev() {
+            calls.insert(key.as_str(), call);
+        }
+        let mut found = Found {
+            cache,
+            ttl_s: policy.ttl_s,
+            calls,
+            hits: vec![None; keys.len()],
+            others: HashMap::new(),
+            links: HashMap::new(),
+        };
+        let mut in_own_group = vec![false; keys.len()];
+        if probe && let Some(bytes) = stored.get(&keys[0]) {
+            found.take(&keys[0], bytes);
+        }
+        for group in &groups {
+            if let Some(bytes) = stored.get(&group.name) {
+                for call in found.take(&group.name, bytes) {
+                    in_own_group[call] = group.calls.contains(&call);
+                }
+            }
+        }
+        // A warm job's calls its groups did not hold: those stored alone,
+        // and a head's calls in the group before its first anchor's, as the
+        // job that wrote that anchor's group had them.
+        if found.hits.iter().any(Option::is_some) {
+            let missing = |g: &Group| g.calls.clone().any(|c| found.hits[c].is_none());
+            let before_head = match groups.as_slice() {
+                [head, first, ..] if head.name.starts_with(HEAD) && missing(head) => found
+                    .links
+                    .get(&first.name)
+                    .map(|prev| format!("{GROUP}{prev}")),
+                _ => None,
+            };
+            let mut names: Vec<&str> = groups
+                .iter()
+                .filter(|g| g.shared)
+                .flat_map(|g| g.calls.clone())
+                .filter(|&call| found.hits[call].is_none())
+                .map(|call| keys[call].as_str())
+                .collect();
+            names.extend(before_head.as_deref());
+            for (name, bytes) in cache.read_many(&names).await {
+                found.take(&name, &bytes);
+            }
+        }
+        // A key the job calls twice: each call has the answer.
+        let first: Vec<usize> = keys.iter().map(|key| found.calls[key.as_str()]).collect();
+        for (call, &first) in first.iter().enumerate() {
+            if found.hits[call].is_none() {
+                found.hits[call] = found.hits[first].clone();
+            }
+        }
+        let Found {
+            hits,
+            others,
+            links,
+            ..
+        } = found;
         JobLookups {
             cache: Some(cache),
+            samples,
             keys,
+            groups,
             hits,
-            fresh: Fresh::default(),
+            in_own_group,
+            first,
+            others,
+            links,
+            fresh: Mutex::default(),
         }
     }
 
     /// The lookup of sample `sample` of the job's `position`-th item.
     /// A miss's answer is kept for [`JobLookups::write`].
     pub fn lookup(&self, position: usize, sample: u32) -> Lookup<'_> {
-        let key = self.keys.get(position).and_then(|k| k.get(sample as usize));
-        match (self.cache, key) {
-            (Some(cache), Some(key)) => Lookup {
-                cache: Some(cache),
-                hit: self.hits.get(key).cloned().map(cached_completion),
-                key: Some(Cow::Borrowed(key)),
-                fresh: Some(&self.fresh),
+        let call = position * self.samples + sample as usize;
+        match self.hits.get(call) {
+            Some(hit) if self.cache.is_some() && (sample as usize) < self.samples => Lookup {
+                at: Some((call, self)),
+                hit: hit.clone().map(cached_completion),
             },
-            _ => Lookup::none(),
+            _ => Lookup { at: None, hit: None },
         }
     }
 
-    /// Writes the answers of the job's misses, all at once
-    /// ([`ResponseCache::write`]): call it when the job's calls are done and
-    /// before its result is published. No item waits on it.
+    /// Writes the groups that changed, all at once ([`ResponseCache::write`]):
+    /// those with a fresh answer, or with a call found elsewhere than in the
+    /// group's own entry. A group's entry holds its calls' answers, fresh or
+    /// found, and the other calls its stored entry held. Call it when the
+    /// job's calls are done and before its result is published. No item
+    /// waits on it.
     pub async fn write(&self) {
         let fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
-        if let (Some(cache), false) = (self.cache, fresh.is_empty()) {
-            cache.write(fresh).await;
+        let Some(cache) = self.cache else {
+            return;
+        };
+        let mut answers: Vec<Option<&CachedResponse>> =
+            self.hits.iter().map(Option::as_ref).collect();
+        let mut is_fresh = vec![false; self.keys.len()];
+        for (call, entry) in &fresh {
+            answers[*call] = Some(entry);
+            is_fresh[*call] = true;
+        }
+        let mut entries = Vec::new();
+        for (i, group) in self.groups.iter().enumerate() {
+            let changed = group.calls.clone().any(|call| {
+                let stored_elsewhere = self.hits[call].is_some() && !self.in_own_group[call];
+                self.first[call] == call && (is_fresh[call] || stored_elsewhere)
+            });
+            if !changed {
+                continue;
+            }
+            if !group.shared {
+                // A job without anchors: each fresh answer alone.
+                for call in group.calls.clone().filter(|&c| is_fresh[c]) {
+                    entries.extend(encode_entry(&self.keys[call], answers[call]));
+                }
+                continue;
+            }
+            let mut members: Vec<(&str, &CachedResponse)> = Vec::with_capacity(group.calls.len());
+            let mut size = 16;
+            for call in group.calls.clone() {
+                let (key, Some(entry)) = (self.keys[call].as_str(), answers[call]) else {
+                    continue;
+                };
+                // A key the job calls twice is stored by its first call.
+                if self.first[call] != call {
+                    continue;
+                }
+                let entry_size = entry_size(key, entry);
+                if members.is_empty() || size + entry_size <= GROUP_MAX_BYTES {
+                    size += entry_size;
+                    members.push((key, entry));
+                } else if is_fresh[call] {
+                    // Beyond the group's size: an entry of its own, found
+                    // by the second read.
+                    entries.extend(encode_entry(key, Some(entry)));
+                }
+            }
+            for (key, entry) in self.others.get(&group.name).into_iter().flatten() {
+                let entry_size = entry_size(key, entry);
+                if size + entry_size <= GROUP_MAX_BYTES {
+                    size += entry_size;
+                    members.push((key, entry));
+                }
+            }
+            // The anchor before this group's in the job, else as stored.
+            let prev = match i.checked_sub(1).map(|i| &self.groups[i].name) {
+                Some(before) if before.starts_with(GROUP) => Some(before[GROUP.len()..].to_string()),
+                _ => self.links.get(&group.name).cloned(),
+            };
+            let entry = GroupEntry {
+                calls: members,
+                prev,
+            };
+            match vigil_protocol::encode_compact(&entry) {
+                Ok(bytes) => entries.push((group.name.clone(), bytes)),
+                Err(e) => tracing::debug!(error = %e, "could not encode a cache group"),
+            }
+        }
+        if !entries.is_empty() {
+            cache.write(entries).await;
         }
     }
 
     /// How many of the job's calls the cache answers.
     pub fn hits(&self) -> usize {
-        self.hits.len()
+        self.hits.iter().filter(|h| h.is_some()).count()
     }
 }
 
+/// `entry` stored alone under `key` (as [`CachedResponse`] with field names,
+/// as entries were stored before groups).
+fn encode_entry(key: &str, entry: Option<&CachedResponse>) -> Option<(String, Vec<u8>)> {
+    vigil_protocol::encode(entry?)
+        .ok()
+        .map(|bytes| (key.to_string(), bytes))
+}
+
 impl Lookup<'_> {
-    /// Stores a fresh completion when the cache was consulted and missed:
-    /// with the job's other answers when the lookup came from
-    /// [`JobLookups`], else at once.
-    pub async fn store(&self, completion: &Completion) {
-        let (Some(cache), Some(key), None) = (self.cache, &self.key, &self.hit) else {
+    /// Keeps a fresh completion for the job's [`JobLookups::write`] when the
+    /// cache was consulted and missed.
+    pub fn store(&self, completion: &Completion) {
+        let (Some((call, lookups)), None) = (self.at, &self.hit) else {
             return;
         };
-        let Some(fresh) = self.fresh else {
-            return cache.put(key, completion).await;
-        };
-        if let Some(bytes) = entry_bytes(completion) {
-            let mut fresh = fresh.lock().unwrap_or_else(|e| e.into_inner());
-            fresh.push((key.to_string(), bytes));
-        }
+        let entry = fresh_entry(completion);
+        let mut fresh = lookups.fresh.lock().unwrap_or_else(|e| e.into_inner());
+        fresh.push((call, entry));
     }
 }
 
@@ -659,6 +964,70 @@ mod tests {
             assert_eq!(bytes, vigil_protocol::encode(&owned).unwrap());
             assert!(read.stored_at_ms > 0);
         }
+    }
+
+    /// Groups are cut at anchor keys: the keys before the first anchor are
+    /// named by it, a job without an anchor stores each key alone, and a
+    /// group's name depends on the keys, not on where the job starts.
+    #[test]
+    fn groups_are_cut_at_anchor_keys() {
+        let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+        let names = |gs: &[Group]| {
+            gs.iter()
+                .map(|g| (g.name.clone(), g.calls.clone(), g.shared))
+                .collect::<Vec<_>>()
+        };
+        let job = keys(&["a1", "b2", "0c", "d4", "0e", "f6"]);
+        assert_eq!(
+            names(&groups(&job)),
+            vec![
+                ("h.0c".into(), 0..2, true),
+                ("g.0c".into(), 2..4, true),
+                ("g.0e".into(), 4..6, true),
+            ]
+        );
+        // The same keys cut one later: the anchored groups keep their names.
+        let shifted = groups(&job[1..]);
+        assert_eq!(shifted[0].name, "h.0c");
+        assert_eq!(shifted[1].name, "g.0c");
+        assert_eq!(shifted[2].name, "g.0e");
+        // Starting at an anchor: no head.
+        assert_eq!(names(&groups(&job[2..]))[0], ("g.0c".into(), 0..2, true));
+        // No anchor: every key alone.
+        assert_eq!(
+            names(&groups(&keys(&["a1", "b2"]))),
+            vec![("a1".into(), 0..1, false), ("b2".into(), 1..2, false)]
+        );
+        assert!(groups(&[]).is_empty());
+        // An anchor sent twice starts one group.
+        let again = keys(&["0c", "d4", "0c", "f6"]);
+        assert_eq!(names(&groups(&again)), vec![("g.0c".into(), 0..4, true)]);
+    }
+
+    /// A group's entry decodes as its pairs and link; an entry stored alone
+    /// as itself; garbage as nothing.
+    #[test]
+    fn stored_values_decode_by_their_names() {
+        let entry = CachedResponse {
+            text: "four".into(),
+            stored_at_ms: 7,
+            ..Default::default()
+        };
+        let group = GroupEntry {
+            calls: vec![("0a", &entry), ("b1", &entry)],
+            prev: Some("0f".to_string()),
+        };
+        let bytes = vigil_protocol::encode(&group).unwrap();
+        let read = stored_entries("g.0a", &bytes);
+        assert_eq!(read.calls.len(), 2);
+        assert_eq!(read.calls[1], ("b1".to_string(), entry.clone()));
+        assert_eq!(read.prev.as_deref(), Some("0f"));
+        let alone = vigil_protocol::encode(&entry).unwrap();
+        let read = stored_entries("b1", &alone);
+        assert_eq!(read.calls, vec![("b1".to_string(), entry)]);
+        assert_eq!(read.prev, None);
+        assert!(stored_entries("g.0a", b"garbage").calls.is_empty());
+        assert!(stored_entries("b1", b"garbage").calls.is_empty());
     }
 
     /// The per-job prefix gives exactly the keys of [`key_identified`]

@@ -127,8 +127,30 @@ impl Pool {
         body: Bytes,
         max_body: usize,
     ) -> Result<Answer, Failed> {
+        self.send(Method::POST, endpoint, headers, body, max_body).await
+    }
+
+    /// GETs `endpoint` with `headers` and reads the whole answer (at most
+    /// `max_body` bytes).
+    pub(crate) async fn get(
+        &self,
+        endpoint: &Endpoint,
+        headers: &HeaderMap,
+        max_body: usize,
+    ) -> Result<Answer, Failed> {
+        self.send(Method::GET, endpoint, headers, Bytes::new(), max_body).await
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        endpoint: &Endpoint,
+        headers: &HeaderMap,
+        body: Bytes,
+        max_body: usize,
+    ) -> Result<Answer, Failed> {
         let mut request = Request::new(Full::new(body));
-        *request.method_mut() = Method::POST;
+        *request.method_mut() = method;
         *request.uri_mut() = endpoint.target.clone();
         let h = request.headers_mut();
         h.reserve(headers.len() + 2);

@@ -806,7 +806,7 @@ async fn call_model(
         .await;
     shared.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
     if let Ok(completion) = &call {
-        lookup.store(completion).await;
+        lookup.store(completion);
     }
     call.map(|c| (c, false)).map_err(Some)
 }

@@ -5,10 +5,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 use vigil_nats::topology::TopologyConfig;
-use vigil_protocol::{TokenUsage, subjects};
+use vigil_protocol::{CachePolicy, Item, Job, Prompt, TargetSpec, TokenUsage, subjects};
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
 use vigil_worker::backend::Completion;
-use vigil_worker::cache::{BATCH_KEYS, CachedResponse, ResponseCache};
+use vigil_worker::cache::{BATCH_KEYS, CachedResponse, JobLookups, ResponseCache};
+use vigil_worker::identity::Identity;
 
 fn completion(text: &str) -> Completion {
     Completion {
@@ -141,4 +142,171 @@ async fn a_job_s_writes_all_land_and_read_back_as_written() {
         stream.info().await.unwrap().state.messages,
         total as u64 + 2
     );
+}
+
+/// A job of `prompts` (their numbers), `samples` calls each, with the cache on.
+fn job_of(prompts: impl IntoIterator<Item = usize>, samples: u32) -> Job {
+    Job {
+        target: TargetSpec {
+            model: "m".into(),
+            base_url: "http://h/v1".into(),
+            ..Default::default()
+        },
+        items: prompts
+            .into_iter()
+            .map(|i| Item {
+                index: i as u64,
+                id: i.to_string(),
+                prompt: Prompt::Completion(format!("prompt {i}")),
+                ..Default::default()
+            })
+            .collect(),
+        cache: Some(CachePolicy {
+            enabled: true,
+            ttl_s: Some(3600),
+        }),
+        samples,
+        ..Default::default()
+    }
+}
+
+/// The answer to sample `s` of prompt `i`, `pad` bytes long at least.
+fn answer(i: u64, s: u32, pad: usize) -> String {
+    format!("answer {i}.{s} {}", "x".repeat(pad))
+}
+
+/// Runs `job` as the worker does: every miss answered and kept, the job's
+/// writes made, then a put awaited to its acknowledgement (all stored).
+/// Returns the calls the cache answered, each checked against its answer.
+async fn run_job(
+    js: &async_nats::jetstream::Context,
+    cache: &ResponseCache,
+    job: &Job,
+    pad: usize,
+) -> usize {
+    let lookups = JobLookups::read(Some(cache), job, &Identity::NotReported).await;
+    let mut hits = 0;
+    for (position, item) in job.items.iter().enumerate() {
+        for s in 0..job.samples.max(1) {
+            let lookup = lookups.lookup(position, s);
+            match &lookup.hit {
+                Some(hit) => {
+                    assert_eq!(hit.text, answer(item.index, s, pad));
+                    hits += 1;
+                }
+                None => lookup.store(&completion(&answer(item.index, s, pad))),
+            }
+        }
+    }
+    assert_eq!(lookups.hits(), hits);
+    lookups.write().await;
+    settle(js).await;
+    hits
+}
+
+/// A put awaited to its acknowledgement: what was published before is stored.
+async fn settle(js: &async_nats::jetstream::Context) {
+    let kv = js.get_key_value(subjects::KV_CACHE).await.unwrap();
+    kv.put("settle", "marker".into()).await.unwrap();
+}
+
+async fn messages(js: &async_nats::jetstream::Context) -> u64 {
+    let mut stream = js.get_stream("KV_vigil-cache").await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+/// The groups a job's keys make, by the documented rule: one entry per key
+/// starting with `0` (and the keys after it), one for the keys before the
+/// first such key; each key alone when none does.
+fn expected_entries(job: &Job) -> u64 {
+    let keys: Vec<String> = job
+        .items
+        .iter()
+        .flat_map(|item| {
+            (0..job.samples.max(1)).map(|s| {
+                let target = vigil_worker::sampling::target_for_sample(&job.target, s);
+                vigil_worker::cache::key(&target, &item.prompt)
+            })
+        })
+        .collect();
+    let anchors = keys.iter().filter(|k| k.starts_with('0')).count() as u64;
+    match (anchors, keys[0].starts_with('0')) {
+        (0, _) => keys.len() as u64,
+        (n, true) => n,
+        (n, false) => n + 1,
+    }
+}
+
+#[tokio::test]
+async fn a_job_s_answers_are_stored_in_groups_and_found_again_however_the_jobs_are_cut() {
+    let (_nats, js, cache) = open_cache().await;
+    settle(&js).await;
+    let marker = messages(&js).await;
+
+    // A cold job: nothing found, one entry per group (far fewer than calls).
+    let cold = job_of(0..512, 1);
+    assert_eq!(run_job(&js, &cache, &cold, 0).await, 0);
+    let stored = messages(&js).await - marker;
+    assert_eq!(stored, expected_entries(&cold));
+    assert!(stored < 512 / 8, "{stored} entries for 512 calls");
+
+    // The same calls again: all found, nothing written.
+    assert_eq!(run_job(&js, &cache, &cold, 0).await, 512);
+    assert_eq!(messages(&js).await - marker, stored);
+
+    // A line added at the top and jobs of 100: every old call is found but
+    // at most the one each new job starts with that the old one ended with.
+    let mut misses = 0;
+    let lines: Vec<usize> = std::iter::once(9_999).chain(0..512).collect();
+    for chunk in lines.chunks(100) {
+        let job = job_of(chunk.iter().copied(), 1);
+        misses += job.items.len() - run_job(&js, &cache, &job, 0).await;
+    }
+    assert!(misses <= 1 + 6, "{misses} of 513 calls missed");
+    // Once written in the new cut, all of them are found in it.
+    for chunk in lines.chunks(100) {
+        let job = job_of(chunk.iter().copied(), 1);
+        assert_eq!(run_job(&js, &cache, &job, 0).await, job.items.len());
+    }
+    // The original cut still finds every call (groups keep the calls of
+    // other cuts they held).
+    assert_eq!(run_job(&js, &cache, &cold, 0).await, 512);
+
+    // A prompt the job sends twice: both calls answered, stored once.
+    let twice = job_of((2000..2100).chain(2000..2030), 1);
+    assert_eq!(run_job(&js, &cache, &twice, 0).await, 0);
+    let written = messages(&js).await;
+    assert_eq!(run_job(&js, &cache, &twice, 0).await, 130);
+    assert_eq!(messages(&js).await, written, "nothing written again");
+
+    // Samples are calls of their own, grouped the same way.
+    let sampled = job_of(1000..1100, 3);
+    assert_eq!(run_job(&js, &cache, &sampled, 0).await, 0);
+    assert_eq!(run_job(&js, &cache, &sampled, 0).await, 300);
+}
+
+#[tokio::test]
+async fn calls_beyond_a_group_s_size_and_calls_stored_alone_are_found() {
+    let (_nats, js, cache) = open_cache().await;
+
+    // 40 KiB answers: a group holds a few, the rest are stored alone.
+    let big = job_of(0..128, 1);
+    assert_eq!(run_job(&js, &cache, &big, 40 * 1024).await, 0);
+    assert_eq!(run_job(&js, &cache, &big, 40 * 1024).await, 128);
+
+    // Entries an older vigil stored one per call: found, then regrouped.
+    let old = job_of(500..628, 1);
+    for item in &old.items {
+        cache
+            .put(
+                &vigil_worker::cache::key(&old.target, &item.prompt),
+                &completion(&answer(item.index, 0, 0)),
+            )
+            .await;
+    }
+    settle(&js).await;
+    let before = messages(&js).await;
+    assert_eq!(run_job(&js, &cache, &old, 0).await, 128);
+    assert!(messages(&js).await > before, "the job's groups were written");
+    assert_eq!(run_job(&js, &cache, &old, 0).await, 128);
 }
