@@ -82,7 +82,7 @@ impl BenchConfig {
             vigil,
             zero_latency_items: 50_000,
             zero_latency_concurrency: 64,
-            repeats: 2,
+            repeats: 4,
             shard_size: None,
             latency_ms: 200,
             latency_concurrency: vec![32, 256, 1024],

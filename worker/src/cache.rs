@@ -11,6 +11,11 @@
 //! The API key is not part of it (it never changes what a model answers, and
 //! must never be hashed into a shared store).
 //!
+//! A job's answers are stored in groups of about 16 calls cut at anchor
+//! keys ([`JobLookups`]: one entry per group, found again however later runs
+//! cut their jobs), read in one batch request per job and written together
+//! when the job's calls are done.
+//!
 //! Whether a job may use the cache is the coordinator's decision, carried by
 //! the job ([`vigil_protocol::CachePolicy`]): off unless the suite or
 //! `vigil run --cache` asks for it. The TTL is checked when reading (each
@@ -53,7 +58,13 @@ pub struct ResponseCache {
     kv: kv::Store,
     /// The context the bucket was opened with: writes are published on it.
     js: jetstream::Context,
+    /// The (run, marker) pairs whose first read found nothing at all
+    /// ([`JobLookups::read`]): later jobs of that run skip their reads.
+    cold: std::sync::Arc<Mutex<std::collections::HashSet<(String, String)>>>,
 }
+
+/// Runs and targets a worker remembers as cold before it forgets them all.
+const MAX_COLD: usize = 4096;
 
 impl std::fmt::Debug for ResponseCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +150,9 @@ fn key_document(
 /// building the whole document per item cost more than the model call's
 /// own JSON.
 pub struct KeyPrefix {
+    /// The entry that says the bucket holds answers of this target, model
+    /// and parameters: `m.<SHA-256 of the document without its prompt>`.
+    marker: String,
     /// SHA-256 state after the document's text before the prompt.
     head: Sha256,
     /// The document's text after the prompt.
@@ -154,6 +168,7 @@ impl KeyPrefix {
         let mark = serde_json::to_string(MARK).expect("a string serialises");
         let at = text.find(&mark).expect("the document holds the mark");
         KeyPrefix {
+            marker: format!("{MARKER}{}", hex::encode(Sha256::digest(text.as_bytes()))),
             head: Sha256::new_with_prefix(&text[..at]),
             tail: text[at + mark.len()..].to_string(),
         }
@@ -214,7 +229,11 @@ impl ResponseCache {
     ) -> Result<Self, vigil_nats::topology::TopologyError> {
         vigil_nats::topology::ensure_cache_bucket(js, topology)
             .await
-            .map(|kv| ResponseCache { kv, js: js.clone() })
+            .map(|kv| ResponseCache {
+                kv,
+                js: js.clone(),
+                cold: Default::default(),
+            })
     }
 
     /// The cached response of `key`, unless missing, unreadable or older than `ttl_s`.
@@ -485,6 +504,8 @@ fn is_anchor(key: &str) -> bool {
 const GROUP: &str = "g.";
 /// The entry of the calls before a job's first anchor, named by that anchor.
 const HEAD: &str = "h.";
+/// The entry that marks a target's answers as stored ([`KeyPrefix`]).
+const MARKER: &str = "m.";
 /// A group entry's largest size: its calls beyond it get entries of their own.
 const GROUP_MAX_BYTES: usize = 256 * 1024;
 
@@ -633,6 +654,8 @@ impl Found<'_> {
 /// ([`ResponseCache::read_many`]): no item waits on a lookup of its own.
 pub struct JobLookups<'a> {
     cache: Option<&'a ResponseCache>,
+    /// The target's marker entry ([`KeyPrefix`]), put with every write.
+    marker: String,
     /// Calls per item (its samples).
     samples: usize,
     /// Per call (item by item in the job's order, sample by sample): its key.
@@ -661,6 +684,7 @@ impl<'a> JobLookups<'a> {
     /// No cache for this job: nothing looked up, nothing stored.
     fn none() -> Self {
         JobLookups {
+            marker: String::new(),
             cache: None,
             samples: 0,
             keys: Vec::new(),
@@ -679,12 +703,15 @@ impl<'a> JobLookups<'a> {
     /// identity is part of the key, and a model whose identity could not be
     /// read ([`Identity::Unavailable`]) bypasses the cache (no lookup, no store).
     ///
-    /// One batch read asks for the job's [`Group`] entries and the first
-    /// call's own entry. When it found some calls but not all, a second asks
-    /// for the missing calls' own entries (stored alone: by an older vigil,
-    /// or beyond a group's size) and, for calls before the job's first
-    /// anchor, the group its entry links to; a cold job, where nothing was
-    /// found, asks nothing more.
+    /// One batch read asks for the job's group entries, the first call's
+    /// own entry and the target's marker ([`KeyPrefix`]). When it found some
+    /// calls but not all, a second asks for the missing calls' own entries
+    /// (stored alone: by an older vigil, or beyond a group's size) and, for
+    /// calls before the job's first anchor, the group its entry links to; a
+    /// cold job, where nothing was found, asks nothing more. When not even
+    /// the marker was found, nothing of this target, model and parameters is
+    /// stored: the run's later jobs on this worker skip their reads (a model
+    /// or parameters never run before cost no lookup per job).
     pub async fn read(
         cache: Option<&'a ResponseCache>,
         job: &Job,
@@ -709,6 +736,9 @@ impl<'a> JobLookups<'a> {
             .flat_map(|item| prefixes.iter().map(|p| p.key(&item.prompt)))
             .collect();
         let groups = groups(&keys);
+        let marker = prefixes[0].marker.clone();
+        let run = (job.run_id.clone(), marker.clone());
+        let cold = cache.cold.lock().unwrap_or_else(|e| e.into_inner()).contains(&run);
         let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         // The first call's own entry too: a job whose calls an older vigil
         // stored one by one is found warm, and read call by call below.
@@ -716,11 +746,25 @@ impl<'a> JobLookups<'a> {
         if probe {
             names.push(&keys[0]);
         }
-        let stored = cache.read_many(&names).await;
+        names.push(&marker);
+        let stored = match cold {
+            true => HashMap::new(),
+            false => cache.read_many(&names).await,
+        };
 
-        // A cold job (nothing stored) ends here: nothing to index.
+        // A cold job (nothing stored) ends here: nothing to index. Nothing
+        // at all, not even the marker: no answer of this target, model and
+        // parameters is stored, and the run's later jobs need not ask.
         if stored.is_empty() {
+            if !cold {
+                let mut remembered = cache.cold.lock().unwrap_or_else(|e| e.into_inner());
+                if remembered.len() >= MAX_COLD {
+                    remembered.clear();
+                }
+                remembered.insert(run);
+            }
             return JobLookups {
+                marker,
                 hits: vec![None; keys.len()],
                 in_own_group: vec![false; keys.len()],
                 first: (0..keys.len()).collect(),
@@ -795,6 +839,7 @@ impl<'a> JobLookups<'a> {
             ..
         } = found;
         JobLookups {
+            marker,
             cache: Some(cache),
             samples,
             keys,
@@ -897,6 +942,8 @@ impl<'a> JobLookups<'a> {
             }
         }
         if !entries.is_empty() {
+            // The marker last: never older than the entries it vouches for.
+            entries.push((self.marker.clone(), b"1".to_vec()));
             cache.write(entries).await;
         }
     }

@@ -175,15 +175,33 @@ fn answer(i: u64, s: u32, pad: usize) -> String {
     format!("answer {i}.{s} {}", "x".repeat(pad))
 }
 
-/// Runs `job` as the worker does: every miss answered and kept, the job's
-/// writes made, then a put awaited to its acknowledgement (all stored).
-/// Returns the calls the cache answered, each checked against its answer.
+/// Runs `job` in a run of its own ([`run_job_in`]).
 async fn run_job(
     js: &async_nats::jetstream::Context,
     cache: &ResponseCache,
     job: &Job,
     pad: usize,
 ) -> usize {
+    static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    run_job_in(js, cache, job, pad, &format!("run-{run}")).await
+}
+
+/// Runs `job` as a job of run `run`, as the worker does: every miss
+/// answered and kept, the job's writes made, then a put awaited to its
+/// acknowledgement (all stored). Returns the calls the cache answered,
+/// each checked against its answer.
+async fn run_job_in(
+    js: &async_nats::jetstream::Context,
+    cache: &ResponseCache,
+    job: &Job,
+    pad: usize,
+    run: &str,
+) -> usize {
+    let job = &Job {
+        run_id: run.to_string(),
+        ..job.clone()
+    };
     let lookups = JobLookups::read(Some(cache), job, &Identity::NotReported).await;
     let mut hits = 0;
     for (position, item) in job.items.iter().enumerate() {
@@ -215,9 +233,9 @@ async fn messages(js: &async_nats::jetstream::Context) -> u64 {
     stream.info().await.unwrap().state.messages
 }
 
-/// The groups a job's keys make, by the documented rule: one entry per key
+/// The entries a cold job's keys make, by the documented rule: one per key
 /// starting with `0` (and the keys after it), one for the keys before the
-/// first such key; each key alone when none does.
+/// first such key, each key alone when none does; and the target's marker.
 fn expected_entries(job: &Job) -> u64 {
     let keys: Vec<String> = job
         .items
@@ -230,7 +248,7 @@ fn expected_entries(job: &Job) -> u64 {
         })
         .collect();
     let anchors = keys.iter().filter(|k| k.starts_with('0')).count() as u64;
-    match (anchors, keys[0].starts_with('0')) {
+    1 + match (anchors, keys[0].starts_with('0')) {
         (0, _) => keys.len() as u64,
         (n, true) => n,
         (n, false) => n + 1,
@@ -309,4 +327,20 @@ async fn calls_beyond_a_group_s_size_and_calls_stored_alone_are_found() {
     assert_eq!(run_job(&js, &cache, &old, 0).await, 128);
     assert!(messages(&js).await > before, "the job's groups were written");
     assert_eq!(run_job(&js, &cache, &old, 0).await, 128);
+}
+
+#[tokio::test]
+async fn a_run_whose_first_job_finds_nothing_reads_no_more_and_the_next_run_reads() {
+    let (_nats, js, cache) = open_cache().await;
+
+    // Run 1: its first job finds nothing stored for the target at all, so
+    // its later jobs do not read, even for answers stored meanwhile.
+    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "one").await, 0);
+    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "one").await, 0);
+    // Run 2 reads, and finds them.
+    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "two").await, 64);
+    // Run 3's first job is new items of a target with answers stored: it
+    // still reads, and its later jobs find theirs.
+    assert_eq!(run_job_in(&js, &cache, &job_of(100..164, 1), 0, "three").await, 0);
+    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "three").await, 64);
 }
