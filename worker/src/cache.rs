@@ -392,9 +392,10 @@ impl ResponseCache {
                 continue;
             };
             if i < last {
+                // One entry refused (larger than the server takes) loses
+                // only itself.
                 if let Err(e) = client.publish(subject, bytes.into()).await {
-                    tracing::debug!(error = %e, "could not store responses in the cache");
-                    return;
+                    tracing::debug!(error = %e, "could not store a response in the cache");
                 }
                 continue;
             }
@@ -508,6 +509,26 @@ const HEAD: &str = "h.";
 const MARKER: &str = "m.";
 /// A group entry's largest size: its calls beyond it get entries of their own.
 const GROUP_MAX_BYTES: usize = 256 * 1024;
+
+impl ResponseCache {
+    /// The largest group entry written: [`GROUP_MAX_BYTES`], at most half
+    /// the server's `max_payload` and at most the bucket's own message size
+    /// limit, when it has one.
+    fn group_max_bytes(&self) -> usize {
+        let payload = self.js.client().server_info().max_payload;
+        let bucket = self.kv.stream.cached_info().config.max_message_size;
+        let mut max = GROUP_MAX_BYTES;
+        if payload > 0 {
+            max = max.min(payload / 2);
+        }
+        if let Ok(bucket) = usize::try_from(bucket)
+            && bucket > 0
+        {
+            max = max.min(bucket);
+        }
+        max
+    }
+}
 
 /// The calls of a job (keys in the order of items and samples) that share
 /// one entry of the bucket.
@@ -884,6 +905,7 @@ impl<'a> JobLookups<'a> {
             answers[*call] = Some(entry);
             is_fresh[*call] = true;
         }
+        let max_bytes = cache.group_max_bytes();
         let mut entries = Vec::new();
         for (i, group) in self.groups.iter().enumerate() {
             let changed = group.calls.clone().any(|call| {
@@ -911,7 +933,7 @@ impl<'a> JobLookups<'a> {
                     continue;
                 }
                 let entry_size = entry_size(key, entry);
-                if members.is_empty() || size + entry_size <= GROUP_MAX_BYTES {
+                if size + entry_size <= max_bytes {
                     size += entry_size;
                     members.push((key, entry));
                 } else if is_fresh[call] {
@@ -922,10 +944,13 @@ impl<'a> JobLookups<'a> {
             }
             for (key, entry) in self.others.get(&group.name).into_iter().flatten() {
                 let entry_size = entry_size(key, entry);
-                if size + entry_size <= GROUP_MAX_BYTES {
+                if size + entry_size <= max_bytes {
                     size += entry_size;
                     members.push((key, entry));
                 }
+            }
+            if members.is_empty() {
+                continue;
             }
             // The anchor before this group's in the job, else as stored.
             let prev = match i.checked_sub(1).map(|i| &self.groups[i].name) {

@@ -344,3 +344,28 @@ async fn a_run_whose_first_job_finds_nothing_reads_no_more_and_the_next_run_read
     assert_eq!(run_job_in(&js, &cache, &job_of(100..164, 1), 0, "three").await, 0);
     assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "three").await, 64);
 }
+
+#[tokio::test]
+async fn groups_stay_within_a_small_max_payload() {
+    // A server that takes at most 64 KiB per message: groups of 20 KiB
+    // answers stay within half of it, and every answer is found again.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("small.conf");
+    std::fs::write(&config, "max_payload: 65536\n").unwrap();
+    let nats = NatsServer::start(NatsServerConfig {
+        config_file: Some(config),
+        ..Default::default()
+    })
+    .await
+    .expect("nats-server starts (scripts/setup.sh installs it)");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    assert_eq!(client.server_info().max_payload, 65536);
+    let js = async_nats::jetstream::new(client);
+    let cache = ResponseCache::open(&js, &TopologyConfig::default())
+        .await
+        .unwrap();
+
+    let job = job_of(0..128, 1);
+    assert_eq!(run_job(&js, &cache, &job, 20 * 1024).await, 0);
+    assert_eq!(run_job(&js, &cache, &job, 20 * 1024).await, 128);
+}
