@@ -661,7 +661,11 @@ impl Found<'_> {
                     held.push(call);
                     self.hits[call] = Some(hit);
                 }
-                None => self.others.entry(name.to_string()).or_default().push((key, hit)),
+                None => self
+                    .others
+                    .entry(name.to_string())
+                    .or_default()
+                    .push((key, hit)),
             }
         }
         if let Some(prev) = entry.prev {
@@ -748,7 +752,10 @@ impl<'a> JobLookups<'a> {
         let prefixes: Vec<KeyPrefix> = (0..samples as u32)
             .map(|i| match i {
                 0 => KeyPrefix::new(&job.target, identity),
-                i => KeyPrefix::new(&crate::sampling::target_for_sample(&job.target, i), identity),
+                i => KeyPrefix::new(
+                    &crate::sampling::target_for_sample(&job.target, i),
+                    identity,
+                ),
             })
             .collect();
         let keys: Vec<String> = job
@@ -759,7 +766,11 @@ impl<'a> JobLookups<'a> {
         let groups = groups(&keys);
         let marker = prefixes[0].marker.clone();
         let run = (job.run_id.clone(), marker.clone());
-        let cold = cache.cold.lock().unwrap_or_else(|e| e.into_inner()).contains(&run);
+        let cold = cache
+            .cold
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&run);
         let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         // The first call's own entry too: a job whose calls an older vigil
         // stored one by one is found warm, and read call by call below.
@@ -798,8 +809,7 @@ impl<'a> JobLookups<'a> {
                 fresh: Mutex::default(),
             };
         }
-        let mut calls =
-            foldhash::HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+        let mut calls = foldhash::HashMap::with_capacity_and_hasher(keys.len(), Default::default());
         for (call, key) in keys.iter().enumerate().rev() {
             calls.insert(key.as_str(), call);
         }
@@ -883,7 +893,10 @@ impl<'a> JobLookups<'a> {
                 at: Some((call, self)),
                 hit: hit.clone().map(cached_completion),
             },
-            _ => Lookup { at: None, hit: None },
+            _ => Lookup {
+                at: None,
+                hit: None,
+            },
         }
     }
 
@@ -954,7 +967,9 @@ impl<'a> JobLookups<'a> {
             }
             // The anchor before this group's in the job, else as stored.
             let prev = match i.checked_sub(1).map(|i| &self.groups[i].name) {
-                Some(before) if before.starts_with(GROUP) => Some(before[GROUP.len()..].to_string()),
+                Some(before) if before.starts_with(GROUP) => {
+                    Some(before[GROUP.len()..].to_string())
+                }
                 _ => self.links.get(&group.name).cloned(),
             };
             let entry = GroupEntry {

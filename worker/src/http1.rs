@@ -127,7 +127,8 @@ impl Pool {
         body: Bytes,
         max_body: usize,
     ) -> Result<Answer, Failed> {
-        self.send(Method::POST, endpoint, headers, body, max_body).await
+        self.send(Method::POST, endpoint, headers, body, max_body)
+            .await
     }
 
     /// GETs `endpoint` with `headers` and reads the whole answer (at most
@@ -138,7 +139,8 @@ impl Pool {
         headers: &HeaderMap,
         max_body: usize,
     ) -> Result<Answer, Failed> {
-        self.send(Method::GET, endpoint, headers, Bytes::new(), max_body).await
+        self.send(Method::GET, endpoint, headers, Bytes::new(), max_body)
+            .await
     }
 
     async fn send(

@@ -325,7 +325,10 @@ async fn calls_beyond_a_group_s_size_and_calls_stored_alone_are_found() {
     settle(&js).await;
     let before = messages(&js).await;
     assert_eq!(run_job(&js, &cache, &old, 0).await, 128);
-    assert!(messages(&js).await > before, "the job's groups were written");
+    assert!(
+        messages(&js).await > before,
+        "the job's groups were written"
+    );
     assert_eq!(run_job(&js, &cache, &old, 0).await, 128);
 }
 
@@ -335,14 +338,29 @@ async fn a_run_whose_first_job_finds_nothing_reads_no_more_and_the_next_run_read
 
     // Run 1: its first job finds nothing stored for the target at all, so
     // its later jobs do not read, even for answers stored meanwhile.
-    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "one").await, 0);
-    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "one").await, 0);
+    assert_eq!(
+        run_job_in(&js, &cache, &job_of(0..64, 1), 0, "one").await,
+        0
+    );
+    assert_eq!(
+        run_job_in(&js, &cache, &job_of(0..64, 1), 0, "one").await,
+        0
+    );
     // Run 2 reads, and finds them.
-    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "two").await, 64);
+    assert_eq!(
+        run_job_in(&js, &cache, &job_of(0..64, 1), 0, "two").await,
+        64
+    );
     // Run 3's first job is new items of a target with answers stored: it
     // still reads, and its later jobs find theirs.
-    assert_eq!(run_job_in(&js, &cache, &job_of(100..164, 1), 0, "three").await, 0);
-    assert_eq!(run_job_in(&js, &cache, &job_of(0..64, 1), 0, "three").await, 64);
+    assert_eq!(
+        run_job_in(&js, &cache, &job_of(100..164, 1), 0, "three").await,
+        0
+    );
+    assert_eq!(
+        run_job_in(&js, &cache, &job_of(0..64, 1), 0, "three").await,
+        64
+    );
 }
 
 #[tokio::test]
