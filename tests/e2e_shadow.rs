@@ -255,7 +255,13 @@ async fn worse_better_and_equal_candidates_are_called_right() {
         .collect();
     assert_eq!(waves.len(), 10, "{v}");
     for id in waves {
-        let wave = vigil_coordinator::history::find(&js, id).await.unwrap();
+        let wave = vigil_coordinator::history::find(
+            &js,
+            id,
+            vigil_coordinator::history::LIST_RETRY_WINDOW,
+        )
+        .await
+        .unwrap();
         assert!(
             wave.comparison.is_none(),
             "wave {id} compared with {:?}",

@@ -24,6 +24,7 @@ use vigil_protocol::{Comparison, RunSummary};
 /// else the latest passing run of the same suite and target). With
 /// `compare` false (a shadow wave, [`crate::run::RunConfig::no_baseline`]) the
 /// scores are stored and nothing is compared.
+#[allow(clippy::too_many_arguments)] // the run's parts it reads; a struct would only rename them
 pub async fn compare_with_baseline(
     js: &jetstream::Context,
     suite: &Suite,
@@ -32,6 +33,7 @@ pub async fn compare_with_baseline(
     summary: &mut RunSummary,
     explicit: Option<&str>,
     compare: bool,
+    retry: std::time::Duration,
 ) {
     let mut scores = aggregate.run_scores(&summary.run_id);
     fill_missing_ids(suite, renderer, &mut scores).await;
@@ -47,6 +49,7 @@ pub async fn compare_with_baseline(
         &summary.target,
         explicit,
         &summary.run_id,
+        retry,
     )
     .await
     {

@@ -69,7 +69,7 @@ pub fn filter(suite: Option<&str>, target: Option<&str>) -> String {
     }
 }
 
-/// How long [`list`] keeps retrying a read that JetStream did not answer (a
+/// How long [`list`] and [`find`] keep retrying a read that JetStream did not answer (a
 /// stream leader election after a server loss) before it gives up, for a
 /// caller without a configured JetStream timeout (`VIGIL_JS_TIMEOUT_S`).
 pub const LIST_RETRY_WINDOW: Duration = Duration::from_secs(10);
@@ -146,14 +146,19 @@ async fn list_once(
     }
 }
 
-/// The summary of run `run_id`.
-pub async fn find(js: &jetstream::Context, run_id: &str) -> Result<RunSummary, HistoryError> {
+/// The summary of run `run_id`; an unanswered read is retried for `retry`
+/// (as [`list`] does).
+pub async fn find(
+    js: &jetstream::Context,
+    run_id: &str,
+    retry: Duration,
+) -> Result<RunSummary, HistoryError> {
     // The run-state KV says where the summary is; without it, scan everything.
     let (suite, target) = match run_state(js, run_id).await {
         Some((s, t)) => (Some(s), Some(t)),
         None => (None, None),
     };
-    list(js, suite.as_deref(), target.as_deref(), LIST_RETRY_WINDOW)
+    list(js, suite.as_deref(), target.as_deref(), retry)
         .await?
         .into_iter()
         .rev()
@@ -224,28 +229,30 @@ impl BaselineSource {
     }
 }
 
-/// The baseline of a run of `suite` against `target` (never the run itself).
+/// The baseline of a run of `suite` against `target` (never the run itself);
+/// unanswered reads are retried for `retry` (as [`list`] does).
 pub async fn resolve_baseline(
     js: &jetstream::Context,
     suite: &str,
     target: &str,
     explicit: Option<&str>,
     current_run_id: &str,
+    retry: Duration,
 ) -> Result<Option<(RunSummary, BaselineSource)>, HistoryError> {
     if let Some(id) = explicit {
-        return Ok(Some((find(js, id).await?, BaselineSource::Flag)));
+        return Ok(Some((find(js, id, retry).await?, BaselineSource::Flag)));
     }
     if let Some(id) = pinned(js, suite, target).await
         && id != current_run_id
     {
-        match find(js, &id).await {
+        match find(js, &id, retry).await {
             Ok(s) => return Ok(Some((s, BaselineSource::Pinned))),
             Err(e) => {
                 tracing::warn!(baseline = %id, error = %e, "pinned baseline not found; using the latest passing run")
             }
         }
     }
-    Ok(list(js, Some(suite), Some(target), LIST_RETRY_WINDOW)
+    Ok(list(js, Some(suite), Some(target), retry)
         .await?
         .into_iter()
         .rev()

@@ -398,8 +398,9 @@ impl Drop for WatchGuard {
 pub async fn finished_summary(
     js: &jetstream::Context,
     run_id: &str,
+    retry: std::time::Duration,
 ) -> Result<vigil_protocol::RunSummary, ResumeError> {
-    crate::history::find(js, run_id)
+    crate::history::find(js, run_id, retry)
         .await
         .map_err(|e| ResumeError::SummaryGone {
             run_id: run_id.to_string(),

@@ -271,7 +271,9 @@ async fn run_in_span(
     let state = match recorded {
         Some(recorded) => {
             resume::check_same(&run_id, &recorded, &fresh)?;
-            if let Some(outcome) = ended_run(&js, &run_id, &recorded).await? {
+            if let Some(outcome) =
+                ended_run(&js, &run_id, &recorded, config.topology.api_deadline).await?
+            {
                 return Ok(outcome);
             }
             tracing::info!(%run_id, status = %recorded.status, dispatched_jobs = recorded.dispatched_jobs,
@@ -528,6 +530,7 @@ async fn run_in_span(
         &mut summary,
         config.baseline.as_deref(),
         !config.no_baseline,
+        config.topology.api_deadline,
     )
     .await;
     gates::apply(&suite.gates, Some(suite.error_budget), &mut summary);
@@ -571,10 +574,11 @@ async fn ended_run(
     js: &jetstream::Context,
     run_id: &str,
     recorded: &RunState,
+    retry: std::time::Duration,
 ) -> Result<Option<RunOutcome>, RunError> {
     match recorded.status.as_str() {
         resume::STATUS_FINISHED => {
-            let summary = resume::finished_summary(js, run_id).await?;
+            let summary = resume::finished_summary(js, run_id, retry).await?;
             tracing::info!(%run_id, finished_at = %summary.finished_at, passed = summary.passed,
                 "run already finished: its stored summary, nothing published");
             Ok(Some(RunOutcome {

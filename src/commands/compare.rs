@@ -10,10 +10,10 @@ use vigil_protocol::Comparison;
 
 pub async fn run(args: CompareArgs) -> CommandResult {
     let store = open_store(&args.store, "vigil-compare").await?;
-    let base = history::find(&store.js, &args.baseline)
+    let base = history::find(&store.js, &args.baseline, store.js_timeout)
         .await
         .map_err(history_error)?;
-    let cand = history::find(&store.js, &args.candidate)
+    let cand = history::find(&store.js, &args.candidate, store.js_timeout)
         .await
         .map_err(history_error)?;
     let opts = CompareOptions {

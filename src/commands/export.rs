@@ -22,7 +22,7 @@ pub async fn run(args: ExportArgs) -> CommandResult {
     let store = open_store(&args.store, "vigil-export").await?;
     let js = &store.js;
     // The summary bounds the indices; a run that never finished has none.
-    let items_total = history::find(js, &args.run)
+    let items_total = history::find(js, &args.run, store.js_timeout)
         .await
         .ok()
         .map(|s| s.items_total);

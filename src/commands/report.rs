@@ -11,7 +11,7 @@ use vigil_coordinator::report::{ReportInput, html, junit, markdown};
 
 pub async fn run(args: ReportArgs) -> CommandResult {
     let store = open_store(&args.store, "vigil-report").await?;
-    let summary = history::find(&store.js, &args.run)
+    let summary = history::find(&store.js, &args.run, store.js_timeout)
         .await
         .map_err(history_error)?;
     let runs = history::list(

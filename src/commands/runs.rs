@@ -83,7 +83,7 @@ pub async fn run(args: RunsArgs) -> CommandResult {
         }
         RunsCommand::Show { run, store } => {
             let store = open_store(&store, "vigil-runs").await?;
-            let summary = history::find(&store.js, &run)
+            let summary = history::find(&store.js, &run, store.js_timeout)
                 .await
                 .map_err(history_error)?;
             outln!("{}", serde_json::to_string_pretty(&summary).infra_error()?);
@@ -91,7 +91,7 @@ pub async fn run(args: RunsArgs) -> CommandResult {
         }
         RunsCommand::Pin { run, store } => {
             let store = open_store(&store, "vigil-runs").await?;
-            let summary = history::find(&store.js, &run)
+            let summary = history::find(&store.js, &run, store.js_timeout)
                 .await
                 .map_err(history_error)?;
             history::pin(&store.js, &summary)

@@ -828,7 +828,10 @@ impl<'a> JobLookups<'a> {
         for group in &groups {
             if let Some(bytes) = stored.get(&group.name) {
                 for call in found.take(&group.name, bytes) {
-                    in_own_group[call] = group.calls.contains(&call);
+                    // Held by this group's entry (another's may hold it too).
+                    if group.calls.contains(&call) {
+                        in_own_group[call] = true;
+                    }
                 }
             }
         }
