@@ -41,6 +41,11 @@ pub struct RunConfig {
     pub run_id: Option<String>,
     /// Stream and consumer settings.
     pub topology: TopologyConfig,
+    /// A JetStream context on the run's client whose streams and buckets the
+    /// caller already ensured with `topology` for the suite's pool (`vigil
+    /// run` does it once, while the suite is checked); `None`: the run
+    /// ensures them itself.
+    pub jetstream: Option<async_nats::jetstream::Context>,
     /// Most job publishes awaiting their PubAck.
     pub max_in_flight_publishes: usize,
     /// Receives a progress snapshot about twice a second.
@@ -81,6 +86,7 @@ impl RunConfig {
             target: target.into(),
             run_id: None,
             topology: TopologyConfig::default(),
+            jetstream: None,
             max_in_flight_publishes: 256,
             progress: None,
             dataset_check: None,
@@ -245,7 +251,10 @@ async fn run_in_span(
         }
     };
 
-    let js = ensure_topology(&client, &config.topology, &suite.pool).await?;
+    let js = match &config.jetstream {
+        Some(js) => js.clone(),
+        None => ensure_topology(&client, &config.topology, &suite.pool).await?,
+    };
     let run_id = config
         .run_id
         .clone()

@@ -110,7 +110,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
             .filter_map(|t| run_id_of(&suite, t))
             .collect();
         _fetched = crate::commands::dataset::fetch_for_suite(&js, &mut suite, &run_ids).await?;
-        connection = Some(session);
+        connection = Some((session, js));
     }
     let suite = Arc::new(suite);
     // Everything a run checks before publishing, checked once here for a clear
@@ -122,25 +122,31 @@ pub async fn run(args: RunArgs) -> CommandResult {
         move || vigil_coordinator::validate::check_suite(&suite, vigil_worker::scorers::check)
     });
     let connecting = async {
-        let session = match connection {
-            Some(session) => session,
-            None => {
+        let (session, ensured) = match connection {
+            Some((session, js)) => (session, Some(js)),
+            None => (
                 Session::connect_or_embedded(&args.nats, &args.state_dir, "vigil-coordinator")
-                    .await?
-            }
+                    .await?,
+                None,
+            ),
         };
-        // Also while the check runs: the streams and buckets (each run
-        // finds them in place), and the in-process workers' connections.
+        // Also while the check runs: the streams and buckets (once: every
+        // run is handed them), and the in-process workers' connections.
         let streams = async {
-            vigil_nats::topology::ensure_topology(&session.client, &topology, &suite.pool)
-                .await
-                .infra_error()
+            match ensured {
+                Some(js) => Ok(js),
+                None => {
+                    vigil_nats::topology::ensure_topology(&session.client, &topology, &suite.pool)
+                        .await
+                        .infra_error()
+                }
+            }
         };
         let worker_clients = futures::future::try_join_all(
             (0..args.workers).map(|_| session.another_client("vigil-embedded-worker")),
         );
-        let (_, worker_clients) = tokio::try_join!(streams, worker_clients)?;
-        Ok::<_, Failure>((session, worker_clients))
+        let (js, worker_clients) = tokio::try_join!(streams, worker_clients)?;
+        Ok::<_, Failure>((session, js, worker_clients))
     };
     let mut connecting = std::pin::pin!(connecting);
     let mut connected = None;
@@ -157,7 +163,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
     if args.workers > 0 {
         crate::commands::worker::check_suite_models(&suite)?;
     }
-    let (session, worker_clients) = match connected {
+    let (session, js, worker_clients) = match connected {
         Some(session) => session?,
         None => connecting.await?,
     };
@@ -246,6 +252,7 @@ pub async fn run(args: RunArgs) -> CommandResult {
         };
         config.metrics = Some(coordinator_metrics.clone());
         config.topology = topology.clone();
+        config.jetstream = Some(js.clone());
         config.require_resume = args.resume.is_some();
         config.baseline = args.baseline.clone();
         config.no_cache = args.no_cache;
