@@ -58,13 +58,74 @@ pub struct ResponseCache {
     kv: kv::Store,
     /// The context the bucket was opened with: writes are published on it.
     js: jetstream::Context,
-    /// The (run, marker) pairs whose first read found nothing at all
-    /// ([`JobLookups::read`]): later jobs of that run skip their reads.
-    cold: std::sync::Arc<Mutex<std::collections::HashSet<(String, String)>>>,
+    /// Per run and target (its marker): what this worker's reads of the
+    /// run's jobs found so far ([`RunReads`]).
+    runs: std::sync::Arc<Mutex<HashMap<(String, String), RunReads>>>,
 }
 
-/// Runs and targets a worker remembers as cold before it forgets them all.
-const MAX_COLD: usize = 4096;
+/// Runs and targets a worker remembers before it forgets them all.
+const MAX_RUNS: usize = 4096;
+
+/// What a worker's reads for one run and target found so far, and so
+/// whether the next job reads: a read costs nats-server about as much CPU as
+/// the rest of a 128-call job's cache work, and a cold run's reads find
+/// nothing.
+///
+/// - A read that found nothing at all, not even the target's marker: no
+///   answer of this target, model and parameters is stored (a model version
+///   or parameters never run before), and the run's later jobs read nothing.
+/// - [`EMPTY_STREAK`] jobs in a row whose reads found none of their calls
+///   (answers of other prompts are stored): later jobs read one in
+///   [`PROBE_EVERY`], and every job again as soon as one finds a call.
+#[derive(Debug, Default)]
+struct RunReads {
+    /// Jobs of the run this worker started.
+    jobs: u64,
+    /// Jobs in a row whose reads found none of their calls.
+    empty_streak: u32,
+    /// A read found nothing at all.
+    nothing_stored: bool,
+}
+
+/// Jobs in a row that found none of their calls before a run reads less.
+const EMPTY_STREAK: u32 = 4;
+/// Then one job in this many still reads.
+const PROBE_EVERY: u64 = 8;
+
+/// What one job's reads found.
+enum ReadOutcome {
+    /// No value at all (not even the marker).
+    NothingStored,
+    /// Values, but none of the job's calls.
+    NoCall,
+    /// Some of the job's calls.
+    Calls,
+}
+
+impl ResponseCache {
+    /// Whether the next job of `run` reads its entries ([`RunReads`]).
+    fn should_read(&self, run: &(String, String)) -> bool {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if runs.len() >= MAX_RUNS && !runs.contains_key(run) {
+            runs.clear();
+        }
+        let reads = runs.entry(run.clone()).or_default();
+        reads.jobs += 1;
+        !reads.nothing_stored
+            && (reads.empty_streak < EMPTY_STREAK || reads.jobs % PROBE_EVERY == 0)
+    }
+
+    /// Records what a job's reads found.
+    fn record_read(&self, run: &(String, String), outcome: ReadOutcome) {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        let reads = runs.entry(run.clone()).or_default();
+        match outcome {
+            ReadOutcome::NothingStored => reads.nothing_stored = true,
+            ReadOutcome::NoCall => reads.empty_streak += 1,
+            ReadOutcome::Calls => reads.empty_streak = 0,
+        }
+    }
+}
 
 impl std::fmt::Debug for ResponseCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -232,7 +293,7 @@ impl ResponseCache {
             .map(|kv| ResponseCache {
                 kv,
                 js: js.clone(),
-                cold: Default::default(),
+                runs: Default::default(),
             })
     }
 
@@ -733,10 +794,9 @@ impl<'a> JobLookups<'a> {
     /// calls but not all, a second asks for the missing calls' own entries
     /// (stored alone: by an older vigil, or beyond a group's size) and, for
     /// calls before the job's first anchor, the group its entry links to; a
-    /// cold job, where nothing was found, asks nothing more. When not even
-    /// the marker was found, nothing of this target, model and parameters is
-    /// stored: the run's later jobs on this worker skip their reads (a model
-    /// or parameters never run before cost no lookup per job).
+    /// cold job, where nothing was found, asks nothing more. Whether a job
+    /// reads at all depends on what the run's earlier jobs on this worker
+    /// found ([`RunReads`]): a cold run mostly does not.
     pub async fn read(
         cache: Option<&'a ResponseCache>,
         job: &Job,
@@ -766,11 +826,7 @@ impl<'a> JobLookups<'a> {
         let groups = groups(&keys);
         let marker = prefixes[0].marker.clone();
         let run = (job.run_id.clone(), marker.clone());
-        let cold = cache
-            .cold
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&run);
+        let read = cache.should_read(&run);
         let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         // The first call's own entry too: a job whose calls an older vigil
         // stored one by one is found warm, and read call by call below.
@@ -779,21 +835,15 @@ impl<'a> JobLookups<'a> {
             names.push(&keys[0]);
         }
         names.push(&marker);
-        let stored = match cold {
-            true => HashMap::new(),
-            false => cache.read_many(&names).await,
+        let stored = match read {
+            true => cache.read_many(&names).await,
+            false => HashMap::new(),
         };
 
-        // A cold job (nothing stored) ends here: nothing to index. Nothing
-        // at all, not even the marker: no answer of this target, model and
-        // parameters is stored, and the run's later jobs need not ask.
+        // A cold job (nothing stored) ends here: nothing to index.
         if stored.is_empty() {
-            if !cold {
-                let mut remembered = cache.cold.lock().unwrap_or_else(|e| e.into_inner());
-                if remembered.len() >= MAX_COLD {
-                    remembered.clear();
-                }
-                remembered.insert(run);
+            if read {
+                cache.record_read(&run, ReadOutcome::NothingStored);
             }
             return JobLookups {
                 marker,
@@ -859,6 +909,11 @@ impl<'a> JobLookups<'a> {
                 found.take(&name, &bytes);
             }
         }
+        let outcome = match found.hits.iter().any(Option::is_some) {
+            true => ReadOutcome::Calls,
+            false => ReadOutcome::NoCall,
+        };
+        cache.record_read(&run, outcome);
         // A key the job calls twice: each call has the answer.
         let first: Vec<usize> = keys.iter().map(|key| found.calls[key.as_str()]).collect();
         for (call, &first) in first.iter().enumerate() {

@@ -387,3 +387,33 @@ async fn groups_stay_within_a_small_max_payload() {
     assert_eq!(run_job(&js, &cache, &job, 20 * 1024).await, 0);
     assert_eq!(run_job(&js, &cache, &job, 20 * 1024).await, 128);
 }
+
+#[tokio::test]
+async fn a_run_whose_jobs_find_none_of_their_calls_reads_one_job_in_eight_until_one_does() {
+    let (_nats, js, cache) = open_cache().await;
+    // Answers of prompts 0..64 stored: the target's marker is there.
+    assert_eq!(run_job(&js, &cache, &job_of(0..64, 1), 0).await, 0);
+
+    // Four jobs of new prompts find none of their calls ...
+    for j in 0..4 {
+        let new = job_of(1000 + j * 32..1000 + (j + 1) * 32, 1);
+        assert_eq!(run_job_in(&js, &cache, &new, 0, "mixed").await, 0);
+    }
+    // ... so jobs 5 to 7 of the run do not read (their stored calls are
+    // called again), job 8 reads and finds its calls, and from then on
+    // every job reads again.
+    for _ in 5..8 {
+        assert_eq!(
+            run_job_in(&js, &cache, &job_of(0..32, 1), 0, "mixed").await,
+            0
+        );
+    }
+    assert_eq!(
+        run_job_in(&js, &cache, &job_of(32..64, 1), 0, "mixed").await,
+        32
+    );
+    assert_eq!(
+        run_job_in(&js, &cache, &job_of(0..32, 1), 0, "mixed").await,
+        32
+    );
+}
