@@ -112,7 +112,7 @@ impl ResponseCache {
         let reads = runs.entry(run.clone()).or_default();
         reads.jobs += 1;
         !reads.nothing_stored
-            && (reads.empty_streak < EMPTY_STREAK || reads.jobs % PROBE_EVERY == 0)
+            && (reads.empty_streak < EMPTY_STREAK || reads.jobs.is_multiple_of(PROBE_EVERY))
     }
 
     /// Records what a job's reads found.
