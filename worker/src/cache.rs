@@ -13,7 +13,8 @@
 //!
 //! A job's answers are stored in groups of about 16 calls cut at anchor
 //! keys ([`JobLookups`]: one entry per group, found again however later runs
-//! cut their jobs), read in one batch request per job and written together
+//! cut their jobs), read in one batch request per job (fewer in a run
+//! whose reads find nothing, [`JobLookups::read`]) and written together
 //! when the job's calls are done.
 //!
 //! Whether a job may use the cache is the coordinator's decision, carried by
