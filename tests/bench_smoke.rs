@@ -27,6 +27,7 @@ async fn quick_bench_fills_every_row() {
     assert_eq!(count("ceiling, wrk"), 1, "{table}");
     assert_eq!(count("cache on, cold run"), 1, "{table}");
     assert_eq!(count("cache on, fully cached re-run"), 1, "{table}");
+    assert_eq!(count("cache on, other prompts"), 1, "{table}");
     let nc = cfg.latency_concurrency.len();
     assert_eq!(count("latency-bound ceiling"), nc, "{table}");
     assert_eq!(count("latency-bound, "), nc, "{table}");

@@ -5,7 +5,8 @@
 //! vigil, ...): `vigil run --workers 1 --no-cache` over distinct items
 //! against the stub backend's own ceiling under the bench's tokio client and
 //! under `wrk` where installed; the response cache's cost (a cold run with
-//! the cache on, a fully cached re-run); latency-bound efficiency; peak
+//! the cache on, a fully cached re-run, a cold run of other prompts on the
+//! store the first filled); latency-bound efficiency; peak
 //! memory of coordinator and worker; and scale-out over worker processes
 //! against a backend with a fixed number of slots. Rates are given by wall
 //! clock (spawn to exit) beside the run's own duration. It returns a
@@ -149,8 +150,8 @@ pub async fn run(cfg: &BenchConfig) -> anyhow::Result<Report> {
         eprintln!("bench: round {round}: vigil run --workers 1 --no-cache, {n0} items");
         runs.push(scenario::embedded(&cfg.vigil, n0, c0, cfg.shard_size).await?);
         if cfg.cache_rows {
-            eprintln!("bench: round {round}: vigil run --cache, cold then fully cached");
-            cached.push(scenario::cached_pair(&cfg.vigil, n0, c0, cfg.shard_size).await?);
+            eprintln!("bench: round {round}: vigil run --cache, cold, fully cached, other prompts");
+            cached.push(scenario::cached_runs(&cfg.vigil, n0, c0, cfg.shard_size).await?);
         }
     }
     report.zero_latency(c0, &ceilings, &wrks, &runs, &cached);

@@ -226,15 +226,16 @@ impl Report {
     /// The zero-latency rows: the headline (`vigil run --workers 1
     /// --no-cache` against the best direct ceiling), the ceilings (tokio
     /// client, wrk), and the cache rows (a cold run with the cache on against
-    /// the same run with it off, and a fully cached re-run). Best of the
-    /// alternating rounds on each side.
+    /// the same run with it off, a fully cached re-run, and a cold run of
+    /// other prompts on the store the first filled). Best of the alternating
+    /// rounds on each side.
     pub fn zero_latency(
         &mut self,
         c: usize,
         ceilings: &[Ceiling],
         wrks: &[Option<WrkCeiling>],
         runs: &[RunMeasure],
-        cached: &[(RunMeasure, RunMeasure)],
+        cached: &[crate::scenario::CacheRuns],
     ) {
         let best_c = best(ceilings, |c| c.drive.per_s()).expect("at least one ceiling");
         let wrks: Vec<&WrkCeiling> = wrks.iter().flatten().collect();
@@ -299,7 +300,8 @@ impl Report {
             each(runs, RunMeasure::per_s),
             runs.iter().map(|r| r.failed).sum::<u64>(),
         ));
-        if let Some((cold, _)) = best(cached, |p| p.0.wall_per_s()) {
+        if let Some(crate::scenario::CacheRuns { cold, .. }) = best(cached, |p| p.cold.wall_per_s())
+        {
             let ratio = cold.wall_per_s() / best_r.wall_per_s();
             self.vigil_row(
                 format!(
@@ -325,7 +327,34 @@ impl Report {
             }
             self.cache_ratio = Some(ratio);
         }
-        if let Some((_, warm)) = best(cached, |p| p.1.wall_per_s()) {
+        if let Some(crate::scenario::CacheRuns { other, cold, .. }) =
+            best(cached, |p| p.other.wall_per_s())
+        {
+            self.vigil_row(
+                format!(
+                    "cache on, other prompts (cold) on the store holding the first run's {} answers, {} items, C={c}",
+                    rate(cold.items as f64),
+                    rate(other.items as f64)
+                ),
+                other,
+                format!("cache off (headline) {}/s", rate(best_r.wall_per_s())),
+                Some(best_r.wall_per_s()),
+                cpu_of(
+                    other,
+                    &[
+                        ("vigil", "vigil"),
+                        ("nats", "nats-server"),
+                        ("stub", "stub"),
+                    ],
+                ),
+                format!("vigil {:.0} MB", other.usage.peak_mb("vigil")),
+            );
+            if let Some(row) = self.rows.last_mut() {
+                row.ratio_run = Some(other.per_s() / best_r.per_s());
+            }
+        }
+        if let Some(crate::scenario::CacheRuns { warm, .. }) = best(cached, |p| p.warm.wall_per_s())
+        {
             self.vigil_row(
                 format!(
                     "cache on, fully cached re-run (no backend call), {} items, C={c}",
@@ -347,10 +376,12 @@ impl Report {
         }
         if !cached.is_empty() {
             self.notes.push(format!(
-                "cache rounds (wall clock): cold with the cache on {} items/s, fully cached re-run {} items/s; \
-                 the stub was called once per item by the cold runs and never by the re-runs (checked from its own count)",
-                each(cached, |p| p.0.wall_per_s()),
-                each(cached, |p| p.1.wall_per_s()),
+                "cache rounds (wall clock): cold with the cache on {} items/s, fully cached re-run {} items/s, \
+                 other prompts on the filled store {} items/s; the stub was called once per item by the cold runs \
+                 and never by the re-runs (checked from its own count)",
+                each(cached, |p| p.cold.wall_per_s()),
+                each(cached, |p| p.warm.wall_per_s()),
+                each(cached, |p| p.other.wall_per_s()),
             ));
         }
         self.first_result_s = runs

@@ -164,8 +164,12 @@ struct Workdir {
 }
 
 fn workdir(items: u64, spec: SuiteSpec) -> anyhow::Result<Workdir> {
+    workdir_of(0..items, spec)
+}
+
+fn workdir_of(items: std::ops::Range<u64>, spec: SuiteSpec) -> anyhow::Result<Workdir> {
     let dir = tempfile::tempdir()?;
-    spawn::write_dataset(&dir.path().join("dataset.jsonl"), items)?;
+    spawn::write_items(&dir.path().join("dataset.jsonl"), items)?;
     let suite = spawn::write_suite(dir.path(), &spec)?;
     Ok(Workdir { dir, suite })
 }
@@ -269,38 +273,63 @@ pub async fn embedded(
     m
 }
 
-/// The cache's two costs, on one fresh zero-latency stub and one store: a
-/// cold run with the cache on (every lookup a miss, every answer written),
-/// then the same run again (every item a hit). Fails unless the stub was
-/// called exactly once per item over both runs, i.e. not at all by the
-/// second.
-pub async fn cached_pair(
+/// The cache's runs on one store ([`cached_runs`]).
+#[derive(Debug, Clone)]
+pub struct CacheRuns {
+    /// The cold run on a fresh store: every lookup a miss, every answer written.
+    pub cold: RunMeasure,
+    /// The same run again: every item answered from the cache.
+    pub warm: RunMeasure,
+    /// As many other prompts on that store (cold for them, the store
+    /// holding the first run's answers for the same target).
+    pub other: RunMeasure,
+}
+
+/// The cache's costs, on one fresh zero-latency stub and one store: a cold
+/// run with the cache on (every lookup a miss, every answer written), the
+/// same run again (every item a hit), then a run of as many other prompts
+/// (cold again, on a store that holds answers of the same target). Fails
+/// unless the stub was called exactly once per item of the two cold runs,
+/// i.e. not at all by the re-run.
+pub async fn cached_runs(
     vigil: &Path,
     items: u64,
     concurrency: usize,
     shard_size: Option<usize>,
-) -> anyhow::Result<(RunMeasure, RunMeasure)> {
+) -> anyhow::Result<CacheRuns> {
     let (stub, work, state) = zero_latency_setup(vigil, items, concurrency, shard_size).await?;
-    let pair = async {
+    let runs = async {
         let cold =
             embedded_once(vigil, &work, &stub, concurrency, Cache::On, &state, false).await?;
         let warm =
             embedded_once(vigil, &work, &stub, concurrency, Cache::On, &state, false).await?;
-        Ok::<_, anyhow::Error>((cold, warm))
+        let others = workdir_of(
+            items..2 * items,
+            SuiteSpec {
+                base_url: stub.url.clone(),
+                max_concurrency: concurrency,
+                shard_size,
+            },
+        )?;
+        let other =
+            embedded_once(vigil, &others, &stub, concurrency, Cache::On, &state, false).await?;
+        Ok::<_, anyhow::Error>(CacheRuns { cold, warm, other })
     }
     .await;
     let calls = stub.terminate().await?;
-    let (mut cold, mut warm) = pair?;
-    if calls != cold.items {
+    let mut runs = runs?;
+    if calls != runs.cold.items + runs.other.items {
         bail!(
-            "cache on: the stub answered {calls} calls for a cold run and a re-run of {} items \
-             (a fully cached re-run calls it 0 times)",
-            cold.items
+            "cache on: the stub answered {calls} calls for two cold runs of {} and {} items and a \
+             re-run (which calls it 0 times)",
+            runs.cold.items,
+            runs.other.items
         );
     }
-    cold.stub_calls = calls;
-    warm.stub_calls = 0;
-    Ok((cold, warm))
+    runs.cold.stub_calls = runs.cold.items;
+    runs.other.stub_calls = runs.other.items;
+    runs.warm.stub_calls = 0;
+    Ok(runs)
 }
 
 /// Opens the store an embedded run left behind and returns how long after

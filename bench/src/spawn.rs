@@ -25,8 +25,14 @@ pub fn question(i: u64) -> String {
 
 /// Writes `n` distinct arithmetic items (`id`, `question`, `answer`) as JSON lines.
 pub fn write_dataset(path: &Path, n: u64) -> anyhow::Result<()> {
+    write_items(path, 0..n)
+}
+
+/// Writes the arithmetic items `items` (their numbers; distinct prompts for
+/// distinct numbers) as JSON lines.
+pub fn write_items(path: &Path, items: std::ops::Range<u64>) -> anyhow::Result<()> {
     let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
-    for i in 0..n {
+    for i in items {
         let (a, b) = operands(i);
         writeln!(
             f,
