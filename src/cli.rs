@@ -445,6 +445,11 @@ pub struct WorkerArgs {
     /// Model calls in flight across all jobs.
     #[arg(long, default_value_t = 64, env = "VIGIL_CONCURRENCY")]
     pub concurrency: usize,
+    /// Most jobs evaluating at once (unacked; 0: max(concurrency / 8, 4)).
+    /// Lower it to bound the items a worker holds when its concurrency is
+    /// far above its targets' max_concurrency.
+    #[arg(long, default_value_t = 0, env = "VIGIL_MAX_JOBS")]
+    pub max_jobs: usize,
     /// A backend this worker may call: BASE_URL or BASE_URL=KEY_ENV, where
     /// KEY_ENV names the variable holding its API key. Repeatable; also read
     /// comma-separated from VIGIL_ALLOW.

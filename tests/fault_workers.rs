@@ -246,3 +246,45 @@ async fn a_poison_job_ends_at_max_deliver_and_its_items_fail_with_the_reason() {
     assert!(log.contains("failed on all 3 deliveries"), "{log}");
     assert_eq!(stub.stats().requests.load(Relaxed), 0);
 }
+
+/// `vigil worker --max-jobs 1` holds one 32-item job at a time: never more
+/// than its 32 calls in flight, though its `--concurrency` (64) and the
+/// target's `max_concurrency` (64) would allow two jobs' worth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_holds_no_more_jobs_than_max_jobs() {
+    let nats = NatsServer::start(NatsServerConfig::default())
+        .await
+        .unwrap();
+    let stub = StubServer::start(StubConfig {
+        latency: Duration::from_millis(100),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let n = 160;
+    write_arith_dataset(&dir.path().join("dataset.jsonl"), n, 0);
+    let suite = write_suite(dir.path(), &stub.base_url(), NO_CACHE);
+    let out = dir.path().join("summary.json");
+    let url = nats.url();
+    let mut worker = worker(
+        dir.path(),
+        "worker",
+        &url,
+        &stub.base_url(),
+        64,
+        &["--max-jobs", "1"],
+        &[],
+    );
+    let mut coordinator = coordinator(dir.path(), "coordinator", &suite, &url, &out, &[]);
+    let code = coordinator.wait_exit(Duration::from_secs(60));
+    assert_eq!(code, Some(0), "{}", coordinator.log_text());
+    assert_eq!(read_summary(&out)["items_scored"], n);
+    let most = stub.stats().max_in_flight.load(Relaxed);
+    assert!(
+        (1..=32).contains(&most),
+        "{most} calls in flight at once with one job held"
+    );
+    assert_eq!(worker.log_events("worker started")[0]["max_jobs"], 1);
+    worker.kill9();
+}

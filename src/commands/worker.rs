@@ -144,6 +144,7 @@ pub async fn run(args: WorkerArgs) -> CommandResult {
         local: local_engine(models),
         pool: args.pool.clone(),
         concurrency: args.concurrency.max(1),
+        max_jobs: args.max_jobs,
         allow,
         grace_period: Duration::from_secs_f64(args.grace_period_s.max(0.0)),
         topology: crate::topology_env::topology_from_env().input_error()?,
