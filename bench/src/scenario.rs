@@ -243,6 +243,7 @@ async fn zero_latency_setup(
     let work = workdir(
         items,
         SuiteSpec {
+            name: "bench",
             base_url: stub.url.clone(),
             max_concurrency: concurrency,
             shard_size,
@@ -306,6 +307,10 @@ pub async fn cached_runs(
         let others = workdir_of(
             items..2 * items,
             SuiteSpec {
+                // Not the first run's suite: like it, this run has no
+                // earlier run to compare with (that comparison is not the
+                // cache's cost).
+                name: "bench-other-prompts",
                 base_url: stub.url.clone(),
                 max_concurrency: concurrency,
                 shard_size,
@@ -390,6 +395,7 @@ pub async fn separate(vigil: &Path, spec: &Separate) -> anyhow::Result<RunMeasur
     let work = workdir(
         spec.items,
         SuiteSpec {
+            name: "bench",
             base_url: url.clone(),
             max_concurrency: spec.max_concurrency,
             shard_size: spec.shard_size,

@@ -48,6 +48,9 @@ pub fn write_items(path: &Path, items: std::ops::Range<u64>) -> anyhow::Result<(
 /// How a suite's single target and sharding are set.
 #[derive(Debug, Clone)]
 pub struct SuiteSpec {
+    /// The suite's name (runs of one name on one store compare with the
+    /// previous one).
+    pub name: &'static str,
     /// The stub's base URL.
     pub base_url: String,
     /// The target's `max_concurrency` (its adaptive limit's ceiling).
@@ -61,7 +64,7 @@ pub struct SuiteSpec {
 pub fn write_suite(dir: &Path, spec: &SuiteSpec) -> anyhow::Result<PathBuf> {
     let path = dir.join("suite.yaml");
     let text = format!(
-        r#"name: bench
+        r#"name: {name}
 dataset:
   path: dataset.jsonl
   id_field: id
@@ -82,6 +85,7 @@ scorers:
     kind: exact_match
     reference: "{{{{ answer }}}}"
 {shard_size}"#,
+        name = spec.name,
         base_url = spec.base_url,
         max_concurrency = spec.max_concurrency,
         shard_size = spec
