@@ -106,6 +106,23 @@ fn us(v: f64) -> String {
 }
 
 /// A label and its CPU per item, joined: `vigil 80 µs + nats 17 µs`.
+/// The CPU column of an embedded `vigil run` (its nats-server a child) against the stub.
+fn embedded_cpu(m: &RunMeasure) -> String {
+    cpu_of(
+        m,
+        &[
+            ("vigil", "vigil"),
+            ("nats", "nats-server"),
+            ("stub", "stub"),
+        ],
+    )
+}
+
+/// The memory column of an embedded `vigil run`.
+fn vigil_mb(m: &RunMeasure) -> String {
+    format!("vigil {:.0} MB", m.usage.peak_mb("vigil"))
+}
+
 fn cpu_of(m: &RunMeasure, labels: &[(&str, &str)]) -> String {
     labels
         .iter()
@@ -257,15 +274,8 @@ impl Report {
             best_r,
             format!("direct ceiling {}/s ({by})", rate(ceiling)),
             Some(ceiling),
-            cpu_of(
-                best_r,
-                &[
-                    ("vigil", "vigil"),
-                    ("nats", "nats-server"),
-                    ("stub", "stub"),
-                ],
-            ),
-            format!("vigil {:.0} MB", best_r.usage.peak_mb("vigil")),
+            embedded_cpu(best_r),
+            vigil_mb(best_r),
         );
         self.headline = Some(best_r.wall_per_s() / ceiling);
         self.ceiling_row(
@@ -311,15 +321,8 @@ impl Report {
                 cold,
                 format!("cache off (headline) {}/s", rate(best_r.wall_per_s())),
                 Some(best_r.wall_per_s()),
-                cpu_of(
-                    cold,
-                    &[
-                        ("vigil", "vigil"),
-                        ("nats", "nats-server"),
-                        ("stub", "stub"),
-                    ],
-                ),
-                format!("vigil {:.0} MB", cold.usage.peak_mb("vigil")),
+                embedded_cpu(cold),
+                vigil_mb(cold),
             );
             // The run-duration ratio compares like with like.
             if let Some(row) = self.rows.last_mut() {
@@ -339,15 +342,8 @@ impl Report {
                 other,
                 format!("cache off (headline) {}/s", rate(best_r.wall_per_s())),
                 Some(best_r.wall_per_s()),
-                cpu_of(
-                    other,
-                    &[
-                        ("vigil", "vigil"),
-                        ("nats", "nats-server"),
-                        ("stub", "stub"),
-                    ],
-                ),
-                format!("vigil {:.0} MB", other.usage.peak_mb("vigil")),
+                embedded_cpu(other),
+                vigil_mb(other),
             );
             if let Some(row) = self.rows.last_mut() {
                 row.ratio_run = Some(other.per_s() / best_r.per_s());
@@ -363,15 +359,8 @@ impl Report {
                 warm,
                 format!("direct ceiling {}/s ({by})", rate(ceiling)),
                 Some(ceiling),
-                cpu_of(
-                    warm,
-                    &[
-                        ("vigil", "vigil"),
-                        ("nats", "nats-server"),
-                        ("stub", "stub"),
-                    ],
-                ),
-                format!("vigil {:.0} MB", warm.usage.peak_mb("vigil")),
+                embedded_cpu(warm),
+                vigil_mb(warm),
             );
         }
         if !cached.is_empty() {
