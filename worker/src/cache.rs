@@ -841,93 +841,85 @@ impl<'a> JobLookups<'a> {
             false => HashMap::new(),
         };
 
-        // A cold job (nothing stored) ends here: nothing to index.
-        if stored.is_empty() {
-            if read {
-                cache.record_read(&run, ReadOutcome::NothingStored);
+        // A cold job (nothing stored): nothing to index.
+        if stored.is_empty() && read {
+            cache.record_read(&run, ReadOutcome::NothingStored);
+        }
+        let (hits, in_own_group, first, others, links) = if stored.is_empty() {
+            let n = keys.len();
+            (
+                vec![None; n],
+                vec![false; n],
+                (0..n).collect(),
+                HashMap::new(),
+                HashMap::new(),
+            )
+        } else {
+            let mut calls =
+                foldhash::HashMap::with_capacity_and_hasher(keys.len(), Default::default());
+            for (call, key) in keys.iter().enumerate().rev() {
+                calls.insert(key.as_str(), call);
             }
-            return JobLookups {
-                marker,
+            let mut found = Found {
+                cache,
+                ttl_s: policy.ttl_s,
+                calls,
                 hits: vec![None; keys.len()],
-                in_own_group: vec![false; keys.len()],
-                first: (0..keys.len()).collect(),
-                cache: Some(cache),
-                samples,
-                keys,
-                groups,
                 others: HashMap::new(),
                 links: HashMap::new(),
-                fresh: Mutex::default(),
             };
-        }
-        let mut calls = foldhash::HashMap::with_capacity_and_hasher(keys.len(), Default::default());
-        for (call, key) in keys.iter().enumerate().rev() {
-            calls.insert(key.as_str(), call);
-        }
-        let mut found = Found {
-            cache,
-            ttl_s: policy.ttl_s,
-            calls,
-            hits: vec![None; keys.len()],
-            others: HashMap::new(),
-            links: HashMap::new(),
-        };
-        let mut in_own_group = vec![false; keys.len()];
-        if probe && let Some(bytes) = stored.get(&keys[0]) {
-            found.take(&keys[0], bytes);
-        }
-        for group in &groups {
-            if let Some(bytes) = stored.get(&group.name) {
-                for call in found.take(&group.name, bytes) {
-                    // Held by this group's entry (another's may hold it too).
-                    if group.calls.contains(&call) {
-                        in_own_group[call] = true;
+            let mut in_own_group = vec![false; keys.len()];
+            if probe && let Some(bytes) = stored.get(&keys[0]) {
+                found.take(&keys[0], bytes);
+            }
+            for group in &groups {
+                if let Some(bytes) = stored.get(&group.name) {
+                    for call in found.take(&group.name, bytes) {
+                        // Held by this group's entry (another's may hold it too).
+                        if group.calls.contains(&call) {
+                            in_own_group[call] = true;
+                        }
                     }
                 }
             }
-        }
-        // A warm job's calls its groups did not hold: those stored alone,
-        // and a head's calls in the group before its first anchor's, as the
-        // job that wrote that anchor's group had them.
-        if found.hits.iter().any(Option::is_some) {
-            let missing = |g: &Group| g.calls.clone().any(|c| found.hits[c].is_none());
-            let before_head = match groups.as_slice() {
-                [head, first, ..] if head.name.starts_with(HEAD) && missing(head) => found
-                    .links
-                    .get(&first.name)
-                    .map(|prev| format!("{GROUP}{prev}")),
-                _ => None,
+            // A warm job's calls its groups did not hold: those stored alone,
+            // and a head's calls in the group before its first anchor's, as the
+            // job that wrote that anchor's group had them.
+            if found.hits.iter().any(Option::is_some) {
+                let missing = |g: &Group| g.calls.clone().any(|c| found.hits[c].is_none());
+                let before_head = match groups.as_slice() {
+                    [head, first, ..] if head.name.starts_with(HEAD) && missing(head) => found
+                        .links
+                        .get(&first.name)
+                        .map(|prev| format!("{GROUP}{prev}")),
+                    _ => None,
+                };
+                let mut names: Vec<&str> = groups
+                    .iter()
+                    .filter(|g| g.shared)
+                    .flat_map(|g| g.calls.clone())
+                    .filter(|&call| found.hits[call].is_none())
+                    .map(|call| keys[call].as_str())
+                    .collect();
+                names.extend(before_head.as_deref());
+                for (name, bytes) in cache.read_many(&names).await {
+                    found.take(&name, &bytes);
+                }
+            }
+            let outcome = match found.hits.iter().any(Option::is_some) {
+                true => ReadOutcome::Calls,
+                false => ReadOutcome::NoCall,
             };
-            let mut names: Vec<&str> = groups
-                .iter()
-                .filter(|g| g.shared)
-                .flat_map(|g| g.calls.clone())
-                .filter(|&call| found.hits[call].is_none())
-                .map(|call| keys[call].as_str())
-                .collect();
-            names.extend(before_head.as_deref());
-            for (name, bytes) in cache.read_many(&names).await {
-                found.take(&name, &bytes);
+            cache.record_read(&run, outcome);
+            // A key the job calls twice: each call has the answer.
+            let first: Vec<usize> = keys.iter().map(|key| found.calls[key.as_str()]).collect();
+            for (call, &first) in first.iter().enumerate() {
+                if found.hits[call].is_none() {
+                    found.hits[call] = found.hits[first].clone();
+                }
             }
-        }
-        let outcome = match found.hits.iter().any(Option::is_some) {
-            true => ReadOutcome::Calls,
-            false => ReadOutcome::NoCall,
+            (found.hits, in_own_group, first, found.others, found.links)
         };
-        cache.record_read(&run, outcome);
-        // A key the job calls twice: each call has the answer.
-        let first: Vec<usize> = keys.iter().map(|key| found.calls[key.as_str()]).collect();
-        for (call, &first) in first.iter().enumerate() {
-            if found.hits[call].is_none() {
-                found.hits[call] = found.hits[first].clone();
-            }
-        }
-        let Found {
-            hits,
-            others,
-            links,
-            ..
-        } = found;
         JobLookups {
             marker,
             cache: Some(cache),
