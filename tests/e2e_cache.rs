@@ -89,9 +89,12 @@ async fn a_bucket_rejecting_writes_fails_no_item_and_a_new_one_fills() {
     assert_eq!(cold["items_cached"], 0);
     let mut bucket = js.get_stream("KV_vigil-cache").await.unwrap();
     let info = bucket.info().await.unwrap();
-    // Entries group ~16 calls each (worker/src/cache.rs, `Group`).
+    // Entries group ~16 calls each (worker/src/cache.rs, `Group`); how many
+    // depends on the keys, which hold the stub's random port, and a 32-item
+    // job without an anchor key (one in eight) stores its calls alone: fewer
+    // than one entry per item, not a fixed ratio.
     assert!(
-        (1..N / 4).contains(&info.state.messages),
+        (1..N).contains(&info.state.messages),
         "{} entries for {N} items",
         info.state.messages
     );
