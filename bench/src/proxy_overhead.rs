@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use vigil_testkit::nats_server::{NatsServer, NatsServerConfig};
-use vigil_testkit::stub::{StubConfig, serve};
+use vigil_testkit::stub::{StubConfig, bind, serve};
 
 /// Settings of one overhead run.
 #[derive(Debug, Clone)]
@@ -148,7 +148,7 @@ pub fn run(cfg: OverheadConfig) -> anyhow::Result<Overhead> {
     let nats = infra.block_on(NatsServer::start(NatsServerConfig::default()))?;
 
     let stub_rt = runtime("bench-stub")?;
-    let stub_listener = stub_rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let stub_listener = stub_rt.block_on(async { bind(([127, 0, 0, 1], 0).into()) })?;
     let stub_url = format!("http://{}/v1", stub_listener.local_addr()?);
     let s = stop.clone();
     stub_rt.spawn(async move {

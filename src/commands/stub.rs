@@ -8,9 +8,7 @@ use tokio_util::sync::CancellationToken;
 use vigil_stub::{StubConfig, StubStats, serve_with_stats};
 
 pub async fn run(args: StubArgs) -> CommandResult {
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .infra_error()?;
+    let listener = vigil_stub::bind(args.listen).infra_error()?;
     let config = StubConfig {
         latency: Duration::from_millis(args.latency_ms),
         fail_rate: args.fail_rate,

@@ -30,8 +30,8 @@
 //!   [`vigil_protocol::openai`]'s types (the ones the worker sends);
 //! - `faults.rs`: which fault a request gets (seeded draws, scripted
 //!   failures);
-//! - `routes.rs`: the HTTP handlers; `server.rs`: connections, [`serve`] and
-//!   [`StubServer`].
+//! - `routes.rs`: the HTTP handlers; `server.rs`: connections, [`bind`],
+//!   [`serve`] and [`StubServer`].
 
 mod answers;
 mod config;
@@ -44,5 +44,5 @@ mod stats;
 pub use answers::{EMBEDDING_DIMS, answer, embed, judge, similarity};
 pub use config::StubConfig;
 pub use faults::HANG_FOR;
-pub use server::{StubServer, serve, serve_with_stats};
+pub use server::{LISTEN_BACKLOG, StubServer, bind, serve, serve_with_stats};
 pub use stats::{StubStats, StubStatsSnapshot};

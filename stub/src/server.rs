@@ -135,12 +135,41 @@ async fn serve_shared(
     Ok(())
 }
 
+/// Connections a stub's listener queues before it accepts them (the kernel
+/// caps it at `net.core.somaxconn`). Model servers queue many: Go's
+/// `net.Listen` (Ollama) takes `somaxconn`, uvicorn (vLLM) 2,048. A worker
+/// opens up to its concurrency in connections at once; tokio's
+/// `TcpListener::bind` queues 128, and a connection beyond a full queue has
+/// its SYN dropped and waits out TCP's 1 s retransmission, which a stub
+/// slowed by a busy machine made the benchmark's latency-bound rows pay.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with a queue of [`LISTEN_BACKLOG`] connections, as
+/// `vigil stub` and [`StubServer`] bind.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let listener = vigil_stub::bind("127.0.0.1:0".parse().unwrap())?;
+/// assert!(listener.local_addr()?.port() > 0);
+/// # Ok(()) }
+/// ```
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As `TcpListener::bind`: a restarted stub can take its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Serves the stub on `listener` until `shutdown` completes; then lets open
 /// requests finish for about a second. For `vigil stub`.
 ///
 /// ```no_run
 /// # async fn demo() -> std::io::Result<()> {
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8000").await?;
+/// let listener = vigil_stub::bind("127.0.0.1:8000".parse().unwrap())?;
 /// let stop = async { let _ = tokio::signal::ctrl_c().await; };
 /// vigil_stub::serve(listener, Default::default(), stop).await
 /// # }
@@ -191,7 +220,7 @@ pub struct StubServer {
 impl StubServer {
     /// Binds 127.0.0.1:0 and starts serving.
     pub async fn start(cfg: StubConfig) -> io::Result<StubServer> {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)))?;
         let addr = listener.local_addr()?;
         let stats = Arc::new(StubStats::default());
         let shared = shared(cfg, stats.clone());

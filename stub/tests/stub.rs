@@ -494,3 +494,37 @@ async fn drop_stops_the_server_and_serve_returns_on_shutdown() {
         .unwrap()
         .unwrap();
 }
+
+/// A worker opens as many connections as it has calls in flight, all at once.
+/// A listener that queues only 128 (tokio's `TcpListener::bind`) drops the
+/// SYNs beyond a full queue, and each of those connections waits out TCP's
+/// 1 s retransmission: at 1,024 calls that cost the benchmark's
+/// latency-bound row several points. `vigil_stub::bind` queues far more than
+/// that; here nothing accepts, so every connection that completes its
+/// handshake was queued. (With tokio's `bind`, 129 of 600 complete.)
+#[tokio::test]
+async fn the_listener_queues_more_connections_than_tokio_s_default_while_nothing_accepts() {
+    const CONNECTIONS: usize = 600;
+    let listener = vigil_stub::bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let somaxconn = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok());
+    assert!(
+        somaxconn.is_none_or(|n| n >= CONNECTIONS),
+        "net.core.somaxconn is {somaxconn:?}: the kernel caps every listener's queue there; \
+         raise it (sysctl -w net.core.somaxconn=4096) to run this test"
+    );
+    let connects = (0..CONNECTIONS).map(|_| {
+        // A dropped SYN is retried after 1 s, 3 s, ...; the queue never
+        // drains here, so such a connection would never complete.
+        tokio::time::timeout(Duration::from_secs(5), tokio::net::TcpStream::connect(addr))
+    });
+    let outcomes = futures::future::join_all(connects).await;
+    let connected = outcomes.iter().filter(|o| matches!(o, Ok(Ok(_)))).count();
+    assert_eq!(
+        connected, CONNECTIONS,
+        "only {connected} of {CONNECTIONS} connections were queued by a listener nobody accepts on"
+    );
+    drop(listener);
+}
