@@ -4,9 +4,18 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// What `vigil --version` prints: the version and the commit the binary
+/// was built from (build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("VIGIL_COMMIT"),
+    ")"
+);
+
 /// Continuous QA for open-source language models, over NATS JetStream.
 #[derive(Debug, Parser)]
-#[command(name = "vigil", version, about, propagate_version = true)]
+#[command(name = "vigil", version = VERSION, about, propagate_version = true)]
 pub struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "VIGIL_LOG_FORMAT")]

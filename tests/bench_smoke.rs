@@ -44,6 +44,18 @@ async fn quick_bench_fills_every_row() {
         .expect("git runs");
     let head = String::from_utf8(head.stdout).unwrap().trim().to_string();
     assert!(!head.is_empty());
+    // The binary names the commit it was built from (build.rs), which is how
+    // a row of another binary (`--vigil`) says its own.
+    let version = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+        .arg("--version")
+        .output()
+        .expect("vigil runs");
+    let version = String::from_utf8(version.stdout).unwrap();
+    assert_eq!(
+        vigil_bench::machine::stamped_commit(&version),
+        Some(head.as_str()),
+        "{version}"
+    );
     for row in &report.rows {
         assert!(
             row.commit.starts_with(&head),

@@ -50,11 +50,31 @@ pub fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The commit a `vigil --version` line names (`vigil 0.1.0 (commit
+/// e56c180)`, stamped by the workspace's build.rs); `None` for a binary
+/// built before that, or outside a git checkout.
+///
+/// ```
+/// use vigil_bench::machine::stamped_commit;
+/// assert_eq!(stamped_commit("vigil 0.1.0 (commit e56c180)"), Some("e56c180"));
+/// assert_eq!(stamped_commit("vigil 0.1.0 (commit unknown)"), None);
+/// assert_eq!(stamped_commit("vigil 0.1.0"), None);
+/// ```
+pub fn stamped_commit(version: &str) -> Option<&str> {
+    let commit = version.split_once("(commit ")?.1.split_once(')')?.0.trim();
+    (!commit.is_empty() && commit != "unknown").then_some(commit)
+}
+
 /// The commit the measured binary was built from, as far as can be told:
-/// `git rev-parse --short HEAD` of `repo`, `-dirty` when tracked files
-/// differ from it, and a warning when `binary` is older than a tracked
-/// source file (then it was not built from what the commit says).
+/// the one it names (`vigil --version`) when that is not `repo`'s HEAD, so
+/// an older binary's rows say its own commit. Otherwise (the binary of this
+/// checkout, or one that names none) `git rev-parse --short HEAD` of
+/// `repo`, `-dirty` when tracked files differ from it, and a warning when
+/// `binary` is older than a tracked source file (then it was not built from
+/// what the commit says).
 pub fn commit(repo: &Path, binary: &Path) -> String {
+    let version = first_line(&binary.display().to_string(), &["--version"]);
+    let stamped = stamped_commit(&version);
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .arg("-C")
@@ -66,9 +86,15 @@ pub fn commit(repo: &Path, binary: &Path) -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
     };
     let Some(head) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown (not a git checkout)".into();
+        return stamped.unwrap_or("unknown (not a git checkout)").into();
     };
-    let mut out = head.trim().to_string();
+    let head = head.trim();
+    if let Some(stamped) = stamped
+        && stamped != head
+    {
+        return format!("{stamped} (the binary's; this checkout is at {head})");
+    }
+    let mut out = head.to_string();
     if git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.trim().is_empty())
     {
         out.push_str("-dirty");
@@ -91,6 +117,9 @@ pub fn commit(repo: &Path, binary: &Path) -> String {
         && newest > built
     {
         out.push_str(" (binary older than the sources: rebuild)");
+    }
+    if stamped.is_none() {
+        out.push_str(" (this checkout's: the binary names no commit)");
     }
     out
 }
