@@ -200,10 +200,16 @@ impl Aggregator {
             if !item.cached {
                 self.latency.record_ms(item.latency_ms);
             }
-            if let Some(model) = &item.response_model
-                && (self.response_models.len() < 16 || self.response_models.contains_key(model))
-            {
-                *self.response_models.entry(model.clone()).or_insert(0) += 1;
+            if let Some(model) = &item.response_model {
+                // One lookup, and the name copied only when it is new.
+                let room = self.response_models.len() < 16;
+                match self.response_models.get_mut(model) {
+                    Some(n) => *n += 1,
+                    None if room => {
+                        self.response_models.insert(model.clone(), 1);
+                    }
+                    None => {}
+                }
             }
             self.slices.begin_item(item.index, &item.tags);
             self.seen.iter_mut().for_each(|s| *s = false);

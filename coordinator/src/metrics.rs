@@ -41,19 +41,34 @@ impl CoordinatorMetrics {
                 return;
             }
         }
+        // Tallied per job, then one label lookup per outcome and kind: a
+        // label set is built and hashed per job, not per item.
+        let mut scored = 0u64;
+        let mut failed: Vec<(&str, u64)> = Vec::new();
         for item in &result.items {
-            let outcome = match &item.error {
-                None => "scored",
+            match &item.error {
+                None => scored += 1,
                 Some(error) => {
-                    self.items_failed
-                        .get_or_create(&vec![("kind", error.kind.as_str().to_string())])
-                        .inc();
-                    "failed"
+                    let kind = error.kind.as_str();
+                    match failed.iter_mut().find(|(k, _)| *k == kind) {
+                        Some((_, n)) => *n += 1,
+                        None => failed.push((kind, 1)),
+                    }
                 }
-            };
-            self.items
-                .get_or_create(&vec![("outcome", outcome.to_string())])
-                .inc();
+            }
+        }
+        let failed_total: u64 = failed.iter().map(|(_, n)| n).sum();
+        for (kind, n) in failed {
+            self.items_failed
+                .get_or_create(&vec![("kind", kind.to_string())])
+                .inc_by(n);
+        }
+        for (outcome, n) in [("scored", scored), ("failed", failed_total)] {
+            if n > 0 {
+                self.items
+                    .get_or_create(&vec![("outcome", outcome.to_string())])
+                    .inc_by(n);
+            }
         }
     }
 
