@@ -654,38 +654,45 @@ async fn evaluate_item<'c>(
     // One call per sample (distinct seeds, so distinct cache keys); the
     // first sample's completion describes the item.
     let n = job.samples.max(1);
-    let calls = (0..n).map(|i| {
-        // Sample 0 goes to the job's target as it is (no copy per item).
-        let target = match i {
-            0 => std::borrow::Cow::Borrowed(&job.target),
-            i => std::borrow::Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
-        };
-        let span = &span;
-        let lookup = lookup(i);
-        async move { call_model(shared, &target, item, backend, slots, span, lookup).await }
-    });
-    let mut samples = Vec::with_capacity(n as usize);
-    let mut call = None;
-    for result in futures::future::join_all(calls).await {
-        match (result, &mut call) {
-            (Ok((c, hit)), None) => {
-                samples.push(c.text.clone());
-                call = Some(Ok((c, hit)));
-            }
-            (Ok((c, _)), Some(Ok((first, _)))) => {
-                first.usage.input += c.usage.input;
-                first.usage.output += c.usage.output;
-                samples.push(c.text);
-            }
-            (Ok(_), Some(Err(_))) => {}
-            // Any failed sample fails the item: pass@k needs every sample.
-            (Err(e), _) => {
-                call = Some(Err(e));
-                break;
+    // The other samples' texts, for pass@k; with one sample (the usual
+    // case) the call is awaited alone and its text is the only sample.
+    let mut samples = Vec::new();
+    let call = if n == 1 {
+        call_model(shared, &job.target, item, backend, slots, &span, lookup(0)).await
+    } else {
+        let calls = (0..n).map(|i| {
+            // Sample 0 goes to the job's target as it is (no copy per item).
+            let target = match i {
+                0 => std::borrow::Cow::Borrowed(&job.target),
+                i => std::borrow::Cow::Owned(crate::sampling::target_for_sample(&job.target, i)),
+            };
+            let span = &span;
+            let lookup = lookup(i);
+            async move { call_model(shared, &target, item, backend, slots, span, lookup).await }
+        });
+        samples.reserve(n as usize);
+        let mut call = None;
+        for result in futures::future::join_all(calls).await {
+            match (result, &mut call) {
+                (Ok((c, hit)), None) => {
+                    samples.push(c.text.clone());
+                    call = Some(Ok((c, hit)));
+                }
+                (Ok((c, _)), Some(Ok((first, _)))) => {
+                    first.usage.input += c.usage.input;
+                    first.usage.output += c.usage.output;
+                    samples.push(c.text);
+                }
+                (Ok(_), Some(Err(_))) => {}
+                // Any failed sample fails the item: pass@k needs every sample.
+                (Err(e), _) => {
+                    call = Some(Err(e));
+                    break;
+                }
             }
         }
-    }
-    let call = call.expect("at least one sample");
+        call.expect("at least one sample")
+    };
     let cached = matches!(call, Ok((_, true)));
     let call = match call {
         Ok((completion, _)) => Ok(completion),
@@ -696,7 +703,10 @@ async fn evaluate_item<'c>(
     match call {
         Ok(completion) => {
             telemetry::record_completion(&span, &completion);
-            let samples = samples.as_slice();
+            let samples = match samples.as_slice() {
+                [] => std::slice::from_ref(&completion.text),
+                many => many,
+            };
             let mut scores = Vec::with_capacity(scorers.len());
             let mut unscored = None;
             for s in scorers {

@@ -206,29 +206,39 @@ impl AdaptiveLimit {
     /// Waits for a free slot. Cancel-safe: dropping the future gives nothing up.
     pub async fn acquire(&self) -> AdaptivePermit {
         loop {
+            // A free slot is taken without registering as a waiter.
+            if let Some(permit) = self.try_acquire() {
+                return permit;
+            }
             let freed = self.shared.freed.notified();
             tokio::pin!(freed);
-            // Register before checking, so a release between the check and
-            // the await still wakes us.
+            // Register before checking again, so a release between the
+            // check and the await still wakes us.
             freed.as_mut().enable();
-            {
-                let mut state = self.shared.lock();
-                if state.in_flight < state.whole() {
-                    state.in_flight += 1;
-                    let more = state.in_flight < state.whole();
-                    drop(state);
-                    if more {
-                        // We may have consumed a wake-up meant for several
-                        // slots (the limit grew by more than one): pass it on.
-                        self.shared.freed.notify_one();
-                    }
-                    return AdaptivePermit {
-                        shared: self.shared.clone(),
-                    };
-                }
+            if let Some(permit) = self.try_acquire() {
+                return permit;
             }
             freed.await;
         }
+    }
+
+    /// A free slot now, or `None` when every slot is taken.
+    pub fn try_acquire(&self) -> Option<AdaptivePermit> {
+        let mut state = self.shared.lock();
+        if state.in_flight >= state.whole() {
+            return None;
+        }
+        state.in_flight += 1;
+        let more = state.in_flight < state.whole();
+        drop(state);
+        if more {
+            // We may have consumed a wake-up meant for several slots (the
+            // limit grew by more than one): pass it on.
+            self.shared.freed.notify_one();
+        }
+        Some(AdaptivePermit {
+            shared: self.shared.clone(),
+        })
     }
 
     /// The target said 429 to an attempt sent just now: see
@@ -556,13 +566,19 @@ impl<'a> Slots<'a> {
                 left: Duration::ZERO,
             });
         }
-        let target = bounded(self.deadline, self.target.acquire()).await?;
+        // Free slots are taken at once; only a wait is bounded by the
+        // deadline (a timer per wait, none per call).
+        let target = match self.target.try_acquire() {
+            Some(permit) => permit,
+            None => bounded(self.deadline, self.target.acquire()).await?,
+        };
         let worker = match self.worker {
-            Some(worker) => Some(
-                bounded(self.deadline, worker.acquire())
+            Some(worker) => Some(match worker.try_acquire() {
+                Ok(permit) => permit,
+                Err(_) => bounded(self.deadline, worker.acquire())
                     .await?
                     .expect("the worker's call slots are never closed"),
-            ),
+            }),
             None => None,
         };
         Ok(AttemptPermit {

@@ -8,6 +8,9 @@
 /// assert_eq!(vigil_worker::text::short("a\nb", 10), "a b");
 /// ```
 pub fn short(text: &str, max: usize) -> String {
+    if fits(text, max) {
+        return text.to_string();
+    }
     let flat: String = text
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -18,6 +21,18 @@ pub fn short(text: &str, max: usize) -> String {
     let mut out: String = flat.chars().take(max.saturating_sub(1)).collect();
     out.push('…');
     out
+}
+
+/// [`short`] of an owned `text`, which is kept as it is when it already
+/// fits (no copy).
+pub fn shorten(text: String, max: usize) -> String {
+    if fits(&text, max) { text } else { short(&text, max) }
+}
+
+/// Whether `text` is at most `max` bytes (so characters) with no control
+/// character: [`short`] would return it unchanged.
+fn fits(text: &str, max: usize) -> bool {
+    text.len() <= max && !text.chars().any(char::is_control)
 }
 
 #[cfg(test)]

@@ -62,7 +62,7 @@ impl Classification {
                         label.name
                     )));
                 }
-                terms.push((t, label.name.clone()));
+                terms.push((t.into_owned(), label.name.clone()));
             }
         }
         terms.sort_by_key(|t| std::cmp::Reverse(t.0.len()));

@@ -31,7 +31,7 @@ impl ReferenceScorer for Contains {
             return self.common.verdict(0.0, "empty reference");
         }
         let got = normalize(output, &self.normalize);
-        if got.contains(&want) {
+        if got.contains(want.as_ref()) {
             self.common
                 .verdict(1.0, format!("contains {}", quote(&want)))
         } else {

@@ -37,7 +37,7 @@ pub mod regex;
 pub mod rouge;
 pub mod toxicity;
 
-use crate::text::short;
+use crate::text::{short, shorten};
 use futures::future::BoxFuture;
 use vigil_protocol::{ErrorKind, Item, Job, Score, ScorerKind, ScorerSpec};
 
@@ -414,7 +414,7 @@ impl Common {
             scorer: self.name.clone(),
             value,
             passed,
-            detail: short(&detail.into(), MAX_DETAIL),
+            detail: shorten(detail.into(), MAX_DETAIL),
             ..Default::default()
         }
     }

@@ -34,24 +34,45 @@ static WHITESPACE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s+").expect(
 /// assert_eq!(normalize("  The  Eiffel Tower! ", &all), "eiffel tower");
 /// assert_eq!(normalize("  x ", &Normalization::default()), "x");
 /// ```
-pub fn normalize(text: &str, n: &Normalization) -> String {
-    let mut out: Cow<'_, str> = Cow::Borrowed(text);
+pub fn normalize<'t>(text: &'t str, n: &Normalization) -> Cow<'t, str> {
+    // Borrowed until a step changes the text: the default (trim only) of an
+    // answer and a reference copies neither.
+    let mut out: Cow<'t, str> = Cow::Borrowed(text);
     if n.ignore_case {
         out = Cow::Owned(out.to_lowercase());
     }
     if n.remove_punctuation {
-        out = Cow::Owned(PUNCTUATION.replace_all(&out, "").into_owned());
+        out = replace(out, &PUNCTUATION, "");
     }
     if n.remove_articles {
-        out = Cow::Owned(ARTICLES.replace_all(&out, "").into_owned());
+        out = replace(out, &ARTICLES, "");
     }
     if n.collapse_whitespace {
-        out = Cow::Owned(WHITESPACE.replace_all(&out, " ").into_owned());
+        out = replace(out, &WHITESPACE, " ");
     }
     if n.trim {
-        out = Cow::Owned(out.trim().to_string());
+        out = match out {
+            Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+            Cow::Owned(s) if s.trim().len() == s.len() => Cow::Owned(s),
+            Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+        };
     }
-    out.into_owned()
+    out
+}
+
+/// `text` with every match of `re` replaced by `with`, copied only when
+/// something matched.
+fn replace<'t>(text: Cow<'t, str>, re: &Regex, with: &str) -> Cow<'t, str> {
+    match text {
+        Cow::Borrowed(s) => re.replace_all(s, with),
+        Cow::Owned(s) => {
+            let changed = match re.replace_all(&s, with) {
+                Cow::Owned(r) => Some(r),
+                Cow::Borrowed(_) => None,
+            };
+            Cow::Owned(changed.unwrap_or(s))
+        }
+    }
 }
 
 #[cfg(test)]
