@@ -26,7 +26,11 @@ pub fn short(text: &str, max: usize) -> String {
 /// [`short`] of an owned `text`, which is kept as it is when it already
 /// fits (no copy).
 pub fn shorten(text: String, max: usize) -> String {
-    if fits(&text, max) { text } else { short(&text, max) }
+    if fits(&text, max) {
+        text
+    } else {
+        short(&text, max)
+    }
 }
 
 /// Whether `text` is at most `max` bytes (so characters) with no control
