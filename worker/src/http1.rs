@@ -102,9 +102,8 @@ struct Idle {
     since: Instant,
 }
 
-/// Idle keep-alive connections by `host:port`.
-/// Idle connections by `host:port` (foldhash: two lookups per call, of
-/// configured endpoints only).
+/// Idle keep-alive connections by `host:port` (foldhash: two lookups per
+/// call, of configured endpoints only).
 #[derive(Clone, Default)]
 pub(crate) struct Pool(Arc<Mutex<foldhash::HashMap<String, Vec<Idle>>>>);
 
