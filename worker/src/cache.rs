@@ -32,7 +32,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use vigil_protocol::{Job, Prompt, TargetSpec, TokenUsage};
 
 /// A cached response.
@@ -78,6 +78,9 @@ const MAX_RUNS: usize = 4096;
 /// - [`EMPTY_STREAK`] jobs in a row whose reads found none of their calls
 ///   (answers of other prompts are stored): later jobs read one in
 ///   [`PROBE_EVERY`], and every job again as soon as one finds a call.
+///
+/// It also holds when this worker last put the run's marker: writes put it
+/// once every [`MARKER_EVERY`], not with every job's entries.
 #[derive(Debug, Default)]
 struct RunReads {
     /// Jobs of the run this worker started.
@@ -86,12 +89,31 @@ struct RunReads {
     empty_streak: u32,
     /// A read found nothing at all.
     nothing_stored: bool,
+    /// When this worker last put the target's marker for the run.
+    marker_put: Option<Instant>,
+}
+
+impl RunReads {
+    /// Whether a write at `now` puts the marker (and if so, notes it).
+    fn marker_due(&mut self, now: Instant) -> bool {
+        let due = self
+            .marker_put
+            .is_none_or(|at| now.saturating_duration_since(at) >= MARKER_EVERY);
+        if due {
+            self.marker_put = Some(now);
+        }
+        due
+    }
 }
 
 /// Jobs in a row that found none of their calls before a run reads less.
 const EMPTY_STREAK: u32 = 4;
 /// Then one job in this many still reads.
 const PROBE_EVERY: u64 = 8;
+/// How often a run's writes put the target's marker again: a marker is at
+/// most this much older than the entries it vouches for (it only has to
+/// outlive them), and a cold run does not put one more message per job.
+const MARKER_EVERY: Duration = Duration::from_secs(60);
 
 /// What one job's reads found.
 enum ReadOutcome {
@@ -125,6 +147,15 @@ impl ResponseCache {
             ReadOutcome::NoCall => reads.empty_streak += 1,
             ReadOutcome::Calls => reads.empty_streak = 0,
         }
+    }
+
+    /// Whether a write of `run`'s entries puts the target's marker as well:
+    /// the run's first on this worker, then once every [`MARKER_EVERY`].
+    fn marker_due(&self, run: &(String, String)) -> bool {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.entry(run.clone())
+            .or_default()
+            .marker_due(Instant::now())
     }
 }
 
@@ -683,7 +714,8 @@ fn entry_size(key: &str, entry: &CachedResponse) -> usize {
     key.len() + entry.text.len() + opt(&entry.finish_reason) + opt(&entry.model) + 48
 }
 
-/// The entry of a fresh answer, stored now.
+/// The entry of a fresh answer; its write time is set when the job's
+/// entries are written ([`JobLookups::write`]).
 fn fresh_entry(completion: &Completion) -> CachedResponse {
     CachedResponse {
         text: completion.text.clone(),
@@ -691,7 +723,7 @@ fn fresh_entry(completion: &Completion) -> CachedResponse {
         finish_reason: completion.finish_reason.clone(),
         model: completion.model.clone(),
         latency_ms: completion.latency_ms,
-        stored_at_ms: now_ms(),
+        stored_at_ms: 0,
     }
 }
 
@@ -741,8 +773,9 @@ impl Found<'_> {
 /// ([`ResponseCache::read_many`]): no item waits on a lookup of its own.
 pub struct JobLookups<'a> {
     cache: Option<&'a ResponseCache>,
-    /// The target's marker entry ([`KeyPrefix`]), put with every write.
-    marker: String,
+    /// The run and the target's marker entry ([`KeyPrefix`]): the marker
+    /// is put with the job's entries when due ([`ResponseCache::marker_due`]).
+    run: (String, String),
     /// Calls per item (its samples).
     samples: usize,
     /// Per call (item by item in the job's order, sample by sample): its key.
@@ -771,7 +804,7 @@ impl<'a> JobLookups<'a> {
     /// No cache for this job: nothing looked up, nothing stored.
     fn none() -> Self {
         JobLookups {
-            marker: String::new(),
+            run: Default::default(),
             cache: None,
             samples: 0,
             keys: Vec::new(),
@@ -825,8 +858,7 @@ impl<'a> JobLookups<'a> {
             .flat_map(|item| prefixes.iter().map(|p| p.key(&item.prompt)))
             .collect();
         let groups = groups(&keys);
-        let marker = prefixes[0].marker.clone();
-        let run = (job.run_id.clone(), marker.clone());
+        let run = (job.run_id.clone(), prefixes[0].marker.clone());
         let read = cache.should_read(&run);
         let mut names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
         // The first call's own entry too: a job whose calls an older vigil
@@ -835,7 +867,7 @@ impl<'a> JobLookups<'a> {
         if probe {
             names.push(&keys[0]);
         }
-        names.push(&marker);
+        names.push(&run.1);
         let stored = match read {
             true => cache.read_many(&names).await,
             false => HashMap::new(),
@@ -920,8 +952,10 @@ impl<'a> JobLookups<'a> {
             }
             (found.hits, in_own_group, first, found.others, found.links)
         };
+        // Room for every miss's answer up front.
+        let misses = hits.iter().filter(|h| h.is_none()).count();
         JobLookups {
-            marker,
+            run,
             cache: Some(cache),
             samples,
             keys,
@@ -931,7 +965,7 @@ impl<'a> JobLookups<'a> {
             first,
             others,
             links,
-            fresh: Mutex::default(),
+            fresh: Mutex::new(Vec::with_capacity(misses)),
         }
     }
 
@@ -958,13 +992,18 @@ impl<'a> JobLookups<'a> {
     /// job's calls are done and before its result is published. No item
     /// waits on it.
     pub async fn write(&self) {
-        let fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut fresh = std::mem::take(&mut *self.fresh.lock().unwrap_or_else(|e| e.into_inner()));
         let Some(cache) = self.cache else {
             return;
         };
         let mut answers: Vec<Option<&CachedResponse>> =
             self.hits.iter().map(Option::as_ref).collect();
         let mut is_fresh = vec![false; self.keys.len()];
+        // One clock read for the job's fresh answers: stored now.
+        let now = now_ms();
+        for (_, entry) in &mut fresh {
+            entry.stored_at_ms = now;
+        }
         for (call, entry) in &fresh {
             answers[*call] = Some(entry);
             is_fresh[*call] = true;
@@ -1033,8 +1072,11 @@ impl<'a> JobLookups<'a> {
             }
         }
         if !entries.is_empty() {
-            // The marker last: never older than the entries it vouches for.
-            entries.push((self.marker.clone(), b"1".to_vec()));
+            // The marker last, so it is never stored before the entries it
+            // vouches for.
+            if cache.marker_due(&self.run) {
+                entries.push((self.run.1.clone(), b"1".to_vec()));
+            }
             cache.write(entries).await;
         }
     }
@@ -1107,6 +1149,20 @@ mod tests {
     /// Groups are cut at anchor keys: the keys before the first anchor are
     /// named by it, a job without an anchor stores each key alone, and a
     /// group's name depends on the keys, not on where the job starts.
+    /// A run's writes put the marker with its first job's entries, then
+    /// once every [`MARKER_EVERY`], whatever the number of jobs between.
+    #[test]
+    fn the_marker_is_put_once_per_interval() {
+        let mut run = RunReads::default();
+        let t0 = Instant::now();
+        assert!(run.marker_due(t0), "the run's first write");
+        for s in [0, 1, 30, 59] {
+            assert!(!run.marker_due(t0 + Duration::from_secs(s)), "{s} s later");
+        }
+        assert!(run.marker_due(t0 + MARKER_EVERY), "{MARKER_EVERY:?} later");
+        assert!(!run.marker_due(t0 + MARKER_EVERY + Duration::from_secs(1)));
+    }
+
     #[test]
     fn groups_are_cut_at_anchor_keys() {
         let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();

@@ -789,9 +789,9 @@ async fn call_model(
     backend: Chosen<'_>,
     slots: Slots<'_>,
     span: &tracing::Span,
-    lookup: crate::cache::Lookup<'_>,
+    mut lookup: crate::cache::Lookup<'_>,
 ) -> Result<(crate::backend::Completion, bool), Option<crate::backend::CallFailure>> {
-    if let Some(hit) = lookup.hit.clone() {
+    if let Some(hit) = lookup.hit.take() {
         return Ok((hit, true));
     }
     // An item whose run ended meanwhile is not worth a call. (The call
