@@ -372,6 +372,17 @@ impl Report {
                 each(cached, |p| p.warm.wall_per_s()),
                 each(cached, |p| p.other.wall_per_s()),
             ));
+            // Best against best can pair a fast moment of one side with a
+            // slow one of the other; each round's pair ran minutes apart at most.
+            let paired: Vec<String> = cached
+                .iter()
+                .zip(runs)
+                .map(|(p, r)| pct(p.cold.wall_per_s() / r.wall_per_s()))
+                .collect();
+            self.notes.push(format!(
+                "cold run with the cache on against the same round's cache-off run (wall clock): {}",
+                paired.join(", ")
+            ));
         }
         self.first_result_s = runs
             .iter()
