@@ -1146,9 +1146,6 @@ mod tests {
         }
     }
 
-    /// Groups are cut at anchor keys: the keys before the first anchor are
-    /// named by it, a job without an anchor stores each key alone, and a
-    /// group's name depends on the keys, not on where the job starts.
     /// A run's writes put the marker with its first job's entries, then
     /// once every [`MARKER_EVERY`], whatever the number of jobs between.
     #[test]
@@ -1163,6 +1160,9 @@ mod tests {
         assert!(!run.marker_due(t0 + MARKER_EVERY + Duration::from_secs(1)));
     }
 
+    /// Groups are cut at anchor keys: the keys before the first anchor are
+    /// named by it, a job without an anchor stores each key alone, and a
+    /// group's name depends on the keys, not on where the job starts.
     #[test]
     fn groups_are_cut_at_anchor_keys() {
         let keys = |ks: &[&str]| ks.iter().map(|k| k.to_string()).collect::<Vec<_>>();
