@@ -56,8 +56,10 @@ pub async fn run(args: ProxyArgs) -> CommandResult {
         cfg.metrics.register(registry)
     })
     .await?;
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    // The queue model servers keep (4,096, capped by `somaxconn`), not
+    // tokio's 128: an application opening its connection pool at once must
+    // not have SYNs dropped and wait out TCP's 1 s retransmission.
+    let listener = vigil_stub::bind(args.listen)
         .with_context(|| format!("cannot listen on {}", args.listen))
         .infra_error()?;
     errln!(

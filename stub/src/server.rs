@@ -145,7 +145,7 @@ async fn serve_shared(
 pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// A listener on `addr` with a queue of [`LISTEN_BACKLOG`] connections, as
-/// `vigil stub` and [`StubServer`] bind.
+/// `vigil stub`, [`StubServer`] and the capture proxy (`vigil proxy`) bind.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
