@@ -624,18 +624,26 @@ async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemRes
                 let result =
                     evaluate_item(shared, job, item, backend, scorers, slots, item_lookup).await;
                 gate.calls_done(job.samples.max(1) as usize);
-                result
+                (position, result)
             }
         })
         .collect();
-    let mut results = Vec::with_capacity(job.items.len());
-    while let Some(result) = pending.next().await {
-        results.push(result);
+    // Each result in its item's place as it comes: sorting the finished
+    // results moved each (a few hundred bytes) several times.
+    let mut placed: Vec<Option<ItemResult>> = std::iter::repeat_with(|| None)
+        .take(job.items.len())
+        .collect();
+    while let Some((position, result)) = pending.next().await {
+        placed[position] = Some(result);
     }
     drop(pending);
     // The misses' answers, written together before the job's result.
     lookups.write().await;
-    results.sort_by_key(|r| r.index);
+    let mut results: Vec<ItemResult> = placed.into_iter().flatten().collect();
+    // In the job's order, which is by index unless the job says otherwise.
+    if !results.is_sorted_by_key(|r| r.index) {
+        results.sort_by_key(|r| r.index);
+    }
     results
 }
 
