@@ -630,9 +630,7 @@ async fn evaluate_job(shared: &Shared, job: &Job, gate: &JobGate) -> Vec<ItemRes
         .collect();
     // Each result in its item's place as it comes: sorting the finished
     // results moved each (a few hundred bytes) several times.
-    let mut placed: Vec<Option<ItemResult>> = std::iter::repeat_with(|| None)
-        .take(job.items.len())
-        .collect();
+    let mut placed: Vec<Option<ItemResult>> = vec![None; job.items.len()];
     while let Some((position, result)) = pending.next().await {
         placed[position] = Some(result);
     }
